@@ -1,0 +1,68 @@
+# Concurrency Lab - the front door. `make help` lists every target.
+# Every target installs what it needs into .venv first, so a fresh clone
+# needs only Python 3.11+ and make.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ONLY   ?=
+LAB    ?=
+SUBMISSION ?=
+PORT   ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-fast charts figures notebooks jupyter serve-wsgi serve-asgi \
+        calibrate handout grade lint clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[notebooks,dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the lab into it
+
+test: $(STAMP) ## run every test (quick mode: CONCLAB_QUICK=1)
+	CONCLAB_QUICK=1 $(BIN)/python -m pytest
+
+test-fast: $(STAMP) ## the tests without notebooks, labs and faults
+	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not notebooks and not labs and not faults"
+
+charts: $(STAMP) ## measure everything and write figures/*.png (ONLY=name for one)
+	$(BIN)/conclab charts $(if $(ONLY),--only $(ONLY))
+
+figures: $(STAMP) ## redraw figures/*.png from saved results, no measuring
+	$(BIN)/conclab charts --replot $(if $(ONLY),--only $(ONLY))
+
+notebooks: $(STAMP) ## execute every notebook headless, HTML into build/
+	$(BIN)/conclab notebooks --out build
+
+jupyter: $(STAMP) ## open JupyterLab on notebooks/
+	$(BIN)/python -m pip install --quiet -e '.[jupyter]'
+	$(BIN)/jupyter lab notebooks
+
+serve-wsgi: $(STAMP) ## Flask on Gunicorn at 127.0.0.1:8000 (PORT=...) until Ctrl-C
+	$(BIN)/conclab serve wsgi --port $(PORT)
+
+serve-asgi: $(STAMP) ## the raw ASGI app on Uvicorn at 127.0.0.1:8000 (PORT=...) until Ctrl-C
+	$(BIN)/conclab serve asgi --port $(PORT)
+
+calibrate: $(STAMP) ## measure the load driver's own ceiling against /hello
+	$(BIN)/conclab calibrate
+
+handout: $(STAMP) ## write student copies of the labs to dist/handout/
+	$(BIN)/conclab handout --out dist/handout
+
+grade: $(STAMP) ## grade a lab: make grade LAB=01 [SUBMISSION=path/to/folder]
+	$(BIN)/conclab grade $(LAB) $(if $(SUBMISSION),--submission $(SUBMISSION))
+
+lint: $(STAMP) ## ruff over the code
+	$(BIN)/ruff check src servers tests labs
+
+clean: ## remove the venv, build/ and dist/ (keeps figures/ and results/)
+	rm -rf $(VENV) build dist .pytest_cache

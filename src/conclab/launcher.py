@@ -1,0 +1,301 @@
+"""Start Gunicorn or Uvicorn on a free loopback port, and always stop them.
+
+    with serve(ServerSpec("asgi")) as server:
+        httpx.get(server.url + "/hello")
+
+``serve`` starts the server as its own process group under a small guard
+(``conclab.guard``), waits for ``/health``, yields a :class:`Server` with the URL
+and the process ids, and on exit stops the whole group: TERM, then KILL after a
+grace period. A server that fails to start raises :class:`ServerStartError`
+quoting the server's own output. If the Python process that called ``serve`` dies -
+an exception, Ctrl-C, or a kernel killed with SIGKILL - the guard stops the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+SERVERS_DIR = Path(os.environ.get("CONCLAB_SERVERS", Path(__file__).resolve().parents[2] / "servers"))
+DEFAULT_APPS = {"wsgi": "wsgi_flask:app", "asgi": "asgi_minimal:app"}
+LOOPBACK = "127.0.0.1"
+
+
+class ServerStartError(RuntimeError):
+    """The server did not come up; the message quotes its own output."""
+
+
+def client_cpu():
+    """The core the load driver pins itself to (the last one), or None on 1 core."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1] if len(cpus) > 1 else None
+
+
+def server_cpus():
+    """Cores left for servers by default: all but the driver's."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return tuple(cpus[:-1]) if len(cpus) > 1 else tuple(cpus)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Everything that decides how a server runs. ``kind`` is "wsgi" or "asgi".
+
+    WSGI (Gunicorn): ``workers`` processes; ``threads`` > 1 selects the gthread
+    worker class (as Gunicorn itself does); ``timeout`` is Gunicorn's worker timeout.
+    ASGI (Uvicorn): ``workers``, ``loop``, ``http``, ``threadpool`` (size of the
+    app's offload pool) and ``limit_concurrency`` (Uvicorn answers 503 beyond it).
+    ``cpus``: the cores the server may use; None means all but the driver's core,
+    "all" means every core.
+    """
+
+    kind: str = "asgi"
+    workers: int = 1
+    threads: int = 1
+    worker_class: str | None = None
+    loop: str = "auto"
+    http: str = "auto"
+    threadpool: int = 40
+    limit_concurrency: int | None = None
+    timeout: int = 30
+    app: str | None = None
+    app_dir: str | None = None
+    cpus: tuple[int, ...] | str | None = None
+    port: int | None = None
+    env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        problems = []
+        if self.kind not in DEFAULT_APPS:
+            problems.append(f"kind must be 'wsgi' or 'asgi', not {self.kind!r}")
+        for name, low, high in (("workers", 1, 64), ("threads", 1, 1024), ("threadpool", 1, 1024), ("timeout", 1, 3600)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not low <= value <= high:
+                problems.append(f"{name} must be an integer {low}..{high}, not {value!r}")
+        if self.limit_concurrency is not None and not (isinstance(self.limit_concurrency, int) and self.limit_concurrency >= 1):
+            problems.append(f"limit_concurrency must be a positive integer, not {self.limit_concurrency!r}")
+        if self.loop not in ("auto", "asyncio", "uvloop"):
+            problems.append(f"loop must be auto, asyncio or uvloop, not {self.loop!r}")
+        if self.http not in ("auto", "h11", "httptools"):
+            problems.append(f"http must be auto, h11 or httptools, not {self.http!r}")
+        if self.worker_class not in (None, "sync", "gthread"):
+            problems.append(f"worker_class must be sync or gthread, not {self.worker_class!r}")
+        if self.port is not None and not (isinstance(self.port, int) and 1 <= self.port <= 65535):
+            problems.append(f"port must be 1..65535, not {self.port!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def gunicorn_class(self):
+        return self.worker_class or ("gthread" if self.threads > 1 else "sync")
+
+    @property
+    def label(self):
+        """A short name for legends: 'gunicorn sync x1', 'uvicorn x2 pool=4'."""
+        if self.kind == "wsgi":
+            cls = self.gunicorn_class
+            threads = f"x{self.threads}t" if cls == "gthread" else ""
+            return f"gunicorn {cls} {self.workers}w{threads}".strip()
+        pool = f" pool={self.threadpool}" if self.threadpool != 40 else ""
+        return f"uvicorn {self.workers}w{pool}"
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def command(self, port, host=LOOPBACK):
+        """The real gunicorn/uvicorn command line - the one a student could type."""
+        app = self.app or DEFAULT_APPS[self.kind]
+        app_dir = str(self.app_dir or SERVERS_DIR)
+        if self.kind == "wsgi":
+            return [
+                sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
+                "--chdir", app_dir, "--workers", str(self.workers),
+                "--worker-class", self.gunicorn_class, "--threads", str(self.threads),
+                "--timeout", str(self.timeout), "--graceful-timeout", "3", app,
+            ]
+        cmd = [
+            sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port),
+            "--app-dir", app_dir, "--workers", str(self.workers),
+            "--loop", self.loop, "--http", self.http, "--no-access-log",
+            "--timeout-graceful-shutdown", "3",
+        ]
+        if self.limit_concurrency:
+            cmd += ["--limit-concurrency", str(self.limit_concurrency)]
+        return cmd + [app]
+
+    def resolved_cpus(self):
+        if self.cpus == "all":
+            return tuple(sorted(os.sched_getaffinity(0)))
+        if self.cpus is None:
+            return server_cpus()
+        return tuple(self.cpus)
+
+
+@dataclass
+class Server:
+    """A running server: where it listens and which processes it is."""
+
+    spec: ServerSpec
+    url: str
+    port: int
+    guard_pid: int
+    log_path: Path
+    command: list[str]
+
+    @property
+    def pgid(self):
+        return self.guard_pid
+
+    def processes(self):
+        try:
+            return psutil.Process(self.guard_pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    @property
+    def master_pid(self):
+        kids = psutil.Process(self.guard_pid).children()
+        return kids[0].pid if kids else None
+
+    @property
+    def worker_pids(self):
+        """Processes that serve requests (for a single Uvicorn process: itself)."""
+        master = self.master_pid
+        if master is None:
+            return []
+        workers = [
+            p.pid for p in psutil.Process(master).children()
+            if "resource_tracker" not in " ".join(_cmdline(p))
+        ]
+        return workers or [master]
+
+    @property
+    def pids(self):
+        """Every process of the server, the guard included."""
+        return [self.guard_pid] + [p.pid for p in self.processes()]
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def rss_bytes(self):
+        """Resident memory of every server process, summed (shared pages counted once per process)."""
+        total = 0
+        for p in self.processes():
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
+
+
+def _cmdline(proc):
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+def free_port(host=LOOPBACK):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _tail(text, lines=25):
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _start(spec, port, start_timeout, log_path):
+    command = spec.command(port)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", THREADPOOL_SIZE=str(spec.threadpool))
+    env.pop("WEB_CONCURRENCY", None)  # Uvicorn would read it as --workers
+    env.update(dict(spec.env))
+    guard = [
+        sys.executable, "-m", "conclab.guard", "--parent", str(os.getpid()),
+        "--cpus", ",".join(map(str, spec.resolved_cpus())), "--",
+        *command,
+    ]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            guard, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env,
+        )
+    server = Server(spec, f"http://{LOOPBACK}:{port}", port, proc.pid, log_path, command)
+    server._proc = proc
+    deadline = time.monotonic() + start_timeout
+    with httpx.Client(timeout=1.0, trust_env=False) as client:
+        while True:
+            if proc.poll() is not None:
+                raise ServerStartError(
+                    f"{spec.label} exited while starting (code {proc.returncode}).\n"
+                    f"command: {shlex.join(command)}\n--- server output ---\n{_tail(server.log())}"
+                )
+            if time.monotonic() > deadline:
+                _stop(server)
+                raise ServerStartError(
+                    f"{spec.label} did not answer /health within {start_timeout:g} s.\n"
+                    f"command: {shlex.join(command)}\n--- server output ---\n{_tail(server.log())}"
+                )
+            try:
+                ok = client.get(server.url + "/health").status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok and len(server.worker_pids) >= spec.workers:
+                return server
+            time.sleep(0.05)
+
+
+def _stop(server, grace=5.0):
+    proc = server._proc
+    with contextlib.suppress(OSError):
+        proc.stdin.close()  # the guard sees EOF and stops the group gracefully
+    try:
+        proc.wait(timeout=grace + 2)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(server.pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=2)
+
+
+@contextlib.contextmanager
+def serve(spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrides):
+    """Run a server for the duration of a ``with`` block. See the module docstring."""
+    spec = dataclasses.replace(spec or ServerSpec(), **overrides) if overrides else (spec or ServerSpec())
+    log_dir = Path(tempfile.mkdtemp(prefix="conclab-server-"))
+    attempts = 1 if spec.port else 3
+    for attempt in range(attempts):
+        port = spec.port or free_port()
+        log_path = log_dir / f"{spec.kind}-{port}.log"
+        try:
+            server = _start(spec, port, start_timeout, log_path)
+            break
+        except ServerStartError as err:
+            # Another program may grab the free port between our check and the bind.
+            if "already in use" not in str(err) or attempt == attempts - 1:
+                raise
+    try:
+        yield server
+    finally:
+        _stop(server)
+
+
+def describe(server):
+    return (
+        f"{server.spec.label} listening on {server.url}\n"
+        f"  command: {shlex.join(server.command)}\n"
+        f"  pids: guard {server.guard_pid}, master {server.master_pid}, workers {server.worker_pids}\n"
+        f"  log: {server.log_path}"
+    )
