@@ -48,7 +48,7 @@ def add_server_options(p, kind_positional=False):
     p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="ASGI event loop")
     p.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="ASGI HTTP parser")
     p.add_argument("--limit-concurrency", type=positive_int, default=None, help="ASGI: 503 beyond this")
-    p.add_argument("--timeout", type=positive_int, default=30, help="WSGI: Gunicorn worker timeout (s)")
+    p.add_argument("--worker-timeout", type=positive_int, default=30, help="WSGI: Gunicorn worker timeout (s)")
     p.add_argument("--cpus", default=None, help="cores for the server: 'all' or e.g. 0,1 (default: all but the driver's)")
 
 
@@ -65,7 +65,7 @@ def spec_from_args(args, kind):
         return ServerSpec(
             kind=kind, workers=args.workers, threads=args.threads, threadpool=args.threadpool,
             loop=args.loop, http=args.http, limit_concurrency=args.limit_concurrency,
-            timeout=args.timeout, cpus=cpus, port=getattr(args, "port", None),
+            timeout=args.worker_timeout, cpus=cpus, port=getattr(args, "port", None),
         )
     except ValueError as err:
         raise CliError(str(err)) from None
@@ -90,6 +90,83 @@ def cmd_serve(args):
     return 0
 
 
+def check_reachable(url):
+    """One TCP connect before a run: an unreachable server is a one-line error, not 10,000 failures."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname, port), timeout=3):
+            pass
+    except (OSError, ValueError) as err:
+        raise CliError(f"cannot reach {url}: {err.strerror or err}") from None
+
+
+def cmd_bench(args):
+    import contextlib
+    import json
+    import warnings
+
+    from .driver import Interrupted, LoadError, LoadSpec, check_target, run_load
+    from .launcher import serve
+    from .results import save_run, to_json
+    from .stats import format_summary
+
+    if (args.server is None) == (args.url is None):
+        raise CliError("give exactly one of --server wsgi|asgi or --url BASE")
+    try:
+        load = LoadSpec(
+            path=args.path, concurrency=args.concurrency, rate=args.rate, arrivals=args.arrivals,
+            duration=args.duration, requests=args.requests, warmup=args.warmup, timeout=args.timeout,
+            transport=args.transport,
+        )
+        if args.url:
+            check_target(args.url, args.allow_remote)
+    except LoadError as err:
+        raise CliError(str(err)) from None
+    spec = spec_from_args(args, args.server) if args.server else None
+    human = sys.stderr if args.json == "-" else sys.stdout
+    interrupted = False
+    with serve(spec) if spec else contextlib.nullcontext() as server:
+        url = server.url if server else args.url.rstrip("/")
+        check_reachable(url)
+        server_doc = {"spec": spec.to_dict(), "label": spec.label, "command": server.command} if server else {"url": url}
+        if server:
+            print(f"{spec.label} on {url}", file=human)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = run_load(url, load, progress=not args.no_progress, allow_remote=args.allow_remote)
+            except Interrupted as stop:
+                result, interrupted = stop.result, True
+            except LoadError as err:
+                raise CliError(str(err)) from None
+        for w in caught:
+            print(f"WARNING: {w.message}", file=human)
+    doc = save_run(result, json_path=args.json if args.json not in (None, "-") else None,
+                   records_path=args.records, server=server_doc)
+    print(format_summary(result.summary), file=human)
+    if args.json == "-":
+        sys.stdout.write(to_json(doc))
+    if args.records:
+        print(f"records: {args.records}", file=human)
+    if interrupted:
+        return 130
+    if result.failed:
+        print(f"conclab: error: {result.failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_calibrate(args):
+    from .experiments import calibrate
+
+    calibrate(duration=args.duration)
+    return 0
+
+
 def build_parser():
     parser = Parser(prog="conclab", description="Concurrency Lab: measure Python web concurrency.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -99,13 +176,38 @@ def build_parser():
     p.add_argument("--port", type=positive_int, default=None, help="port (default: a free one)")
     p.set_defaults(func=cmd_serve)
 
-    for register in _REGISTRARS:
-        register(sub)
+    p = sub.add_parser("bench", help="apply load and summarise throughput and latency")
+    where = p.add_argument_group("target (one of)")
+    where.add_argument("--server", choices=["wsgi", "asgi"], help="start this lab server for the run")
+    where.add_argument("--url", help="an already running server, e.g. http://127.0.0.1:8000")
+    add_server_options(p)
+    p.add_argument("--path", required=True, help="route with query, e.g. '/io?ms=100'")
+    p.add_argument("--concurrency", type=positive_int, help="closed loop: this many users")
+    p.add_argument("--rate", type=positive_float, help="open loop: requests per second")
+    p.add_argument("--arrivals", choices=["constant", "poisson"], default="constant", help="open loop arrivals")
+    p.add_argument("--duration", type=positive_float, help="seconds to measure (after warm-up)")
+    p.add_argument("--requests", type=positive_int, help="stop after this many requests")
+    p.add_argument("--warmup", type=float, default=0.0, help="seconds excluded from the summary")
+    p.add_argument("--timeout", type=positive_float, default=10.0, help="per-request timeout (s)")
+    p.add_argument("--transport", choices=["aiohttp", "httpx"], default="aiohttp",
+                   help="httpx transport: aiohttp (accurate) or httpx's default (slow under concurrency)")
+    p.add_argument("--json", metavar="FILE|-", help="write the JSON summary to FILE, or stdout with -")
+    p.add_argument("--records", metavar="FILE.csv", help="write one CSV row per request")
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("calibrate", help="measure the load driver's own ceiling against /hello")
+    p.add_argument("--duration", type=positive_float, default=3.0, help="seconds per point")
+    p.set_defaults(func=cmd_calibrate)
+
+    import importlib.util
+
+    if importlib.util.find_spec("conclab.labs"):  # TEMP until labs.py lands
+        from . import labs
+
+        labs.add_cli(sub)
     return parser
-
-
-# Other modules add their subcommands here (bench, charts, labs ...).
-_REGISTRARS = []
 
 
 def main(argv=None):

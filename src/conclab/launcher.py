@@ -237,6 +237,7 @@ def _start(spec, port, start_timeout, log_path):
     with httpx.Client(timeout=1.0, trust_env=False) as client:
         while True:
             if proc.poll() is not None:
+                _stop(server)  # close our end of its stdin pipe; KILL any straggler in the group
                 raise ServerStartError(
                     f"{spec.label} exited while starting (code {proc.returncode}).\n"
                     f"command: {shlex.join(command)}\n--- server output ---\n{_tail(server.log())}"

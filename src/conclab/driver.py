@@ -1,0 +1,442 @@
+"""The load driver: fire HTTP requests with httpx and keep one record per request.
+
+Two load shapes:
+
+* closed loop - ``concurrency`` users, each sending its next request as soon as
+  the previous answer arrives (what wrk and hey do). A slow server slows the
+  client down with it, so its queue never shows in the latencies.
+* open loop - requests arrive at a fixed ``rate`` (constant or Poisson) whether
+  or not earlier ones have been answered, and latency is measured from when a
+  request *should* have been sent (as wrk2 does). A slow server cannot hide.
+
+Why not just ``httpx.AsyncClient()``? Its default transport (httpcore) spends so
+much CPU per request that above ~50 concurrent requests the *client* becomes the
+bottleneck: measured here, it made a server that can do 1,000 rps look like 76.
+So by default requests go through the aiohttp transport (package httpx-aiohttp),
+keeping httpx's API. ``transport="httpx"`` selects the default transport so that
+students can measure the measurer. The driver's event loop runs in its own
+thread, pinned to its own core, and reports how busy it was: a saturated client
+is flagged (``client_saturated``) instead of printing a quietly wrong number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import math
+import os
+import random
+import resource
+import socket
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+
+from . import stats
+from .launcher import client_cpu
+
+TRANSPORTS = ("aiohttp", "httpx")
+LIMITS = {"concurrency": 4096, "rate": 20_000.0, "duration": 600.0, "requests": 2_000_000, "timeout": 600.0}
+SATURATION_CPU = 0.90  # Locust warns above 90 % client CPU; so do we
+
+# One record per request. Times are time.monotonic_ns(): one clock for every
+# process on Linux, so they line up with the server's X-Start-Ns/X-End-Ns.
+FIELDS = (
+    "intended_ns", "start_ns", "end_ns", "status", "error", "path",
+    "worker_pid", "thread", "server_start_ns", "server_end_ns",
+)
+
+
+class LoadError(ValueError):
+    """Bad load parameters or a forbidden target; the message is one line."""
+
+
+class ClientSaturatedWarning(UserWarning):
+    """The load driver itself was the bottleneck: its numbers understate the server."""
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What load to apply. Exactly one of concurrency/rate, at least one of duration/requests."""
+
+    path: str = "/hello"
+    concurrency: int | None = None
+    rate: float | None = None
+    arrivals: str = "constant"
+    duration: float | None = None
+    requests: int | None = None
+    warmup: float = 0.0
+    timeout: float = 10.0
+    transport: str = "aiohttp"
+    seed: int = 0
+
+    def __post_init__(self):
+        check_load(self)
+
+    @property
+    def shape(self):
+        return "closed" if self.concurrency else "open"
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def _bad(message):
+    raise LoadError(message)
+
+
+def check_load(load: LoadSpec):
+    if (load.concurrency is None) == (load.rate is None):
+        _bad("give exactly one of concurrency (closed loop) or rate (open loop)")
+    if load.duration is None and load.requests is None:
+        _bad("give a duration or a number of requests, so the run stops by itself")
+    if not isinstance(load.path, str) or not load.path.startswith("/"):
+        _bad(f"path must start with '/', not {load.path!r}")
+    checks = (
+        ("concurrency", load.concurrency, 1), ("rate", load.rate, 0.1),
+        ("duration", load.duration, 0.1), ("requests", load.requests, 1), ("timeout", load.timeout, 0.01),
+    )
+    for name, value, low in checks:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            _bad(f"{name} must be a number, not {value!r}")
+        if not low <= value <= LIMITS[name]:
+            _bad(f"{name} must be between {low:g} and {LIMITS[name]:g}, not {value:g}")
+    if load.concurrency is not None and int(load.concurrency) != load.concurrency:
+        _bad(f"concurrency must be a whole number, not {load.concurrency!r}")
+    if not (isinstance(load.warmup, int | float) and 0 <= load.warmup <= LIMITS["duration"]):
+        _bad(f"warmup must be between 0 and {LIMITS['duration']:g} s, not {load.warmup!r}")
+    if load.arrivals not in ("constant", "poisson"):
+        _bad(f"arrivals must be 'constant' or 'poisson', not {load.arrivals!r}")
+    if load.transport not in TRANSPORTS:
+        _bad(f"transport must be one of {', '.join(TRANSPORTS)}, not {load.transport!r}")
+
+
+def check_target(url: str, allow_remote: bool = False):
+    """Refuse anything but this machine unless explicitly allowed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        _bad(f"not an http(s) URL: {url!r}")
+    if allow_remote:
+        return
+    host = parts.hostname
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except socket.gaierror:
+            _bad(f"cannot resolve {host!r}")
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    if not all(a.is_loopback for a in addresses):
+        _bad(f"refusing to send load to {host} - not a loopback address (pass allow_remote to override)")
+
+
+def error_kind(exc: BaseException) -> str:
+    """A short, stable name for why a request failed (the root cause, not the wrapper)."""
+    root = exc
+    while root.__cause__ is not None and root is not root.__cause__:
+        root = root.__cause__
+    name = type(root).__name__
+    if isinstance(root, TimeoutError | asyncio.TimeoutError | httpx.TimeoutException) or "Timeout" in name:
+        return "timeout"
+    if name in ("ServerDisconnectedError", "RemoteProtocolError", "IncompleteRead"):
+        return "disconnected"
+    if isinstance(root, ConnectionRefusedError) or name in ("ClientConnectorError", "ConnectError"):
+        return "refused"
+    if isinstance(root, ConnectionResetError | BrokenPipeError) or name in ("ClientOSError", "ReadError", "WriteError"):
+        return "reset"
+    return name
+
+
+@dataclass
+class LoadResult:
+    """What a run measured: the records, a summary, and how it ended."""
+
+    url: str
+    load: LoadSpec
+    records: list = field(repr=False)
+    started_ns: int = 0
+    window: tuple[int, int] = (0, 0)
+    finished_ns: int = 0
+    client_cpu_s: float = 0.0
+    loop_lag_ms: list = field(default_factory=list, repr=False)
+    interrupted: bool = False
+    failed: str | None = None
+    dropped_records: int = 0
+
+    @property
+    def summary(self) -> dict:
+        return stats.summarize(self)
+
+    def columns(self):
+        """The records as a dict of numpy arrays (see stats.columns)."""
+        return stats.columns(self.records)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run. ``.result`` holds what was measured until then."""
+
+    def __init__(self, result):
+        super().__init__("load run interrupted")
+        self.result = result
+
+
+def _raise_fd_limit(need):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need + 64 and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need + 64, soft)), hard))
+
+
+def _make_client(load: LoadSpec, connections: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    timeout = httpx.Timeout(load.timeout)
+    if load.transport == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        transport = AiohttpTransport(limits=limits, trust_env=False)
+        return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
+    return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
+
+
+class _Run:
+    """One run's state, living on the driver's event loop thread."""
+
+    def __init__(self, url, load, max_records, progress):
+        self.url = url.rstrip("/")
+        self.load = load
+        self.max_records = max_records
+        self.records = []
+        self.dropped = 0
+        self.stop = None  # asyncio.Event, made on the loop
+        self.tickets = load.requests
+        self.issued = 0
+        self.progress = progress
+        self.lag = []
+        self.failed = None
+        self.consecutive_failures = 0
+
+    def record(self, rec):
+        if len(self.records) < self.max_records:
+            self.records.append(rec)
+        else:
+            self.dropped += 1
+
+    def take_ticket(self):
+        if self.stop.is_set():
+            return False
+        if self.tickets is not None:
+            if self.issued >= self.tickets:
+                return False
+        self.issued += 1
+        return True
+
+    async def one(self, client, intended):
+        path = self.load.path
+        start = time.monotonic_ns()
+        status, error, pid, thread, s0, s1 = 0, "", 0, 0, 0, 0
+        try:
+            async with asyncio.timeout(self.load.timeout):
+                # A prebuilt httpx.Request, sent straight to the transport: this
+                # skips the client's per-request work (URL merging, cookies, auth
+                # and redirect handling) that a load generator does not need.
+                response = await self.transport.handle_async_request(self.request)
+                await response.aread()
+                await response.aclose()
+            status = response.status_code
+            h = response.headers
+            pid = int(h.get("x-worker-pid", 0) or 0)
+            thread = int(h.get("x-thread", 0) or 0)
+            s0 = int(h.get("x-start-ns", 0) or 0)
+            s1 = int(h.get("x-end-ns", 0) or 0)
+            if status >= 400:
+                error = f"http_{status}"
+            self.consecutive_failures = 0
+        except (httpx.HTTPError, OSError, TimeoutError, ValueError) as exc:
+            error = error_kind(exc)
+            if error == "refused":
+                self.consecutive_failures += 1
+        self.record((intended, start, time.monotonic_ns(), status, error, path, pid, thread, s0, s1))
+
+    async def closed_user(self, client, deadline):
+        while self.take_ticket():
+            now = time.monotonic_ns()
+            if deadline and now >= deadline:
+                return
+            await self.one(client, now)
+            if self.consecutive_failures > 50:  # the server is gone: stop, say so
+                self.failed = "the server refused connections (is it running?)"
+                self.stop.set()
+
+    async def open_arrivals(self, client, t0, deadline):
+        rng = random.Random(self.load.seed)
+        rate = self.load.rate
+        next_ns = t0
+        tasks = set()
+        while self.take_ticket():
+            if deadline and next_ns >= deadline:
+                break
+            delay = (next_ns - time.monotonic_ns()) / 1e9
+            if delay > 0.0005:  # when behind schedule, send at once: never skip an arrival
+                await asyncio.sleep(delay)
+                if self.stop.is_set():
+                    break
+            task = asyncio.create_task(self.one(client, next_ns))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            gap = rng.expovariate(rate) if self.load.arrivals == "poisson" else 1.0 / rate
+            next_ns += int(gap * 1e9)
+            if self.consecutive_failures > 50:
+                self.failed = "the server refused connections (is it running?)"
+                break
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.load.timeout + 1)
+
+    async def watch_lag(self):
+        """How late the loop wakes up from a 10 ms sleep: a busy client wakes late."""
+        while not self.stop.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            self.lag.append((time.perf_counter() - t - 0.01) * 1000)
+
+    async def main(self, result):
+        load = self.load
+        self.stop = asyncio.Event()
+        connections = int(load.concurrency or min(LIMITS["concurrency"], max(64, load.rate * load.timeout)))
+        _raise_fd_limit(connections)
+        t0 = time.monotonic_ns()
+        warm_end = t0 + int(load.warmup * 1e9)
+        deadline = warm_end + int(load.duration * 1e9) if load.duration else None
+        result.started_ns = t0
+        cpu0 = time.thread_time()
+        lag_task = asyncio.create_task(self.watch_lag())
+        progress_task = asyncio.create_task(self.report_progress(t0, deadline))
+        async with _make_client(load, connections) as client:
+            self.request = client.build_request("GET", self.url + load.path)
+            self.transport = client._transport_for_url(self.request.url)
+            if load.concurrency:
+                users = [asyncio.create_task(self.closed_user(client, deadline)) for _ in range(int(load.concurrency))]
+                done, pending = await asyncio.wait(users, timeout=None if deadline is None else (deadline - t0) / 1e9 + load.timeout + 2)
+                for task in pending:
+                    task.cancel()
+            else:
+                await self.open_arrivals(client, t0, deadline)
+        self.stop.set()
+        await asyncio.gather(lag_task, progress_task, return_exceptions=True)
+        result.client_cpu_s = time.thread_time() - cpu0
+        result.finished_ns = time.monotonic_ns()
+        end = deadline if (deadline and not load.requests) else max((r[2] for r in self.records), default=result.finished_ns)
+        result.window = (warm_end, min(end, result.finished_ns) if deadline else end)
+
+    async def report_progress(self, t0, deadline):
+        if not self.progress:
+            return
+        from tqdm.auto import tqdm
+
+        total = self.load.requests if self.load.requests else round((deadline - t0) / 1e9, 1)
+        unit = "req" if self.load.requests else "s"
+        bar = tqdm(total=total, unit=unit, desc=f"{self.load.shape} {self.load.path}", leave=False)
+        try:
+            while not self.stop.is_set():
+                await asyncio.sleep(0.25)
+                done = len(self.records) + self.dropped
+                value = done if self.load.requests else min(total, round((time.monotonic_ns() - t0) / 1e9, 1))
+                bar.n = value
+                errors = sum(1 for r in self.records[-500:] if r[4])
+                bar.set_postfix(done=done, recent_errors=errors, refresh=False)
+                bar.refresh()
+        finally:
+            bar.close()
+
+
+def _new_loop():
+    # uvloop makes the client's own event loop about twice as cheap per request.
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_load(
+    url: str,
+    load: LoadSpec | None = None,
+    *,
+    progress: bool = True,
+    pin: bool = True,
+    allow_remote: bool = False,
+    max_records: int = 1_000_000,
+    warn: bool = True,
+    **load_fields,
+) -> LoadResult:
+    """Apply ``load`` to ``url`` and return a :class:`LoadResult`.
+
+    ``run_load(url, path="/io?ms=100", concurrency=16, duration=5, warmup=1)``
+
+    Runs its own event loop in a thread pinned to the driver's core, so it works
+    the same in a script, a test and a Jupyter notebook (whose loop is busy).
+    Ctrl-C stops the run and raises :class:`Interrupted` carrying the partial result.
+    """
+    if load is None:
+        load = LoadSpec(**load_fields)
+    elif load_fields:
+        raise LoadError("give either a LoadSpec or keyword fields, not both")
+    check_target(url, allow_remote)
+    runner = _Run(url, load, max_records, progress)
+    result = LoadResult(url=url.rstrip("/"), load=load, records=runner.records)
+    loop_holder = {}
+    errors = []
+
+    def thread_main():
+        cpu = client_cpu()
+        if pin and cpu is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, {cpu})  # this thread only (Linux)
+        loop = _new_loop()
+        loop_holder["loop"] = loop
+        try:
+            loop.run_until_complete(runner.main(result))
+        except BaseException as exc:  # noqa: BLE001 - surfaced in the caller's thread
+            errors.append(exc)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=thread_main, name="conclab-driver", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        loop = loop_holder.get("loop")
+        if loop is not None and runner.stop is not None:
+            loop.call_soon_threadsafe(runner.stop.set)
+        thread.join(load.timeout + 5)
+        result.interrupted = True
+        _finish(result, runner)
+        raise Interrupted(result) from None
+    if errors:
+        raise errors[0]
+    _finish(result, runner)
+    if warn and result.summary["client_saturated"]:
+        s = result.summary
+        warnings.warn(
+            f"the load driver was saturated (client CPU {s['client_cpu']:.0%}, loop lag p99 "
+            f"{s['loop_lag_ms_p99']:.1f} ms): throughput is a lower bound and latencies include client delay",
+            ClientSaturatedWarning, stacklevel=2,
+        )
+    return result
+
+
+def _finish(result, runner):
+    result.dropped_records = runner.dropped
+    result.loop_lag_ms = runner.lag
+    result.failed = runner.failed
+    if not result.finished_ns:
+        result.finished_ns = time.monotonic_ns()
+        result.window = (result.window[0] or result.started_ns, result.finished_ns)

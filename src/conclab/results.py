@@ -1,0 +1,138 @@
+"""Saving and loading runs: raw records as CSV, a JSON summary beside them.
+
+Every write is atomic - to a temporary file in the same folder, then renamed -
+so an interrupted run never leaves half a file, and a reader never sees one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("gunicorn", "uvicorn", "flask", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "httptools", "anyio")
+
+
+def machine() -> dict:
+    """What the numbers were measured on: they mean little without it."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+    }
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def atomic_write(path: Path, data: str | bytes):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _clean(obj):
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def to_json(obj) -> str:
+    return json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n"
+
+
+def write_json(path, obj):
+    atomic_write(Path(path), to_json(obj))
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def records_csv(records) -> str:
+    from .driver import FIELDS
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(FIELDS)
+    writer.writerows(records)
+    return buf.getvalue()
+
+
+def write_records(path, records):
+    atomic_write(Path(path), records_csv(records))
+
+
+def read_records(path) -> list[tuple]:
+    """Records back from CSV, as the driver's tuples."""
+    from .driver import FIELDS
+
+    out = []
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        if tuple(header) != FIELDS:
+            raise ValueError(f"{path}: not a records file (columns {header})")
+        for row in reader:
+            out.append(tuple(v if name in ("error", "path") else int(v) for name, v in zip(FIELDS, row, strict=True)))
+    return out
+
+
+def run_document(result, server: dict | None = None, extra: dict | None = None) -> dict:
+    """The JSON summary of one run: spec, load, machine, time and the numbers."""
+    summary = result.summary
+    doc = {
+        **summary,
+        "url": result.url,
+        "load": result.load.to_dict(),
+        "server": server,
+        "machine": machine(),
+        "time": now_iso(),
+        "status": "failed" if result.failed else "interrupted" if result.interrupted else "complete",
+    }
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+def save_run(result, json_path=None, records_path=None, server=None, extra=None) -> dict:
+    """Write the records (CSV) first, then the summary (JSON). Returns the summary document."""
+    doc = run_document(result, server, extra)
+    if records_path:
+        write_records(records_path, result.records)
+        doc["records_file"] = str(records_path)
+    if json_path:
+        write_json(json_path, doc)
+    return doc

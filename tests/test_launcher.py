@@ -1,0 +1,312 @@
+"""The launcher starts real servers and must always stop them - even when its caller dies.
+
+Processes are only ever signalled by the pids these tests started or were told
+about; "gone" means no such process, or a zombie waiting to be reaped by init.
+"""
+
+import json
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from conclab.launcher import ServerSpec, ServerStartError, free_port, serve
+
+CONCLAB = str(Path(sys.executable).with_name("conclab"))
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def snapshot(pids):
+    """psutil handles taken while the processes run: they remember the create
+    time, so a pid recycled later is never mistaken for (or killed as) ours."""
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    return procs
+
+
+def alive(procs):
+    """The processes that still run (a zombie has finished: it is only unreaped)."""
+    left = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                left.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return left
+
+
+def wait_gone(procs, timeout):
+    deadline = time.monotonic() + timeout
+    while alive(procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive(procs)
+
+
+def kill_leftovers(procs):
+    """Last-resort cleanup after a failed test, by the exact processes we started."""
+    for p in alive(procs):
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+def processes_mentioning(text):
+    """Running processes whose command line contains ``text`` (a unique path or port)."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        if p.info["status"] != psutil.STATUS_ZOMBIE and text in " ".join(p.info["cmdline"] or []):
+            found.append(p)
+    return found
+
+
+class LineReader:
+    """Read a child's stdout line by line, with a timeout on every wait."""
+
+    def __init__(self, stream):
+        self.lines = queue.Queue()
+        self.seen = []
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream):
+        for line in stream:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def until(self, predicate, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; output so far: {''.join(self.seen)!r}")
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"output ended; it was: {''.join(self.seen)!r}")
+            self.seen.append(line)
+            if predicate(line):
+                return line
+
+
+def stop_child(proc):
+    """Make sure a child we started is dead, reaped and its pipes closed."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+
+
+# --- serve(): the happy path ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [ServerSpec("wsgi", workers=2), ServerSpec("asgi"), ServerSpec("asgi", workers=2)],
+    ids=lambda s: s.label,
+)
+def test_serve_yields_url_and_pids_and_leaves_no_process(spec):
+    with serve(spec) as server:
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", server.url)
+        assert server.url.endswith(f":{server.port}")
+        assert isinstance(server.master_pid, int)
+        assert len(server.worker_pids) == spec.workers
+        r = httpx.get(server.url + "/state", timeout=10, trust_env=False)
+        assert r.status_code == 200
+        assert r.json()["pid"] in server.worker_pids
+        pids = {server.guard_pid, server.master_pid, *server.worker_pids, *server.pids}
+        procs = snapshot(pids)
+        assert len(procs) == len(pids)  # every reported pid was a live process
+    try:
+        assert wait_gone(procs, timeout=5) == []
+    finally:
+        kill_leftovers(procs)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(server.url + "/health", timeout=2, trust_env=False)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_server_stops_after_an_exception_in_the_block():
+    with pytest.raises(Boom), serve(ServerSpec("wsgi")) as server:
+        procs = snapshot(server.pids)
+        raise Boom
+    try:
+        assert wait_gone(procs, timeout=5) == []
+    finally:
+        kill_leftovers(procs)
+
+
+# --- failed starts -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_broken_app_raises_start_error_quoting_the_server(tmp_path, kind):
+    (tmp_path / "broken.py").write_text("def app(:\n    pass\n")
+    spec = ServerSpec(kind, app="broken:app", app_dir=str(tmp_path))
+    started = time.monotonic()
+    with pytest.raises(ServerStartError) as info:
+        with serve(spec, start_timeout=15):
+            pytest.fail("a broken app must not start")
+    assert time.monotonic() - started < 15
+    message = str(info.value)
+    assert "exited while starting" in message  # it noticed the exit, no timeout needed
+    assert "SyntaxError" in message  # the server's own words
+    assert wait_gone(processes_mentioning(str(tmp_path)), timeout=5) == []
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_taken_port_raises_start_error_quoting_the_server(kind):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(ServerStartError) as info:
+            # Gunicorn retries the bind for ~5 s before it gives up.
+            with serve(ServerSpec(kind, port=port), start_timeout=20):
+                pytest.fail("the port was taken")
+        assert time.monotonic() - started < 20
+    message = str(info.value)
+    assert "exited while starting" in message
+    assert "in use" in message.lower()
+    needle = f"127.0.0.1:{port}" if kind == "wsgi" else f"--port {port} "
+    assert wait_gone(processes_mentioning(needle), timeout=5) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"kind": "django"},
+        {"workers": 0},
+        {"workers": 65},
+        {"workers": -1},
+        {"workers": "2"},
+        {"workers": 2.0},
+        {"threads": 0},
+        {"threadpool": 0},
+        {"timeout": 0},
+        {"limit_concurrency": 0},
+        {"loop": "trio"},
+        {"http": "h2"},
+        {"worker_class": "gevent"},
+        {"port": 0},
+        {"port": 70000},
+        {"port": "8000"},
+    ],
+    ids=lambda d: "-".join(f"{k}={v!r}" for k, v in d.items()),
+)
+def test_server_spec_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        ServerSpec(**bad)
+
+
+def test_serve_rejects_bad_overrides_before_starting_anything():
+    with pytest.raises(ValueError, match="workers"):
+        with serve(ServerSpec("asgi"), workers=0):
+            pytest.fail("must not start")
+
+
+# --- no server outlives its parent ----------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    from conclab.launcher import ServerSpec, serve
+
+    with serve(ServerSpec(sys.argv[1], workers=int(sys.argv[2]))) as server:
+        print(json.dumps(server.pids), flush=True)
+        time.sleep(60)
+    """
+)
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("kind,workers", [("wsgi", 2), ("asgi", 1)])
+def test_sigkilled_parent_leaves_no_server_behind(tmp_path, kind, workers):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    child = subprocess.Popen(
+        [sys.executable, str(script), kind, str(workers)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    procs = []
+    try:
+        line = LineReader(child.stdout).until(lambda line: line.startswith("["), timeout=30)
+        pids = json.loads(line)
+        procs = snapshot(pids)
+        assert len(procs) == len(pids) >= 2  # the guard and the server, all running
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=5)
+        assert wait_gone(procs, timeout=5) == []
+    finally:
+        stop_child(child)
+        kill_leftovers(procs)
+
+
+# --- the CLI ---------------------------------------------------------------------
+
+
+@pytest.mark.faults
+def test_cli_serves_until_ctrl_c_then_exits_cleanly():
+    port = free_port()
+    proc = subprocess.Popen(
+        [CONCLAB, "serve", "asgi", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    procs = []
+    try:
+        reader = LineReader(proc.stdout)
+        reader.until(lambda line: "Serving until Ctrl-C" in line, timeout=30)
+        banner = "".join(reader.seen)
+        assert f"http://127.0.0.1:{port}" in banner
+        found = re.search(r"pids: guard (\d+), master (\d+), workers \[([\d, ]+)\]", banner)
+        assert found, banner
+        pids = [int(found[1]), int(found[2]), *map(int, found[3].split(","))]
+        procs = snapshot(pids)
+        assert len(procs) == len(set(pids))
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5, trust_env=False).text == "ok\n"
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0, proc.stderr.read()
+        assert wait_gone(procs, timeout=5) == []
+        reader.until(lambda line: "no server process left" in line, timeout=5)
+    finally:
+        stop_child(proc)
+        kill_leftovers(procs)
+
+
+def test_cli_rejects_zero_workers_with_one_line():
+    result = subprocess.run(
+        [CONCLAB, "serve", "wsgi", "--workers", "0"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "workers" in lines[0]
+    assert result.stdout == ""

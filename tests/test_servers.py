@@ -1,0 +1,337 @@
+"""The two lab servers, measured for real: Gunicorn + Flask and Uvicorn + raw ASGI.
+
+Concurrency is read from the servers' own X-Start-Ns/X-End-Ns stamps (one
+system-wide monotonic clock), never from the client's wall time.
+"""
+
+import json
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from conclab.launcher import ServerSpec, serve
+
+MS_REASON = "ms must be an integer 0..60000"
+TIMEOUT = 30.0  # per request; every wait in this module is bounded by it
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def max_overlap(intervals):
+    """The largest number of [start, end] intervals in progress at one instant.
+
+    A sweep over sorted events: +1 at a start, -1 at an end. At equal times the
+    end sorts first, so back-to-back intervals (one thread finishing a request
+    and then starting the next) do not count as overlapping.
+    """
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    best = current = 0
+    for _, step in events:
+        current += step
+        best = max(best, current)
+    return best
+
+
+def test_max_overlap_helper_counts_simultaneous_intervals():
+    assert max_overlap([]) == 0
+    assert max_overlap([(0, 10)]) == 1
+    assert max_overlap([(0, 10), (10, 20), (20, 30)]) == 1  # touching is not overlapping
+    assert max_overlap([(0, 10), (5, 15), (9, 20), (16, 30)]) == 3
+    assert max_overlap([(0, 100)] + [(i, i + 1) for i in range(0, 100, 2)]) == 2
+
+
+def stamps(response):
+    """(pid, thread, start_ns, end_ns) from the four headers every response carries."""
+    return tuple(
+        int(response.headers[name]) for name in ("X-Worker-Pid", "X-Thread", "X-Start-Ns", "X-End-Ns")
+    )
+
+
+def fire_together(url, paths):
+    """Send one GET per path, all at once, and return the responses in order.
+
+    Each request has its own thread and its own sync httpx client. The clients
+    connect first (a /health request), then wait at a barrier, so the requests
+    leave within a few milliseconds of each other.
+    """
+    barrier = threading.Barrier(len(paths), timeout=TIMEOUT)
+
+    def one(path):
+        with httpx.Client(base_url=url, timeout=TIMEOUT, trust_env=False) as client:
+            client.get("/health").raise_for_status()
+            barrier.wait()
+            return client.get(path)
+
+    with ThreadPoolExecutor(len(paths)) as pool:
+        responses = list(pool.map(one, paths))
+    for r in responses:
+        assert r.status_code == 200, (r.request.url, r.status_code, r.text)
+    return responses
+
+
+def intervals(responses):
+    return [stamps(r)[2:] for r in responses]
+
+
+@pytest.fixture(params=["wsgi", "asgi"])
+def server(request):
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+# --- routes ------------------------------------------------------------------
+
+
+def test_health_and_hello_answer_200(server):
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT, trust_env=False) as client:
+        assert client.get("/health").text == "ok\n"
+        assert client.get("/hello").text == "hello\n"
+
+
+@pytest.mark.parametrize("path", ["/health", "/hello", "/io?ms=0", "/cpu?ms=0", "/state", "/io?ms=abc", "/nope"])
+def test_every_response_carries_pid_thread_and_timestamps(server, path):
+    before = time.monotonic_ns()
+    r = httpx.get(server.url + path, timeout=TIMEOUT, trust_env=False)
+    after = time.monotonic_ns()
+    pid, thread, start, end = stamps(r)  # int() of each: fails loudly if missing
+    assert pid in server.worker_pids
+    assert thread > 0
+    # One system-wide clock: the server's stamps fall inside the client's request.
+    assert before <= start <= end <= after
+
+
+def test_io_sleeps_at_least_the_requested_time(server):
+    r = httpx.get(server.url + "/io", params={"ms": 50}, timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 200
+    assert r.text == "slept 50 ms\n"
+    _, _, start, end = stamps(r)
+    assert end - start >= 50e6
+
+
+def test_cpu_burns_at_least_the_requested_time(server):
+    # 50 ms of thread CPU time cannot take less than 50 ms of wall time.
+    r = httpx.get(server.url + "/cpu", params={"ms": 50}, timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 200
+    assert "50 ms" in r.text
+    _, _, start, end = stamps(r)
+    assert end - start >= 50e6
+
+
+def test_state_reports_own_pid_and_a_count(server):
+    r = httpx.get(server.url + "/state", timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert body["pid"] == stamps(r)[0]
+    assert isinstance(body["count"], int) and body["count"] >= 1
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/blocking-io?ms=10", "/offload-io?ms=10", "/offload-cpu?ms=10"],
+)
+def test_wsgi_has_no_async_only_routes(wsgi_server, path):
+    r = httpx.get(wsgi_server.url + path, timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/nope", "/health/extra", "/HELLO", "/"])
+def test_unknown_path_is_404(server, path):
+    r = httpx.get(server.url + path, timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 404
+    stamps(r)
+
+
+def test_blocking_io_runs_on_the_loop_thread(asgi_server):
+    r = httpx.get(asgi_server.url + "/blocking-io?ms=30", timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 200
+    assert "30 ms" in r.text
+    pid, thread, start, end = stamps(r)
+    assert thread == pid  # the main thread's native id is the pid
+    assert end - start >= 30e6
+
+
+@pytest.mark.parametrize("route", ["/offload-io", "/offload-cpu"])
+def test_offload_routes_run_in_a_pool_thread(asgi_server, route):
+    r = httpx.get(asgi_server.url + route, params={"ms": 30}, timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 200
+    assert "pool thread" in r.text
+    pid, thread, start, end = stamps(r)
+    assert thread != pid  # X-Thread names the pool thread that did the work
+    assert end - start >= 30e6
+
+
+BAD_MS = [
+    pytest.param([], "ms is required", id="missing"),
+    pytest.param([("ms", "1"), ("ms", "2")], "ms must be given once", id="repeated"),
+    *(
+        pytest.param([("ms", value)], MS_REASON, id=name)
+        for name, value in [
+            ("abc", "abc"),
+            ("negative", "-1"),
+            ("huge", "999999"),
+            ("just-over", "60001"),
+            ("empty", ""),
+            ("float", "1.5"),
+            ("underscore", "1_000"),
+            ("plus", "+5"),
+            ("space", " 5"),
+            ("arabic-digits", "\u0661\u0662"),
+            ("fullwidth-digits", "\uff11\uff12"),
+        ]
+    ),
+]
+
+
+@pytest.mark.parametrize("route", ["/io", "/cpu"])
+@pytest.mark.parametrize("params,reason", BAD_MS)
+def test_bad_ms_is_a_400_with_a_one_line_reason(server, route, params, reason):
+    r = httpx.get(server.url + route, params=params, timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 400, r.text
+    assert r.text == reason + "\n"
+    stamps(r)
+
+
+@pytest.mark.parametrize("route", ["/blocking-io", "/offload-io", "/offload-cpu"])
+@pytest.mark.parametrize("params,reason", BAD_MS[:4])
+def test_bad_ms_is_a_400_on_async_only_routes(asgi_server, route, params, reason):
+    r = httpx.get(asgi_server.url + route, params=params, timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 400, r.text
+    assert r.text == reason + "\n"
+
+
+# --- concurrency: WSGI -------------------------------------------------------
+
+
+def test_sync_worker_serialises_requests(wsgi_server):
+    responses = fire_together(wsgi_server.url, ["/io?ms=200"] * 8)
+    assert {stamps(r)[:2] for r in responses} == {stamps(responses[0])[:2]}  # one pid, one thread
+    spans = intervals(responses)
+    assert max_overlap(spans) == 1
+    assert max(e for _, e in spans) - min(s for s, _ in spans) >= 8 * 200e6
+
+
+@pytest.fixture(scope="module")
+def gthread4_server():
+    with serve(ServerSpec("wsgi", threads=4)) as server:
+        yield server
+
+
+def test_gthread_worker_overlaps_as_many_requests_as_it_has_threads(gthread4_server):
+    responses = fire_together(gthread4_server.url, ["/io?ms=300"] * 10)
+    assert len({stamps(r)[0] for r in responses}) == 1
+    assert len({stamps(r)[1] for r in responses}) == 4
+    assert max_overlap(intervals(responses)) == 4
+
+
+# --- concurrency: ASGI -------------------------------------------------------
+
+
+def test_await_overlaps_every_request_on_one_thread(asgi_server):
+    responses = fire_together(asgi_server.url, ["/io?ms=300"] * 50)
+    assert len({stamps(r)[:2] for r in responses}) == 1  # one pid, one thread
+    assert max_overlap(intervals(responses)) == 50
+
+
+def test_blocking_io_in_async_def_serialises_the_whole_loop(asgi_server):
+    responses = fire_together(asgi_server.url, ["/blocking-io?ms=100"] * 6)
+    assert len({stamps(r)[:2] for r in responses}) == 1
+    spans = intervals(responses)
+    assert max_overlap(spans) == 1
+    assert max(e for _, e in spans) - min(s for s, _ in spans) >= 6 * 100e6
+
+
+def test_blocking_io_delays_even_health(asgi_server):
+    # /health has nothing to wait for, yet it is served only after the sleep.
+    paths = ["/blocking-io?ms=400", "/health"]
+    barrier = threading.Barrier(2, timeout=TIMEOUT)
+
+    def one(path):
+        with httpx.Client(base_url=asgi_server.url, timeout=TIMEOUT, trust_env=False) as client:
+            client.get("/hello")
+            barrier.wait()
+            if path == "/health":
+                time.sleep(0.1)  # let the blocking request get in first
+            return client.get(path)
+
+    with ThreadPoolExecutor(2) as pool:
+        blocking, health = pool.map(one, paths)
+    assert stamps(health)[2] >= stamps(blocking)[3]
+
+
+def test_cpu_work_on_the_loop_serialises(asgi_server):
+    responses = fire_together(asgi_server.url, ["/cpu?ms=50"] * 4)
+    assert max_overlap(intervals(responses)) == 1
+
+
+@pytest.fixture(scope="module")
+def pool4_server():
+    with serve(ServerSpec("asgi", threadpool=4)) as server:
+        yield server
+
+
+def test_offload_io_overlaps_up_to_the_threadpool_size(pool4_server):
+    responses = fire_together(pool4_server.url, ["/offload-io?ms=300"] * 10)
+    pid = stamps(responses[0])[0]
+    threads = {stamps(r)[1] for r in responses}
+    assert {stamps(r)[0] for r in responses} == {pid}
+    assert len(threads) == 4 and pid not in threads
+    assert max_overlap(intervals(responses)) == 4
+
+
+# --- state lives in each process ---------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["wsgi", "asgi"])
+def two_worker_server(request):
+    with serve(ServerSpec(request.param, workers=2)) as server:
+        yield server
+
+
+def test_state_is_counted_per_worker_process(two_worker_server):
+    server = two_worker_server
+    seen = []  # (pid, count, start_ns)
+    lock = threading.Lock()
+    done = threading.Event()
+    deadline = time.monotonic() + 15
+
+    def hammer():
+        # A new connection per request, so the kernel may hand each to either worker.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT, trust_env=False, limits=limits) as client:
+            for _ in range(500):
+                if done.is_set() or time.monotonic() > deadline:
+                    return
+                r = client.get("/state")
+                assert r.status_code == 200
+                body = r.json()
+                assert body["pid"] == stamps(r)[0]
+                with lock:
+                    seen.append((body["pid"], body["count"], stamps(r)[2]))
+                    counts = defaultdict(int)
+                    for pid, _, _ in seen:
+                        counts[pid] += 1
+                    if len(counts) == 2 and min(counts.values()) >= 5:
+                        done.set()
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(hammer) for _ in range(4)]:
+            future.result()
+
+    by_pid = defaultdict(list)
+    for pid, count, start in seen:
+        by_pid[pid].append((start, count))
+    assert set(by_pid) == set(server.worker_pids), f"only {sorted(by_pid)} answered"
+    for pid, entries in by_pid.items():
+        in_time_order = [count for _, count in sorted(entries)]
+        # Each process has its own counter: 1, 2, 3 ... with no gaps and no sharing.
+        assert in_time_order == list(range(1, len(entries) + 1)), (pid, in_time_order)
+
+
+def test_state_body_is_json(asgi_server):
+    r = httpx.get(asgi_server.url + "/state", timeout=TIMEOUT, trust_env=False)
+    assert set(json.loads(r.text)) == {"pid", "count"}
