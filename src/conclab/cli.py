@@ -167,6 +167,28 @@ def cmd_calibrate(args):
     return 0
 
 
+def cmd_charts(args):
+    import time
+
+    from .experiments import REGISTRY, quick_mode, run_experiment
+
+    names = args.only.split(",") if args.only else list(REGISTRY)
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise CliError(f"unknown experiment {', '.join(unknown)}; choose from: {', '.join(REGISTRY)}")
+    mode = "redrawing" if args.replot else ("measuring (QUICK mode)" if quick_mode() else "measuring")
+    print(f"{mode} {len(names)} experiment(s): {', '.join(names)}", flush=True)
+    t = time.monotonic()
+    for name in names:
+        try:
+            png = run_experiment(name, **({"out_dir": args.out} if args.out else {}), replot=args.replot, fresh=args.fresh)
+        except FileNotFoundError as err:
+            raise CliError(str(err)) from None
+        print(f"  wrote {png}", flush=True)
+    print(f"done in {time.monotonic() - t:.0f} s")
+    return 0
+
+
 def build_parser():
     parser = Parser(prog="conclab", description="Concurrency Lab: measure Python web concurrency.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -196,6 +218,13 @@ def build_parser():
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("charts", help="run the experiments and draw figures/*.png")
+    p.add_argument("--only", help="comma-separated experiment names")
+    p.add_argument("--replot", action="store_true", help="redraw from saved data, no measuring")
+    p.add_argument("--fresh", action="store_true", help="re-measure even points cached in results/")
+    p.add_argument("--out", default=None, help="output folder (default: figures/)")
+    p.set_defaults(func=cmd_charts)
 
     p = sub.add_parser("calibrate", help="measure the load driver's own ceiling against /hello")
     p.add_argument("--duration", type=positive_float, default=3.0, help="seconds per point")
