@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,9 +84,9 @@ class ServerSpec:
             problems.append(f"kind must be 'wsgi' or 'asgi', not {self.kind!r}")
         for name, low, high in (("workers", 1, 64), ("threads", 1, 1024), ("threadpool", 1, 1024), ("timeout", 1, 3600)):
             value = getattr(self, name)
-            if not isinstance(value, int) or not low <= value <= high:
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 problems.append(f"{name} must be an integer {low}..{high}, not {value!r}")
-        if self.limit_concurrency is not None and not (isinstance(self.limit_concurrency, int) and self.limit_concurrency >= 1):
+        if self.limit_concurrency is not None and (isinstance(self.limit_concurrency, bool) or not (isinstance(self.limit_concurrency, int) and self.limit_concurrency >= 1)):
             problems.append(f"limit_concurrency must be a positive integer, not {self.limit_concurrency!r}")
         if self.loop not in ("auto", "asyncio", "uvloop"):
             problems.append(f"loop must be auto, asyncio or uvloop, not {self.loop!r}")
@@ -93,8 +94,13 @@ class ServerSpec:
             problems.append(f"http must be auto, h11 or httptools, not {self.http!r}")
         if self.worker_class not in (None, "sync", "gthread"):
             problems.append(f"worker_class must be sync or gthread, not {self.worker_class!r}")
-        if self.port is not None and not (isinstance(self.port, int) and 1 <= self.port <= 65535):
+        if self.port is not None and (isinstance(self.port, bool) or not (isinstance(self.port, int) and 1 <= self.port <= 65535)):
             problems.append(f"port must be 1..65535, not {self.port!r}")
+        usable = os.sched_getaffinity(0)
+        if self.cpus not in (None, "all") and not (
+            isinstance(self.cpus, tuple | list) and self.cpus and all(isinstance(c, int) and c in usable for c in self.cpus)
+        ):
+            problems.append(f"cpus must be None, 'all' or core numbers from {sorted(usable)}, not {self.cpus!r}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -191,11 +197,17 @@ class Server:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def rss_bytes(self):
-        """Resident memory of every server process, summed (shared pages counted once per process)."""
+        """Memory of every server process (not the guard), summed as PSS.
+
+        PSS (proportional set size) splits each shared page between the processes
+        that share it, so forked workers are not charged N times for the code
+        they share with their master - the honest total for N processes.
+        """
         total = 0
         for p in self.processes():
             with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
+                info = p.memory_full_info()
+                total += getattr(info, "pss", info.rss)
         return total
 
 
@@ -286,11 +298,13 @@ def serve(spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrid
         except ServerStartError as err:
             # Another program may grab the free port between our check and the bind.
             if "already in use" not in str(err) or attempt == attempts - 1:
+                shutil.rmtree(log_dir, ignore_errors=True)  # the error quotes the log
                 raise
     try:
         yield server
     finally:
         _stop(server)
+        shutil.rmtree(log_dir, ignore_errors=True)  # the log was only needed while it ran
 
 
 def describe(server):
