@@ -12,16 +12,17 @@ Each of the three handlers below blocks in its own way. Make each one
 non-blocking without changing what it answers.
 """
 
+### BEGIN SOLUTION
 import asyncio
+### END SOLUTION
 import hashlib
 import os
-from urllib.parse import parse_qs
-
-import httpx
-
 ### BEGIN STARTER
 # import time
 ### END STARTER
+from urllib.parse import parse_qs
+
+import httpx
 
 # The service /fetch calls. The grader starts its own and sets UPSTREAM_URL.
 UPSTREAM_URL = os.environ.get("UPSTREAM_URL", "http://127.0.0.1:8001/data")

@@ -61,6 +61,9 @@ class ServerSpec:
     app's offload pool) and ``limit_concurrency`` (Uvicorn answers 503 beyond it).
     ``cpus``: the cores the server may use; None means all but the driver's core,
     "all" means every core.
+    ``config``: a gunicorn.conf.py (WSGI only). Then the file alone decides workers,
+    threads, worker class and timeouts; the launcher passes only where to listen
+    (``--bind``), ``--chdir`` and the app, which override the file's own.
     """
 
     kind: str = "asgi"
@@ -77,6 +80,7 @@ class ServerSpec:
     cpus: tuple[int, ...] | str | None = None
     port: int | None = None
     env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    config: str | None = None
 
     def __post_init__(self):
         problems = []
@@ -101,6 +105,8 @@ class ServerSpec:
             isinstance(self.cpus, tuple | list) and self.cpus and all(isinstance(c, int) and c in usable for c in self.cpus)
         ):
             problems.append(f"cpus must be None, 'all' or core numbers from {sorted(usable)}, not {self.cpus!r}")
+        if self.config is not None and (self.kind != "wsgi" or not isinstance(self.config, str)):
+            problems.append(f"config (a gunicorn.conf.py path) is for kind 'wsgi' only, not {self.config!r}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -111,6 +117,8 @@ class ServerSpec:
     @property
     def label(self):
         """A short name for legends: 'gunicorn sync x1', 'uvicorn x2 pool=4'."""
+        if self.kind == "wsgi" and self.config:
+            return f"gunicorn -c {Path(self.config).name}"
         if self.kind == "wsgi":
             cls = self.gunicorn_class
             threads = f"x{self.threads}t" if cls == "gthread" else ""
@@ -125,6 +133,12 @@ class ServerSpec:
         """The real gunicorn/uvicorn command line - the one a student could type."""
         app = self.app or DEFAULT_APPS[self.kind]
         app_dir = str(self.app_dir or SERVERS_DIR)
+        if self.kind == "wsgi" and self.config:
+            # Command-line flags beat the config file, so pass only these three.
+            return [
+                sys.executable, "-m", "gunicorn", "--config", str(self.config),
+                "--bind", f"{host}:{port}", "--chdir", app_dir, app,
+            ]
         if self.kind == "wsgi":
             return [
                 sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
