@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import shlex
 import shutil
@@ -144,7 +145,7 @@ class ServerSpec:
                 sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
                 "--chdir", app_dir, "--workers", str(self.workers),
                 "--worker-class", self.gunicorn_class, "--threads", str(self.threads),
-                "--timeout", str(self.timeout), "--graceful-timeout", "3", app,
+                "--timeout", str(self.timeout), "--graceful-timeout", "3", *_gunicorn_extra_flags(), app,
             ]
         cmd = [
             sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port),
@@ -225,6 +226,17 @@ class Server:
         return total
 
 
+@functools.cache
+def _gunicorn_extra_flags():
+    """Recent Gunicorn opens a control socket at one fixed path (~/.gunicorn/gunicorn.ctl):
+    two labs running at once would take it from each other. The lab never uses it."""
+    try:
+        from gunicorn.config import KNOWN_SETTINGS
+    except ImportError:
+        return ()
+    return ("--no-control-socket",) if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else ()
+
+
 def _cmdline(proc):
     try:
         return proc.cmdline()
@@ -259,6 +271,31 @@ def _start(spec, port, start_timeout, log_path):
         )
     server = Server(spec, f"http://{LOOPBACK}:{port}", port, proc.pid, log_path, command)
     server._proc = proc
+    try:
+        return _wait_ready(server, start_timeout)
+    except BaseException:  # Ctrl-C while starting: a notebook kernel lives on, so must not the server
+        _stop(server)
+        raise
+
+
+def _listens_on(server):
+    """True if one of the server's own processes holds the listening socket.
+
+    Another lab's server may own the port (two notebooks picked it at once);
+    its /health would answer for ours.
+    """
+    for p in server.processes():
+        try:
+            conns = p.net_connections("tcp") if hasattr(p, "net_connections") else p.connections("tcp")
+        except psutil.Error:
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr[1] == server.port for c in conns):
+            return True
+    return False
+
+
+def _wait_ready(server, start_timeout):
+    spec, proc, command = server.spec, server._proc, server.command
     deadline = time.monotonic() + start_timeout
     with httpx.Client(timeout=1.0, trust_env=False) as client:
         while True:
@@ -278,7 +315,7 @@ def _start(spec, port, start_timeout, log_path):
                 ok = client.get(server.url + "/health").status_code == 200
             except httpx.HTTPError:
                 ok = False
-            if ok and len(server.worker_pids) >= spec.workers:
+            if ok and len(server.worker_pids) >= spec.workers and _listens_on(server):
                 return server
             time.sleep(0.05)
 
@@ -314,6 +351,9 @@ def serve(spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrid
             if "already in use" not in str(err) or attempt == attempts - 1:
                 shutil.rmtree(log_dir, ignore_errors=True)  # the error quotes the log
                 raise
+        except BaseException:
+            shutil.rmtree(log_dir, ignore_errors=True)
+            raise
     try:
         yield server
     finally:
