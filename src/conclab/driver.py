@@ -43,6 +43,12 @@ from .launcher import client_cpu
 TRANSPORTS = ("aiohttp", "httpx")
 LIMITS = {"concurrency": 4096, "rate": 20_000.0, "duration": 600.0, "requests": 2_000_000, "timeout": 600.0}
 SATURATION_CPU = 0.90  # Locust warns above 90 % client CPU; so do we
+# When is the server gone (crashed, killed) rather than slow? When requests sent
+# after the first failure keep failing without any HTTP answer: more than
+# GONE_AFTER in a row, or at least 5 over GONE_SECONDS (a slow open loop).
+GONE_KINDS = ("refused", "disconnected", "reset")
+GONE_AFTER = 50
+GONE_SECONDS = 2.0
 
 # One record per request. Times are time.monotonic_ns(): one clock for every
 # process on Linux, so they line up with the server's X-Start-Ns/X-End-Ns.
@@ -200,7 +206,16 @@ def _make_client(load: LoadSpec, connections: int) -> httpx.AsyncClient:
     if load.transport == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        transport = AiohttpTransport(limits=limits, trust_env=False)
+        class NoRetryTransport(AiohttpTransport):
+            def get_client(self):
+                # aiohttp silently sends a GET a second time when the server drops
+                # the connection (a worker killed mid-request): the first failure
+                # would never be recorded. A measuring instrument must see it.
+                session = super().get_client()
+                session._retry_connection = False
+                return session
+
+        transport = NoRetryTransport(limits=limits, trust_env=False)
         return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
     return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
 
@@ -220,7 +235,8 @@ class _Run:
         self.progress = progress
         self.lag = []
         self.failed = None
-        self.consecutive_failures = 0
+        self.gone_since = None  # end of the first failure of the current streak
+        self.gone = {}  # kind -> count of failures in the streak, sent after it began
 
     def record(self, rec):
         if len(self.records) < self.max_records:
@@ -257,12 +273,30 @@ class _Run:
             s1 = int(h.get("x-end-ns", 0) or 0)
             if status >= 400:
                 error = f"http_{status}"
-            self.consecutive_failures = 0
+            self.gone_since, self.gone = None, {}  # an answer: the server is there
         except (httpx.HTTPError, OSError, TimeoutError, ValueError) as exc:
             error = error_kind(exc)
-            if error == "refused":
-                self.consecutive_failures += 1
-        self.record((intended, start, time.monotonic_ns(), status, error, path, pid, thread, s0, s1))
+        end = time.monotonic_ns()
+        self.record((intended, start, end, status, error, path, pid, thread, s0, s1))
+        if error in GONE_KINDS:
+            self.note_gone(start, end, error)
+
+    def note_gone(self, start, end, error):
+        """Stop the run, saying why, once the server has evidently died."""
+        if self.gone_since is None:
+            self.gone_since = end
+            return
+        if start < self.gone_since or self.failed:
+            return  # in flight when the server died: one burst, however many
+        self.gone[error] = self.gone.get(error, 0) + 1
+        n = sum(self.gone.values())
+        if n > GONE_AFTER or (n >= 5 and end - self.gone_since >= GONE_SECONDS * 1e9):
+            if set(self.gone) == {"refused"}:
+                self.failed = f"the server refused {n} connections in a row (is it running?)"
+            else:
+                kinds = ", ".join(f"{v} {k}" for k, v in sorted(self.gone.items()))
+                self.failed = f"the server stopped answering: {n} requests in a row failed ({kinds}) - did it crash?"
+            self.stop.set()
 
     async def closed_user(self, client, deadline):
         while self.take_ticket():
@@ -270,9 +304,6 @@ class _Run:
             if deadline and now >= deadline:
                 return
             await self.one(client, now)
-            if self.consecutive_failures > 50:  # the server is gone: stop, say so
-                self.failed = "the server refused connections (is it running?)"
-                self.stop.set()
 
     async def open_arrivals(self, client, t0, deadline):
         rng = random.Random(self.load.seed)
@@ -292,9 +323,6 @@ class _Run:
             task.add_done_callback(tasks.discard)
             gap = rng.expovariate(rate) if self.load.arrivals == "poisson" else 1.0 / rate
             next_ns += int(gap * 1e9)
-            if self.consecutive_failures > 50:
-                self.failed = "the server refused connections (is it running?)"
-                break
         if tasks:
             await asyncio.wait(tasks, timeout=self.load.timeout + 1)
 
