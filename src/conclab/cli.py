@@ -104,9 +104,24 @@ def check_reachable(url):
         raise CliError(f"cannot reach {url}: {err.strerror or err}") from None
 
 
+def check_writable(option, path):
+    """Fail before measuring, not after: a run's results need somewhere to go."""
+    import os
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise CliError(f"{option} {path}: that is a folder; give a file name")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CliError(f"{option} {path}: cannot make the folder {target.parent} ({err.strerror or err})") from None
+    if not os.access(target.parent, os.W_OK):
+        raise CliError(f"{option} {path}: its folder is not writable")
+
+
 def cmd_bench(args):
     import contextlib
-    import json
     import warnings
 
     from .driver import Interrupted, LoadError, LoadSpec, check_target, run_load
@@ -127,6 +142,9 @@ def cmd_bench(args):
     except LoadError as err:
         raise CliError(str(err)) from None
     spec = spec_from_args(args, args.server) if args.server else None
+    for option, path in (("--json", args.json), ("--records", args.records)):
+        if path and path != "-":
+            check_writable(option, path)
     human = sys.stderr if args.json == "-" else sys.stdout
     interrupted = False
     with serve(spec) if spec else contextlib.nullcontext() as server:
@@ -145,8 +163,12 @@ def cmd_bench(args):
                 raise CliError(str(err)) from None
         for w in caught:
             print(f"WARNING: {w.message}", file=human)
-    doc = save_run(result, json_path=args.json if args.json not in (None, "-") else None,
-                   records_path=args.records, server=server_doc)
+    try:
+        doc = save_run(result, json_path=args.json if args.json not in (None, "-") else None,
+                       records_path=args.records, server=server_doc)
+    except OSError as err:
+        print(format_summary(result.summary), file=human)
+        raise CliError(f"could not save the results: {err}") from None
     print(format_summary(result.summary), file=human)
     if args.json == "-":
         sys.stdout.write(to_json(doc))
@@ -172,7 +194,9 @@ def cmd_charts(args):
 
     from .experiments import REGISTRY, quick_mode, run_experiment
 
-    names = args.only.split(",") if args.only else list(REGISTRY)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else list(REGISTRY)
+    if not names:  # `--only ""` must not mean "measure everything"
+        raise CliError("--only needs experiment names, e.g. --only gil,workers")
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise CliError(f"unknown experiment {', '.join(unknown)}; choose from: {', '.join(REGISTRY)}")
@@ -181,9 +205,15 @@ def cmd_charts(args):
     t = time.monotonic()
     for name in names:
         try:
-            png = run_experiment(name, **({"out_dir": args.out} if args.out else {}), replot=args.replot, fresh=args.fresh)
+            png = run_experiment(name, **({"out_dir": args.out} if args.out else {}),
+                                 **({"results_dir": args.results} if args.results else {}),
+                                 replot=args.replot, fresh=args.fresh)
         except FileNotFoundError as err:
             raise CliError(str(err)) from None
+        except KeyboardInterrupt:
+            print(f"conclab: interrupted during {name}; measured points are kept in "
+                  f"{args.results or 'results/'} and the same command resumes from them", file=sys.stderr)
+            return 130
         print(f"  wrote {png}", flush=True)
     print(f"done in {time.monotonic() - t:.0f} s")
     return 0
@@ -224,6 +254,7 @@ def build_parser():
     p.add_argument("--replot", action="store_true", help="redraw from saved data, no measuring")
     p.add_argument("--fresh", action="store_true", help="re-measure even points cached in results/")
     p.add_argument("--out", default=None, help="output folder (default: figures/)")
+    p.add_argument("--results", default=None, metavar="DIR", help="cache of measured points (default: results/)")
     p.set_defaults(func=cmd_charts)
 
     p = sub.add_parser("calibrate", help="measure the load driver's own ceiling against /hello")
