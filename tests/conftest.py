@@ -1,6 +1,12 @@
 """Shared fixtures: one real server per spec, started once per test module."""
 
+import os
+
 import pytest
+
+# Tests always measure in quick mode (fewer points, shorter runs), also when
+# pytest is run directly rather than through `make test`.
+os.environ.setdefault("CONCLAB_QUICK", "1")
 
 from conclab.launcher import ServerSpec, serve
 
@@ -17,3 +23,21 @@ def asgi_server():
     """The raw ASGI app on one Uvicorn process."""
     with serve(ServerSpec("asgi")) as server:
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_results_dir(tmp_path_factory):
+    """One cache of measured experiment points for the whole test session.
+
+    The experiment tests measure each experiment once (quick mode); notebooks
+    executed later in the session call the same experiments and find the points
+    already cached here, instead of measuring them again.
+    """
+    path = tmp_path_factory.mktemp("results")
+    old = os.environ.get("CONCLAB_RESULTS")
+    os.environ["CONCLAB_RESULTS"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("CONCLAB_RESULTS", None)
+    else:
+        os.environ["CONCLAB_RESULTS"] = old

@@ -204,6 +204,7 @@ def cmd_charts(args):
     print(f"{mode} {len(names)} experiment(s): {', '.join(names)}", flush=True)
     t = time.monotonic()
     for name in names:
+        t_exp = time.monotonic()
         try:
             png = run_experiment(name, **({"out_dir": args.out} if args.out else {}),
                                  **({"results_dir": args.results} if args.results else {}),
@@ -214,7 +215,7 @@ def cmd_charts(args):
             print(f"conclab: interrupted during {name}; measured points are kept in "
                   f"{args.results or 'results/'} and the same command resumes from them", file=sys.stderr)
             return 130
-        print(f"  wrote {png}", flush=True)
+        print(f"  wrote {png} ({time.monotonic() - t_exp:.0f} s)", flush=True)
     print(f"done in {time.monotonic() - t:.0f} s")
     return 0
 

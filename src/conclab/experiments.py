@@ -32,6 +32,15 @@ from .theory import predict
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "figures"
 RESULTS = ROOT / "results"
+
+
+def results_root() -> Path:
+    """Where measured points are cached: $CONCLAB_RESULTS, else results/ in the repo.
+
+    Tests point it at one temporary folder, so notebooks executed later in the
+    same test session reuse the points the experiment tests already measured.
+    """
+    return Path(os.environ.get("CONCLAB_RESULTS") or RESULTS)
 TIMELINE_FIELDS = ("intended_ns", "start_ns", "end_ns", "status", "worker_pid", "thread", "server_start_ns", "server_end_ns")
 
 
@@ -102,7 +111,8 @@ def _run_job(job: Job, url: str, server) -> dict:
     def sample():
         # Hold the load for a while, then read the server's memory in the middle.
         baseline = server.rss_bytes()
-        if not stop.wait(min(1.5, job.load.warmup + 0.5)):
+        hold_s = int(job.load.path.split("ms=")[1]) / 1000 if "ms=" in job.load.path else 1.0
+        if not stop.wait(hold_s / 2):
             rss_box["loaded"] = server.rss_bytes()
         rss_box["baseline"] = baseline
 
@@ -131,14 +141,14 @@ def _group_by_server(jobs):
     return groups
 
 
-def measure(exp: Experiment, quick: bool | None = None, results_dir: Path = RESULTS, fresh: bool = False,
+def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None = None, fresh: bool = False,
             progress: bool = True) -> dict:
     """Run (or resume) an experiment's jobs; return its assembled data."""
     from tqdm.auto import tqdm
 
     quick = quick_mode() if quick is None else quick
     jobs = exp.jobs(quick)
-    cache = Path(results_dir) / exp.name
+    cache = Path(results_dir or results_root()) / exp.name
     cache.mkdir(parents=True, exist_ok=True)
     points = {}
     todo = []
@@ -180,7 +190,7 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path = RESU
     return data
 
 
-def run_experiment(name: str, out_dir: Path = FIGURES, results_dir: Path = RESULTS, quick: bool | None = None,
+def run_experiment(name: str, out_dir: Path = FIGURES, results_dir: Path | None = None, quick: bool | None = None,
                    replot: bool = False, fresh: bool = False, progress: bool = True) -> Path:
     """Measure (unless ``replot``) and draw one experiment; return the PNG path."""
     from .plotting import draw
@@ -216,12 +226,12 @@ UVICORN = ServerSpec("asgi")
 
 
 def _closed(path, n, quick, warmup=None, duration=None, timeout=30.0, transport="aiohttp"):
-    return LoadSpec(path=path, concurrency=n, warmup=warmup if warmup is not None else (0.5 if quick else 1.0),
-                    duration=duration or (1.5 if quick else 3.0), timeout=timeout, transport=transport)
+    return LoadSpec(path=path, concurrency=n, warmup=warmup if warmup is not None else (0.3 if quick else 1.0),
+                    duration=duration or (1.0 if quick else 3.0), timeout=timeout, transport=transport)
 
 
 def jobs_wsgi_vs_asgi(quick):
-    ns = [4, 64] if quick else [1, 4, 16, 64, 256]
+    ns = [4, 32] if quick else [1, 4, 16, 64, 256]
     return [Job(spec.label, spec, _closed("/io?ms=50", n, quick), x=n)
             for spec in (SYNC, GTHREAD, UVICORN) for n in ns]
 
@@ -241,7 +251,7 @@ def jobs_timelines(quick):
 
 def jobs_blocking(quick):
     n = 10
-    probe = LoadSpec(path="/health", rate=20, duration=1.5 if quick else 3.0, timeout=30)
+    probe = LoadSpec(path="/health", rate=20, duration=1.0 if quick else 3.0, timeout=30)
     out = []
     for path in ("/io?ms=50", "/blocking-io?ms=50", "/offload-io?ms=50"):
         out.append(Job(path.split("?")[0], UVICORN, _closed(path, n, quick, warmup=0), x=n, probe=probe))
@@ -249,15 +259,15 @@ def jobs_blocking(quick):
 
 
 def jobs_threadpool(quick):
-    sizes = [1, 4, 16] if quick else [1, 2, 4, 8, 16, 32]
-    n = 32
-    out = [Job("gunicorn gthread threads", ServerSpec("wsgi", threads=k), _closed("/io?ms=100", n, quick), x=k) for k in sizes]
-    out += [Job("uvicorn offload pool", ServerSpec("asgi", threadpool=k), _closed("/offload-io?ms=100", n, quick), x=k) for k in sizes]
+    sizes = [2, 16] if quick else [1, 2, 4, 8, 16, 32]
+    n = 16 if quick else 32
+    out = [Job("gunicorn gthread threads", ServerSpec("wsgi", threads=k), _closed("/io?ms=50", n, quick), x=k) for k in sizes]
+    out += [Job("uvicorn offload pool", ServerSpec("asgi", threadpool=k), _closed("/offload-io?ms=50", n, quick), x=k) for k in sizes]
     return out
 
 
 def jobs_gil(quick):
-    ks = [1, 2, 4] if quick else [1, 2, 3, 4]
+    ks = [1, 2] if quick else [1, 2, 3, 4]
     out = []
     for k in ks:
         out.append(Job("threads (gthread, 1 worker)", ServerSpec("wsgi", threads=k, worker_class="gthread", cpus="all"),
@@ -268,7 +278,7 @@ def jobs_gil(quick):
 
 
 def jobs_workers(quick):
-    ws = [1, 2, 4] if quick else [1, 2, 3, 4, 6]
+    ws = [1, 2] if quick else [1, 2, 3, 4, 5, 8]
     out = []
     for w in ws:
         spec = ServerSpec("wsgi", workers=w, cpus="all")
@@ -278,23 +288,27 @@ def jobs_workers(quick):
 
 
 def jobs_memory(quick):
-    ns = [1, 8, 32] if quick else [1, 4, 16, 64]
-    ns_async = ns + ([] if quick else [256, 1000])
-    hold = "/io?ms=3000"
-    out = []
-    for n in ns:
-        load = LoadSpec(path=hold, concurrency=n, requests=n, timeout=30)
-        out.append(Job("processes (sync workers)", ServerSpec("wsgi", workers=n), load, x=n, sample_rss=True))
-        out.append(Job("threads (gthread)", ServerSpec("wsgi", threads=n, worker_class="gthread"), load, x=n, sample_rss=True))
-    for n in ns_async:
-        load = LoadSpec(path=hold, concurrency=n, requests=n, timeout=30)
-        out.append(Job("coroutines (uvicorn)", UVICORN, load, x=n, sample_rss=True))
-    return out
+    # Processes are the expensive kind: each worker imports Flask on its own,
+    # so we stop at 16 of them (64 would take a minute just to boot).
+    procs = [1, 4] if quick else [1, 4, 16]
+    threads = [1, 64] if quick else [1, 4, 16, 64, 256]
+    coros = [1, 64] if quick else [1, 4, 16, 64, 256, 1000]
+    hold = "/io?ms=1500" if quick else "/io?ms=3000"
+
+    def load(n):
+        return LoadSpec(path=hold, concurrency=n, requests=n, timeout=30)
+
+    return (
+        [Job("processes (sync workers)", ServerSpec("wsgi", workers=n), load(n), x=n, sample_rss=True) for n in procs]
+        + [Job("threads (gthread)", ServerSpec("wsgi", threads=n, worker_class="gthread"), load(n), x=n, sample_rss=True)
+           for n in threads]
+        + [Job("coroutines (uvicorn)", UVICORN, load(n), x=n, sample_rss=True) for n in coros]
+    )
 
 
 def jobs_open_closed(quick):
     spec = ServerSpec("wsgi")  # one sync worker: capacity 1 / 50 ms = 20 req/s
-    d = 4.0 if quick else 8.0
+    d = 2.0 if quick else 8.0
     return [
         Job("closed loop, 4 users", spec, LoadSpec(path="/io?ms=50", concurrency=4, duration=d, timeout=60), keep_records=True),
         Job("open loop, 15 req/s (below capacity)", spec, LoadSpec(path="/io?ms=50", rate=15, duration=d, timeout=60), keep_records=True),
@@ -303,7 +317,7 @@ def jobs_open_closed(quick):
 
 
 def jobs_client_ceiling(quick):
-    ns = [10, 100] if quick else [1, 10, 50, 100, 256]
+    ns = [100] if quick else [1, 10, 50, 100, 256]
     out = []
     for transport in ("aiohttp", "httpx"):
         label = "httpx + aiohttp transport" if transport == "aiohttp" else "httpx default transport"
@@ -343,7 +357,7 @@ REGISTRY: dict[str, Experiment] = {e.name: e for e in [
     Experiment("blocking", "Blocking the event loop: /io vs /blocking-io vs /offload-io",
                "time.sleep inside async def serialises every request and even /health waits; "
                "await or a threadpool keep the loop free.", jobs_blocking),
-    Experiment("threadpool", "Threadpool size on I/O (/io?ms=100, 32 users)",
+    Experiment("threadpool", "Threadpool size on I/O (50 ms of waiting per request)",
                "For I/O, throughput grows with the number of threads until the pool covers the users.",
                jobs_threadpool),
     Experiment("gil", "The GIL: CPU work (/cpu?ms=20) in threads vs processes",

@@ -1,0 +1,131 @@
+"""Experiments: every figure is produced in quick mode, I/O points agree with
+Little's law, cached points are reused, and figures redraw from saved data."""
+
+import json
+
+import psutil
+import pytest
+
+from conclab import experiments
+from conclab.cli import main as conclab_main
+from conclab.experiments import REGISTRY, quick_mode, run_experiment
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def figures_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("figures")
+
+
+def test_tests_run_in_quick_mode():
+    assert quick_mode(), "tests must run with CONCLAB_QUICK=1"
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_experiment_produces_a_nonempty_png_in_quick_mode(name, figures_dir):
+    png = run_experiment(name, out_dir=figures_dir, progress=False)
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert png.stat().st_size > 10_000
+    data = json.loads((figures_dir / "data" / f"{name}.json").read_text())
+    assert data["quick"] is True
+    assert data["points"], "no measured points"
+    assert all(p["status"] == "complete" for p in data["points"])
+    assert data["machine"]["cores"] >= 1
+
+
+def _points(figures_dir, name):
+    path = figures_dir / "data" / f"{name}.json"
+    if not path.exists():
+        run_experiment(name, out_dir=figures_dir, progress=False)
+    return json.loads(path.read_text())["points"]
+
+
+@pytest.mark.parametrize("name", ["wsgi_vs_asgi", "threadpool", "blocking"])
+def test_io_experiments_agree_with_littles_law(name, figures_dir):
+    checked = 0
+    for p in _points(figures_dir, name):
+        pred = p["prediction"]
+        if not pred or p["summary"]["client_saturated"]:
+            continue
+        measured, expected = p["summary"]["throughput_rps"], pred["throughput_rps"]
+        assert measured == pytest.approx(expected, rel=0.25), (
+            f"{p['series']} x={p['x']}: measured {measured:.0f} req/s, Little's law says {expected:.0f}"
+        )
+        checked += 1
+    assert checked >= 2
+
+
+def test_timelines_show_serialised_vs_overlapped_requests(figures_dir):
+    from conclab.stats import max_overlap
+
+    overlap = {}
+    for p in _points(figures_dir, "timelines"):
+        r = p["records"]
+        overlap[p["series"]] = max_overlap(r["server_start_ns"], r["server_end_ns"])
+    assert overlap["gunicorn sync 1 worker: /io"] == 1
+    assert overlap["gunicorn gthread 4 threads: /io"] == 4
+    assert overlap["uvicorn: /io (await)"] == 12
+    assert overlap["uvicorn: /blocking-io (time.sleep)"] == 1
+    assert overlap["uvicorn: /offload-io, pool of 4"] == 4
+
+
+def test_memory_experiment_finds_processes_cost_more_than_coroutines(figures_dir):
+    per_request = {}
+    for series in ("processes (sync workers)", "coroutines (uvicorn)"):
+        pts = sorted((p for p in _points(figures_dir, "memory") if p["series"] == series), key=lambda p: p["x"])
+        lo, hi = pts[0], pts[-1]
+        per_request[series] = (hi["rss_bytes"]["loaded"] - lo["rss_bytes"]["loaded"]) / (hi["x"] - lo["x"])
+    assert per_request["processes (sync workers)"] > 20 * max(per_request["coroutines (uvicorn)"], 1)
+
+
+def _server_children():
+    return [p for p in psutil.Process().children(recursive=True) if "conclab.guard" in " ".join(p.cmdline())]
+
+
+def test_rerun_reuses_cached_points_without_measuring(figures_dir):
+    name = "blocking"
+    _points(figures_dir, name)
+    cache = experiments.results_root() / name
+    before = {f.name: f.stat().st_mtime_ns for f in cache.glob("*.json")}
+    assert before
+    run_experiment(name, out_dir=figures_dir, progress=False)
+    after = {f.name: f.stat().st_mtime_ns for f in cache.glob("*.json")}
+    assert after == before, "cached points were measured again"
+
+
+def test_replot_redraws_from_saved_data_offline(figures_dir, tmp_path):
+    name = "open_vs_closed"
+    _points(figures_dir, name)
+    out = tmp_path / "figs"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / f"{name}.json").write_bytes((figures_dir / "data" / f"{name}.json").read_bytes())
+    # An empty results cache proves nothing is measured: a measurement would need it.
+    png = run_experiment(name, out_dir=out, results_dir=tmp_path / "empty", replot=True, progress=False)
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert not (tmp_path / "empty").exists()
+    assert not _server_children()
+
+
+def test_replot_without_saved_data_is_a_clear_error(tmp_path, capsys):
+    code = conclab_main(["charts", "--replot", "--only", "gil", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no saved results" in err and "Traceback" not in err
+
+
+def test_unknown_experiment_is_a_clear_error(capsys):
+    code = conclab_main(["charts", "--only", "nope"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown experiment nope" in err
+
+
+def test_committed_reference_figures_exist_for_every_experiment():
+    for name in REGISTRY:
+        png = experiments.FIGURES / f"{name}.png"
+        data = experiments.FIGURES / "data" / f"{name}.json"
+        assert png.exists() and png.stat().st_size > 10_000, f"figures/{name}.png missing: run make charts"
+        assert data.exists(), f"figures/data/{name}.json missing: run make charts"
+        saved = json.loads(data.read_text())
+        assert saved["points"], f"figures/data/{name}.json has no points"
+        assert saved["quick"] is False, f"figures/{name}.png was drawn in quick mode: re-run make charts"
