@@ -28,6 +28,13 @@ def footer(fig, data):
     where = f"driver pinned to core {client}, servers on the others" if client is not None else "driver and server share cores"
     fig.text(0.01, 0.002, f"{m.get('cores', '?')} cores, Python {m.get('python', '?')}, {when}; {where}{quick}",
              fontsize=7, color="#555555", ha="left", va="bottom")
+    # Failed requests are left out of throughput and latency: say so on the figure.
+    points = data.get("points", [])
+    failed = [p for p in points if (p.get("summary") or {}).get("error_count")]
+    if failed:
+        n = sum(p["summary"]["error_count"] for p in failed)
+        fig.text(0.99, 0.002, f"{n} failed requests in {len(failed)} of {len(points)} runs (not counted above)",
+                 fontsize=7, color="#d62728", ha="right", va="bottom")
 
 
 def by_series(points):
@@ -155,7 +162,7 @@ def draw_blocking(data, fig):
     ax1.bar(x + 0.2, pred, 0.4, label="Little's law", color=COLORS[0], alpha=0.35)
     ax1.set_xticks(x, names)
     ax1.set_ylabel("throughput (requests/s)")
-    ax1.set_title(f"10 users, 50 ms of waiting each")
+    ax1.set_title("10 users, 50 ms of waiting each")
     ax1.legend(fontsize=7)
     probe_p50 = [p["probe"]["latency_ms"]["p50"] if p.get("probe") else math.nan for p in pts]
     probe_p99 = [p["probe"]["latency_ms"]["p99"] if p.get("probe") else math.nan for p in pts]
