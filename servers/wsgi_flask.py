@@ -54,7 +54,10 @@ def _bad_request(err):
 def _not_found(err):
     # Plain text like the ASGI app. /offload-io and friends exist only there:
     # a WSGI handler cannot await, so there is no event loop to offload from.
-    return f"not found: {request.path}\n", 404, {"Content-Type": "text/plain"}
+    # A pasted URL may hold newlines or terminal escapes (%0a, %1b): show those
+    # escaped, so the reason stays one line and cannot colour a terminal.
+    path = request.path if request.path.isprintable() else repr(request.path)
+    return f"not found: {path}\n", 404, {"Content-Type": "text/plain"}
 
 
 def _ms():
