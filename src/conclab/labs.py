@@ -324,6 +324,18 @@ def _grading_plugin():
             folder = os.environ.get("CONCLAB_SUBMISSION")
             return Path(folder) if folder else Path(request.path).parent.parent
 
+        @pytest.fixture(scope="session")
+        def note(self, request):
+            """note(text): print a line for the student now, past pytest's output capture."""
+            capture = request.config.pluginmanager.getplugin("capturemanager")
+
+            def say(text):
+                with capture.global_and_fixture_disabled():
+                    for line in text.splitlines():
+                        _say(f"  note  {line}")
+
+            return say
+
         @pytest.hookimpl(wrapper=True)
         def pytest_runtest_makereport(self, item, call):
             report = yield
