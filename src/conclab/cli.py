@@ -19,6 +19,13 @@ class Parser(argparse.ArgumentParser):
         raise CliError(message)
 
 
+def shown(text):
+    """User input as typed, or as a Python literal if it holds control characters:
+    an error message must stay one line."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -111,13 +118,13 @@ def check_writable(option, path):
 
     target = Path(path)
     if target.is_dir():
-        raise CliError(f"{option} {path}: that is a folder; give a file name")
+        raise CliError(f"{option} {shown(path)}: that is a folder; give a file name")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise CliError(f"{option} {path}: cannot make the folder {target.parent} ({err.strerror or err})") from None
+        raise CliError(f"{option} {shown(path)}: cannot make the folder {shown(target.parent)} ({err.strerror or err})") from None
     if not os.access(target.parent, os.W_OK):
-        raise CliError(f"{option} {path}: its folder is not writable")
+        raise CliError(f"{option} {shown(path)}: its folder is not writable")
 
 
 def cmd_bench(args):
@@ -199,7 +206,7 @@ def cmd_charts(args):
         raise CliError("--only needs experiment names, e.g. --only gil,workers")
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
-        raise CliError(f"unknown experiment {', '.join(unknown)}; choose from: {', '.join(REGISTRY)}")
+        raise CliError(f"unknown experiment {', '.join(map(shown, unknown))}; choose from: {', '.join(REGISTRY)}")
     mode = "redrawing" if args.replot else ("measuring (QUICK mode)" if quick_mode() else "measuring")
     print(f"{mode} {len(names)} experiment(s): {', '.join(names)}", flush=True)
     t = time.monotonic()
