@@ -98,8 +98,3 @@ def total():
     # count = hits
     ### END STARTER
     return jsonify(count=count, pid=os.getpid())
-
-
-@app.get("/health")
-def health():
-    return "ok\n"

@@ -113,7 +113,7 @@ def test_never_more_than_limit_in_flight(uniform):
 def test_uses_the_limit(uniform):
     """runs `limit` requests at once, not one after another"""
     seen = uniform.stats["max_inflight"]
-    assert seen == 3, (
+    assert seen >= 3, (
         f"At most {seen} request(s) were in flight at once; with limit=3 and 12 URLs there "
         f"should be 3. {WHERE}: `await` inside a for loop sends one request at a time. Start "
         "them all as tasks (asyncio.gather or a TaskGroup) and let the semaphore admit 3."

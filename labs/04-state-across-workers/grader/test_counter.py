@@ -8,6 +8,7 @@ total that every worker reports equals the number of hits sent.
 
 import asyncio
 import collections
+import re
 import tempfile
 from pathlib import Path
 
@@ -63,18 +64,25 @@ def burst(submission, workers, threads, hits):
         try:
             with serve(spec) as server:
                 answers, reads = asyncio.run(asyncio.wait_for(hammer(server.url, hits, CLIENTS), 40))
+                log = server.log()
         except ServerStartError as err:
             pytest.fail(f"your app.py did not start under Gunicorn:\n{err}", pytrace=False)
-    errors = [r for r in answers + reads if r.status_code != 200]
-    if errors:
-        pytest.fail(f"{len(errors)} requests failed; the first answered {errors[0].status_code}: "
-                    f"{errors[0].text[:300]!r}\nThe server log may say more; try the app by hand "
-                    "under `gunicorn --workers 4`.", pytrace=False)
-    return {
-        "counts": [count_of(r, "POST /hit") for r in answers],
-        "totals": [count_of(r, "GET /count") for r in reads],
-        "pids": collections.Counter(r.headers.get("x-grader-pid") for r in answers),
-    }
+    return {"answers": answers, "reads": reads, "log": log, "hits": hits,
+            "pids": collections.Counter(r.headers.get("x-grader-pid") for r in answers)}
+
+
+def counts(result):
+    """The numbers /hit handed out and the totals /count reported; fails on any error."""
+    failed = [r for r in result["answers"] + result["reads"] if r.status_code != 200]
+    if failed:
+        # The server's own log says why: quote its last exception line.
+        errors = re.findall(r"^\w[\w.]*(?:Error|Exception)\b.*$", result["log"], re.MULTILINE)
+        why = f"\nThe server log says: {errors[-1]}" if errors else ""
+        pytest.fail(f"{len(failed)} of {len(result['answers']) + len(result['reads'])} requests "
+                    f"failed with status {failed[0].status_code}.{why}\nLook at app.py; try it by "
+                    "hand under `gunicorn --workers 4 --threads 8`.", pytrace=False)
+    return ([count_of(r, "POST /hit") for r in result["answers"]],
+            [count_of(r, "GET /count") for r in result["reads"]])
 
 
 @pytest.fixture(scope="module")
@@ -100,39 +108,40 @@ def spread(result):
 
 def test_hit_answers_with_a_count(processes):
     """POST /hit answers JSON with an integer count"""
-    assert processes["counts"] and all(c >= 1 for c in processes["counts"]), (
+    hits, _ = counts(processes)
+    assert hits and all(c >= 1 for c in hits), (
         "POST /hit must answer the new total, 1 or more. Look at hit() in app.py."
     )
 
 
 def test_every_hit_gets_its_own_number(processes):
     """with 4 workers, no two hits get the same number"""
+    hits, _ = counts(processes)
     spread(processes)
-    counts = collections.Counter(processes["counts"])
-    repeated = sorted(n for n, times in counts.items() if times > 1)
+    seen = collections.Counter(hits)
+    repeated = sorted(n for n, times in seen.items() if times > 1)
     assert not repeated, (
         f"{HITS} hits from {CLIENTS} clients over {len(processes['pids'])} workers got only "
-        f"{len(counts)} different numbers; e.g. {repeated[:5]} were handed out more than once. "
+        f"{len(seen)} different numbers; e.g. {repeated[:5]} were handed out more than once. "
         f"Each worker counted on its own, or two read the same old value. {WHERE}"
     )
 
 
 def test_total_is_exact_in_every_worker(processes):
     """with 4 workers, GET /count equals the number of hits, whichever worker answers"""
+    _, totals = counts(processes)
     spread(processes)
-    totals = sorted(set(processes["totals"]))
-    assert totals == [HITS], (
-        f"after {HITS} hits, GET /count answered {totals} (asked 8 times). {WHERE}"
+    assert sorted(set(totals)) == [HITS], (
+        f"after {HITS} hits, GET /count answered {sorted(set(totals))} (asked 8 times). {WHERE}"
     )
 
 
 def test_exact_with_threads_too(threads):
     """with 8 threads in a worker, every hit counted once and the total exact"""
-    hits = HITS // 2
-    counts, totals = threads["counts"], sorted(set(threads["totals"]))
-    assert sorted(counts) == list(range(1, hits + 1)) and totals == [hits], (
-        f"with one gthread worker of 8 threads, {hits} hits gave {len(set(counts))} different "
-        f"numbers and GET /count answered {totals}. The threads of a worker run hit() at the "
-        "same time. Look at hit() in app.py: open a connection per request (a sqlite3 "
-        "connection must not be shared between threads) and make read-add-write one locked step."
+    n = threads["hits"]
+    hits, totals = counts(threads)
+    assert sorted(hits) == list(range(1, n + 1)) and sorted(set(totals)) == [n], (
+        f"with one gthread worker of 8 threads, {n} hits gave {len(set(hits))} different "
+        f"numbers and GET /count answered {sorted(set(totals))}. The threads of a worker run "
+        "hit() at the same time. Look at hit() in app.py: make read-add-write one locked step."
     )
