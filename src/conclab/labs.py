@@ -71,7 +71,8 @@ def _uncomment(line, where):
     if not rest.startswith("#"):
         raise MarkerError(f"{where}: a STARTER line must be commented out with '#': {body.strip()!r}")
     rest = rest[2:] if rest.startswith("# ") else rest[1:]
-    return indent + rest + line[len(body):]
+    ending = line[len(body):]
+    return indent + rest + ending if rest else ending  # a bare '#' becomes a blank line
 
 
 def split_blocks(text, name="<text>"):
@@ -188,6 +189,8 @@ def write_handout(out, labs_dir=None):
 def grade(key, submission=None, labs_dir=None, timeout=GRADER_TIMEOUT):
     """Grade one lab; print every check and the score; return the exit code (0 = all passed)."""
     lab = find_lab(key, labs_dir)
+    if importlib.util.find_spec("pytest") is None:
+        raise LabError("grading needs pytest: install the dev extra (make setup does)")
     folder = Path(submission) if submission else lab
     if not folder.is_dir():
         raise LabError(f"submission folder not found: {submission} (give the lab folder, e.g. dist/handout/{lab.name})")

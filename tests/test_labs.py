@@ -1,0 +1,275 @@
+"""The homework graders can be trusted.
+
+Each grader passes its lab's solution, fails the untouched handout on exactly
+the checks a student has to fix, and gives the verdict its instructor/checks.toml
+promises for known-wrong (and alternative right) answers. The handout carries no
+solution text and no instructor-only file. Real servers, real sockets: every
+grader run here is `conclab grade`, exactly what an instructor or student runs.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conclab import labs
+
+CONCLAB = str(Path(sys.executable).with_name("conclab"))
+LABS = labs.all_labs()
+LAB_IDS = [lab.name for lab in LABS]
+CHECK_LINE = re.compile(r"^  (PASS|FAIL)  (\S+)", re.MULTILINE)
+
+
+def conclab(*args, timeout=180):
+    return subprocess.run([CONCLAB, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def grade(lab, submission=None):
+    """Run `conclab grade`; return (exit code, {check: passed}, output, seconds)."""
+    args = ["grade", lab.name[:2]] + (["--submission", str(submission)] if submission else [])
+    start = time.monotonic()
+    done = conclab(*args)
+    seconds = time.monotonic() - start
+    output = done.stdout + done.stderr
+    checks = {name: verdict == "PASS" for verdict, name in CHECK_LINE.findall(done.stdout)}
+    return done.returncode, checks, output, seconds
+
+
+def expectations(lab):
+    return tomllib.loads((lab / "instructor" / "checks.toml").read_text())
+
+
+@pytest.fixture(scope="session")
+def handout(tmp_path_factory):
+    """The student handout, written by the real command (`make handout` runs it)."""
+    out = tmp_path_factory.mktemp("dist") / "handout"
+    done = conclab("handout", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def submission_from_handout(handout, lab, tmp_path, replace_from=None):
+    """A student's copy of the lab: the handout's folder, optionally with files replaced."""
+    folder = tmp_path / lab.name
+    shutil.copytree(handout / lab.name, folder)
+    if replace_from:
+        for path in Path(replace_from).iterdir():
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
+# --- the graders ------------------------------------------------------------------
+
+
+@pytest.mark.labs
+@pytest.mark.parametrize("lab", LABS, ids=LAB_IDS)
+def test_grader_passes_the_solution(lab):
+    code, checks, output, seconds = grade(lab)
+    assert code == 0 and checks and all(checks.values()), output
+    assert re.search(rf"^score: {len(checks)}/{len(checks)}$", output, re.MULTILINE), output
+    assert seconds < 60, f"{lab.name}: the grader took {seconds:.0f} s (budget 60 s)"
+
+
+@pytest.mark.labs
+@pytest.mark.parametrize("lab", LABS, ids=LAB_IDS)
+def test_grader_fails_the_untouched_starter(lab, handout, tmp_path):
+    code, checks, output, seconds = grade(lab, submission_from_handout(handout, lab, tmp_path))
+    failed = {name for name, ok in checks.items() if not ok}
+    assert code != 0, output
+    assert failed == set(expectations(lab)["starter_fails"]), output
+    passed = len(checks) - len(failed)
+    assert re.search(rf"^score: {passed}/{len(checks)}$", output, re.MULTILINE), output
+    assert seconds < 60, f"{lab.name}: the grader took {seconds:.0f} s (budget 60 s)"
+
+
+MUTANTS = [
+    pytest.param(lab, name, id=f"{lab.name}-{name}")
+    for lab in LABS
+    for name in sorted(expectations(lab).get("mutants", {}))
+]
+
+
+@pytest.mark.labs
+@pytest.mark.parametrize(("lab", "mutant"), MUTANTS)
+def test_grader_gives_the_promised_verdict_on_known_answers(lab, mutant, handout, tmp_path):
+    """Every check can fail (a mutant proves it), and a right answer written differently passes."""
+    replacement = lab / "instructor" / "mutants" / mutant
+    code, checks, output, _ = grade(lab, submission_from_handout(handout, lab, tmp_path, replacement))
+    failed = {name for name, ok in checks.items() if not ok}
+    assert failed == set(expectations(lab)["mutants"][mutant]["fails"]), output
+    assert (code == 0) == (not failed), output
+
+
+def test_every_check_is_shown_failing_by_the_starter_or_a_mutant():
+    """A check that nothing ever fails proves nothing: the starter or a mutant must fail it."""
+    for lab in LABS:
+        grader_text = "\n".join(p.read_text() for p in (lab / "grader").glob("test_*.py"))
+        checks = set(re.findall(r"^def test_(\w+)", grader_text, re.MULTILINE))
+        promised = expectations(lab)
+        failing = set(promised["starter_fails"])
+        for mutant in promised.get("mutants", {}).values():
+            failing |= set(mutant["fails"])
+        base = {name.split("[")[0] for name in failing}
+        assert checks <= base, f"{lab.name}: never shown failing: {sorted(checks - base)}"
+
+
+@pytest.mark.labs
+def test_editing_the_graders_copy_in_a_submission_changes_nothing(handout, tmp_path):
+    lab = labs.find_lab("04")
+    folder = submission_from_handout(handout, lab, tmp_path)
+    for test in (folder / "grader").glob("test_*.py"):
+        test.write_text("def test_everything_passes():\n    pass\n")
+    code, checks, output, _ = grade(lab, folder)
+    assert code != 0, output
+    assert {n for n, ok in checks.items() if not ok} == set(expectations(lab)["starter_fails"]), output
+
+
+# --- the command line ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["grade", "99"], ["grade", "x1"], ["grade"]])
+def test_grade_with_a_bad_lab_is_one_line_and_exit_2(args):
+    done = conclab(*args, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("conclab: error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_grade_with_a_missing_submission_is_one_line_and_exit_2(tmp_path):
+    done = conclab("grade", "01", "--submission", str(tmp_path / "nope"), timeout=60)
+    assert done.returncode == 2
+    assert "submission folder not found" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_lab_numbers_are_found_in_any_spelling():
+    first = LABS[0]
+    assert labs.find_lab("1") == labs.find_lab("01") == labs.find_lab(first.name) == first
+    with pytest.raises(labs.LabError, match="the labs are 01"):
+        labs.find_lab("7")
+
+
+# --- the handout -----------------------------------------------------------------------
+
+
+def solution_and_public_lines(text):
+    """(lines inside solution blocks, lines outside them), found by a parser of its
+    own - not the one that writes the handout."""
+    inside, secret, public = False, set(), set()
+    for line in text.splitlines():
+        words = line.strip().lstrip("#").strip()
+        if words in ("BEGIN SOLUTION", "END SOLUTION"):
+            inside = words == "BEGIN SOLUTION"
+            continue
+        body = line.strip()
+        if inside:
+            secret.add(body)
+        else:
+            public |= {body, body.lstrip("#").strip()}  # a starter line, once made live
+    return secret, public
+
+
+def test_handout_contains_no_solution_text(handout):
+    leaks = []
+    for lab in LABS:
+        secret, public = set(), set()
+        for path in lab.rglob("*"):
+            if path.is_file() and "instructor" not in path.name.lower() and "instructor" not in path.parts:
+                inside, outside = solution_and_public_lines(path.read_text(errors="replace"))
+                secret, public = secret | inside, public | outside
+        # Lines that also occur outside the solutions (`import asyncio`) give nothing away.
+        secret = {s for s in secret - public if len(s) >= 8 and re.search(r"[A-Za-z]{3}", s)}
+        assert secret, f"{lab.name}: no solution blocks found - nothing to hide?"
+        for path in (handout / lab.name).rglob("*"):
+            if path.is_file():
+                text = path.read_text(errors="replace")
+                lines = {line.strip() for line in text.splitlines()}
+                leaks += [f"{path}: {line}" for line in sorted(lines & secret)]
+                if re.search(r"(BEGIN|END) (SOLUTION|STARTER)", text):
+                    leaks.append(f"{path}: a marker line")
+    assert not leaks, "\n".join(leaks)
+
+
+def test_handout_leaves_out_instructor_files(handout):
+    for lab in LABS:
+        names = [p.relative_to(handout) for p in (handout / lab.name).rglob("*")]
+        assert not [n for n in names if any(part.lower().startswith("instructor") for part in n.parts)]
+        assert not [n for n in names if "__pycache__" in n.parts]
+        assert (handout / lab.name / "README.md").is_file()
+        assert sorted((handout / lab.name / "grader").glob("test_*.py")), "graders are handed out"
+
+
+def test_handout_code_compiles_and_passes_the_linter(handout):
+    for path in handout.rglob("*.py"):
+        compile(path.read_text(), str(path), "exec")
+    root = Path(__file__).resolve().parents[1]
+    ruff = Path(sys.executable).with_name("ruff")
+    done = subprocess.run([str(ruff), "check", "--no-cache", "--config", str(root / "pyproject.toml"), str(handout)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_handout_is_rewritten_not_merged(handout):
+    stale = handout / LABS[0].name / "stale.txt"
+    stale.write_text("left over from an older handout")
+    assert conclab("handout", "--out", str(handout)).returncode == 0
+    assert not stale.exists()
+
+
+# --- the markers -------------------------------------------------------------------------
+
+
+def test_markers_cut_solutions_and_make_starters_live():
+    source = (
+        "def f(ms):\n"
+        "    ### BEGIN SOLUTION\n"
+        "    await asyncio.sleep(ms)\n"
+        "    ### END SOLUTION\n"
+        "    ### BEGIN STARTER\n"
+        "    # time.sleep(ms)\n"
+        "    #\n"
+        "    # # a comment stays a comment\n"
+        "    ### END STARTER\n"
+        "    return ms\n"
+    )
+    assert labs.student_version(source) == (
+        "def f(ms):\n"
+        "    time.sleep(ms)\n"
+        "\n"
+        "    # a comment stays a comment\n"
+        "    return ms\n"
+    )
+    assert labs.solution_lines(source) == ["    await asyncio.sleep(ms)\n"]
+
+
+@pytest.mark.parametrize(("source", "problem"), [
+    ("# BEGIN SOLUTION\nx = 1\n", "x.py:1: BEGIN SOLUTION is never closed"),
+    ("x = 1\n# END SOLUTION\n", "x.py:2: END SOLUTION without a matching BEGIN SOLUTION"),
+    ("# BEGIN SOLUTION\n# BEGIN STARTER\n", "x.py:2: BEGIN STARTER inside the SOLUTION block opened at line 1"),
+    ("# BEGIN STARTER\nx = 1\n# END STARTER\n", "x.py:2: a STARTER line must be commented out"),
+    ("x = 1  # BEGIN SOLUTION\n", "x.py: solution marker words left outside a marker line"),
+])
+def test_a_malformed_marker_is_an_error_naming_file_and_line(source, problem):
+    with pytest.raises(labs.MarkerError) as caught:
+        labs.student_version(source, "x.py")
+    assert str(caught.value).startswith(problem)
+
+
+def test_a_marker_error_leaves_the_previous_handout_in_place(tmp_path):
+    source = tmp_path / "labs" / "01-demo"
+    (source / "grader").mkdir(parents=True)
+    (source / "app.py").write_text("x = 1\n")
+    (source / "instructor_notes.md").write_text("hidden\n")
+    (source / "grader" / "instructor_test_hidden.py").write_text("def test_x():\n    pass\n")
+    out = tmp_path / "out"
+    labs.write_handout(out, labs_dir=tmp_path / "labs")
+    assert sorted(p.name for p in (out / "01-demo").rglob("*")) == ["app.py", "grader"]
+    (source / "app.py").write_text("# BEGIN SOLUTION\nx = 2\n")
+    with pytest.raises(labs.MarkerError):
+        labs.write_handout(out, labs_dir=tmp_path / "labs")
+    assert (out / "01-demo" / "app.py").read_text() == "x = 1\n"
+    assert [p.name for p in out.iterdir()] == ["01-demo"]  # no half-written staging folder
