@@ -64,16 +64,22 @@ def _mark_saturated(ax, points, ys):
             ax.annotate("client\nsaturated", (p["x"], y), fontsize=6, color="red", ha="center", va="bottom")
 
 
+def plot_throughput(ax, name, pts, color):
+    """Measured throughput (solid) and Little's law (dashed) for one series; returns the x values."""
+    x = _xs(pts)
+    thr = [p["summary"]["throughput_rps"] for p in pts]
+    ax.plot(x, thr, "o-", color=color, label=f"{name} (measured)")
+    _mark_saturated(ax, pts, thr)
+    ax.plot(x, _pred(pts, "throughput_rps"), "--", color=color, alpha=0.6, label=f"{name} (Little's law)")
+    return x
+
+
 def throughput_latency(data, fig, logx=True, xlabel="concurrent users (closed loop)"):
     """Two panels: throughput and latency against x, measurement and theory."""
     ax1, ax2 = fig.subplots(1, 2)
     for i, (name, pts) in enumerate(by_series(data["points"]).items()):
         color = COLORS[i % len(COLORS)]
-        x = _xs(pts)
-        thr = [p["summary"]["throughput_rps"] for p in pts]
-        ax1.plot(x, thr, "o-", color=color, label=f"{name} (measured)")
-        _mark_saturated(ax1, pts, thr)
-        ax1.plot(x, _pred(pts, "throughput_rps"), "--", color=color, alpha=0.6, label=f"{name} (Little's law)")
+        x = plot_throughput(ax1, name, pts, color)
         ax2.plot(x, _lat(pts, "p50"), "o-", color=color, label=f"{name} p50")
         ax2.plot(x, _lat(pts, "p99"), "^:", color=color, alpha=0.8, label=f"{name} p99")
         ax2.plot(x, _pred(pts, "latency_ms"), "--", color=color, alpha=0.5)
@@ -180,12 +186,7 @@ def draw_blocking(data, fig):
 def draw_lines(data, fig, xlabel, logx=False):
     ax = fig.subplots(1, 1)
     for i, (name, pts) in enumerate(by_series(data["points"]).items()):
-        color = COLORS[i % len(COLORS)]
-        x = _xs(pts)
-        thr = [p["summary"]["throughput_rps"] for p in pts]
-        ax.plot(x, thr, "o-", color=color, label=f"{name} (measured)")
-        _mark_saturated(ax, pts, thr)
-        ax.plot(x, _pred(pts, "throughput_rps"), "--", color=color, alpha=0.6, label=f"{name} (Little's law)")
+        plot_throughput(ax, name, pts, COLORS[i % len(COLORS)])
     if logx:
         ax.set_xscale("log", base=2)
     ax.set_xlabel(xlabel)
