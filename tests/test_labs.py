@@ -120,13 +120,14 @@ def test_every_check_is_shown_failing_by_the_starter_or_a_mutant():
 
 @pytest.mark.labs
 def test_editing_the_graders_copy_in_a_submission_changes_nothing(handout, tmp_path):
-    lab = labs.find_lab("04")
-    folder = submission_from_handout(handout, lab, tmp_path)
+    lab = labs.find_lab("02")
+    folder = submission_from_handout(handout, lab, tmp_path, lab / "instructor" / "mutants" / "broken-config")
     for test in (folder / "grader").glob("test_*.py"):
         test.write_text("def test_everything_passes():\n    pass\n")
     code, checks, output, _ = grade(lab, folder)
+    promised = expectations(lab)["mutants"]["broken-config"]["fails"]
     assert code != 0, output
-    assert {n for n, ok in checks.items() if not ok} == set(expectations(lab)["starter_fails"]), output
+    assert {n for n, ok in checks.items() if not ok} == set(promised), output
 
 
 # --- the command line ---------------------------------------------------------------

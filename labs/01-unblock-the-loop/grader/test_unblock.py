@@ -21,8 +21,8 @@ from conclab.launcher import ServerSpec, ServerStartError, serve
 
 HERE = Path(__file__).resolve().parent
 N = 4  # requests fired at once per route
-WAIT_MS = 1000  # how long /sleep and the upstream of /fetch take
-HASH_SECONDS = 0.5  # CPU time of one /hash request on this machine
+WAIT_MS = 800  # how long /sleep and the upstream of /fetch take
+HASH_SECONDS = 0.4  # CPU time of one /hash request on this machine
 SALT = b"conclab-lab-01"
 
 ADVICE = {

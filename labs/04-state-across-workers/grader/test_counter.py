@@ -19,7 +19,7 @@ from conclab.labs import student_file
 from conclab.launcher import ServerSpec, ServerStartError, serve
 
 HERE = Path(__file__).resolve().parent
-HITS = 400
+HITS = 200
 CLIENTS = 16
 WHERE = (
     "Look at hit() and total() in app.py: a global lives inside one worker process, and "
