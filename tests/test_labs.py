@@ -130,6 +130,24 @@ def test_editing_the_graders_copy_in_a_submission_changes_nothing(handout, tmp_p
     assert {n for n, ok in checks.items() if not ok} == set(promised), output
 
 
+def test_a_gunicorn_config_file_decides_workers_and_threads(tmp_path):
+    """Lab 02 relies on it: ServerSpec(config=...) runs Gunicorn with the file's settings."""
+    from conclab.launcher import ServerSpec, serve
+
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text("workers = 2\nthreads = 3\n")
+    spec = ServerSpec("wsgi", config=str(conf))
+    command = spec.command(8000)
+    assert "--config" in command and "--workers" not in command and "--threads" not in command
+    with serve(spec) as server:
+        deadline = time.monotonic() + 15
+        while len(server.worker_pids) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(server.worker_pids) == 2
+    with pytest.raises(ValueError, match="config"):
+        ServerSpec("asgi", config=str(conf))
+
+
 # --- the command line ---------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
 # Gunicorn reads it as Python: `gunicorn -c gunicorn.conf.py app:app`.
 # Every setting: https://docs.gunicorn.org/en/stable/settings.html
 # The grader starts `gunicorn -c gunicorn.conf.py --bind 127.0.0.1:<port>
-# --chdir <lab> app:app` on 2 cores, so `bind` and `chdir` here are ignored.
+# --chdir <lab> app:app` on 2 cores, so `bind` and `chdir` here are ignored,
+# and it turns keep-alive off (README, "How it is graded").
 ### BEGIN SOLUTION
 #
 # Little's law: to serve X = 30 requests/s when each takes S = 0.305 s, about

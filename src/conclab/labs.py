@@ -188,6 +188,8 @@ def write_handout(out, labs_dir=None):
 
 def grade(key, submission=None, labs_dir=None, timeout=GRADER_TIMEOUT):
     """Grade one lab; print every check and the score; return the exit code (0 = all passed)."""
+    if not key:
+        raise LabError("which lab? e.g. conclab grade 01 (make grade LAB=01)")
     lab = find_lab(key, labs_dir)
     if importlib.util.find_spec("pytest") is None:
         raise LabError("grading needs pytest: install the dev extra (make setup does)")
@@ -236,7 +238,7 @@ def add_cli(subparsers):
     p.set_defaults(func=_cmd_handout)
 
     p = subparsers.add_parser("grade", help="grade a lab: conclab grade 01 [--submission FOLDER]")
-    p.add_argument("lab", help="lab number, e.g. 01")
+    p.add_argument("lab", nargs="?", help="lab number, e.g. 01")
     p.add_argument("--submission", help="a student's copy of the lab folder (default: labs/NN-*/ itself)")
     p.set_defaults(func=_cmd_grade)
 
@@ -292,6 +294,23 @@ def import_student(folder, name):
     return module
 
 
+EXCEPTION_LINE = re.compile(r"^\s*\w[\w.]*(Error|Exception|Exit)\b")
+
+
+def start_failure(err, folder, what):
+    """A short reason for a server that did not start: the traceback from the
+    first line in the student's own files down to the exception; failing that,
+    the launcher's summary and the exception lines of the server's output."""
+    lines = str(err).splitlines()
+    first = next((i for i, line in enumerate(lines) if "File " in line and str(folder) in line), None)
+    if first is not None:
+        end = next((i for i in range(first, len(lines)) if EXCEPTION_LINE.match(lines[i])), len(lines) - 1)
+        shown = lines[first:end + 1]
+    else:
+        shown = lines[:1] + [line for line in lines if EXCEPTION_LINE.match(line)][-3:]
+    return f"{what} did not start:\n" + "\n".join(line.strip() for line in shown)
+
+
 def max_overlap(intervals):
     """The most intervals (start, end) that were open at one instant.
 
@@ -320,6 +339,7 @@ def _grading_plugin():
     class GradingPlugin:
         def __init__(self):
             self.results = {}  # nodeid -> (passed, check name), in the order reported
+            self.last_reason = None
 
         @pytest.fixture(scope="module")
         def submission(self, request):
@@ -352,6 +372,10 @@ def _grading_plugin():
             if report.failed and report.nodeid not in self.results:
                 self.results[report.nodeid] = (False, report.check_name)
                 _say(f"  FAIL  {report.check_name}")
+                if report.reason == self.last_reason:  # e.g. the app did not start: said once
+                    _say("        (the same reason as above)")
+                    return
+                self.last_reason = report.reason
                 for paragraph in report.reason.splitlines():
                     for line in textwrap.wrap(paragraph, 92) or [""]:
                         _say(f"        {line}")
@@ -405,5 +429,8 @@ def _reason(excinfo):
 
 
 def _say(text):
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (| head): nothing left to tell
+        pass

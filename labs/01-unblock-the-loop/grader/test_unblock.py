@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conclab.labs import max_overlap, student_file
+from conclab.labs import max_overlap, start_failure, student_file
 from conclab.launcher import ServerSpec, ServerStartError, serve
 
 HERE = Path(__file__).resolve().parent
@@ -68,7 +68,7 @@ def app_url(submission, upstream):
         with serve(spec) as server:
             yield server.url
     except ServerStartError as err:
-        pytest.fail(f"your app.py did not start under Uvicorn:\n{err}", pytrace=False)
+        pytest.fail(start_failure(err, submission, "your app.py under Uvicorn"), pytrace=False)
 
 
 async def timed_get(client, url):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conclab.driver import run_load
-from conclab.labs import student_file
+from conclab.labs import start_failure, student_file
 from conclab.launcher import ServerSpec, ServerStartError, serve
 
 HERE = Path(__file__).resolve().parent
@@ -60,7 +60,7 @@ def measure(conf, threads):
             result = run_load(server.url, path="/order", concurrency=USERS, duration=4.0,
                               warmup=1.0, timeout=10.0, progress=False)
     except ServerStartError as err:
-        pytest.fail(f"Gunicorn did not start with your gunicorn.conf.py:\n{err}", pytrace=False)
+        pytest.fail(start_failure(err, conf.parent, "Gunicorn with your gunicorn.conf.py"), pytrace=False)
     return result.summary
 
 

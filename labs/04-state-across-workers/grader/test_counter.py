@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conclab.labs import student_file
+from conclab.labs import start_failure, student_file
 from conclab.launcher import ServerSpec, ServerStartError, serve
 
 HERE = Path(__file__).resolve().parent
@@ -66,7 +66,7 @@ def burst(submission, workers, threads, hits):
                 answers, reads = asyncio.run(asyncio.wait_for(hammer(server.url, hits, CLIENTS), 40))
                 log = server.log()
         except ServerStartError as err:
-            pytest.fail(f"your app.py did not start under Gunicorn:\n{err}", pytrace=False)
+            pytest.fail(start_failure(err, submission, "your app.py under Gunicorn"), pytrace=False)
     return {"answers": answers, "reads": reads, "log": log, "hits": hits,
             "pids": collections.Counter(r.headers.get("x-grader-pid") for r in answers)}
 
