@@ -275,6 +275,9 @@ def build_parser():
         from . import labs
 
         labs.add_cli(sub)
+    from . import notebooks
+
+    notebooks.add_cli(sub)
     return parser
 
 
