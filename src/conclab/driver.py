@@ -147,7 +147,10 @@ def check_target(url: str, allow_remote: bool = False):
 def error_kind(exc: BaseException) -> str:
     """A short, stable name for why a request failed (the root cause, not the wrapper)."""
     root = exc
-    while root.__cause__ is not None and root is not root.__cause__:
+    # Stop before a CancelledError: asyncio.timeout() raises TimeoutError *from*
+    # the cancellation it used to interrupt the request - that is not the cause.
+    while (root.__cause__ is not None and root is not root.__cause__
+           and not isinstance(root.__cause__, asyncio.CancelledError)):
         root = root.__cause__
     name = type(root).__name__
     if isinstance(root, TimeoutError | asyncio.TimeoutError | httpx.TimeoutException) or "Timeout" in name:
@@ -172,6 +175,7 @@ class LoadResult:
     window: tuple[int, int] = (0, 0)
     finished_ns: int = 0
     client_cpu_s: float = 0.0
+    client_wait_s: float = 0.0  # ready to run but waiting for its core (shared with other programs)
     loop_lag_ms: list = field(default_factory=list, repr=False)
     interrupted: bool = False
     failed: str | None = None
@@ -309,6 +313,7 @@ class _Run:
         rng = random.Random(self.load.seed)
         rate = self.load.rate
         next_ns = t0
+        arrivals, offset_s = 0, 0.0
         tasks = set()
         while self.take_ticket():
             if deadline and next_ns >= deadline:
@@ -321,8 +326,14 @@ class _Run:
             task = asyncio.create_task(self.one(client, next_ns))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-            gap = rng.expovariate(rate) if self.load.arrivals == "poisson" else 1.0 / rate
-            next_ns += int(gap * 1e9)
+            # The schedule is computed from t0, not by adding rounded gaps: those
+            # would drift early and fit one arrival too many into the duration.
+            arrivals += 1
+            if self.load.arrivals == "poisson":
+                offset_s += rng.expovariate(rate)
+            else:
+                offset_s = arrivals / rate
+            next_ns = t0 + round(offset_s * 1e9)
         if tasks:
             await asyncio.wait(tasks, timeout=self.load.timeout + 1)
 
@@ -338,16 +349,19 @@ class _Run:
         self.stop = asyncio.Event()
         connections = int(load.concurrency or min(LIMITS["concurrency"], max(64, load.rate * load.timeout)))
         _raise_fd_limit(connections)
-        t0 = time.monotonic_ns()
-        warm_end = t0 + int(load.warmup * 1e9)
-        deadline = warm_end + int(load.duration * 1e9) if load.duration else None
-        result.started_ns = t0
-        cpu0 = time.thread_time()
-        lag_task = asyncio.create_task(self.watch_lag())
-        progress_task = asyncio.create_task(self.report_progress(t0, deadline))
         async with _make_client(load, connections) as client:
             self.request = client.build_request("GET", self.url + load.path)
             self.transport = client._transport_for_url(self.request.url)
+            # The clock starts once the client is ready: building it (the first
+            # time, importing aiohttp) takes ~0.1 s, which would otherwise make
+            # the first open-loop arrivals late and shorten the measured window.
+            t0 = time.monotonic_ns()
+            warm_end = t0 + int(load.warmup * 1e9)
+            deadline = warm_end + int(load.duration * 1e9) if load.duration else None
+            result.started_ns = t0
+            cpu0, wait0 = time.thread_time(), _thread_wait_s()
+            lag_task = asyncio.create_task(self.watch_lag())
+            progress_task = asyncio.create_task(self.report_progress(t0, deadline))
             if load.concurrency:
                 users = [asyncio.create_task(self.closed_user(client, deadline)) for _ in range(int(load.concurrency))]
                 done, pending = await asyncio.wait(users, timeout=None if deadline is None else (deadline - t0) / 1e9 + load.timeout + 2)
@@ -358,6 +372,8 @@ class _Run:
         self.stop.set()
         await asyncio.gather(lag_task, progress_task, return_exceptions=True)
         result.client_cpu_s = time.thread_time() - cpu0
+        wait1 = _thread_wait_s()
+        result.client_wait_s = wait1 - wait0 if wait0 is not None and wait1 is not None else 0.0
         result.finished_ns = time.monotonic_ns()
         end = deadline if (deadline and not load.requests) else max((r[2] for r in self.records), default=result.finished_ns)
         result.window = (warm_end, min(end, result.finished_ns) if deadline else end)
@@ -381,6 +397,19 @@ class _Run:
                 bar.refresh()
         finally:
             bar.close()
+
+
+def _thread_wait_s():
+    """Seconds this thread was runnable but not running (Linux schedstat), or None.
+
+    A driver starved of CPU by other programs on its core uses little CPU yet
+    still cannot keep up; its CPU time alone would hide that.
+    """
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _new_loop():
@@ -454,7 +483,8 @@ def run_load(
     if warn and result.summary["client_saturated"]:
         s = result.summary
         warnings.warn(
-            f"the load driver was saturated (client CPU {s['client_cpu']:.0%}, loop lag p99 "
+            f"the load driver was saturated (client CPU {s['client_cpu']:.0%}, waiting for a CPU "
+            f"{s['client_wait']:.0%}, loop lag p99 "
             f"{s['loop_lag_ms_p99']:.1f} ms): throughput is a lower bound and latencies include client delay",
             ClientSaturatedWarning, stacklevel=2,
         )

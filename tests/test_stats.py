@@ -1,0 +1,286 @@
+"""Statistics of a run, checked on hand-made records whose answers we know.
+
+No server here: every number below is worked out by hand from the records.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from conclab.driver import FIELDS, LoadResult, LoadSpec
+from conclab.stats import (
+    columns,
+    format_summary,
+    max_overlap,
+    mean_in_flight,
+    percentiles,
+)
+
+MS = 1_000_000  # nanoseconds per millisecond
+S = 1_000_000_000
+
+
+def rec(intended, end, start=None, status=200, error="", path="/io?ms=100", pid=11, thread=1):
+    """One driver record (times in ns); start defaults to the intended start."""
+    start = intended if start is None else start
+    return (intended, start, end, status, error, path, pid, thread, start, end)
+
+
+def closed_loop_records(users, service_ns, until_ns, offset_ns=0):
+    """``users`` users sending back to back, each request taking ``service_ns``."""
+    out = []
+    for u in range(users):
+        t = offset_ns * u
+        while t + service_ns <= until_ns:
+            out.append(rec(t, t + service_ns, thread=u + 1))
+            t += service_ns
+    return out
+
+
+def result_of(records, window, load=None, cpu_s=0.1, started=0, finished=None, **kw):
+    load = load or LoadSpec(path="/io?ms=100", concurrency=2, duration=1.0, warmup=0.5)
+    return LoadResult(
+        url="http://127.0.0.1:1", load=load, records=records, started_ns=started,
+        window=window, finished_ns=finished if finished is not None else window[1],
+        client_cpu_s=cpu_s, **kw,
+    )
+
+
+# --- max_overlap ---------------------------------------------------------------
+
+
+def test_max_overlap_of_nothing_is_zero():
+    assert max_overlap([], []) == 0
+
+
+def test_max_overlap_counts_intervals_open_at_the_same_instant():
+    starts = [0, 5, 9, 16]
+    ends = [10, 15, 20, 30]
+    assert max_overlap(starts, ends) == 3
+
+
+def test_back_to_back_intervals_do_not_overlap():
+    # One thread finishing a request and starting the next at the same ns.
+    assert max_overlap([0, 10, 20], [10, 20, 30]) == 1
+
+
+def test_max_overlap_of_one_long_interval_and_many_short_ones_is_two():
+    starts = [0] + list(range(0, 100, 2))
+    ends = [100] + [s + 1 for s in range(0, 100, 2)]
+    assert max_overlap(starts, ends) == 2
+
+
+def test_max_overlap_ignores_input_order():
+    starts = [16, 0, 9, 5]
+    ends = [30, 10, 20, 15]
+    assert max_overlap(starts, ends) == 3
+
+
+# --- mean_in_flight --------------------------------------------------------------
+
+
+def test_one_interval_covering_the_window_is_one_in_flight():
+    assert mean_in_flight([0], [100], 0, 100) == pytest.approx(1.0)
+
+
+def test_in_flight_is_the_time_average_over_the_window():
+    # Busy time 50 + 75 + 50 = 175 ns over a 100 ns window: 1.75 in flight on average.
+    assert mean_in_flight([0, 25, 50], [50, 100, 100], 0, 100) == pytest.approx(1.75)
+
+
+def test_in_flight_clips_intervals_to_the_window():
+    # Only the part inside [100, 200] counts: 50 ns of the first, 100 of the second.
+    assert mean_in_flight([50, 0], [150, 1000], 100, 200) == pytest.approx(1.5)
+
+
+def test_intervals_outside_the_window_count_nothing():
+    assert mean_in_flight([0, 300], [50, 400], 100, 200) == 0.0
+
+
+def test_in_flight_of_an_empty_window_or_no_intervals_is_zero():
+    assert mean_in_flight([0], [10], 5, 5) == 0.0
+    assert mean_in_flight([], [], 0, 10) == 0.0
+
+
+def test_n_closed_loop_users_keep_n_in_flight():
+    records = closed_loop_records(users=5, service_ns=100 * MS, until_ns=3 * S, offset_ns=7 * MS)
+    c = columns(records)
+    assert mean_in_flight(c["intended_ns"], c["end_ns"], 1 * S, 2 * S) == pytest.approx(5.0)
+
+
+# --- percentiles ---------------------------------------------------------------
+
+
+def test_percentiles_of_0_to_100():
+    p = percentiles(list(range(101)))
+    assert p == {"p50": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0, "mean": 50.0}
+
+
+def test_percentiles_do_not_depend_on_order():
+    values = list(range(101))
+    shuffled = list(np.random.default_rng(1).permutation(values))
+    assert percentiles(shuffled) == percentiles(values)
+
+
+def test_percentiles_of_one_value_are_that_value():
+    assert percentiles([7.5]) == {"p50": 7.5, "p90": 7.5, "p99": 7.5, "max": 7.5, "mean": 7.5}
+
+
+def test_percentiles_of_nothing_are_nan_not_an_exception():
+    p = percentiles([])
+    assert set(p) == {"p50", "p90", "p99", "max", "mean"}
+    assert all(math.isnan(v) for v in p.values())
+
+
+def test_a_slow_tail_shows_in_p99_and_max_but_not_p50():
+    p = percentiles([10.0] * 98 + [1000.0] * 2)
+    assert p["p50"] == 10.0
+    assert p["p99"] > 500
+    assert p["max"] == 1000.0
+
+
+# --- columns -------------------------------------------------------------------
+
+
+def test_columns_names_every_field_even_without_records():
+    c = columns([])
+    assert tuple(c) == FIELDS
+    assert all(len(v) == 0 for v in c.values())
+
+
+def test_columns_keeps_times_as_exact_integers():
+    big = 10**18 + 1  # more digits than a float holds
+    c = columns([rec(big, big + 5)])
+    assert c["intended_ns"].dtype == np.int64
+    assert int(c["end_ns"][0]) - int(c["intended_ns"][0]) == 5
+    assert c["error"][0] == ""
+
+
+# --- summarize -----------------------------------------------------------------
+
+
+def two_users_for_two_seconds():
+    # User 0 ends requests at 0.1, 0.2, ... s; user 1 is 50 ms later. The window
+    # [0.525, 1.525] s holds 10 completions of each: 20 per second.
+    records = closed_loop_records(users=2, service_ns=100 * MS, until_ns=2 * S, offset_ns=50 * MS)
+    return result_of(records, window=(525 * MS, 1525 * MS), started=0, finished=2 * S)
+
+
+def test_throughput_counts_completions_inside_the_window():
+    s = two_users_for_two_seconds().summary
+    assert s["window_s"] == pytest.approx(1.0)
+    assert s["completed"] == 20
+    assert s["throughput_rps"] == pytest.approx(20.0)
+
+
+def test_latency_is_from_intended_start_to_end():
+    s = two_users_for_two_seconds().summary
+    assert s["latency_ms"]["p50"] == pytest.approx(100.0)
+    assert s["latency_ms"]["mean"] == pytest.approx(100.0)
+
+
+def test_littles_law_holds_for_a_steady_closed_loop():
+    s = two_users_for_two_seconds().summary
+    assert s["mean_in_flight"] == pytest.approx(2.0)
+    assert s["littles_law"]["L_measured"] == pytest.approx(2.0)
+    assert s["littles_law"]["X_times_R"] == pytest.approx(2.0)
+
+
+def test_open_loop_latency_includes_time_queued_in_the_client():
+    # Meant to start at 0, actually sent 300 ms late, answered 100 ms after sending.
+    load = LoadSpec(path="/io?ms=100", rate=10.0, duration=1.0)
+    r = result_of([rec(0, 400 * MS, start=300 * MS)], window=(0, 1 * S), load=load)
+    s = r.summary
+    assert s["latency_ms"]["p50"] == pytest.approx(400.0)
+    assert s["service_ms"]["p50"] == pytest.approx(100.0)
+    assert s["send_lag_ms_p99"] == pytest.approx(300.0)
+
+
+def test_errors_are_counted_by_kind_and_kept_out_of_throughput_and_latency():
+    records = [
+        rec(100 * MS, 200 * MS),
+        rec(100 * MS, 900 * MS, status=0, error="timeout"),
+        rec(300 * MS, 310 * MS, status=400, error="http_400"),
+        rec(300 * MS, 320 * MS, status=400, error="http_400"),
+    ]
+    s = result_of(records, window=(0, 1 * S)).summary
+    assert s["errors"] == {"timeout": 1, "http_400": 2}
+    assert s["error_count"] == 3
+    assert s["completed"] == 1
+    assert s["sent"] == 4
+    assert s["latency_ms"]["max"] == pytest.approx(100.0)
+
+
+def test_warm_up_requests_are_left_out_of_latency_and_errors():
+    records = [
+        rec(0, 900 * MS),  # started in warm-up: slow, cold
+        rec(50 * MS, 60 * MS, status=0, error="reset"),  # warm-up error
+        rec(600 * MS, 700 * MS),
+    ]
+    s = result_of(records, window=(500 * MS, 1500 * MS)).summary
+    assert s["errors"] == {}
+    assert s["measured"] == 1
+    assert s["latency_ms"]["max"] == pytest.approx(100.0)
+    # ...but a completion inside the window counts, whenever it started.
+    assert s["completed"] == 2
+
+
+def test_a_run_without_records_summarises_to_zeros_and_nan():
+    s = result_of([], window=(0, 1 * S)).summary
+    assert s["completed"] == 0
+    assert s["throughput_rps"] == 0.0
+    assert math.isnan(s["latency_ms"]["p50"])
+    assert s["littles_law"]["X_times_R"] == 0.0
+
+
+def test_a_busy_client_is_flagged_saturated():
+    wall = 2 * S
+    busy = result_of([], window=(0, wall), started=0, finished=wall, cpu_s=1.9)
+    idle = result_of([], window=(0, wall), started=0, finished=wall, cpu_s=0.2)
+    assert busy.summary["client_cpu"] == pytest.approx(0.95)
+    assert busy.summary["client_saturated"] is True
+    assert idle.summary["client_saturated"] is False
+
+
+def test_a_client_starved_of_its_core_is_flagged_saturated():
+    # Little CPU used, but ready to run and waiting for a busy core most of the time.
+    wall = 2 * S
+    starved = result_of([], window=(0, wall), started=0, finished=wall, cpu_s=0.8, client_wait_s=1.2)
+    s = starved.summary
+    assert s["client_cpu"] == pytest.approx(0.4)
+    assert s["client_wait"] == pytest.approx(0.6)
+    assert s["client_saturated"] is True
+
+
+
+def test_a_client_that_waits_long_for_its_core_is_flagged_even_at_low_cpu():
+    wall = 2 * S
+    shared = result_of([], window=(0, wall), started=0, finished=wall, cpu_s=0.6, client_wait_s=0.5)
+    quiet = result_of([], window=(0, wall), started=0, finished=wall, cpu_s=0.6, client_wait_s=0.02)
+    assert shared.summary["client_saturated"] is True  # 30 % busy, 25 % waiting
+    assert quiet.summary["client_saturated"] is False
+
+
+def test_an_open_loop_that_cannot_send_on_time_is_flagged_saturated():
+    load = LoadSpec(path="/io?ms=1", rate=100.0, duration=1.0)
+    late = [rec(i * 10 * MS, i * 10 * MS + 60 * MS, start=i * 10 * MS + 50 * MS) for i in range(50)]
+    on_time = [rec(i * 10 * MS, i * 10 * MS + 2 * MS) for i in range(50)]
+    assert result_of(late, window=(0, 1 * S), load=load).summary["client_saturated"] is True
+    assert result_of(on_time, window=(0, 1 * S), load=load).summary["client_saturated"] is False
+
+
+def test_summary_names_the_workers_and_threads_that_answered():
+    records = [rec(0, 10, pid=7, thread=1), rec(0, 10, pid=7, thread=2), rec(0, 10, pid=9, thread=1)]
+    s = result_of(records, window=(0, 100)).summary
+    assert s["worker_pids"] == [7, 9]
+    assert s["threads"] == 3
+
+
+def test_format_summary_says_when_a_run_was_interrupted_or_saturated():
+    r = result_of([], window=(0, S), finished=S, cpu_s=0.99, interrupted=True)
+    text = format_summary(r.summary)
+    assert "INTERRUPTED" in text
+    assert "SATURATED" in text
+    quiet = format_summary(two_users_for_two_seconds().summary)
+    assert "INTERRUPTED" not in quiet and "SATURATED" not in quiet
