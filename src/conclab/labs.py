@@ -76,7 +76,8 @@ def _uncomment(line, where):
 
 
 def split_blocks(text, name="<text>"):
-    """Yield (kind, line) for every non-marker line: kind is None, "SOLUTION" or "STARTER"."""
+    """Yield (kind, line, "file:line") for every non-marker line; kind is None,
+    "SOLUTION" or "STARTER" - the block the line sits in."""
     open_kind, opened_at = None, 0
     for number, line in enumerate(text.splitlines(keepends=True), 1):
         match = MARKER.match(line.rstrip("\r\n"))

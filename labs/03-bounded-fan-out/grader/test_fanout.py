@@ -124,10 +124,11 @@ def test_total_time_near_the_ideal(uniform):
     """9 URLs of 300 ms with limit 3 take about ceil(9/3) x 300 ms = 0.9 s"""
     ideal = math.ceil(9 / 3) * LATENCY_MS / 1000
     ratio = uniform.elapsed / ideal
-    # 1.6 leaves room for a busy machine; one-at-a-time takes 3x.
-    assert ratio <= 1.6, (
+    # One at a time takes 3x the ideal; 1.75x (about halfway, geometrically)
+    # leaves a busy machine as much room as a wrong answer.
+    assert ratio <= 1.75, (
         f"fetch_all took {uniform.elapsed:.2f} s, {ratio:.1f}x the ideal {ideal:.1f} s "
-        f"(ceil(n/limit) x latency; accepted up to 1.6x). {WHERE}: are `limit` requests "
+        f"(ceil(n/limit) x latency; accepted up to 1.75x). {WHERE}: are `limit` requests "
         "really running at the same time?"
     )
 
