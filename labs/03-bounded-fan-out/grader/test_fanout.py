@@ -155,7 +155,7 @@ def test_errors_returned_not_raised(upstream, fetch_all):
 
 
 def test_timeout_is_honoured(upstream, fetch_all):
-    """a URL that never answers becomes a TimeoutException after `timeout` s"""
+    """a URL that does not answer in time becomes a TimeoutException after `timeout` s"""
     run = Run(upstream)
     urls = [f"{run.base}/hang", run.item(1, 50), run.item(2, 50)]
     run.call(fetch_all, urls, limit=3, timeout=0.5)
