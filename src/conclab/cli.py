@@ -269,14 +269,9 @@ def build_parser():
     p.add_argument("--duration", type=positive_float, default=3.0, help="seconds per point")
     p.set_defaults(func=cmd_calibrate)
 
-    import importlib.util
+    from . import labs, notebooks
 
-    if importlib.util.find_spec("conclab.labs"):  # TEMP until labs.py lands
-        from . import labs
-
-        labs.add_cli(sub)
-    from . import notebooks
-
+    labs.add_cli(sub)
     notebooks.add_cli(sub)
     return parser
 
