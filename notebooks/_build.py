@@ -346,7 +346,7 @@ NB02 = [
         **Uvicorn** runs one event loop per process (using uvloop when it is installed). Every
         request is a task on that loop, so one process can hold many requests that are waiting.
         `--workers N` starts N processes, and `--limit-concurrency N` makes it answer
-        HTTP 503 once N connections or tasks are open ([Uvicorn settings](https://www.uvicorn.org/settings/)).
+        HTTP 503 to anything beyond N open connections or tasks ([Uvicorn settings](https://www.uvicorn.org/settings/)).
 
         The two apps are short files in `servers/`: `wsgi_flask.py` and `asgi_minimal.py`. Their
         `/io?ms=N` route stands in for a database call: Flask calls `time.sleep`, the ASGI app
@@ -397,7 +397,7 @@ NB02 = [
                                   duration=DURATION_S, warmup=WARMUP_S, progress=True)
             runs.append(teach.point(spec, result))
 
-        for guess, run in zip((my_guess_sync, my_guess_uvicorn), runs):
+        for guess, run in zip((my_guess_sync, my_guess_uvicorn), runs, strict=True):
             teach.check_guess(guess, run["summary"]["throughput_rps"], what=run["label"],
                               theory=run["prediction"]["throughput_rps"])
         teach.summary_table(runs)
@@ -802,9 +802,10 @@ NB04 = [
             await asyncio.gather(*(anyio.to_thread.run_sync(time.sleep, CALL_S) for _ in range(n)))
             return time.perf_counter() - start
 
-        took = {n: await blocking_calls(n) for n in CALL_COUNTS}
-        for n, seconds in took.items():
-            print(f"{n:4} calls at once: {seconds:.2f} s")
+        took = {}
+        for n in CALL_COUNTS:
+            took[n] = await blocking_calls(n)
+            print(f"{n:4} calls at once: {took[n]:.2f} s")
         teach.check_guess(my_guess_41, took[41], what="41 calls", unit="s", theory=2 * CALL_S)
         teach.check_guess(my_guess_100, took[100], what="100 calls", unit="s", theory=3 * CALL_S)
     '''),
@@ -891,8 +892,8 @@ NB04 = [
         **Reading the chart.** Threads stay flat at one core's worth - 1 / 20 ms = 50 req/s - however
         many there are: they take turns holding the GIL. Processes each have their own
         interpreter and their own GIL, so they compute on separate cores, up to the number of
-        cores. (The load driver runs on these cores too, so on a small machine the processes
-        fall short of the dashed theory.)
+        cores. (The load driver runs on these cores too, so on a small or busy machine the
+        processes fall short of the dashed theory - the footer says how many cores there were.)
 
         The same holds for an async app's pool: `/offload-cpu` keeps the loop free to answer
         `/health`, but it adds no computing capacity.
@@ -1052,8 +1053,9 @@ NB05 = [
         figure(data)
     '''),
     md('''
-        **Reading the chart.** CPU work scales with workers only up to the number of cores; past
-        that, the workers take turns on the same cores. I/O work (each sync worker waits)
+        **Reading the chart.** CPU work scales with workers only up to the number of cores - fewer,
+        if the load driver or other programs keep some of them busy; past that, the workers take
+        turns on the same cores. I/O work (each sync worker waits)
         scales with workers up to the number of users, because a waiting process needs no core.
 
         ## 4. What a worker costs: memory
@@ -1248,8 +1250,9 @@ NB06 = [
         its CPU use passes 90 % ([locust runners.py](https://github.com/locustio/locust/blob/master/locust/runners.py));
         k6's maintainers name a saturated load generator as the most likely cause of inflated
         waiting times ([grafana/k6#6101](https://github.com/grafana/k6/issues/6101)). As a
-        yardstick, Locust's docs give roughly 4,000 requests per second per core for its standard
-        `HttpUser` and about 16,000 for `FastHttpUser`
+        yardstick, Locust's docs give, in the best case, roughly 4,000 requests per second per core
+        for its standard `HttpUser` and about 16,000 for `FastHttpUser` (a 2021 M1 laptop,
+        Python 3.11)
         ([Locust: Increase performance](https://docs.locust.io/en/stable/increase-performance.html)).
 
         The lab's driver uses httpx's API but sends through the aiohttp transport, because httpx's
@@ -1320,8 +1323,11 @@ NB06 = [
         ## 6. A last check: Little's law
 
         The lab checks every run twice: L measured directly (the time-averaged number of requests in
-        flight) against X · R from throughput and mean latency. They must agree; if they do not,
-        the measurement is broken, whatever the chart looks like.
+        flight) against X · R from throughput and mean latency. Little's law holds for any stable
+        system measured over a window much longer than one request, so when the two columns
+        disagree, the run broke a condition and its averages should not be trusted, however good
+        the chart looks. The usual culprit: a saturated client whose requests took about as long
+        as the measured window itself.
     '''),
     code('''
         teach.littles_law_table(data)

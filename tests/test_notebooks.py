@@ -91,6 +91,13 @@ def test_notebooks_match_their_generator():
     assert done.returncode == 0, done.stderr
 
 
+def test_notebook_code_passes_ruff():
+    pytest.importorskip("ruff")
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", *map(str, PATHS)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_readme_lists_every_notebook_in_order():
     text = (FOLDER / "README.md").read_text(encoding="utf-8")
     positions = [text.find(f"{name}.ipynb") for name in LESSONS]
