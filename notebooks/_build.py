@@ -864,7 +864,7 @@ NB04 = [
 
         ## 6. Threads on CPU work: the GIL caps them
 
-        **Predict.** `/cpu?ms=20` burns 20 ms of pure-Python CPU time per request. The `gil`
+        **Predict.** `/cpu?ms=40` burns 40 ms of pure-Python CPU time per request. The `gil`
         experiment sends two users per thread (or per process):
 
         - one gthread worker with **2 threads** - throughput?
@@ -889,7 +889,7 @@ NB04 = [
         figure(data)
     '''),
     md('''
-        **Reading the chart.** Threads stay flat at one core's worth - 1 / 20 ms = 50 req/s - however
+        **Reading the chart.** Threads stay flat at one core's worth - 1 / 40 ms = 25 req/s - however
         many there are: they take turns holding the GIL. Processes each have their own
         interpreter and their own GIL, so they compute on separate cores, up to the number of
         cores. (The load driver runs on these cores too, so on a small or busy machine the
@@ -962,7 +962,10 @@ NB05 = [
           each one. The master only supervises: it restarts workers that die, and kills a worker
           that stays silent for longer than `--timeout` (30 s by default) - the "WORKER TIMEOUT"
           you may meet in logs ([Gunicorn: Design](https://docs.gunicorn.org/en/stable/design.html),
-          [settings](https://docs.gunicorn.org/en/stable/settings.html#timeout)).
+          [settings](https://docs.gunicorn.org/en/stable/settings.html#timeout)). That timeout is a
+          watchdog, not a request deadline: a sync worker stuck in one slow handler (try
+          `ServerSpec("wsgi", timeout=2)` and `/io?ms=4000`) is killed and replaced, and the
+          client gets a 500 from Gunicorn itself - one slow request costs a whole worker restart.
         - **Uvicorn**: `--workers N` (by default the `WEB_CONCURRENCY` environment variable, or 1)
           starts N worker processes that share the socket
           ([Uvicorn settings](https://www.uvicorn.org/settings/)).
@@ -1028,7 +1031,7 @@ NB05 = [
 
         ## 3. Spreading CPU work across cores
 
-        **Predict.** 8 users send `/cpu?ms=20` (20 ms of pure-Python CPU work) to Gunicorn sync
+        **Predict.** 8 users send `/cpu?ms=40` (40 ms of pure-Python CPU work) to Gunicorn sync
         workers. What throughput with 1 worker, and with 2?
     '''),
     code('''

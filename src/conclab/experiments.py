@@ -226,13 +226,13 @@ UVICORN = ServerSpec("asgi")
 
 
 def _closed(path, n, quick, warmup=None, duration=None, timeout=30.0, transport="aiohttp"):
-    return LoadSpec(path=path, concurrency=n, warmup=warmup if warmup is not None else (0.3 if quick else 1.0),
-                    duration=duration or (1.0 if quick else 3.0), timeout=timeout, transport=transport)
+    return LoadSpec(path=path, concurrency=n, warmup=warmup if warmup is not None else (0.3 if quick else 0.5),
+                    duration=duration or (1.0 if quick else 2.0), timeout=timeout, transport=transport)
 
 
 def jobs_wsgi_vs_asgi(quick):
     ns = [4, 32] if quick else [1, 4, 16, 64, 256]
-    return [Job(spec.label, spec, _closed("/io?ms=50", n, quick), x=n)
+    return [Job(spec.label, spec, _closed("/io?ms=100", n, quick), x=n)
             for spec in (SYNC, GTHREAD, UVICORN) for n in ns]
 
 
@@ -271,9 +271,9 @@ def jobs_gil(quick):
     out = []
     for k in ks:
         out.append(Job("threads (gthread, 1 worker)", ServerSpec("wsgi", threads=k, worker_class="gthread", cpus="all"),
-                       _closed("/cpu?ms=20", 2 * k, quick), x=k))
+                       _closed("/cpu?ms=40", 2 * k, quick), x=k))
         out.append(Job("processes (sync workers)", ServerSpec("wsgi", workers=k, cpus="all"),
-                       _closed("/cpu?ms=20", 2 * k, quick), x=k))
+                       _closed("/cpu?ms=40", 2 * k, quick), x=k))
     return out
 
 
@@ -282,7 +282,7 @@ def jobs_workers(quick):
     out = []
     for w in ws:
         spec = ServerSpec("wsgi", workers=w, cpus="all")
-        out.append(Job("CPU: /cpu?ms=20, 8 users", spec, _closed("/cpu?ms=20", 8, quick), x=w))
+        out.append(Job("CPU: /cpu?ms=40, 8 users", spec, _closed("/cpu?ms=40", 8, quick), x=w))
         out.append(Job("I/O: /io?ms=50, 8 users", spec, _closed("/io?ms=50", 8, quick), x=w))
     return out
 
@@ -317,7 +317,7 @@ def jobs_open_closed(quick):
 
 
 def jobs_client_ceiling(quick):
-    ns = [100] if quick else [1, 10, 50, 100, 256]
+    ns = [100] if quick else [1, 10, 100, 256]
     out = []
     for transport in ("aiohttp", "httpx"):
         label = "httpx + aiohttp transport" if transport == "aiohttp" else "httpx default transport"
@@ -348,7 +348,7 @@ def wrk_ceiling(quick):
 
 
 REGISTRY: dict[str, Experiment] = {e.name: e for e in [
-    Experiment("wsgi_vs_asgi", "WSGI vs ASGI on I/O (/io?ms=50)",
+    Experiment("wsgi_vs_asgi", "WSGI vs ASGI on I/O (/io?ms=100)",
                "A sync worker serves one request at a time, gthread as many as it has threads, "
                "and the event loop all of them: throughput follows min(users, slots)/S.", jobs_wsgi_vs_asgi),
     Experiment("timelines", "Request timelines: 12 requests of 100 ms each",
@@ -360,7 +360,7 @@ REGISTRY: dict[str, Experiment] = {e.name: e for e in [
     Experiment("threadpool", "Threadpool size on I/O (50 ms of waiting per request)",
                "For I/O, throughput grows with the number of threads until the pool covers the users.",
                jobs_threadpool),
-    Experiment("gil", "The GIL: CPU work (/cpu?ms=20) in threads vs processes",
+    Experiment("gil", "The GIL: CPU work (/cpu?ms=40) in threads vs processes",
                "Threads of one process take turns holding the GIL; processes run on every core - but not beyond.",
                jobs_gil),
     Experiment("workers", "Worker processes: CPU vs I/O (8 users)",
