@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from procs import kill_leftovers, wait_gone
 
 from conclab.launcher import ServerSpec, free_port
 from conclab.results import read_records
@@ -25,33 +26,6 @@ ENV = dict(os.environ, PYTHONUNBUFFERED="1")
 
 def conclab(*args, timeout=60):
     return subprocess.run([CONCLAB, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
-
-
-def alive(procs):
-    left = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                left.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return left
-
-
-def wait_gone(procs, timeout):
-    deadline = time.monotonic() + timeout
-    while alive(procs) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return alive(procs)
-
-
-def kill_leftovers(procs):
-    """Last-resort cleanup after a failed test, by the exact processes we started."""
-    for p in alive(procs):
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
 
 
 # --- a normal run ----------------------------------------------------------------

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from procs import descendants, snapshot, wait_gone
 
 from conclab import launcher, plotting, stats
 from conclab.driver import LoadSpec, run_load
@@ -38,43 +39,6 @@ CONNECTION_ERRORS = {"refused", "disconnected", "reset"}
 
 
 # --- helpers -----------------------------------------------------------------
-
-
-def snapshot(pids):
-    """psutil handles taken while the processes run: they remember the create
-    time, so a recycled pid is never mistaken for one of ours."""
-    procs = []
-    for pid in pids:
-        try:
-            procs.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            pass
-    return procs
-
-
-def descendants(pid):
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def alive(procs):
-    left = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                left.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return left
-
-
-def wait_gone(procs, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while alive(procs) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return alive(procs)
 
 
 def wait_for(predicate, timeout, what):

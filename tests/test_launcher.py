@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from procs import kill_leftovers, snapshot, wait_gone
 
 from conclab.launcher import ServerSpec, ServerStartError, free_port, serve
 
@@ -26,46 +27,6 @@ CONCLAB = str(Path(sys.executable).with_name("conclab"))
 
 
 # --- helpers -----------------------------------------------------------------
-
-
-def snapshot(pids):
-    """psutil handles taken while the processes run: they remember the create
-    time, so a pid recycled later is never mistaken for (or killed as) ours."""
-    procs = []
-    for pid in pids:
-        try:
-            procs.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            pass
-    return procs
-
-
-def alive(procs):
-    """The processes that still run (a zombie has finished: it is only unreaped)."""
-    left = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                left.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return left
-
-
-def wait_gone(procs, timeout):
-    deadline = time.monotonic() + timeout
-    while alive(procs) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return alive(procs)
-
-
-def kill_leftovers(procs):
-    """Last-resort cleanup after a failed test, by the exact processes we started."""
-    for p in alive(procs):
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
 
 
 def processes_mentioning(text):
