@@ -16,6 +16,7 @@ Workers of Gunicorn and Uvicorn stay in the group, so one ``killpg`` reaches the
 import argparse
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,7 @@ def main(argv=None):
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--cpus", default="", help="comma-separated CPU ids for the server")
     parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("--log-dir", default="", help="the launcher's log folder, removed if the launcher died")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -81,6 +83,9 @@ def main(argv=None):
         while child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
     code = child.poll()
+    if args.log_dir and os.getppid() != args.parent:
+        # The launcher died without cleaning up after itself: do it for it.
+        shutil.rmtree(args.log_dir, ignore_errors=True)
     # Whatever is left of the group (workers of a dead master, stragglers): KILL.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:

@@ -261,7 +261,7 @@ def _start(spec, port, start_timeout, log_path):
     env.update(dict(spec.env))
     guard = [
         sys.executable, "-m", "conclab.guard", "--parent", str(os.getpid()),
-        "--cpus", ",".join(map(str, spec.resolved_cpus())), "--",
+        "--cpus", ",".join(map(str, spec.resolved_cpus())), "--log-dir", str(log_path.parent), "--",
         *command,
     ]
     with open(log_path, "ab") as log:
