@@ -150,3 +150,16 @@ def test_ctrl_c_keeps_the_partial_run_and_stops_the_server(tmp_path):
     rows = read_records(out_csv)
     assert len(rows) == doc["sent"] > 0
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_calibrate_reports_each_transports_ceiling_and_the_aiohttp_one_is_higher():
+    result = conclab("calibrate", "--duration", "0.5", timeout=120)
+    assert result.returncode == 0, result.stderr
+    ceilings = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("ceiling of "):
+            name, rps = line[len("ceiling of "):].split(": about ")
+            ceilings[name] = float(rps.split()[0].replace(",", ""))
+    assert set(ceilings) == {"httpx + aiohttp transport", "httpx default transport"}
+    # /hello at 100 users: the default transport's pool collapses (httpx issue 3215).
+    assert ceilings["httpx + aiohttp transport"] > 2 * ceilings["httpx default transport"]
