@@ -3,8 +3,9 @@
 Two kinds of slowness matter in this lab:
 
 * waiting (I/O): the thread has nothing to do but wait for a disk, a database
-  or another service. We fake it with a sleep. A waiting thread releases the
-  GIL, so other threads - or, with `await`, other coroutines - can run.
+  or another service. We fake it with a sleep. A thread blocked in a wait
+  releases the GIL, so other threads can run; a coroutine that *awaits* the
+  wait hands the event loop back, so other coroutines can run.
 * computing (CPU): the thread is busy running Python bytecode and holds the
   GIL while it does. Other threads of the same process must take turns.
 """

@@ -28,7 +28,7 @@ from procs import descendants, snapshot, wait_gone
 
 from conclab import launcher, plotting, stats
 from conclab.driver import LoadSpec, run_load
-from conclab.experiments import REGISTRY, Experiment, Job, _point_doc, measure
+from conclab.experiments import REGISTRY, Experiment, Job, measure, point_doc
 from conclab.launcher import ServerSpec, ServerStartError, serve
 from conclab.results import machine, now_iso, read_json, read_records, save_run, write_json
 
@@ -161,7 +161,7 @@ def test_a_killed_gunicorn_worker_is_restarted_and_its_requests_are_counted_as_e
     assert len(read_records(tmp_path / "run.csv")) == s["sent"]
     job = Job(spec.label, spec, result.load, x=16)
     data = {"name": "wsgi_vs_asgi", "title": "a worker killed mid-run", "lesson": "", "quick": True,
-            "machine": machine(), "time": now_iso(), "client_cpu": None, "points": [_point_doc(job, result)]}
+            "machine": machine(), "time": now_iso(), "client_cpu": None, "points": [point_doc(job, result)]}
     texts = [t.get_text() for t in plotting.figure(data).texts]
     assert any(f"{s['error_count']} failed requests in 1 of 1 runs" in t for t in texts), texts
     assert plotting.draw(data, tmp_path / "fig.png").stat().st_size > 0

@@ -14,35 +14,13 @@ import httpx
 import pytest
 
 from conclab.launcher import ServerSpec, serve
+from conclab.stats import max_overlap
 
 MS_REASON = "ms must be an integer 0..60000"
 TIMEOUT = 30.0  # per request; every wait in this module is bounded by it
 
 
 # --- helpers -----------------------------------------------------------------
-
-
-def max_overlap(intervals):
-    """The largest number of [start, end] intervals in progress at one instant.
-
-    A sweep over sorted events: +1 at a start, -1 at an end. At equal times the
-    end sorts first, so back-to-back intervals (one thread finishing a request
-    and then starting the next) do not count as overlapping.
-    """
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    best = current = 0
-    for _, step in events:
-        current += step
-        best = max(best, current)
-    return best
-
-
-def test_max_overlap_helper_counts_simultaneous_intervals():
-    assert max_overlap([]) == 0
-    assert max_overlap([(0, 10)]) == 1
-    assert max_overlap([(0, 10), (10, 20), (20, 30)]) == 1  # touching is not overlapping
-    assert max_overlap([(0, 10), (5, 15), (9, 20), (16, 30)]) == 3
-    assert max_overlap([(0, 100)] + [(i, i + 1) for i in range(0, 100, 2)]) == 2
 
 
 def stamps(response):
@@ -74,8 +52,10 @@ def fire_together(url, paths):
     return responses
 
 
-def intervals(responses):
-    return [stamps(r)[2:] for r in responses]
+def server_times(responses):
+    """(starts, ends): when each handler ran, from the X-Start-Ns/X-End-Ns headers."""
+    spans = [stamps(r)[2:] for r in responses]
+    return [s for s, _ in spans], [e for _, e in spans]
 
 
 @pytest.fixture(params=["wsgi", "asgi"])
@@ -210,9 +190,9 @@ def test_bad_ms_is_a_400_on_async_only_routes(asgi_server, route, params, reason
 def test_sync_worker_serialises_requests(wsgi_server):
     responses = fire_together(wsgi_server.url, ["/io?ms=200"] * 8)
     assert {stamps(r)[:2] for r in responses} == {stamps(responses[0])[:2]}  # one pid, one thread
-    spans = intervals(responses)
-    assert max_overlap(spans) == 1
-    assert max(e for _, e in spans) - min(s for s, _ in spans) >= 8 * 200e6
+    starts, ends = server_times(responses)
+    assert max_overlap(starts, ends) == 1
+    assert max(ends) - min(starts) >= 8 * 200e6
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +205,7 @@ def test_gthread_worker_overlaps_as_many_requests_as_it_has_threads(gthread4_ser
     responses = fire_together(gthread4_server.url, ["/io?ms=300"] * 10)
     assert len({stamps(r)[0] for r in responses}) == 1
     assert len({stamps(r)[1] for r in responses}) == 4
-    assert max_overlap(intervals(responses)) == 4
+    assert max_overlap(*server_times(responses)) == 4
 
 
 # --- concurrency: ASGI -------------------------------------------------------
@@ -234,15 +214,15 @@ def test_gthread_worker_overlaps_as_many_requests_as_it_has_threads(gthread4_ser
 def test_await_overlaps_every_request_on_one_thread(asgi_server):
     responses = fire_together(asgi_server.url, ["/io?ms=300"] * 50)
     assert len({stamps(r)[:2] for r in responses}) == 1  # one pid, one thread
-    assert max_overlap(intervals(responses)) == 50
+    assert max_overlap(*server_times(responses)) == 50
 
 
 def test_blocking_io_in_async_def_serialises_the_whole_loop(asgi_server):
     responses = fire_together(asgi_server.url, ["/blocking-io?ms=100"] * 6)
     assert len({stamps(r)[:2] for r in responses}) == 1
-    spans = intervals(responses)
-    assert max_overlap(spans) == 1
-    assert max(e for _, e in spans) - min(s for s, _ in spans) >= 6 * 100e6
+    starts, ends = server_times(responses)
+    assert max_overlap(starts, ends) == 1
+    assert max(ends) - min(starts) >= 6 * 100e6
 
 
 def test_blocking_io_delays_even_health(asgi_server):
@@ -265,7 +245,7 @@ def test_blocking_io_delays_even_health(asgi_server):
 
 def test_cpu_work_on_the_loop_serialises(asgi_server):
     responses = fire_together(asgi_server.url, ["/cpu?ms=50"] * 4)
-    assert max_overlap(intervals(responses)) == 1
+    assert max_overlap(*server_times(responses)) == 1
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +260,7 @@ def test_offload_io_overlaps_up_to_the_threadpool_size(pool4_server):
     threads = {stamps(r)[1] for r in responses}
     assert {stamps(r)[0] for r in responses} == {pid}
     assert len(threads) == 4 and pid not in threads
-    assert max_overlap(intervals(responses)) == 4
+    assert max_overlap(*server_times(responses)) == 4
 
 
 # --- state lives in each process ---------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import math
 import os
@@ -42,7 +43,6 @@ from .launcher import client_cpu
 
 TRANSPORTS = ("aiohttp", "httpx")
 LIMITS = {"concurrency": 4096, "rate": 20_000.0, "duration": 600.0, "requests": 2_000_000, "timeout": 600.0}
-SATURATION_CPU = 0.90  # Locust warns above 90 % client CPU; so do we
 # When is the server gone (crashed, killed) rather than slow? When requests sent
 # after the first failure keep failing without any HTTP answer: more than
 # GONE_AFTER in a row, or at least 5 over GONE_SECONDS (a slow open loop).
@@ -181,8 +181,9 @@ class LoadResult:
     failed: str | None = None
     dropped_records: int = 0
 
-    @property
+    @functools.cached_property
     def summary(self) -> dict:
+        """Computed once, when first asked for - after the run has finished."""
         return stats.summarize(self)
 
     def columns(self):
@@ -204,24 +205,23 @@ def _raise_fd_limit(need):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need + 64, soft)), hard))
 
 
-def _make_client(load: LoadSpec, connections: int) -> httpx.AsyncClient:
+def _make_transport(load: LoadSpec, connections: int) -> httpx.AsyncBaseTransport:
+    """The httpx transport that carries the requests: aiohttp's, or httpx's default."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    timeout = httpx.Timeout(load.timeout)
-    if load.transport == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
+    if load.transport == "httpx":
+        return httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    from httpx_aiohttp import AiohttpTransport
 
-        class NoRetryTransport(AiohttpTransport):
-            def get_client(self):
-                # aiohttp silently sends a GET a second time when the server drops
-                # the connection (a worker killed mid-request): the first failure
-                # would never be recorded. A measuring instrument must see it.
-                session = super().get_client()
-                session._retry_connection = False
-                return session
+    class NoRetryTransport(AiohttpTransport):
+        def get_client(self):
+            # aiohttp silently sends a GET a second time when the server drops
+            # the connection (a worker killed mid-request): the first failure
+            # would never be recorded. A measuring instrument must see it.
+            session = super().get_client()
+            session._retry_connection = False
+            return session
 
-        transport = NoRetryTransport(limits=limits, trust_env=False)
-        return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
-    return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
+    return NoRetryTransport(limits=limits, trust_env=False)
 
 
 class _Run:
@@ -257,7 +257,7 @@ class _Run:
         self.issued += 1
         return True
 
-    async def one(self, client, intended):
+    async def one(self, intended):
         path = self.load.path
         start = time.monotonic_ns()
         status, error, pid, thread, s0, s1 = 0, "", 0, 0, 0, 0
@@ -302,14 +302,14 @@ class _Run:
                 self.failed = f"the server stopped answering: {n} requests in a row failed ({kinds}) - did it crash?"
             self.stop.set()
 
-    async def closed_user(self, client, deadline):
+    async def closed_user(self, deadline):
         while self.take_ticket():
             now = time.monotonic_ns()
             if deadline and now >= deadline:
                 return
-            await self.one(client, now)
+            await self.one(now)
 
-    async def open_arrivals(self, client, t0, deadline):
+    async def open_arrivals(self, t0, deadline):
         rng = random.Random(self.load.seed)
         rate = self.load.rate
         next_ns = t0
@@ -323,7 +323,7 @@ class _Run:
                 await asyncio.sleep(delay)
                 if self.stop.is_set():
                     break
-            task = asyncio.create_task(self.one(client, next_ns))
+            task = asyncio.create_task(self.one(next_ns))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             # The schedule is computed from t0, not by adding rounded gaps: those
@@ -349,9 +349,10 @@ class _Run:
         self.stop = asyncio.Event()
         connections = int(load.concurrency or min(LIMITS["concurrency"], max(64, load.rate * load.timeout)))
         _raise_fd_limit(connections)
-        async with _make_client(load, connections) as client:
+        self.transport = _make_transport(load, connections)
+        client = httpx.AsyncClient(transport=self.transport, timeout=httpx.Timeout(load.timeout), trust_env=False)
+        async with client:
             self.request = client.build_request("GET", self.url + load.path)
-            self.transport = client._transport_for_url(self.request.url)
             # The clock starts once the client is ready: building it (the first
             # time, importing aiohttp) takes ~0.1 s, which would otherwise make
             # the first open-loop arrivals late and shorten the measured window.
@@ -363,12 +364,12 @@ class _Run:
             lag_task = asyncio.create_task(self.watch_lag())
             progress_task = asyncio.create_task(self.report_progress(t0, deadline))
             if load.concurrency:
-                users = [asyncio.create_task(self.closed_user(client, deadline)) for _ in range(int(load.concurrency))]
+                users = [asyncio.create_task(self.closed_user(deadline)) for _ in range(int(load.concurrency))]
                 done, pending = await asyncio.wait(users, timeout=None if deadline is None else (deadline - t0) / 1e9 + load.timeout + 2)
                 for task in pending:
                     task.cancel()
             else:
-                await self.open_arrivals(client, t0, deadline)
+                await self.open_arrivals(t0, deadline)
         self.stop.set()
         await asyncio.gather(lag_task, progress_task, return_exceptions=True)
         result.client_cpu_s = time.thread_time() - cpu0

@@ -77,7 +77,7 @@ class Experiment:
     extra: callable | None = None  # (quick) -> dict of extra data (e.g. wrk numbers)
 
 
-def _point_doc(job: Job, result, probe_result=None, rss=None) -> dict:
+def point_doc(job: Job, result, probe_result=None, rss=None) -> dict:
     s = result.summary
     pred = predict(job.spec, job.load.path, concurrency=job.load.concurrency, rate=job.load.rate)
     doc = {
@@ -131,7 +131,7 @@ def _run_job(job: Job, url: str, server) -> dict:
         stop.set()
         for t in helpers:
             t.join(job.load.timeout + (job.probe.duration or 0) + 5 if job.probe else 10)
-    return _point_doc(job, result, probe_box.get("r"), rss_box or None)
+    return point_doc(job, result, probe_box.get("r"), rss_box or None)
 
 
 def _group_by_server(jobs):
@@ -171,7 +171,7 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
                         doc = _run_job(job, server.url, server)
                     except Interrupted as stop:
                         # Keep what was measured, marked; the re-run redoes this point.
-                        doc = _point_doc(job, stop.result)
+                        doc = point_doc(job, stop.result)
                         results.write_json(cache / f"{job.key()}.json", doc)
                         raise
                     results.write_json(cache / f"{job.key()}.json", doc)
@@ -366,7 +366,7 @@ REGISTRY: dict[str, Experiment] = {e.name: e for e in [
     Experiment("workers", "Worker processes: CPU vs I/O (8 users)",
                "Workers scale CPU work up to the core count and I/O work up to the number of users.", jobs_workers),
     Experiment("memory", "Memory per in-flight request",
-               "A worker process costs megabytes, a thread tens of kilobytes, a coroutine a few kilobytes.",
+               "A worker process costs megabytes, a thread tens of kilobytes, a coroutine about ten kilobytes.",
                jobs_memory),
     Experiment("open_vs_closed", "Open vs closed loop on an overloaded server (capacity 20 req/s)",
                "A closed-loop client slows down with the server and hides its queue; an open loop shows "

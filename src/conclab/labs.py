@@ -312,20 +312,6 @@ def start_failure(err, folder, what):
     return f"{what} did not start:\n" + "\n".join(line.strip() for line in shown)
 
 
-def max_overlap(intervals):
-    """The most intervals (start, end) that were open at one instant.
-
-    Ends sort before starts at the same instant, so back-to-back requests
-    (one ends, the next starts) count as 1, not 2.
-    """
-    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    now = best = 0
-    for _, step in events:
-        now += step
-        best = max(best, now)
-    return best
-
-
 # --- the pytest plugin: one line per check --------------------------------------
 
 

@@ -26,9 +26,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from .experiments import ROOT, Experiment
+from .experiments import ROOT, Experiment, Job, point_doc
 from .launcher import ServerSpec
-from .theory import predict
 
 RESULTS = ROOT / "results" / "notebooks"
 
@@ -99,16 +98,8 @@ def command_line(spec: ServerSpec, port: int = 8000) -> str:
 def point(spec: ServerSpec, result, label: str | None = None) -> dict:
     """A LoadResult as a dict shaped like an experiment's points (plus its records)."""
     load = result.load
-    pred = predict(spec, load.path, concurrency=load.concurrency, rate=load.rate)
-    cols = result.columns()
-    records = {name: [int(v) for v in cols[name]] for name in
-               ("intended_ns", "start_ns", "end_ns", "status", "worker_pid", "thread", "server_start_ns", "server_end_ns")}
-    records["t0_ns"] = int(result.started_ns)
-    return {
-        "series": label or f"{spec.label}: {load.path}", "x": load.concurrency or load.rate,
-        "spec": spec.to_dict(), "label": spec.label, "load": load.to_dict(),
-        "summary": result.summary, "prediction": pred.to_dict() if pred else None, "records": records,
-    }
+    job = Job(label or f"{spec.label}: {load.path}", spec, load, x=load.concurrency or load.rate, keep_records=True)
+    return point_doc(job, result)
 
 
 class Table:
