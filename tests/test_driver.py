@@ -65,11 +65,12 @@ def measure_undisturbed(url, path, accurate, attempts=3, **load):
     reports so (client_wait: ready to run but waiting for the CPU; at 90 % busy
     or waiting, client_saturated) and its latencies then carry scheduling delay.
     Only such a run is repeated, ``attempts`` runs in all: an undisturbed run
-    that misses is the answer. Returns the last summary and a line per run.
+    that misses is the answer. Returns the last result and a line per run.
     """
     runs = []
     for _ in range(attempts):
-        s = measure(url, path, warn=False, **load).summary
+        result = measure(url, path, warn=False, **load)
+        s = result.summary
         runs.append({k: (round(s[k], 2) if isinstance(s[k], float) else s[k]) for k in
                      ("throughput_rps", "client_cpu", "client_wait", "client_saturated", "errors")}
                     | {"latency_ms": {k: round(v, 1) for k, v in s["latency_ms"].items()}})
@@ -77,7 +78,7 @@ def measure_undisturbed(url, path, accurate, attempts=3, **load):
         disturbed = s["client_saturated"] or s["client_wait"] >= 0.05
         if good or not disturbed:
             break
-    return s, runs
+    return result, runs
 
 
 def state_count(url):
@@ -120,7 +121,8 @@ def test_closed_loop_throughput_and_latency_match_littles_law(servers, spec, pat
         return (close(s["throughput_rps"], expected.throughput_rps, TOLERANCE)
                 and close(s["latency_ms"]["mean"], expected.latency_ms, TOLERANCE))
 
-    s, runs = measure_undisturbed(server.url, path, accurate, concurrency=users, duration=duration, warmup=0.5)
+    result, runs = measure_undisturbed(server.url, path, accurate, concurrency=users, duration=duration, warmup=0.5)
+    s = result.summary
     assert s["errors"] == {}
     assert not s["client_saturated"], runs
     assert s["throughput_rps"] == pytest.approx(expected.throughput_rps, rel=TOLERANCE), runs
@@ -141,9 +143,12 @@ def test_open_loop_latency_grows_on_an_overloaded_server_but_closed_loop_hides_i
     capacity = predict(SYNC, path, rate=30)
     assert capacity.latency_ms == math.inf
 
-    opened = measure(url, path, rate=30, duration=4.0, warmup=0.0, warn=False)
+    def on_schedule(s):  # every arrival sent, none late: the open loop held its rate
+        return s["sent"] == 120 and s["errors"] == {}
+
+    opened, runs = measure_undisturbed(url, path, on_schedule, rate=30, duration=4.0, warmup=0.0)
     s = opened.summary
-    assert not s["client_saturated"], s
+    assert not s["client_saturated"], runs
     assert s["errors"] == {}
     assert s["sent"] == 120  # every arrival was sent, none skipped
     assert s["throughput_rps"] == pytest.approx(capacity.throughput_rps, rel=0.2)
@@ -194,7 +199,8 @@ def test_driver_stays_accurate_at_256_concurrent_users(servers):
     def accurate(s):
         return close(s["throughput_rps"], 1280, 0.10) and close(s["latency_ms"]["p50"], 200, 0.15)
 
-    s, runs = measure_undisturbed(url, "/io?ms=200", accurate, concurrency=256, duration=3.0, warmup=0.5)
+    result, runs = measure_undisturbed(url, "/io?ms=200", accurate, concurrency=256, duration=3.0, warmup=0.5)
+    s = result.summary
     assert s["errors"] == {}
     assert not s["client_saturated"], runs
     assert s["throughput_rps"] == pytest.approx(1280, rel=0.10), runs
