@@ -27,11 +27,10 @@ def asgi_server():
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_results_dir(tmp_path_factory):
-    """One cache of measured experiment points for the whole test session.
+    """One folder for the measured experiment points of the whole test session.
 
-    The experiment tests measure each experiment once (quick mode); notebooks
-    executed later in the session call the same experiments and find the points
-    already cached here, instead of measuring them again.
+    Tests never write into the repo's results/; the notebooks' kernels inherit
+    the variable and keep their points here too.
     """
     path = tmp_path_factory.mktemp("results")
     old = os.environ.get("CONCLAB_RESULTS")

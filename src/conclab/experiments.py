@@ -37,8 +37,7 @@ RESULTS = ROOT / "results"
 def results_root() -> Path:
     """Where measured points are cached: $CONCLAB_RESULTS, else results/ in the repo.
 
-    Tests point it at one temporary folder, so notebooks executed later in the
-    same test session reuse the points the experiment tests already measured.
+    Tests point it at a temporary folder, so they never touch the repo's results/.
     """
     return Path(os.environ.get("CONCLAB_RESULTS") or RESULTS)
 TIMELINE_FIELDS = ("intended_ns", "start_ns", "end_ns", "status", "worker_pid", "thread", "server_start_ns", "server_end_ns")

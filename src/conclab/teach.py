@@ -26,15 +26,16 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from .experiments import ROOT, Experiment, Job, point_doc
+from .experiments import ROOT, Experiment, Job, point_doc, results_root
 from .launcher import ServerSpec
-
-RESULTS = ROOT / "results" / "notebooks"
 
 
 def results_dir(notebook: str) -> Path:
-    """Where a notebook's experiments keep their per-point files (git-ignored)."""
-    path = RESULTS / notebook
+    """Where a notebook's experiments keep their per-point files (git-ignored).
+
+    Under ``results_root()``, so $CONCLAB_RESULTS moves them too (the tests do).
+    """
+    path = results_root() / "notebooks" / notebook
     path.mkdir(parents=True, exist_ok=True)
     return path
 
