@@ -186,10 +186,12 @@ def test_saturated_client_is_flagged_and_warned(servers):
 
 def test_a_lightly_loaded_client_is_not_flagged(servers):
     url = servers(ASGI).url
-    # filterwarnings=error: a ClientSaturatedWarning here would fail the test.
-    r = measure(url, "/io?ms=100", concurrency=4, duration=1.5, warmup=0.5, transport="httpx")
-    assert r.summary["client_saturated"] is False
-    assert r.summary["client_cpu"] < 0.9
+    # Another program hogging the driver's core flags the run too, on purpose
+    # (client_wait): only then is it measured again.
+    r, runs = measure_undisturbed(url, "/io?ms=100", lambda s: True, concurrency=4, duration=1.5, warmup=0.5,
+                                  transport="httpx")
+    assert r.summary["client_saturated"] is False, runs
+    assert r.summary["client_cpu"] < 0.9, runs
 
 
 def test_driver_stays_accurate_at_256_concurrent_users(servers):
