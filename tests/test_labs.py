@@ -222,6 +222,13 @@ def test_handout_leaves_out_instructor_files(handout):
         assert sorted((handout / lab.name / "grader").glob("test_*.py")), "graders are handed out"
 
 
+def test_handout_has_an_index_linking_every_lab_with_its_goal(handout):
+    index = (handout / "README.md").read_text(encoding="utf-8")
+    for lab in LABS:
+        assert f"]({lab.name}/README.md): " in index, f"{lab.name} missing from the handout index"
+    assert "make grade LAB=" in index and "SUBMISSION=" in index
+
+
 def test_handout_code_compiles_and_passes_the_linter(handout):
     for path in handout.rglob("*.py"):
         compile(path.read_text(), str(path), "exec")
@@ -291,4 +298,4 @@ def test_a_marker_error_leaves_the_previous_handout_in_place(tmp_path):
     with pytest.raises(labs.MarkerError):
         labs.write_handout(out, labs_dir=tmp_path / "labs")
     assert (out / "01-demo" / "app.py").read_text() == "x = 1\n"
-    assert [p.name for p in out.iterdir()] == ["01-demo"]  # no half-written staging folder
+    assert sorted(p.name for p in out.iterdir()) == ["01-demo", "README.md"]  # no half-written staging folder

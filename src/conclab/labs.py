@@ -32,6 +32,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from .results import atomic_write
+
 LABS_DIR = Path(os.environ.get("CONCLAB_LABS", Path(__file__).resolve().parents[2] / "labs"))
 GRADER_TIMEOUT = 150.0  # seconds for a whole grader run; each lab aims for under 60
 
@@ -181,7 +183,25 @@ def write_handout(out, labs_dir=None):
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         written.append(final)
+    atomic_write(out / "README.md", handout_index(written))
     return written
+
+
+def handout_index(folders):
+    """The handout's front page: each lab's title and goal, and how to grade it."""
+    lines = ["# Concurrency Lab - homework labs", "",
+             "One folder per lab; start with its README. Work in the folder, then grade it",
+             "from the root of the Concurrency Lab repository (after `make setup`):", "",
+             "```sh", "make grade LAB=01 SUBMISSION=path/to/your/01-unblock-the-loop", "```", "",
+             "It prints a PASS/FAIL line per check, why a check failed, and your score.", ""]
+    for folder in folders:
+        readme = folder / "README.md"
+        text = readme.read_text(encoding="utf-8") if readme.is_file() else folder.name
+        title = text.splitlines()[0].lstrip("# ").strip()
+        goal = re.search(r"^\*\*Goal:\*\*\s*(.+?)(?:\n\n|\Z)", text, re.M | re.S)
+        lines.append(f"- [{title}]({folder.name}/README.md)"
+                     + (f": {' '.join(goal.group(1).split())}" if goal else ""))
+    return "\n".join(lines) + "\n"
 
 
 # --- grading -------------------------------------------------------------------
@@ -250,6 +270,7 @@ def _cmd_handout(args):
     try:
         for folder in write_handout(args.out):
             print(f"wrote {folder}")
+        print(f"wrote {Path(args.out) / 'README.md'} (the index)")
     except (MarkerError, OSError) as err:
         raise CliError(str(err)) from None
     return 0
