@@ -89,9 +89,9 @@ def test_io_sleeps_at_least_the_requested_time(server):
     assert r.status_code == 200
     assert r.text == "slept 50 ms\n"
     _, _, start, end = stamps(r)
-    # uvloop's timers run on libuv's clock, which counts whole milliseconds and is
-    # read once per loop turn: a timer can fire up to 1 ms before a fresh clock
-    # says it is due (seen here: 49.86 ms). time.sleep is never early.
+    # uvloop's timers run on libuv's clock, which counts whole milliseconds
+    # (rounded down): a timer can fire up to 1 ms before a nanosecond clock says
+    # it is due (seen here: 49.86 ms). time.sleep is never early.
     assert end - start >= 49e6
 
 

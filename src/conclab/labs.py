@@ -197,7 +197,7 @@ def handout_index(folders):
     for folder in folders:
         readme = folder / "README.md"
         text = readme.read_text(encoding="utf-8") if readme.is_file() else folder.name
-        title = text.splitlines()[0].lstrip("# ").strip()
+        title = (text.strip().splitlines() or [folder.name])[0].lstrip("# ").strip()
         goal = re.search(r"^\*\*Goal:\*\*\s*(.+?)(?:\n\n|\Z)", text, re.M | re.S)
         lines.append(f"- [{title}]({folder.name}/README.md)"
                      + (f": {' '.join(goal.group(1).split())}" if goal else ""))
