@@ -186,9 +186,15 @@ class Server:
         except psutil.NoSuchProcess:
             return []
 
+    # A server that fails to start can exit between two of these calls: a
+    # vanished process reads as "no pids", and the caller sees the exit itself.
+
     @property
     def master_pid(self):
-        kids = psutil.Process(self.guard_pid).children()
+        try:
+            kids = psutil.Process(self.guard_pid).children()
+        except psutil.NoSuchProcess:
+            return None
         return kids[0].pid if kids else None
 
     @property
@@ -197,10 +203,11 @@ class Server:
         master = self.master_pid
         if master is None:
             return []
-        workers = [
-            p.pid for p in psutil.Process(master).children()
-            if "resource_tracker" not in " ".join(_cmdline(p))
-        ]
+        try:
+            workers = [p.pid for p in psutil.Process(master).children()
+                       if "resource_tracker" not in " ".join(_cmdline(p))]
+        except psutil.NoSuchProcess:
+            return []
         return workers or [master]
 
     @property
