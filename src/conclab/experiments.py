@@ -40,6 +40,8 @@ def results_root() -> Path:
     Tests point it at a temporary folder, so they never touch the repo's results/.
     """
     return Path(os.environ.get("CONCLAB_RESULTS") or RESULTS)
+
+
 TIMELINE_FIELDS = ("intended_ns", "start_ns", "end_ns", "status", "worker_pid", "thread", "server_start_ns", "server_end_ns")
 
 
