@@ -1,4 +1,4 @@
-"""The work both servers do, shared so WSGI and ASGI answer the same question.
+"""The work the servers do, shared so WSGI, raw ASGI and FastAPI answer the same question.
 
 Two kinds of slowness matter in this lab:
 
@@ -8,10 +8,21 @@ Two kinds of slowness matter in this lab:
   wait hands the event loop back, so other coroutines can run.
 * computing (CPU): the thread is busy running Python bytecode and holds the
   GIL while it does. Other threads of the same process must take turns.
+  Two ways out: C code that lets go of the GIL while it works (hash_cpu), or
+  more processes, each with its own GIL (process_pool).
 """
 
+import contextlib
+import ctypes
+import hashlib
+import math
+import multiprocessing
+import os
 import re
+import signal
 import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 MAX_MS = 60_000
 # ASCII digits only: int() would happily accept "١٢" (Arabic-Indic digits) or "1_000".
@@ -48,3 +59,78 @@ def burn_cpu(ms):
         for i in range(500):  # a little bytecode between clock reads
             x += i * i
     return x
+
+
+# --- C work that releases the GIL ------------------------------------------------
+
+_BLOCK = bytes(256 * 1024)
+
+
+def hash_cpu(ms):
+    """Hash until this thread has used ``ms`` of CPU time, almost all of it in C.
+
+    hashlib lets go of the GIL while it hashes more than 2047 bytes, so threads
+    doing this run on several cores at once - unlike burn_cpu, whose bytecode
+    needs the GIL. The thread takes the GIL back only to read the clock.
+    """
+    deadline = time.thread_time() + ms / 1000
+    while time.thread_time() < deadline:
+        hashlib.sha256(_BLOCK).digest()
+
+
+# --- a process pool that cannot outlive its server ------------------------------
+
+
+def usable_cores():
+    """How many cores CPU work can use: the CPU affinity, capped by a cgroup v2
+    CPU quota (cpu.max, "QUOTA PERIOD"; a container may get 1.5 CPUs of 8)."""
+    cores = len(os.sched_getaffinity(0))
+    root = Path(os.environ.get("CONCLAB_CGROUP_ROOT", "/sys/fs/cgroup"))
+    own = [line[3:].strip("/\n") for line in _read("/proc/self/cgroup").splitlines() if line.startswith("0::")]
+    for path in [root / rel / "cpu.max" for rel in own] + [root / "cpu.max"]:
+        quota, _, period = _read(path).partition(" ")
+        if quota.isdigit() and period.strip().isdigit() and int(period) > 0:
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    return max(1, cores)
+
+
+def _read(path):
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _die_with(parent):
+    """Runs first in every pool process: ask Linux to SIGKILL us when the server
+    dies (PR_SET_PDEATHSIG), however it dies - even by SIGKILL, which no Python
+    cleanup code survives. The work is pure computation: nothing to clean up.
+
+    Linux sends it when the *thread* that started us ends: the pool starts its
+    processes from the thread that submits, the event loop's, which lives as
+    long as the server."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the guard's killpg remains
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the server died before prctl took effect
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def process_pool():
+    """One process per usable core, started now rather than at the first request.
+
+    "spawn" starts a fresh interpreter: forking a server that already runs
+    threads can copy a lock some other thread holds, and deadlock.
+    """
+    workers = usable_cores()
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with, initargs=(os.getpid(),),
+    )
+    for future in [pool.submit(int) for _ in range(workers)]:  # spawns them all
+        future.result()
+    try:
+        yield pool
+    finally:
+        # Don't wait for a running 60 s burn: the processes die with the server.
+        pool.shutdown(wait=False, cancel_futures=True)
