@@ -1,0 +1,313 @@
+"""nginx in front of the app servers: the web server of client <-> nginx <-> Gunicorn/Uvicorn.
+
+    with serve_behind_nginx(FrontSpec(ServerSpec("wsgi", workers=2))) as front:
+        httpx.get(front.url + "/hello")        # through nginx, to Gunicorn
+
+    with serve_behind_nginx(FrontSpec(ServerSpec("wsgi"), instances=3)) as front:
+        ...                                    # nginx balancing over 3 separate Gunicorns
+
+nginx is a system program (Debian ``apt-get install nginx``, Homebrew ``brew
+install nginx``), not a Python package. The launcher runs it as the current
+user, in the foreground, from the template ``servers/nginx.conf``:
+
+    nginx -p PREFIX -c PREFIX/nginx.conf -e stderr
+
+PREFIX is a fresh temporary folder holding the filled-in config, the pid file
+and every ``*_temp_path``; nginx listens on a free loopback port and logs
+errors to stderr. It runs under the same guard as the app servers
+(``python -m conclab.processes.guard``), so no nginx process outlives the
+Python process that started it - not even when that one is killed with SIGKILL.
+A failed start raises :class:`ServerStartError` quoting nginx's own error.
+
+Install policy: :func:`nginx_missing` is the one place that decides what a
+missing nginx means. Tests, experiments and notebook cells skip with its
+one-line reason; with ``CI=true`` it raises instead, so CI cannot pass by
+skipping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+
+from ..base.errors import ServerStartError, SpecError
+from ..base.paths import SERVERS_DIR
+from ..base.specs import LOOPBACK, ServerSpec
+from .launcher import Server, _listens_on, _stop, _tail, free_port, serve
+
+TEMPLATE = SERVERS_DIR / "nginx.conf"
+INSTALL_HINT = "install it with `apt-get install nginx` (Debian/Ubuntu) or `brew install nginx` (macOS)"
+# Debian installs nginx into /usr/sbin, which an ordinary user's PATH may lack.
+_EXTRA_PATHS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/opt/homebrew/bin")
+
+
+class NginxMissing(ServerStartError):
+    """nginx is not installed (and this run cannot do without it)."""
+
+
+def find_nginx() -> str | None:
+    """The nginx executable: $CONCLAB_NGINX, else PATH, else the usual sbin folders."""
+    if os.environ.get("CONCLAB_NGINX"):
+        return shutil.which(os.environ["CONCLAB_NGINX"])
+    search = os.pathsep.join([os.environ.get("PATH", ""), *_EXTRA_PATHS])
+    return shutil.which("nginx", path=search)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def nginx_missing() -> str | None:
+    """None when nginx is installed; else one line saying how to install it.
+
+    The install policy in one place: callers skip with this line (tests,
+    experiments, notebook cells). Under CI (``CI=true``) a missing nginx is an
+    error instead - :class:`NginxMissing` is raised - because CI must run the
+    nginx tests, not skip them.
+    """
+    if find_nginx():
+        return None
+    line = f"nginx is not installed: {INSTALL_HINT}"
+    if in_ci():
+        raise NginxMissing(f"{line} (CI=true: a missing nginx fails instead of skipping; .ci/run installs it)")
+    return line
+
+
+def render_conf(port: int, prefix: Path, upstreams: list[int], client_header_timeout: int = 60,
+                template: Path = TEMPLATE) -> str:
+    """servers/nginx.conf with its {{fields}} filled in."""
+    fields = {
+        "prefix": str(prefix),
+        "port": str(port),
+        "upstream_servers": "\n".join(f"        server {LOOPBACK}:{p};" for p in upstreams),
+        "client_header_timeout": f"{client_header_timeout}s",
+    }
+    text = template.read_text()
+    for name, value in fields.items():
+        text = text.replace("{{" + name + "}}", value)
+    if "{{" in text:
+        left = text[text.index("{{"):].split("}}")[0] + "}}"
+        raise SpecError(f"{template} has a field the launcher does not fill: {left}")
+    return text
+
+
+@dataclass(frozen=True)
+class NginxSpec:
+    """nginx alone: the app servers' ports it forwards to, and how long a client may dawdle."""
+
+    upstreams: tuple[int, ...]
+    client_header_timeout: int = 60
+    cpus: tuple[int, ...] | None = None
+    port: int | None = None
+    kind: str = "nginx"
+    workers: int = 1  # nginx worker processes (the template says 1)
+
+    @property
+    def label(self) -> str:
+        n = len(self.upstreams)
+        return f"nginx -> {n} app server{'s' if n != 1 else ''}"
+
+    def resolved_cpus(self) -> tuple[int, ...]:
+        from ..base.cores import server_cpus
+
+        return tuple(self.cpus) if self.cpus else server_cpus()
+
+
+@dataclass(frozen=True)
+class FrontSpec:
+    """nginx in front of ``instances`` separate copies of the app server ``app``.
+
+    Each instance is its own Gunicorn or Uvicorn (its own port, master and
+    workers); nginx balances requests over them round robin. ``client_header_timeout``
+    (seconds) is how long nginx lets a client take to send its request header.
+    """
+
+    app: ServerSpec = ServerSpec("wsgi", workers=2)
+    instances: int = 1
+    client_header_timeout: int = 60
+
+    def __post_init__(self):
+        problems = []
+        if not isinstance(self.app, ServerSpec):
+            problems.append(f"app must be a ServerSpec, not {self.app!r}")
+        elif self.app.port is not None:
+            problems.append("app.port must be None: each instance gets its own free port")
+        for name, low, high in (("instances", 1, 16), ("client_header_timeout", 1, 3600)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                problems.append(f"{name} must be an integer {low}..{high}, not {value!r}")
+        if problems:
+            raise SpecError("; ".join(problems))
+
+    # The fields the experiment machinery and the theory read, as for a ServerSpec.
+    @property
+    def kind(self) -> str:
+        return self.app.kind
+
+    @property
+    def label(self) -> str:
+        many = f"{self.instances} x " if self.instances > 1 else ""
+        return f"nginx -> {many}{self.app.label}"
+
+    def to_dict(self) -> dict:
+        return {"front": "nginx", "instances": self.instances, "client_header_timeout": self.client_header_timeout,
+                "app": self.app.to_dict()}
+
+    def resolved_cpus(self) -> tuple[int, ...]:
+        return self.app.resolved_cpus()
+
+
+@dataclass
+class Front:
+    """nginx and the app servers behind it, running."""
+
+    spec: FrontSpec
+    nginx: Server
+    apps: list[Server]
+
+    @property
+    def url(self) -> str:
+        return self.nginx.url
+
+    @property
+    def port(self) -> int:
+        return self.nginx.port
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The app processes that serve requests, over every instance."""
+        return [pid for app in self.apps for pid in app.worker_pids]
+
+    @property
+    def pids(self) -> list[int]:
+        """Every process: nginx's and each instance's, guards included."""
+        return self.nginx.pids + [pid for app in self.apps for pid in app.pids]
+
+    def log(self) -> str:
+        return "\n".join(s.log() for s in (self.nginx, *self.apps))
+
+    def rss_bytes(self) -> int:
+        return self.nginx.rss_bytes() + sum(app.rss_bytes() for app in self.apps)
+
+
+def command(prefix: Path) -> list[str]:
+    """The nginx command line - the one a student could type."""
+    exe = find_nginx()
+    if exe is None:
+        raise NginxMissing(f"nginx is not installed: {INSTALL_HINT}")
+    # -e stderr: without it nginx first opens its compiled-in error log
+    # (/var/log/nginx/error.log), which an ordinary user may not write.
+    return [exe, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr"]
+
+
+def _start(spec: NginxSpec, port: int, prefix: Path, start_timeout: float) -> Server:
+    (prefix / "nginx.conf").write_text(render_conf(port, prefix, list(spec.upstreams), spec.client_header_timeout))
+    cmd = command(prefix)
+    log_path = prefix / "nginx.log"
+    guard = [
+        sys.executable, "-m", "conclab.processes.guard", "--parent", str(os.getpid()),
+        "--cpus", ",".join(map(str, spec.resolved_cpus())), "--log-dir", str(prefix), "--", *cmd,
+    ]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(guard, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    server = Server(spec, f"http://{LOOPBACK}:{port}", port, proc.pid, log_path, cmd, proc)
+    try:
+        return _wait_ready(server, start_timeout)
+    except BaseException:
+        _stop(server)
+        raise
+
+
+def _wait_ready(server: Server, start_timeout: float) -> Server:
+    """Until nginx answers /health (forwarded to an app server) from a socket it holds itself."""
+    deadline = time.monotonic() + start_timeout
+    with httpx.Client(timeout=1.0, trust_env=False) as client:
+        while True:
+            if server.proc.poll() is not None or time.monotonic() > deadline:
+                exited = server.proc.poll() is not None
+                _stop(server)
+                what = f"exited while starting (code {server.proc.returncode})" if exited else \
+                    f"did not answer /health within {start_timeout:g} s"
+                raise ServerStartError(
+                    f"{server.spec.label} {what}.\ncommand: {shlex.join(server.command)}\n"
+                    f"--- nginx output ---\n{_tail(server.log())}"
+                )
+            try:
+                ok = client.get(server.url + "/health").status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok and _listens_on(server):
+                return server
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def serve_nginx(spec: NginxSpec, start_timeout: float = 20.0):
+    """Run nginx in front of already running app servers (``spec.upstreams``: their ports)."""
+    if find_nginx() is None:
+        raise NginxMissing(f"nginx is not installed: {INSTALL_HINT}")
+    attempts = 1 if spec.port else 3
+    server = None
+    for attempt in range(attempts):
+        prefix = Path(tempfile.mkdtemp(prefix="conclab-nginx-"))
+        # Started as root, nginx runs its workers as an unprivileged user, which
+        # must still reach the temp folders under the prefix.
+        prefix.chmod(0o755)
+        try:
+            server = _start(spec, spec.port or free_port(), prefix, start_timeout)
+            break
+        except ServerStartError as err:
+            shutil.rmtree(prefix, ignore_errors=True)
+            # Another program may take the free port between our check and nginx's bind.
+            if "in use" not in str(err) or attempt == attempts - 1:
+                raise
+        except BaseException:
+            shutil.rmtree(prefix, ignore_errors=True)
+            raise
+    try:
+        yield server
+    finally:
+        _stop(server)
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serve_behind_nginx(spec: FrontSpec | None = None, start_timeout: float = 20.0, **overrides):
+    """Start ``spec.instances`` app servers, then nginx in front of them; yield a :class:`Front`.
+
+    On exit nginx stops first (no new requests reach the apps), then the apps.
+    """
+    spec = replace(spec or FrontSpec(), **overrides)
+    if find_nginx() is None:
+        raise NginxMissing(f"nginx is not installed: {INSTALL_HINT}")
+    with contextlib.ExitStack() as stack:
+        apps = [stack.enter_context(serve(spec.app, start_timeout)) for _ in range(spec.instances)]
+        nginx_spec = NginxSpec(tuple(app.port for app in apps), spec.client_header_timeout)
+        nginx = stack.enter_context(serve_nginx(nginx_spec, start_timeout))
+        yield Front(spec, nginx, apps)
+
+
+def describe(front: Front) -> str:
+    """What runs where, as `conclab serve --behind-nginx` prints it."""
+    lines = [
+        f"{front.spec.label} listening on {front.url}",
+        f"  nginx: {shlex.join(front.nginx.command)}",
+        f"  nginx pids: guard {front.nginx.guard_pid}, master {front.nginx.master_pid}, "
+        f"workers {front.nginx.worker_pids}",
+    ]
+    for i, app in enumerate(front.apps, 1):
+        lines.append(f"  app {i}: {app.url}  pids: guard {app.guard_pid}, master {app.master_pid}, "
+                     f"workers {app.worker_pids}")
+    return "\n".join(lines)
+
