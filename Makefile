@@ -12,7 +12,7 @@ SUBMISSION ?=
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast charts figures notebooks jupyter serve-wsgi serve-asgi \
+.PHONY: help setup test test-fast charts figures notebooks lessons jupyter serve-wsgi serve-asgi \
         calibrate handout grade lint clean
 
 help: ## list the targets
@@ -42,9 +42,16 @@ figures: $(STAMP) ## redraw figures/*.png from saved results, no measuring
 notebooks: $(STAMP) ## execute every notebook headless, HTML into build/
 	$(BIN)/conclab notebooks --out build
 
-jupyter: $(STAMP) ## open JupyterLab on notebooks/
-	$(BIN)/python -m pip install --quiet -e '.[jupyter]'
-	$(BIN)/jupyter lab notebooks
+lessons: $(STAMP) ## sync each notebooks/NN-topic.py with its .ipynb (edit either side)
+	$(BIN)/jupytext --sync --quiet notebooks/[0-9][0-9]-*.py
+
+# JupyterLab comes with `make setup` and nothing is installed here, not even
+# when pyproject.toml is newer (order-only: a class never waits for pip).
+# jupyter_server_config.py binds it to 127.0.0.1 and shows only the notebooks;
+# as root (a container) JupyterLab needs --allow-root.
+jupyter: | $(STAMP) ## open JupyterLab on notebooks/ (127.0.0.1; root is fine)
+	$(BIN)/jupyter lab --config=jupyter_server_config.py --ServerApp.root_dir=notebooks \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 serve-wsgi: $(STAMP) ## Flask on Gunicorn at 127.0.0.1:8000 (PORT=...) until Ctrl-C
 	$(BIN)/conclab serve wsgi --port $(PORT)
@@ -62,7 +69,7 @@ grade: $(STAMP) ## grade a lab: make grade LAB=01 [SUBMISSION=path/to/folder]
 	$(BIN)/conclab grade $(LAB) $(if $(SUBMISSION),--submission $(SUBMISSION))
 
 lint: $(STAMP) ## ruff over the code
-	$(BIN)/ruff check src servers tests labs
+	$(BIN)/ruff check src servers tests labs notebooks
 
 clean: ## remove the venv, build/ and dist/ (keeps figures/ and results/)
 	rm -rf $(VENV) build dist .pytest_cache

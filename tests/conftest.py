@@ -8,7 +8,8 @@ import pytest
 # pytest is run directly rather than through `make test`.
 os.environ.setdefault("CONCLAB_QUICK", "1")
 
-from conclab.launcher import ServerSpec, serve
+from conclab.base.specs import ServerSpec
+from conclab.processes.launcher import serve
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,10 @@ import psutil
 import pytest
 from procs import kill_leftovers, wait_gone
 
-from conclab.launcher import ServerSpec, free_port
-from conclab.results import read_records
-from conclab.theory import predict
+from conclab.base.specs import ServerSpec
+from conclab.measuring.results import read_records
+from conclab.measuring.theory import predict
+from conclab.processes.launcher import free_port
 
 CONCLAB = str(Path(sys.executable).with_name("conclab"))
 ENV = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -14,18 +14,11 @@ import httpx
 import numpy as np
 import pytest
 
-from conclab.driver import (
-    FIELDS,
-    LIMITS,
-    ClientSaturatedWarning,
-    LoadError,
-    LoadSpec,
-    check_target,
-    error_kind,
-    run_load,
-)
-from conclab.launcher import ServerSpec, free_port, serve
-from conclab.theory import predict
+from conclab.base.errors import LoadError
+from conclab.base.specs import FIELDS, LIMITS, LoadSpec, ServerSpec
+from conclab.measuring.driver import ClientSaturatedWarning, check_target, error_kind, run_load
+from conclab.measuring.theory import predict
+from conclab.processes.launcher import free_port, serve
 
 TOLERANCE = 0.10  # Little's law, closed loop
 

@@ -6,9 +6,10 @@ import json
 import psutil
 import pytest
 
-from conclab import experiments
+from conclab.base.paths import FIGURES_DIR, quick_mode, results_root
 from conclab.cli import main as conclab_main
-from conclab.experiments import REGISTRY, quick_mode, run_experiment
+from conclab.figures.registry import REGISTRY
+from conclab.figures.registry import run as run_experiment
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -77,7 +78,7 @@ def test_io_experiments_agree_with_littles_law(name, figures_dir, tmp_path):
 
 
 def test_timelines_show_serialised_vs_overlapped_requests(figures_dir):
-    from conclab.stats import max_overlap
+    from conclab.measuring.stats import max_overlap
 
     overlap = {}
     for p in _points(figures_dir, "timelines"):
@@ -100,13 +101,13 @@ def test_memory_experiment_finds_processes_cost_more_than_coroutines(figures_dir
 
 
 def _server_children():
-    return [p for p in psutil.Process().children(recursive=True) if "conclab.guard" in " ".join(p.cmdline())]
+    return [p for p in psutil.Process().children(recursive=True) if "conclab.processes.guard" in " ".join(p.cmdline())]
 
 
 def test_rerun_reuses_cached_points_without_measuring(figures_dir):
     name = "blocking"
     _points(figures_dir, name)
-    cache = experiments.results_root() / name
+    cache = results_root() / name
     before = {f.name: f.stat().st_mtime_ns for f in cache.glob("*.json")}
     assert before
     run_experiment(name, out_dir=figures_dir, progress=False)
@@ -142,8 +143,8 @@ def test_unknown_experiment_is_a_clear_error(capsys):
 
 def test_committed_reference_figures_exist_for_every_experiment():
     for name in REGISTRY:
-        png = experiments.FIGURES / f"{name}.png"
-        data = experiments.FIGURES / "data" / f"{name}.json"
+        png = FIGURES_DIR / f"{name}.png"
+        data = FIGURES_DIR / "data" / f"{name}.json"
         assert png.exists() and png.stat().st_size > 10_000, f"figures/{name}.png missing: run make charts"
         assert data.exists(), f"figures/data/{name}.json missing: run make charts"
         saved = json.loads(data.read_text())

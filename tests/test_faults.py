@@ -26,11 +26,22 @@ import psutil
 import pytest
 from procs import descendants, snapshot, wait_gone
 
-from conclab import launcher, plotting, stats
-from conclab.driver import LoadSpec, run_load
-from conclab.experiments import REGISTRY, Experiment, Job, measure, point_doc
-from conclab.launcher import ServerSpec, ServerStartError, serve
-from conclab.results import machine, now_iso, read_json, read_records, save_run, write_json
+from conclab.base.errors import ServerStartError
+from conclab.base.specs import LoadSpec, ServerSpec
+from conclab.figures.experiment import Experiment, Job, figure, measure, point_doc, save_png
+from conclab.figures.registry import REGISTRY
+from conclab.measuring import stats
+from conclab.measuring.driver import run_load
+from conclab.measuring.results import (
+    machine,
+    now_iso,
+    read_json,
+    read_records,
+    save_run,
+    write_json,
+)
+from conclab.processes import launcher
+from conclab.processes.launcher import serve
 
 pytestmark = pytest.mark.faults
 
@@ -162,9 +173,9 @@ def test_a_killed_gunicorn_worker_is_restarted_and_its_requests_are_counted_as_e
     job = Job(spec.label, spec, result.load, x=16)
     data = {"name": "wsgi_vs_asgi", "title": "a worker killed mid-run", "lesson": "", "quick": True,
             "machine": machine(), "time": now_iso(), "client_cpu": None, "points": [point_doc(job, result)]}
-    texts = [t.get_text() for t in plotting.figure(data).texts]
+    texts = [t.get_text() for t in figure(REGISTRY["wsgi_vs_asgi"], data).texts]
     assert any(f"{s['error_count']} failed requests in 1 of 1 runs" in t for t in texts), texts
-    assert plotting.draw(data, tmp_path / "fig.png").stat().st_size > 0
+    assert save_png(REGISTRY["wsgi_vs_asgi"], data, tmp_path / "fig.png").stat().st_size > 0
 
 
 # --- 2. the whole server killed mid-run --------------------------------------------------
@@ -384,7 +395,8 @@ def test_a_port_another_server_holds_is_never_handed_back(monkeypatch):
 
 def test_two_sweeps_at_once_keep_their_own_results(tmp_path):
     exp = Experiment("tiny", "tiny", "", lambda quick: [
-        Job("state", ServerSpec("asgi"), LoadSpec(path="/state", concurrency=2, requests=30))])
+        Job("state", ServerSpec("asgi"), LoadSpec(path="/state", concurrency=2, requests=30))],
+        draw=lambda data, fig: None)
     out, errors = {}, []
 
     def sweep(name):
@@ -408,7 +420,7 @@ def test_two_sweeps_at_once_keep_their_own_results(tmp_path):
 
 WRITER = """
 import sys
-from conclab.results import write_json
+from conclab.measuring.results import write_json
 path, me = sys.argv[1], sys.argv[2]
 for i in range(150):
     write_json(path, {"writer": me, "i": i, "pad": me * 200_000})

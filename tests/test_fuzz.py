@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conclab import cli
-from conclab.launcher import ServerSpec, serve
+from conclab.base.specs import ServerSpec
+from conclab.processes.launcher import serve
 
 pytestmark = pytest.mark.faults
 
@@ -174,10 +175,10 @@ def run_cli(argv):
     with (
         contextlib.redirect_stdout(out), contextlib.redirect_stderr(err),
         # Safety net: a strategy mistake fails here instead of starting servers or sweeps.
-        mock.patch("conclab.launcher.serve", side_effect=must_not),
-        mock.patch("conclab.driver.run_load", side_effect=must_not),
-        mock.patch("conclab.experiments.run_experiment", side_effect=must_not),
-        mock.patch("conclab.experiments.calibrate", side_effect=must_not),
+        mock.patch("conclab.processes.launcher.serve", side_effect=must_not),
+        mock.patch("conclab.measuring.driver.run_load", side_effect=must_not),
+        mock.patch("conclab.figures.registry.run", side_effect=must_not),
+        mock.patch("conclab.measuring.calibrate.calibrate", side_effect=must_not),
     ):
         code = cli.main(argv)
     return code, out.buffer.getvalue().decode(), err.buffer.getvalue().decode()
@@ -248,7 +249,7 @@ def test_bench_with_a_bad_value_is_one_line_and_no_traceback(data, options):
 @FUZZ
 @given(names=st.lists(arg_text, min_size=1, max_size=4), replot=st.booleans())
 def test_charts_with_unknown_experiments_is_one_line_and_no_traceback(names, replot):
-    from conclab.experiments import REGISTRY
+    from conclab.figures.registry import REGISTRY
 
     assume(not all(n.strip() in REGISTRY for n in names if n.strip()) or not any(n.strip() for n in names))
     argv = ["charts", f"--only={','.join(names)}"] + (["--replot"] if replot else [])

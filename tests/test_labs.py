@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conclab import labs
+from conclab.base.errors import LabError, MarkerError
+from conclab.labs import handout, markers
 
 CONCLAB = str(Path(sys.executable).with_name("conclab"))
-LABS = labs.all_labs()
+LABS = handout.all_labs()
 LAB_IDS = [lab.name for lab in LABS]
 CHECK_LINE = re.compile(r"^  (PASS|FAIL)  (\S+)", re.MULTILINE)
 
@@ -120,7 +121,7 @@ def test_every_check_is_shown_failing_by_the_starter_or_a_mutant():
 
 @pytest.mark.labs
 def test_editing_the_graders_copy_in_a_submission_changes_nothing(handout, tmp_path):
-    lab = labs.find_lab("02")
+    lab = handout.find_lab("02")
     folder = submission_from_handout(handout, lab, tmp_path, lab / "instructor" / "mutants" / "broken-config")
     for test in (folder / "grader").glob("test_*.py"):
         test.write_text("def test_everything_passes():\n    pass\n")
@@ -132,7 +133,8 @@ def test_editing_the_graders_copy_in_a_submission_changes_nothing(handout, tmp_p
 
 def test_a_gunicorn_config_file_decides_workers_and_threads(tmp_path):
     """Lab 02 relies on it: ServerSpec(config=...) runs Gunicorn with the file's settings."""
-    from conclab.launcher import ServerSpec, serve
+    from conclab.base.specs import ServerSpec
+    from conclab.processes.launcher import serve
 
     conf = tmp_path / "gunicorn.conf.py"
     conf.write_text("workers = 2\nthreads = 3\n")
@@ -167,9 +169,9 @@ def test_grade_with_a_missing_submission_is_one_line_and_exit_2(tmp_path):
 
 def test_lab_numbers_are_found_in_any_spelling():
     first = LABS[0]
-    assert labs.find_lab("1") == labs.find_lab("01") == labs.find_lab(first.name) == first
-    with pytest.raises(labs.LabError, match="the labs are 01"):
-        labs.find_lab("7")
+    assert handout.find_lab("1") == handout.find_lab("01") == handout.find_lab(first.name) == first
+    with pytest.raises(LabError, match="the labs are 01"):
+        handout.find_lab("7")
 
 
 # --- the handout -----------------------------------------------------------------------
@@ -262,14 +264,14 @@ def test_markers_cut_solutions_and_make_starters_live():
         "    ### END STARTER\n"
         "    return ms\n"
     )
-    assert labs.student_version(source) == (
+    assert markers.student_version(source) == (
         "def f(ms):\n"
         "    time.sleep(ms)\n"
         "\n"
         "    # a comment stays a comment\n"
         "    return ms\n"
     )
-    assert labs.solution_lines(source) == ["    await asyncio.sleep(ms)\n"]
+    assert markers.solution_lines(source) == ["    await asyncio.sleep(ms)\n"]
 
 
 @pytest.mark.parametrize(("source", "problem"), [
@@ -280,8 +282,8 @@ def test_markers_cut_solutions_and_make_starters_live():
     ("x = 1  # BEGIN SOLUTION\n", "x.py: solution marker words left outside a marker line"),
 ])
 def test_a_malformed_marker_is_an_error_naming_file_and_line(source, problem):
-    with pytest.raises(labs.MarkerError) as caught:
-        labs.student_version(source, "x.py")
+    with pytest.raises(MarkerError) as caught:
+        markers.student_version(source, "x.py")
     assert str(caught.value).startswith(problem)
 
 
@@ -292,10 +294,10 @@ def test_a_marker_error_leaves_the_previous_handout_in_place(tmp_path):
     (source / "instructor_notes.md").write_text("hidden\n")
     (source / "grader" / "instructor_test_hidden.py").write_text("def test_x():\n    pass\n")
     out = tmp_path / "out"
-    labs.write_handout(out, labs_dir=tmp_path / "labs")
+    handout.write_handout(out, labs_dir=tmp_path / "labs")
     assert sorted(p.name for p in (out / "01-demo").rglob("*")) == ["app.py", "grader"]
     (source / "app.py").write_text("# BEGIN SOLUTION\nx = 2\n")
-    with pytest.raises(labs.MarkerError):
-        labs.write_handout(out, labs_dir=tmp_path / "labs")
+    with pytest.raises(MarkerError):
+        handout.write_handout(out, labs_dir=tmp_path / "labs")
     assert (out / "01-demo" / "app.py").read_text() == "x = 1\n"
     assert sorted(p.name for p in out.iterdir()) == ["01-demo", "README.md"]  # no half-written staging folder

@@ -21,7 +21,9 @@ import psutil
 import pytest
 from procs import kill_leftovers, snapshot, wait_gone
 
-from conclab.launcher import ServerSpec, ServerStartError, free_port, serve
+from conclab.base.errors import ServerStartError
+from conclab.base.specs import ServerSpec
+from conclab.processes.launcher import free_port, serve
 
 CONCLAB = str(Path(sys.executable).with_name("conclab"))
 
@@ -199,7 +201,8 @@ def test_serve_rejects_bad_overrides_before_starting_anything():
 CHILD = textwrap.dedent(
     """
     import json, sys, time
-    from conclab.launcher import ServerSpec, serve
+    from conclab.base.specs import ServerSpec
+    from conclab.processes.launcher import serve
 
     with serve(ServerSpec(sys.argv[1], workers=int(sys.argv[2]))) as server:
         print(json.dumps(server.pids), flush=True)

@@ -14,20 +14,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conclab import notebooks as nbrun
 from conclab.cli import main
+from conclab.teaching import notebooks as nbrun
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "notebooks"
-LESSONS = [
-    "01-sync-vs-async",
-    "02-wsgi-vs-asgi",
-    "03-blocking-the-event-loop",
-    "04-threadpools-and-the-gil",
-    "05-workers",
-    "06-measuring-honestly",
-]
+LESSONS = sorted(p.stem for p in FOLDER.glob("[0-9][0-9]-*.ipynb"))
 PATHS = [FOLDER / f"{name}.ipynb" for name in LESSONS]
+TEXTS = [FOLDER / f"{name}.py" for name in LESSONS]
 QUICK_BUDGET_S = 90  # one notebook in quick mode; together they must stay well under 4 minutes
 
 
@@ -35,8 +29,14 @@ def read(path):
     return nbformat.read(path, as_version=4)
 
 
-def test_every_lesson_has_a_notebook_and_nothing_else():
+def test_every_lesson_is_a_pair_of_notebook_and_text_and_nothing_else():
+    assert len(LESSONS) >= 6 and all(re.fullmatch(r"\d\d-[a-z0-9-]+", name) for name in LESSONS)
     assert [p.stem for p in nbrun.notebook_paths()] == LESSONS
+    texts = sorted(p.stem for p in FOLDER.glob("*.py"))
+    assert texts == LESSONS, "every NN-topic.ipynb has its NN-topic.py (py:percent) and no .py stands alone"
+    others = sorted(p.name for p in FOLDER.iterdir()
+                    if p.suffix not in (".py", ".ipynb") and p.name not in ("README.md", ".ipynb_checkpoints"))
+    assert not others, f"only lessons (and the README) belong in notebooks/: {others}"
 
 
 @pytest.mark.parametrize("path", PATHS, ids=LESSONS)
@@ -86,14 +86,51 @@ def test_notebooks_teach_from_the_charts_experiments():
                     "open_vs_closed", "client_ceiling"}
 
 
-def test_notebooks_match_their_generator():
-    done = subprocess.run([sys.executable, str(FOLDER / "_build.py"), "--check"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+def cells_of(notebook):
+    """What a lesson says: each cell's type, source and tags (ids and outputs aside)."""
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", ()))) for c in notebook.cells]
 
 
-def test_notebook_code_passes_ruff():
+@pytest.mark.parametrize("name", LESSONS)
+def test_notebook_and_its_text_pair_are_in_sync(name):
+    jupytext = pytest.importorskip("jupytext")
+    notebook = read(FOLDER / f"{name}.ipynb")
+    text = jupytext.read(FOLDER / f"{name}.py")
+    assert notebook.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent", \
+        f"{name}.ipynb is not paired with its .py: run `make lessons`"
+    assert cells_of(text) == cells_of(notebook), f"{name}.py and {name}.ipynb differ: run `make lessons`"
+    ids = [c.get("id") for c in notebook.cells]
+    assert all(ids) and len(set(ids)) == len(ids), "every cell keeps a unique id"
+
+
+def sync(folder):
+    return subprocess.run([str(Path(sys.executable).with_name("jupytext")), "--sync", "--quiet",
+                           *map(str, sorted(folder.glob("*.py")))], capture_output=True, text=True, cwd=folder)
+
+
+def test_make_lessons_is_idempotent_and_carries_an_edit_to_the_notebook(tmp_path):
+    pytest.importorskip("jupytext")
+    for path in (*PATHS, *TEXTS):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    assert sync(tmp_path).returncode == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sync(tmp_path).returncode == 0
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, "a second sync changed something"
+    first = tmp_path / TEXTS[0].name
+    ids = [c["id"] for c in read(tmp_path / PATHS[0].name).cells]
+    text = first.read_text(encoding="utf-8")
+    heading = next(line for line in text.splitlines() if line.startswith("# # "))
+    first.write_text(text.replace(heading, heading + " (edited)", 1), encoding="utf-8")
+    assert sync(tmp_path).returncode == 0
+    edited = read(tmp_path / PATHS[0].name)
+    assert any(c.source.startswith(heading[2:] + " (edited)") for c in edited.cells)
+    assert [c["id"] for c in edited.cells] == ids, "cell ids survive an edit of the text"
+    assert "setup" in edited.cells[0].metadata["tags"]
+
+
+def test_lesson_code_passes_ruff():
     pytest.importorskip("ruff")
-    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", *map(str, PATHS)],
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", *map(str, TEXTS)],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
 

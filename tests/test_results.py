@@ -6,9 +6,17 @@ import threading
 
 import pytest
 
-from conclab.driver import FIELDS, LoadResult, LoadSpec, run_load
-from conclab.launcher import ServerSpec, serve
-from conclab.results import atomic_write, read_json, read_records, save_run, to_json, write_records
+from conclab.base.specs import FIELDS, LoadSpec, ServerSpec
+from conclab.measuring.driver import LoadResult, run_load
+from conclab.measuring.results import (
+    atomic_write,
+    read_json,
+    read_records,
+    save_run,
+    to_json,
+    write_records,
+)
+from conclab.processes.launcher import serve
 
 SPEC = ServerSpec("asgi")
 

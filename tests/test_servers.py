@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from conclab.launcher import ServerSpec, serve
-from conclab.stats import max_overlap
+from conclab.base.specs import ServerSpec
+from conclab.measuring.stats import max_overlap
+from conclab.processes.launcher import serve
 
 MS_REASON = "ms must be an integer 0..60000"
 TIMEOUT = 30.0  # per request; every wait in this module is bounded by it

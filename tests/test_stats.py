@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from conclab.driver import FIELDS, LoadResult, LoadSpec
-from conclab.stats import (
+from conclab.base.specs import FIELDS, LoadSpec
+from conclab.measuring.driver import LoadResult
+from conclab.measuring.stats import (
     columns,
     format_summary,
     max_overlap,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conclab.launcher import ServerSpec
-from conclab.theory import UNBOUNDED, curve, parse_route, predict, slots
+from conclab.base.specs import ServerSpec
+from conclab.measuring.theory import UNBOUNDED, curve, parse_route, predict, slots
 
 SYNC = ServerSpec("wsgi")
 GTHREAD_8 = ServerSpec("wsgi", threads=8)

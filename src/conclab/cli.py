@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-
-class CliError(Exception):
-    """A mistake in the user's input: printed as one line, exit code 2."""
+from .base.errors import CliError, LoadError, ServerStartError, UserError
 
 
 class Parser(argparse.ArgumentParser):
@@ -24,6 +23,11 @@ def shown(text):
     an error message must stay one line."""
     text = str(text)
     return text if text.isprintable() else repr(text)
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one line: control characters escaped, further lines joined."""
+    return " / ".join(shown(line) for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
 def positive_int(text):
@@ -60,7 +64,7 @@ def add_server_options(p, kind_positional=False):
 
 
 def spec_from_args(args, kind):
-    from .launcher import ServerSpec
+    from .base.specs import ServerSpec
 
     cpus = args.cpus
     if cpus not in (None, "all"):
@@ -81,14 +85,14 @@ def spec_from_args(args, kind):
 def cmd_serve(args):
     import time
 
-    from .launcher import describe, serve
+    from .processes.launcher import describe, serve
 
     spec = spec_from_args(args, args.kind)
     with serve(spec) as server:
         print(describe(server), flush=True)
         print("Serving until Ctrl-C ...", flush=True)
         try:
-            while server._proc.poll() is None:
+            while server.running():
                 time.sleep(0.5)
             raise CliError(f"the server exited by itself; its output:\n{server.log()[-2000:]}")
         except KeyboardInterrupt:
@@ -131,10 +135,11 @@ def cmd_bench(args):
     import contextlib
     import warnings
 
-    from .driver import Interrupted, LoadError, LoadSpec, check_target, run_load
-    from .launcher import serve
-    from .results import save_run, to_json
-    from .stats import format_summary
+    from .base.specs import LoadSpec
+    from .measuring.driver import Interrupted, check_target, run_load
+    from .measuring.results import save_run, to_json
+    from .measuring.stats import format_summary
+    from .processes.launcher import serve
 
     if (args.server is None) == (args.url is None):
         raise CliError("give exactly one of --server wsgi|asgi or --url BASE")
@@ -190,7 +195,7 @@ def cmd_bench(args):
 
 
 def cmd_calibrate(args):
-    from .experiments import calibrate
+    from .measuring.calibrate import calibrate
 
     calibrate(duration=args.duration)
     return 0
@@ -199,7 +204,8 @@ def cmd_calibrate(args):
 def cmd_charts(args):
     import time
 
-    from .experiments import REGISTRY, quick_mode, run_experiment
+    from .base.paths import quick_mode
+    from .figures.registry import REGISTRY, run
 
     names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else list(REGISTRY)
     if not names:  # `--only ""` must not mean "measure everything"
@@ -213,7 +219,7 @@ def cmd_charts(args):
     for name in names:
         t_exp = time.monotonic()
         try:
-            png = run_experiment(name, **({"out_dir": args.out} if args.out else {}),
+            png = run(name, **({"out_dir": args.out} if args.out else {}),
                                  **({"results_dir": args.results} if args.results else {}),
                                  replot=args.replot, fresh=args.fresh)
         except FileNotFoundError as err:
@@ -269,25 +275,64 @@ def build_parser():
     p.add_argument("--duration", type=positive_float, default=3.0, help="seconds per point")
     p.set_defaults(func=cmd_calibrate)
 
-    from . import labs, notebooks
+    p = sub.add_parser("notebooks", help="execute the notebooks headless and write HTML")
+    p.add_argument("--out", default="build", help="folder for the HTML pages (default build/)")
+    p.add_argument("--only", help="one notebook, by number (02) or name (02-wsgi-vs-asgi)")
+    p.add_argument("--quick", action="store_true", help="quick mode (CONCLAB_QUICK=1): fewer points, shorter runs")
+    p.set_defaults(func=cmd_notebooks)
 
-    labs.add_cli(sub)
-    notebooks.add_cli(sub)
+    p = sub.add_parser("handout", help="write student copies of the labs, solutions removed")
+    p.add_argument("--out", default="dist/handout", help="folder to write (default dist/handout)")
+    p.set_defaults(func=cmd_handout)
+
+    p = sub.add_parser("grade", help="grade a lab: conclab grade 01 [--submission FOLDER]")
+    p.add_argument("lab", nargs="?", help="lab number, e.g. 01")
+    p.add_argument("--submission", help="a student's copy of the lab folder (default: labs/NN-*/ itself)")
+    p.set_defaults(func=cmd_grade)
     return parser
 
 
-def main(argv=None):
-    from .launcher import ServerStartError
+def cmd_notebooks(args):
+    from .teaching.notebooks import notebook_paths, run_all
 
+    if not notebook_paths(args.only):
+        names = ", ".join(p.stem for p in notebook_paths()) or "none found"
+        raise CliError(f"no notebook matches {args.only!r}; choose from: {names}")
+    failed = run_all(Path(args.out), args.only, quick=True if args.quick else None)
+    if failed:
+        print(f"conclab: error: {failed} notebook(s) failed; see the HTML for the failing cell", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_handout(args):
+    from .labs.handout import write_handout
+
+    try:
+        for folder in write_handout(args.out):
+            print(f"wrote {folder}")
+    except OSError as err:
+        raise CliError(str(err)) from None
+    print(f"wrote {Path(args.out) / 'README.md'} (the index)")
+    return 0
+
+
+def cmd_grade(args):
+    from .labs.grading import grade
+
+    return grade(args.lab, args.submission)
+
+
+def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         return args.func(args) or 0
-    except CliError as err:
-        print(f"conclab: error: {err}", file=sys.stderr)
-        return 2
-    except ServerStartError as err:
+    except ServerStartError as err:  # quotes the server's own output: keep every line
         print(f"conclab: error: {err}", file=sys.stderr)
         return 1
+    except UserError as err:
+        print(f"conclab: error: {one_line(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("conclab: interrupted", file=sys.stderr)
         return 130

@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conclab.labs import start_failure, student_file
-from conclab.launcher import ServerSpec, ServerStartError, serve
-from conclab.stats import max_overlap
+from conclab.base.specs import ServerSpec
+from conclab.labs.helpers import serve_or_fail, student_file
+from conclab.measuring.stats import max_overlap
+from conclab.processes.launcher import serve
 
 HERE = Path(__file__).resolve().parent
 N = 4  # requests fired at once per route
@@ -65,11 +66,8 @@ def app_url(submission, upstream):
     student_file(submission, "app.py")
     spec = ServerSpec("asgi", app="shim:app", app_dir=str(HERE),
                       env=(("LAB_SUBMISSION", str(submission)), ("UPSTREAM_URL", upstream[0] + "/data")))
-    try:
-        with serve(spec) as server:
-            yield server.url
-    except ServerStartError as err:
-        pytest.fail(start_failure(err, submission, "your app.py under Uvicorn"), pytrace=False)
+    with serve_or_fail(spec, submission, "your app.py under Uvicorn") as server:
+        yield server.url
 
 
 async def timed_get(client, url):

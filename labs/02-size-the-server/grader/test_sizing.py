@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from conclab.driver import run_load
-from conclab.labs import start_failure, student_file
-from conclab.launcher import ServerSpec, ServerStartError, serve
+from conclab.base.specs import ServerSpec
+from conclab.labs.helpers import serve_or_fail, student_file
+from conclab.measuring.driver import run_load
 
 HERE = Path(__file__).resolve().parent
 LAB = HERE.parent  # app.py comes from here: the grader's copy, not the submission's
@@ -55,12 +55,9 @@ def measure(conf, threads):
     fair = f"--keep-alive 0 --worker-connections {threads}"  # see the module docstring
     spec = ServerSpec("wsgi", app="app:app", app_dir=str(LAB), config=str(conf), cpus="all",
                       env=(("GUNICORN_CMD_ARGS", fair),))
-    try:
-        with serve(spec, start_timeout=30) as server:
-            result = run_load(server.url, path="/order", concurrency=USERS, duration=4.0,
-                              warmup=1.0, timeout=10.0, progress=False)
-    except ServerStartError as err:
-        pytest.fail(start_failure(err, conf.parent, "Gunicorn with your gunicorn.conf.py"), pytrace=False)
+    with serve_or_fail(spec, conf.parent, "Gunicorn with your gunicorn.conf.py", start_timeout=30) as server:
+        result = run_load(server.url, path="/order", concurrency=USERS, duration=4.0,
+                          warmup=1.0, timeout=10.0, progress=False)
     return result.summary
 
 

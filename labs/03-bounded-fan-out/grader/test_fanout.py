@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conclab.labs import import_student
-from conclab.launcher import ServerSpec, free_port, serve
+from conclab.base.specs import ServerSpec
+from conclab.labs.helpers import import_student
+from conclab.processes.launcher import free_port, serve
 
 HERE = Path(__file__).resolve().parent
 LATENCY_MS = 300  # every "item" URL in the timing checks takes this long

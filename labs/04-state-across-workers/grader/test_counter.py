@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conclab.labs import start_failure, student_file
-from conclab.launcher import ServerSpec, ServerStartError, serve
+from conclab.base.specs import ServerSpec
+from conclab.labs.helpers import serve_or_fail, student_file
 
 HERE = Path(__file__).resolve().parent
 HITS = 200
@@ -61,12 +61,9 @@ def burst(submission, workers, threads, hits):
         env = (("LAB_SUBMISSION", str(submission)), ("COUNTER_PATH", str(Path(state) / "counter")))
         spec = ServerSpec("wsgi", workers=workers, threads=threads, app="shim:app",
                           app_dir=str(HERE), env=env)
-        try:
-            with serve(spec) as server:
-                answers, reads = asyncio.run(asyncio.wait_for(hammer(server.url, hits, CLIENTS), 40))
-                log = server.log()
-        except ServerStartError as err:
-            pytest.fail(start_failure(err, submission, "your app.py under Gunicorn"), pytrace=False)
+        with serve_or_fail(spec, submission, "your app.py under Gunicorn") as server:
+            answers, reads = asyncio.run(asyncio.wait_for(hammer(server.url, hits, CLIENTS), 40))
+            log = server.log()
     return {"answers": answers, "reads": reads, "log": log, "hits": hits,
             "pids": collections.Counter(r.headers.get("x-grader-pid") for r in answers)}
 

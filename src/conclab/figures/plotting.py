@@ -1,4 +1,4 @@
-"""Figures from experiment data: one function per experiment, plus the timeline chart.
+"""Drawing helpers the figures share: footer, series, throughput beside theory, timelines.
 
 Every figure has a title, labelled axes with units, a legend, the Little's law
 prediction beside the measurement where one applies (dashed), and a footer
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
@@ -46,19 +44,19 @@ def by_series(points):
     return out
 
 
-def _xs(points):
+def xs(points):
     return [p["x"] for p in points]
 
 
-def _lat(points, key):
+def latencies(points, key):
     return [p["summary"]["latency_ms"][key] if p["summary"]["latency_ms"][key] is not None else math.nan for p in points]
 
 
-def _pred(points, key):
+def predicted(points, key):
     return [p["prediction"][key] if p.get("prediction") and p["prediction"].get(key) is not None else math.nan for p in points]
 
 
-def _mark_saturated(ax, points, ys):
+def mark_saturated(ax, points, ys):
     for p, y in zip(points, ys, strict=True):
         if p["summary"].get("client_saturated"):
             ax.annotate("client\nsaturated", (p["x"], y), fontsize=6, color="red", ha="center", va="bottom")
@@ -66,11 +64,11 @@ def _mark_saturated(ax, points, ys):
 
 def plot_throughput(ax, name, pts, color):
     """Measured throughput (solid) and Little's law (dashed) for one series; returns the x values."""
-    x = _xs(pts)
+    x = xs(pts)
     thr = [p["summary"]["throughput_rps"] for p in pts]
     ax.plot(x, thr, "o-", color=color, label=f"{name} (measured)")
-    _mark_saturated(ax, pts, thr)
-    ax.plot(x, _pred(pts, "throughput_rps"), "--", color=color, alpha=0.6, label=f"{name} (Little's law)")
+    mark_saturated(ax, pts, thr)
+    ax.plot(x, predicted(pts, "throughput_rps"), "--", color=color, alpha=0.6, label=f"{name} (Little's law)")
     return x
 
 
@@ -80,9 +78,9 @@ def throughput_latency(data, fig, logx=True, xlabel="concurrent users (closed lo
     for i, (name, pts) in enumerate(by_series(data["points"]).items()):
         color = COLORS[i % len(COLORS)]
         x = plot_throughput(ax1, name, pts, color)
-        ax2.plot(x, _lat(pts, "p50"), "o-", color=color, label=f"{name} p50")
-        ax2.plot(x, _lat(pts, "p99"), "^:", color=color, alpha=0.8, label=f"{name} p99")
-        ax2.plot(x, _pred(pts, "latency_ms"), "--", color=color, alpha=0.5)
+        ax2.plot(x, latencies(pts, "p50"), "o-", color=color, label=f"{name} p50")
+        ax2.plot(x, latencies(pts, "p99"), "^:", color=color, alpha=0.8, label=f"{name} p99")
+        ax2.plot(x, predicted(pts, "latency_ms"), "--", color=color, alpha=0.5)
     for ax in (ax1, ax2):
         if logx:
             ax.set_xscale("log", base=2)
@@ -158,32 +156,6 @@ def matplotlib_patch(color, label):
     return Patch(color=color, label=label)
 
 
-def draw_blocking(data, fig):
-    ax1, ax2 = fig.subplots(1, 2)
-    pts = data["points"]
-    names = [p["series"] for p in pts]
-    thr = [p["summary"]["throughput_rps"] for p in pts]
-    pred = [p["prediction"]["throughput_rps"] if p.get("prediction") else math.nan for p in pts]
-    x = np.arange(len(pts))
-    ax1.bar(x - 0.2, thr, 0.4, label="measured", color=COLORS[0])
-    ax1.bar(x + 0.2, pred, 0.4, label="Little's law", color=COLORS[0], alpha=0.35)
-    ax1.set_xticks(x, names)
-    ax1.set_ylabel("throughput (requests/s)")
-    ax1.set_title("10 users, 50 ms of waiting each")
-    ax1.legend(fontsize=7)
-    probe_p50 = [p["probe"]["latency_ms"]["p50"] if p.get("probe") else math.nan for p in pts]
-    probe_p99 = [p["probe"]["latency_ms"]["p99"] if p.get("probe") else math.nan for p in pts]
-    ax2.bar(x - 0.2, probe_p50, 0.4, label="p50", color=COLORS[1])
-    ax2.bar(x + 0.2, probe_p99, 0.4, label="p99", color=COLORS[1], alpha=0.45)
-    ax2.set_xticks(x, names)
-    ax2.set_yscale("log")
-    ax2.set_ylabel("/health latency (ms, log)")
-    ax2.set_title("a /health probe (20/s) during the load")
-    ax2.legend(fontsize=7)
-    for ax in (ax1, ax2):
-        ax.grid(axis="y", alpha=0.3)
-
-
 def draw_lines(data, fig, xlabel, logx=False):
     ax = fig.subplots(1, 1)
     for i, (name, pts) in enumerate(by_series(data["points"]).items()):
@@ -194,126 +166,3 @@ def draw_lines(data, fig, xlabel, logx=False):
     ax.set_ylabel("throughput (requests/s)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-
-
-def draw_memory(data, fig):
-    ax1, ax2 = fig.subplots(1, 2)
-    for i, (name, pts) in enumerate(by_series(data["points"]).items()):
-        color = COLORS[i % len(COLORS)]
-        pts = [p for p in pts if p.get("rss_bytes") and p["rss_bytes"].get("loaded")]
-        if not pts:
-            continue
-        x = _xs(pts)
-        total = [p["rss_bytes"]["loaded"] / 2**20 for p in pts]
-        ax1.plot(x, total, "o-", color=color, label=name)
-        if len(pts) >= 2:
-            slope = (total[-1] - total[0]) / (x[-1] - x[0]) if x[-1] != x[0] else math.nan
-            ax2.bar(i, slope * 1024, color=color, label=name)
-            ax2.annotate(f"{slope * 1024:.0f} KiB", (i, slope * 1024), ha="center", va="bottom", fontsize=8)
-    ax1.set_xscale("log", base=2)
-    ax1.set_xlabel("requests held in flight at once")
-    ax1.set_ylabel("server resident memory, all processes (MiB)")
-    ax1.set_title("RSS while holding N slow requests")
-    ax1.legend(fontsize=7)
-    ax1.grid(alpha=0.3)
-    ax2.set_yscale("log")
-    ax2.set_ylabel("extra memory per in-flight request (KiB, log)")
-    ax2.set_xticks([])
-    ax2.set_title("cost of one more concurrent request")
-    ax2.legend(fontsize=7)
-
-
-def draw_open_closed(data, fig):
-    ax1, ax2 = fig.subplots(1, 2)
-    for i, p in enumerate(data["points"]):
-        recs = p["records"]
-        t0 = recs["t0_ns"]
-        intended = np.asarray(recs["intended_ns"], dtype=float)
-        start = np.asarray(recs["start_ns"], dtype=float)
-        end = np.asarray(recs["end_ns"], dtype=float)
-        ok = np.asarray(recs["status"]) == 200
-        color = COLORS[i % len(COLORS)]
-        ax1.plot((intended[ok] - t0) / 1e9, (end[ok] - intended[ok]) / 1e6, ".", ms=3, color=color, label=p["series"])
-        lat = np.sort((end[ok] - intended[ok]) / 1e6)
-        if lat.size:
-            ax2.plot(lat, np.arange(1, lat.size + 1) / lat.size, color=color, label=f"{p['series']} (from intended start)")
-        if p["load"]["rate"]:
-            service = np.sort((end[ok] - start[ok]) / 1e6)
-            ax2.plot(service, np.arange(1, service.size + 1) / max(service.size, 1), ":", color=color, alpha=0.6,
-                     label=f"{p['series']} (uncorrected, from send)")
-    ax1.set_xlabel("time into the run (s)")
-    ax1.set_ylabel("latency (ms)")
-    ax1.set_yscale("log")
-    ax1.set_title("latency of each request over the run")
-    ax1.legend(fontsize=7)
-    ax2.set_xscale("log")
-    ax2.set_xlabel("latency (ms, log)")
-    ax2.set_ylabel("fraction of requests")
-    ax2.set_title("latency distribution (CDF)")
-    ax2.legend(fontsize=6)
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-
-
-def draw_client_ceiling(data, fig):
-    ax1, ax2 = fig.subplots(1, 2)
-    series = by_series(data["points"])
-    for i, (name, pts) in enumerate(series.items()):
-        color = COLORS[(i // 2) % len(COLORS)]
-        ax = ax1 if name.endswith("/hello") else ax2
-        x = _xs(pts)
-        thr = [p["summary"]["throughput_rps"] for p in pts]
-        ax.plot(x, thr, "o-", color=color, label=name.split(":")[0])
-        _mark_saturated(ax, pts, thr)
-        if ax is ax2 and i < 2:
-            ax.plot(x, _pred(pts, "throughput_rps"), "k--", alpha=0.5, label="server capacity (Little's law)")
-    wrk = (data.get("extra") or {}).get("wrk")
-    if wrk:
-        xs = sorted(int(k) for k in wrk)
-        ax1.plot(xs, [wrk[str(k)] for k in xs], "s-", color="black", label="wrk (C), for reference")
-    ax1.set_title("/hello: the most a client can push")
-    ax2.set_title("/io?ms=100: can the client see the server's capacity?")
-    for ax in (ax1, ax2):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("concurrent users")
-        ax.set_ylabel("throughput (requests/s, log)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-
-
-DRAW = {
-    "wsgi_vs_asgi": lambda d, f: throughput_latency(d, f),
-    "timelines": draw_timelines,
-    "blocking": draw_blocking,
-    "threadpool": lambda d, f: draw_lines(d, f, "threads in the pool (gthread threads / offload pool size)", logx=True),
-    "gil": lambda d, f: draw_lines(d, f, "threads or processes (2 users each)"),
-    "workers": lambda d, f: draw_lines(d, f, "worker processes (Gunicorn sync)"),
-    "memory": draw_memory,
-    "open_vs_closed": draw_open_closed,
-    "client_ceiling": draw_client_ceiling,
-}
-
-SIZES = {"timelines": (10, 11), "default": (11, 4.6)}
-
-
-def figure(data) -> Figure:
-    fig = Figure(figsize=SIZES.get(data["name"], SIZES["default"]), layout="constrained")
-    fig.get_layout_engine().set(rect=(0, 0.025, 1, 0.975))  # room for the footer
-    DRAW[data["name"]](data, fig)
-    fig.suptitle(data["title"], fontsize=11)
-    footer(fig, data)
-    return fig
-
-
-def draw(data, png: Path):
-    """Draw an experiment's figure and save it (atomically) as a PNG."""
-    import io
-
-    from .results import atomic_write
-
-    fig = figure(data)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write(Path(png), buf.getvalue())
-    return png

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import functools
 import ipaddress
-import math
 import os
 import random
 import resource
@@ -33,16 +32,16 @@ import socket
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
 
+from ..base.cores import client_cpu
+from ..base.errors import LoadError
+from ..base.specs import LIMITS, LoadSpec
 from . import stats
-from .launcher import client_cpu
 
-TRANSPORTS = ("aiohttp", "httpx")
-LIMITS = {"concurrency": 4096, "rate": 20_000.0, "duration": 600.0, "requests": 2_000_000, "timeout": 600.0}
 # When is the server gone (crashed, killed) rather than slow? When requests sent
 # after the first failure keep failing without any HTTP answer: more than
 # GONE_AFTER in a row, or at least 5 over GONE_SECONDS (a slow open loop).
@@ -50,85 +49,15 @@ GONE_KINDS = ("refused", "disconnected", "reset")
 GONE_AFTER = 50
 GONE_SECONDS = 2.0
 
-# One record per request. Times are time.monotonic_ns(): one clock for every
-# process on Linux, so they line up with the server's X-Start-Ns/X-End-Ns.
-FIELDS = (
-    "intended_ns", "start_ns", "end_ns", "status", "error", "path",
-    "worker_pid", "thread", "server_start_ns", "server_end_ns",
-)
-
-
-class LoadError(ValueError):
-    """Bad load parameters or a forbidden target; the message is one line."""
-
-
 class ClientSaturatedWarning(UserWarning):
     """The load driver itself was the bottleneck: its numbers understate the server."""
-
-
-@dataclass(frozen=True)
-class LoadSpec:
-    """What load to apply. Exactly one of concurrency/rate, at least one of duration/requests."""
-
-    path: str = "/hello"
-    concurrency: int | None = None
-    rate: float | None = None
-    arrivals: str = "constant"
-    duration: float | None = None
-    requests: int | None = None
-    warmup: float = 0.0
-    timeout: float = 10.0
-    transport: str = "aiohttp"
-    seed: int = 0
-
-    def __post_init__(self):
-        check_load(self)
-
-    @property
-    def shape(self):
-        return "closed" if self.concurrency else "open"
-
-    def to_dict(self):
-        return asdict(self)
-
-
-def _bad(message):
-    raise LoadError(message)
-
-
-def check_load(load: LoadSpec):
-    if (load.concurrency is None) == (load.rate is None):
-        _bad("give exactly one of concurrency (closed loop) or rate (open loop)")
-    if load.duration is None and load.requests is None:
-        _bad("give a duration or a number of requests, so the run stops by itself")
-    if not isinstance(load.path, str) or not load.path.startswith("/"):
-        _bad(f"path must start with '/', not {load.path!r}")
-    checks = (
-        ("concurrency", load.concurrency, 1), ("rate", load.rate, 0.1),
-        ("duration", load.duration, 0.1), ("requests", load.requests, 1), ("timeout", load.timeout, 0.01),
-    )
-    for name, value, low in checks:
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            _bad(f"{name} must be a number, not {value!r}")
-        if not low <= value <= LIMITS[name]:
-            _bad(f"{name} must be between {low:g} and {LIMITS[name]:g}, not {value:g}")
-    if load.concurrency is not None and int(load.concurrency) != load.concurrency:
-        _bad(f"concurrency must be a whole number, not {load.concurrency!r}")
-    if not (isinstance(load.warmup, int | float) and 0 <= load.warmup <= LIMITS["duration"]):
-        _bad(f"warmup must be between 0 and {LIMITS['duration']:g} s, not {load.warmup!r}")
-    if load.arrivals not in ("constant", "poisson"):
-        _bad(f"arrivals must be 'constant' or 'poisson', not {load.arrivals!r}")
-    if load.transport not in TRANSPORTS:
-        _bad(f"transport must be one of {', '.join(TRANSPORTS)}, not {load.transport!r}")
 
 
 def check_target(url: str, allow_remote: bool = False):
     """Refuse anything but this machine unless explicitly allowed."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        _bad(f"not an http(s) URL: {url!r}")
+        raise LoadError(f"not an http(s) URL: {url!r}")
     if allow_remote:
         return
     host = parts.hostname
@@ -138,10 +67,10 @@ def check_target(url: str, allow_remote: bool = False):
         try:
             infos = socket.getaddrinfo(host, None)
         except socket.gaierror:
-            _bad(f"cannot resolve {host!r}")
+            raise LoadError(f"cannot resolve {host!r}") from None
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if not all(a.is_loopback for a in addresses):
-        _bad(f"refusing to send load to {host} - not a loopback address (pass allow_remote to override)")
+        raise LoadError(f"refusing to send load to {host} - not a loopback address (pass allow_remote=True, or --allow-remote on the command line, to override)")
 
 
 def error_kind(exc: BaseException) -> str:

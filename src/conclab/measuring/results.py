@@ -17,7 +17,9 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("gunicorn", "uvicorn", "flask", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "httptools", "anyio")
+from ..base.specs import FIELDS
+
+PACKAGES = ("gunicorn", "uvicorn", "uvicorn-worker", "flask", "fastapi", "starlette", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "httptools", "anyio")
 
 
 def machine() -> dict:
@@ -89,8 +91,6 @@ def read_json(path):
 
 
 def records_csv(records) -> str:
-    from .driver import FIELDS
-
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(FIELDS)
@@ -104,8 +104,6 @@ def write_records(path, records):
 
 def read_records(path) -> list[tuple]:
     """Records back from CSV, as the driver's tuples."""
-    from .driver import FIELDS
-
     out = []
     with open(path, newline="") as f:
         reader = csv.reader(f)

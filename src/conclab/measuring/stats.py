@@ -17,6 +17,8 @@ from collections import Counter
 
 import numpy as np
 
+from ..base.specs import FIELDS
+
 PERCENTILES = (50, 90, 99)
 SATURATION_CPU = 0.90
 SATURATION_SEND_LAG_MS = 10.0
@@ -28,7 +30,6 @@ SATURATION_WAIT = 0.2
 
 def columns(records) -> dict[str, np.ndarray]:
     """Turn the driver's record tuples into named numpy columns."""
-    from .driver import FIELDS
 
     if not records:
         return {name: np.array([], dtype=object if name in ("error", "path") else np.int64) for name in FIELDS}

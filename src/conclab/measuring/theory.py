@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from .launcher import ServerSpec
+from ..base.specs import ServerSpec
 
 UNBOUNDED = math.inf
 

@@ -1,6 +1,6 @@
 """Keeps a server from outliving the process that started it.
 
-The launcher runs ``python -m conclab.guard --cpus 1 -- gunicorn ...`` as the
+The launcher runs ``python -m conclab.processes.guard --cpus 1 -- gunicorn ...`` as the
 leader of a new process group. The guard starts the server inside that group
 and tears the whole group down (TERM, then KILL after a grace period) when any
 of these happens:
@@ -35,7 +35,7 @@ def _set_parent_death_signal(sig):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m conclab.guard")
+    parser = argparse.ArgumentParser(prog="python -m conclab.processes.guard")
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--cpus", default="", help="comma-separated CPU ids for the server")
     parser.add_argument("--grace", type=float, default=5.0)

@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .experiments import ROOT
+from ..base.paths import NOTEBOOKS_DIR
+from ..measuring.results import atomic_write
 
-NOTEBOOKS = ROOT / "notebooks"
+NOTEBOOKS = NOTEBOOKS_DIR
 CELL_TIMEOUT = 600  # seconds one cell may take (a full-mode sweep is the longest)
 
 
@@ -105,8 +106,6 @@ def to_html(executed: Executed, out_dir: Path) -> Path:
     """Write the executed notebook as one self-contained HTML page."""
     from nbconvert import HTMLExporter
 
-    from .results import atomic_write
-
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(executed.notebook)
     out = Path(out_dir) / f"{executed.path.stem}.html"
     atomic_write(out, body)
@@ -132,25 +131,3 @@ def run_all(out_dir: Path, only: str | None = None, quick: bool | None = None) -
 
 def _last_lines(text, n=15):
     return "\n".join(text.strip().splitlines()[-n:])
-
-
-def add_cli(subparsers):
-    """Register `conclab notebooks`."""
-    p = subparsers.add_parser("notebooks", help="execute the notebooks headless and write HTML")
-    p.add_argument("--out", default="build", help="folder for the HTML pages (default build/)")
-    p.add_argument("--only", help="one notebook, by number (02) or name (02-wsgi-vs-asgi)")
-    p.add_argument("--quick", action="store_true", help="quick mode (CONCLAB_QUICK=1): fewer points, shorter runs")
-    p.set_defaults(func=_cmd_notebooks)
-
-
-def _cmd_notebooks(args):
-    from .cli import CliError
-
-    if not notebook_paths(args.only):
-        names = ", ".join(p.stem for p in notebook_paths()) or "none found"
-        raise CliError(f"no notebook matches {args.only!r}; choose from: {names}")
-    failed = run_all(Path(args.out), args.only, quick=True if args.quick else None)
-    if failed:
-        print(f"conclab: error: {failed} notebook(s) failed; see the HTML for the failing cell", file=sys.stderr)
-        return 1
-    return 0

@@ -26,8 +26,10 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from .experiments import ROOT, Experiment, Job, point_doc, results_root
-from .launcher import ServerSpec
+from ..base.paths import ROOT, results_root
+from ..base.specs import ServerSpec
+from ..figures.experiment import Experiment, Job, point_doc
+from ..figures.plotting import draw_timelines
 
 
 def results_dir(notebook: str) -> Path:
@@ -60,7 +62,7 @@ def only(exp: Experiment, *, x=None, series=None, route=None, where=None, extra=
 
 def plan(exp: Experiment, quick: bool | None = None) -> Table:
     """What an experiment will measure - one row per series - so students can predict first."""
-    from .experiments import quick_mode
+    from ..base.paths import quick_mode
 
     quick = quick_mode() if quick is None else quick
     series: dict = {}
@@ -224,18 +226,9 @@ def check_guess(guess, measured, *, what="throughput", unit="req/s", theory=None
 
 def timeline_figure(points, height_per_panel=2.4) -> Figure:
     """Request timelines (one bar per request, one lane per worker thread) for runs from point()."""
-    from .plotting import matplotlib_patch, timeline
-
     pts = _points(points)
     fig = Figure(figsize=(10, height_per_panel * len(pts) + 0.6), layout="constrained")
-    axes = fig.subplots(len(pts), 1, squeeze=False)[:, 0]
-    for ax, p in zip(axes, pts, strict=True):
-        recs = p["records"]
-        took = (max(recs["end_ns"]) - min(recs["start_ns"])) / 1e6 if recs["start_ns"] else 0
-        timeline(ax, recs, f"{p['series']} - all done in {took:.0f} ms")
-    fig.legend(handles=[matplotlib_patch("#b0c4de", "client: sent -> answered"),
-                        matplotlib_patch("#1f3b73", "server: handler running")],
-               fontsize=7, loc="outside upper right", ncols=2)
+    draw_timelines({"points": pts}, fig)
     return fig
 
 

@@ -1,0 +1,231 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["setup", "parameters"]
+# Setup - run this cell first: imports and parameters.
+# %matplotlib inline
+import httpx
+
+from conclab.base.paths import quick_mode
+from conclab.base.specs import ServerSpec
+from conclab.figures.experiment import figure, measure
+from conclab.figures.registry import REGISTRY
+from conclab.measuring.driver import run_load
+from conclab.processes.launcher import serve
+from conclab.teaching import teach
+
+QUICK = quick_mode()                   # CONCLAB_QUICK=1: fewer points, shorter runs
+RESULTS_DIR = teach.results_dir("02")  # the experiments' per-point files (git-ignored)
+IO_MS = 50                             # each request waits this long, like a database call
+USERS = 10                             # concurrent users in the "predict" run
+DURATION_S = 1.0 if QUICK else 3.0     # seconds measured per run
+WARMUP_S = 0.3 if QUICK else 1.0       # seconds of load before measuring, not counted
+
+# %% [markdown]
+# # 02 · WSGI vs ASGI: Flask on Gunicorn vs an ASGI app on Uvicorn
+#
+# **Question.** Two servers run the same routes, and one request that waits 50 ms takes
+# 50 ms on both. Why, then, can one of them serve ten users ten times faster than the other?
+#
+# ## 1. Who does what
+#
+# ```
+#               HTTP                     a function call per request
+# client  ─────────────▶  web server  ───────────────────────────────▶  your app
+# (browser,               Gunicorn    ── WSGI: app(environ, start_response) ──▶  Flask app
+#  load driver)           Uvicorn     ── ASGI: await app(scope, receive, send) ─▶  ASGI app
+# ```
+#
+# - The **client** sends HTTP requests - here, the lab's load driver.
+# - The **web server** (Gunicorn or Uvicorn) owns the socket: it accepts connections, parses
+#   HTTP and calls your app once per request. In production a reverse proxy (nginx, a cloud
+#   load balancer) usually sits in front of it.
+# - The **app** (Flask, or our raw ASGI app) decides what to answer. It never sees a socket,
+#   only the interface between server and app: WSGI or ASGI.
+#
+# That interface decides how concurrency can work.
+#
+# **WSGI** ([PEP 3333](https://peps.python.org/pep-3333/)) is a plain function call: the
+# server calls `app(environ, start_response)`, and the calling thread is busy until the
+# function returns. While the app waits for its database, that thread waits too.
+#
+# **ASGI** ([the ASGI specification](https://asgi.readthedocs.io/en/latest/specs/main.html))
+# is a coroutine: the server runs `await app(scope, receive, send)` on an event loop. When
+# the app awaits something slow, the loop runs other requests meanwhile (notebook 01).
+
+# %% [markdown]
+# ## 2. The two servers
+#
+# **Gunicorn** uses a pre-fork model: a master process starts worker processes and replaces
+# any that die; the master never handles a request itself. Its default **sync** worker
+# handles **one request at a time** ([Gunicorn: Design](https://docs.gunicorn.org/en/stable/design.html)).
+# Serving more at once takes more workers (`--workers`) or threads: with `--threads` above 1,
+# Gunicorn switches to its **gthread** worker, which serves one request per thread
+# ([Gunicorn settings: threads](https://docs.gunicorn.org/en/stable/settings.html#threads)).
+# Connections that find every worker busy wait in the socket's listen queue (`--backlog`,
+# 2048 by default). Because a slow client ties up a sync worker, Gunicorn's docs expect a
+# buffering proxy such as nginx in front of it.
+#
+# **Uvicorn** runs one event loop per process (using uvloop when it is installed). Every
+# request is a task on that loop, so one process can hold many requests that are waiting.
+# `--workers N` starts N processes, and `--limit-concurrency N` makes it answer
+# HTTP 503 to anything beyond N open connections or tasks ([Uvicorn settings](https://www.uvicorn.org/settings/)).
+#
+# The two apps are short files in `servers/`: `wsgi_flask.py` and `asgi_minimal.py`. Their
+# `/io?ms=N` route stands in for a database call: Flask calls `time.sleep`, the ASGI app
+# awaits `asyncio.sleep`. These are the command lines the lab runs:
+
+# %%
+SYNC_1 = ServerSpec("wsgi")     # Flask on one sync Gunicorn worker
+UVICORN = ServerSpec("asgi")    # the ASGI app on one Uvicorn process
+for spec in (SYNC_1, UVICORN):
+    print(f"{spec.label:18} {teach.command_line(spec)}")
+
+# %% [markdown]
+# A first look: start each server, send one request, and read the headers that the lab's
+# servers add to every response - which process served it, and when its handler started and
+# ended. `serve(...)` starts the server and stops it (all of its processes) when the `with`
+# block ends.
+
+# %%
+for spec in (SYNC_1, UVICORN):
+    with serve(spec) as server:
+        # trust_env=False: ignore any proxy settings - the server is on this machine
+        response = httpx.get(f"{server.url}/io?ms={IO_MS}", trust_env=False)
+    handler_ms = (int(response.headers["x-end-ns"]) - int(response.headers["x-start-ns"])) / 1e6
+    print(f"{spec.label:18} {response.status_code} {response.text.strip()!r:18} "
+          f"served by pid {response.headers['x-worker-pid']}, handler ran {handler_ms:.1f} ms")
+
+# %% [markdown]
+# ## 3. Predict, then measure
+#
+# `USERS` = 10 users each send `GET /io?ms=50`, back to back: a user sends the next request
+# as soon as the previous answer arrives (a *closed loop*). How many requests per second
+# does each server complete?
+#
+# - one **sync** Gunicorn worker;
+# - one **Uvicorn** process.
+#
+# Hint: how many requests can each one work on at the same moment?
+
+# %%
+my_guess_sync = None     # requests per second
+my_guess_uvicorn = None  # requests per second
+
+# %%
+runs = []
+for spec in (SYNC_1, UVICORN):
+    with serve(spec) as server:
+        result = run_load(server.url, path=f"/io?ms={IO_MS}", concurrency=USERS,
+                          duration=DURATION_S, warmup=WARMUP_S, progress=True)
+    runs.append(teach.point(spec, result))
+
+for guess, run in zip((my_guess_sync, my_guess_uvicorn), runs, strict=True):
+    teach.check_guess(guess, run["summary"]["throughput_rps"], what=run["label"],
+                      theory=run["prediction"]["throughput_rps"])
+teach.summary_table(runs)
+
+# %% [markdown]
+# ## 4. Little's law
+#
+# Why about 20 and 200? **Little's law**: in any stable system, the average number of
+# requests inside it, L, equals the throughput X times the average time each one spends
+# inside, R: **L = X · R** ([Little's law](https://en.wikipedia.org/wiki/Little%27s_law)).
+#
+# In a closed loop of N users with no pause between requests, every user always has exactly
+# one request in flight, so L = N. If the server can work on c requests at once (its
+# *slots*) and each takes S seconds:
+#
+# - throughput **X = min(N, c) / S** - every busy slot finishes 1/S requests per second;
+# - latency **R = N / X** - whatever the slots cannot take waits in a queue.
+#
+# One sync worker: c = 1, S = 0.05 s, so X = 20 req/s and R = 10 / 20 = 0.5 s: each request
+# waits for the nine ahead of it. Uvicorn awaiting `asyncio.sleep` has no slot limit, so
+# X = 10 / 0.05 s = 200 req/s and R = 50 ms. The lab also measures L directly (the
+# time-averaged number of requests in flight), so the law checks the measurement itself:
+
+# %%
+teach.littles_law_table(runs)
+
+# %% [markdown]
+# ## 5. Timelines: watch it happen
+#
+# 12 requests that each wait 100 ms, all sent at once, one bar per request: light for the
+# client's view (sent → answered), dark for when the handler actually ran, one lane per
+# worker thread. This is the `timelines` experiment of `make charts`, limited to its `/io`
+# cases.
+
+# %%
+data = measure(teach.only(REGISTRY["timelines"], route="/io"), results_dir=RESULTS_DIR, fresh=True)
+teach.timeline_figure(data)
+
+# %% [markdown]
+# **Reading the chart.** One sync worker: a single lane, handlers strictly one after
+# another - 12 × 100 ms = 1.2 s, and the last client waited for all the others. gthread
+# with 4 threads: four lanes, three rounds, about 300 ms. Uvicorn: a single lane - one
+# thread! - yet all twelve handlers overlap, done in about 100 ms.
+
+# %% [markdown]
+# ## 6. Rising concurrency
+#
+# Now the full comparison, the `wsgi_vs_asgi` experiment of `make charts`: several sync
+# workers, one gthread worker with many threads, and one Uvicorn process, each under a
+# rising number of users (quick mode measures fewer points), with the Little's-law
+# prediction dashed. The legend names each server's workers and threads.
+
+# %%
+data = measure(REGISTRY["wsgi_vs_asgi"], results_dir=RESULTS_DIR, fresh=True)
+figure(REGISTRY["wsgi_vs_asgi"], data)
+
+# %%
+teach.littles_law_table(data)
+
+# %% [markdown]
+# **Reading the chart.** Each server's throughput climbs with the users until its slots are
+# full - one per sync worker, one per gthread thread (the `slots c` column) - and then stays
+# flat at c / S: from there every extra user only adds queueing time (right panel). Uvicorn
+# has no slot limit for awaiting, so its throughput keeps rising with the users until
+# something else runs out - CPU for handling HTTP, or the client (notebook 08 checks the
+# client).
+#
+# And async is not "faster": with one user every server answers in the same 50 ms. What
+# async buys is *concurrency while waiting*.
+#
+# What about Flask's `async def` views? Flask runs each one to completion inside the WSGI
+# worker's thread, so the worker is still tied up for the whole request: async views do
+# not let a WSGI worker serve more requests at once
+# ([Flask: Using async and await](https://flask.palletsprojects.com/en/stable/async-await/)).
+
+# %% [markdown]
+# ## Takeaway
+#
+# - WSGI is a blocking call: a Gunicorn **sync** worker serves **one request at a time**, and
+#   a WSGI server's concurrency is workers × threads.
+# - ASGI is a coroutine on an event loop: one Uvicorn process can hold as many *waiting*
+#   requests as arrive.
+# - Throughput = min(users, slots) / service time, and latency = users / throughput
+#   (Little's law). Beyond the slots, more users only make longer queues.
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Set `USERS = 1` in the setup cell and re-run section 3. Which server wins now, and why
+#    is that no contradiction?
+# 2. Use Little's law to predict throughput and latency for `ServerSpec("wsgi", threads=8)`
+#    with 16 users on `/io?ms=50`. Then measure it with `serve` and `run_load` and compare,
+#    using `teach.littles_law_table([teach.point(spec, result)])`.
+# 3. Start Uvicorn as `ServerSpec("asgi", limit_concurrency=8)` and send 16 users. Look at
+#    the `errors` column of `teach.summary_table`: what did Uvicorn answer, and why might you
+#    want that in production?

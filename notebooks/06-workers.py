@@ -1,0 +1,236 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["setup", "parameters"]
+# Setup - run this cell first: imports and parameters.
+# %matplotlib inline
+import collections
+import os
+
+import httpx
+from IPython.display import display
+
+from conclab.base.paths import quick_mode
+from conclab.base.specs import ServerSpec
+from conclab.figures.experiment import figure, measure
+from conclab.figures.registry import REGISTRY
+from conclab.measuring.driver import run_load
+from conclab.processes.launcher import serve
+from conclab.teaching import teach
+
+QUICK = quick_mode()                         # CONCLAB_QUICK=1: fewer points, shorter runs
+RESULTS_DIR = teach.results_dir("05")        # the experiments' per-point files (git-ignored)
+CORES = len(os.sched_getaffinity(0))         # cores this notebook may run on
+STATE_REQUESTS = 40                          # requests to /state in section 2
+MEMORY_WORKERS = [1, 4] if QUICK else [1, 2, 4, 8]   # worker counts for the memory check
+MEMORY_SWEEP = not QUICK                     # the memory sweep holds requests 3 s per point
+
+# %% [markdown]
+# # 05 · Worker processes
+#
+# **Question.** Gunicorn and Uvicorn both take `--workers N` and start more processes. What
+# does each extra worker give you, what does it cost, and how many should you run?
+#
+# ## 1. What a worker is
+#
+# Both servers can run several **worker processes** behind one listening socket:
+#
+# - **Gunicorn**: the master process forks N workers (`--workers N`). They all accept
+#   connections from the same socket, and the operating system decides which worker gets
+#   each one. The master only supervises: it restarts workers that die, and kills a worker
+#   that stays silent for longer than `--timeout` (30 s by default) - the "WORKER TIMEOUT"
+#   you may meet in logs ([Gunicorn: Design](https://docs.gunicorn.org/en/stable/design.html),
+#   [settings](https://docs.gunicorn.org/en/stable/settings.html#timeout)). That timeout is a
+#   watchdog, not a request deadline: a sync worker stuck in one slow handler (try
+#   `ServerSpec("wsgi", timeout=2)` and `/io?ms=4000`) is killed and replaced, and the
+#   client gets a 500 from Gunicorn itself - one slow request costs a whole worker restart.
+# - **Uvicorn**: `--workers N` (by default the `WEB_CONCURRENCY` environment variable, or 1)
+#   starts N worker processes that share the socket
+#   ([Uvicorn settings](https://www.uvicorn.org/settings/)).
+#
+# Each worker is a separate Python process, so each has
+#
+# - its **own memory**: module-level variables, caches, connection pools - nothing is shared;
+# - its **own event loop** (Uvicorn) and its **own thread pool** - 40 AnyIO tokens *per
+#   worker*, in a Starlette app;
+# - its **own GIL**: workers compute in parallel, on different cores.
+
+# %% [markdown]
+# ## 2. Isolated memory: the `/state` counter
+#
+# Both apps have a route `/state` that adds one to a module-level counter and answers
+# `{"pid": ..., "count": ...}`.
+#
+# **Predict.** We start **2 sync Gunicorn workers** and send 40 requests, one after another.
+# What is the highest `count` any answer shows?
+
+# %%
+my_guess_max_count = None
+
+# %%
+spec = ServerSpec("wsgi", workers=2)
+with serve(spec) as server:
+    with httpx.Client(trust_env=False) as client:   # trust_env=False: no proxies, this is loopback
+        answers = [client.get(f"{server.url}/state").json() for _ in range(STATE_REQUESTS)]
+
+per_worker = collections.defaultdict(list)
+for answer in answers:
+    per_worker[answer["pid"]].append(answer["count"])
+for pid, counts in per_worker.items():
+    print(f"worker pid {pid}: served {len(counts):2} requests, its counter reached {max(counts)}")
+teach.check_guess(my_guess_max_count, max(a["count"] for a in answers), what="highest count", unit="")
+
+# %% [markdown]
+# Each worker counted only the requests it served. A counter, a cache or a dict of logged-in
+# users kept in a module global is **per process**: with N workers there are N of them, and
+# a user's next request may land on another one. State that must be shared belongs outside
+# the workers - a database, Redis, a file with locking.
+#
+# **Which worker gets a request?** The operating system hands out *connections*, not
+# requests. Gunicorn's sync workers close the connection after every response (they ignore
+# keep-alive), so every request above was a new connection. A client that keeps its
+# connection open - browsers do, and so does our load driver - sends all of that
+# connection's requests to the same worker. Here are 4 keep-alive users against 2 Uvicorn
+# workers:
+
+# %%
+spec = ServerSpec("asgi", workers=2)
+with serve(spec) as server:
+    print(f"worker pids: {server.worker_pids}")
+    result = run_load(server.url, path="/io?ms=10", concurrency=4, requests=200, progress=True)
+served = collections.Counter(result.columns()["worker_pid"].tolist())
+for pid, n in served.items():
+    print(f"worker pid {pid}: {n} requests")
+
+# %% [markdown]
+# Anything from an even split to "all on one worker" can happen: it depends on which worker
+# happened to accept each of the 4 connections. Balancing across workers is only as fine as
+# the connections are.
+#
+# ## 3. Spreading CPU work across cores
+#
+# **Predict.** 8 users send `/cpu?ms=40` (40 ms of pure-Python CPU work) to Gunicorn sync
+# workers. What throughput with 1 worker, and with 2?
+
+# %%
+print(f"usable cores: {CORES} (the load driver needs some CPU too)")
+my_guess_1_worker = None    # requests per second
+my_guess_2_workers = None   # requests per second
+
+# %% [markdown]
+# The `workers` experiment of `make charts` measures this - and, beside it, the same
+# workers on I/O:
+
+# %%
+teach.plan(REGISTRY["workers"])
+
+# %%
+data = measure(REGISTRY["workers"], results_dir=RESULTS_DIR, fresh=True)
+cpu = {p["x"]: p for p in data["points"] if p["series"].startswith("CPU")}
+teach.check_guess(my_guess_1_worker, cpu[1]["summary"]["throughput_rps"], what="1 worker",
+                  theory=cpu[1]["prediction"]["throughput_rps"])
+teach.check_guess(my_guess_2_workers, cpu[2]["summary"]["throughput_rps"], what="2 workers",
+                  theory=cpu[2]["prediction"]["throughput_rps"])
+figure(REGISTRY["workers"], data)
+
+# %% [markdown]
+# **Reading the chart.** CPU work scales with workers only up to the number of cores - fewer,
+# if the load driver or other programs keep some of them busy; past that, the workers take
+# turns on the same cores. I/O work (each sync worker waits)
+# scales with workers up to the number of users, because a waiting process needs no core.
+#
+# ## 4. What a worker costs: memory
+#
+# Each worker is a whole Python interpreter with your app loaded. The lab reports memory as
+# **PSS** (proportional set size): a page shared by several processes - such as the code a
+# forked worker shares with its master - is split between them, so N workers are not
+# charged N times for what they share.
+
+# %%
+rows = []
+for n in MEMORY_WORKERS:
+    for kind in ("wsgi", "asgi"):
+        spec = ServerSpec(kind, workers=n)
+        with serve(spec) as server:
+            rows.append([spec.label, n, server.rss_bytes() / 2**20])
+teach.Table(["server", "workers", "memory of all its processes (MiB, PSS)"], rows)
+
+# %% [markdown]
+# Each worker adds tens of MiB before it serves a single request. (Uvicorn *spawns* fresh
+# interpreters for its workers rather than forking, so they share less with their parent.)
+# For comparison, the `memory` experiment holds N slow requests in flight and measures the
+# extra memory per request for processes, threads and coroutines. It holds every point for
+# 3 s, so quick mode skips it:
+
+# %%
+if MEMORY_SWEEP:
+    data = measure(REGISTRY["memory"], results_dir=RESULTS_DIR, fresh=True)
+    display(figure(REGISTRY["memory"], data))
+else:
+    print("Quick mode: memory sweep skipped. Set MEMORY_SWEEP = True in the setup cell to run it (about a minute).")
+
+# %% [markdown]
+# ## 5. How many workers? The (2 × cores) + 1 rule
+#
+# Gunicorn's docs suggest **(2 × cores) + 1** workers as a place to *start*, then tuning
+# under real load; the reasoning is that, per core, one worker can be reading or writing the
+# socket while another processes a request. The same section warns against scaling workers
+# to the number of clients you expect: a handful of workers should handle hundreds or
+# thousands of requests per second, and too many will thrash the machine
+# ([Gunicorn: How many workers?](https://docs.gunicorn.org/en/stable/design.html#how-many-workers)).
+
+# %%
+print(f"os.cpu_count():               {os.cpu_count()}  (cores in the machine)")
+print(f"len(os.sched_getaffinity(0)): {CORES}  (cores this process may run on)")
+print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
+
+# %% [markdown]
+# It is a starting point, and it is wrong whenever its assumption - short requests that keep
+# a CPU or the network busy - is wrong:
+#
+# - **Long waits in sync workers.** A sync worker waiting 500 ms for another service is a
+#   slot doing nothing. By Little's law, 100 req/s × 0.5 s needs 50 slots, not 5 workers.
+#   Rather than 50 processes, use threads (gthread) or an async server - notebook 02.
+# - **Pure CPU work.** More workers than cores add memory and context switches, not
+#   throughput (section 3).
+# - **Async workers.** One Uvicorn worker serves many requests at once; about one worker per
+#   core is the usual start.
+# - **Containers and shared machines.** `os.cpu_count()` counts the machine's cores, and
+#   neither number above knows about a container's CPU quota: a container limited to 2 CPUs
+#   on a 64-core host would start 129 workers. Count the cores you actually get.
+# - **Memory.** Workers × memory per worker must fit, with room to spare (section 4).
+
+# %% [markdown]
+# ## Takeaway
+#
+# - A worker process has its own memory, event loop, thread pool and GIL: workers add CPU
+#   parallelism and isolation.
+# - State in module globals exists once per worker. The OS balances connections, not
+#   requests.
+# - Every worker costs tens of MiB. (2 × cores) + 1 is a starting point for sync workers with
+#   short requests; size for real by measuring, and with Little's law when requests wait.
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Re-run the `/state` experiment of section 2 with `ServerSpec("asgi", workers=2)`. Why
+#    may all 40 answers come from one pid? Then send each request on a new connection
+#    (`httpx.get(...)` instead of `client.get(...)`) and compare.
+# 2. With Little's law, how many sync workers does 100 req/s of `/io?ms=50` need? Check it
+#    with `serve(ServerSpec("wsgi", workers=...))` and `run_load`, then compare the memory
+#    with one gthread worker that has as many threads.
+# 3. Run this notebook outside quick mode (without `CONCLAB_QUICK` in the environment) so that
+#    the `workers` sweep measures more worker counts. Where does CPU throughput stop
+#    growing? Does it match `CORES` - and why might it stop a little early?

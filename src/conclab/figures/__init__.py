@@ -1,0 +1,1 @@
+"""Figures: the experiment machinery, shared drawing helpers, one module per topic, the registry."""

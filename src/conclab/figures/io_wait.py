@@ -1,0 +1,138 @@
+"""Waiting (I/O): WSGI vs ASGI, request timelines, blocking the loop, threadpool size."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..base.specs import LoadSpec, ServerSpec
+from .experiment import GTHREAD, SYNC, UVICORN, Experiment, Job, closed_load
+from .plotting import COLORS, draw_lines, draw_timelines, throughput_latency
+
+
+def jobs_wsgi_vs_asgi(quick):
+    ns = [4, 32] if quick else [1, 4, 16, 64, 256]
+    return [
+        Job(spec.label, spec, closed_load("/io?ms=100", n, quick), x=n)
+        for spec in (SYNC, GTHREAD, UVICORN)
+        for n in ns
+    ]
+
+
+def jobs_timelines(quick):
+    n = 12
+    cases = [
+        ("gunicorn sync 1 worker: /io", ServerSpec("wsgi"), "/io?ms=100"),
+        ("gunicorn gthread 4 threads: /io", ServerSpec("wsgi", threads=4), "/io?ms=100"),
+        ("uvicorn: /io (await)", UVICORN, "/io?ms=100"),
+        ("uvicorn: /blocking-io (time.sleep)", UVICORN, "/blocking-io?ms=100"),
+        ("uvicorn: /offload-io, pool of 4", ServerSpec("asgi", threadpool=4), "/offload-io?ms=100"),
+    ]
+    return [
+        Job(
+            title,
+            spec,
+            LoadSpec(path=path, concurrency=n, requests=n, timeout=30),
+            keep_records=True,
+        )
+        for title, spec, path in cases
+    ]
+
+
+def jobs_blocking(quick):
+    n = 10
+    out = []
+    for path in ("/io?ms=50", "/blocking-io?ms=50", "/offload-io?ms=50"):
+        load = closed_load(path, n, quick, duration=1.0 if quick else 3.0)
+        # The /health probe starts with the load and lasts as long, warm-up included,
+        # so every probe request meets the loop while the load is running.
+        probe = LoadSpec(path="/health", rate=20, duration=load.warmup + load.duration, timeout=30)
+        out.append(Job(path.split("?")[0], UVICORN, load, x=n, probe=probe))
+    return out
+
+
+def jobs_threadpool(quick):
+    sizes = [2, 16] if quick else [1, 2, 4, 8, 16, 32]
+    n = 16 if quick else 32
+    out = [
+        Job(
+            "gunicorn gthread threads",
+            ServerSpec("wsgi", threads=k),
+            closed_load("/io?ms=50", n, quick),
+            x=k,
+        )
+        for k in sizes
+    ]
+    out += [
+        Job(
+            "uvicorn offload pool",
+            ServerSpec("asgi", threadpool=k),
+            closed_load("/offload-io?ms=50", n, quick),
+            x=k,
+        )
+        for k in sizes
+    ]
+    return out
+
+
+def draw_blocking(data, fig):
+    ax1, ax2 = fig.subplots(1, 2)
+    pts = data["points"]
+    names = [p["series"] for p in pts]
+    thr = [p["summary"]["throughput_rps"] for p in pts]
+    pred = [p["prediction"]["throughput_rps"] if p.get("prediction") else math.nan for p in pts]
+    x = np.arange(len(pts))
+    ax1.bar(x - 0.2, thr, 0.4, label="measured", color=COLORS[0])
+    ax1.bar(x + 0.2, pred, 0.4, label="Little's law", color=COLORS[0], alpha=0.35)
+    ax1.set_xticks(x, names)
+    ax1.set_ylabel("throughput (requests/s)")
+    ax1.set_title("10 users, 50 ms of waiting each")
+    ax1.legend(fontsize=7)
+    probe_p50 = [p["probe"]["latency_ms"]["p50"] if p.get("probe") else math.nan for p in pts]
+    probe_p99 = [p["probe"]["latency_ms"]["p99"] if p.get("probe") else math.nan for p in pts]
+    ax2.bar(x - 0.2, probe_p50, 0.4, label="p50", color=COLORS[1])
+    ax2.bar(x + 0.2, probe_p99, 0.4, label="p99", color=COLORS[1], alpha=0.45)
+    ax2.set_xticks(x, names)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("/health latency (ms, log)")
+    ax2.set_title("a /health probe (20/s) during the load")
+    ax2.legend(fontsize=7)
+    for ax in (ax1, ax2):
+        ax.grid(axis="y", alpha=0.3)
+
+
+WSGI_VS_ASGI = Experiment(
+    "wsgi_vs_asgi",
+    "WSGI vs ASGI on I/O (/io?ms=100)",
+    "A sync worker serves one request at a time, gthread as many as it has threads, "
+    "and the event loop all of them: throughput follows min(users, slots)/S.",
+    jobs_wsgi_vs_asgi,
+    draw=throughput_latency,
+)
+TIMELINES = Experiment(
+    "timelines",
+    "Request timelines: 12 requests of 100 ms each",
+    "One bar per request, one lane per worker thread: serialised, overlapped in fours, "
+    "all at once, blocked, and bounded by a pool.",
+    jobs_timelines,
+    draw=draw_timelines,
+    size=(10, 11),
+)
+BLOCKING = Experiment(
+    "blocking",
+    "Blocking the event loop: /io vs /blocking-io vs /offload-io",
+    "time.sleep inside async def serialises every request and even /health waits; "
+    "await or a threadpool keep the loop free.",
+    jobs_blocking,
+    draw=draw_blocking,
+)
+THREADPOOL = Experiment(
+    "threadpool",
+    "Threadpool size on I/O (50 ms of waiting per request)",
+    "For I/O, throughput grows with the number of threads until the pool covers the users.",
+    jobs_threadpool,
+    draw=lambda d, f: draw_lines(
+        d, f, "threads in the pool (gthread threads / offload pool size)", logx=True
+    ),
+)

@@ -1,0 +1,118 @@
+"""Try a student's copy of a lab by hand: ``make try LAB=01 SUBMISSION=path/to/folder``.
+
+    conclab try 01 --submission path/to/your/01-unblock-the-loop [--port 8000]
+
+Each lab says how it is tried in ``grader/try_it.py``, a function
+``try_it(submission, port)`` that starts what the student needs - usually the
+student's own app on ``port`` plus the grader's helper servers - prints what to
+try, and shows the server's log until Ctrl-C (:func:`follow`). Like grading, it
+runs the repository's copy of that file against the student's folder, so what
+the student tries is what the grader runs, and never the solution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..base.errors import LabError, ServerStartError
+from ..base.specs import ServerSpec
+from ..processes.launcher import Server, serve
+from .grading import check_submission
+from .handout import find_lab
+
+DEFAULT_PORT = 8000
+TRY_FILE = Path("grader") / "try_it.py"
+
+
+def try_lab(key: str | None, submission: str | None, port: int = DEFAULT_PORT, labs_dir=None) -> int:
+    """Run the lab's try_it(submission, port); return an exit code."""
+    if not key:
+        raise LabError("which lab? e.g. make try LAB=01 SUBMISSION=path/to/your/01-folder")
+    lab = find_lab(key, labs_dir)
+    script = lab / TRY_FILE
+    if not script.is_file():
+        raise LabError(f"lab {lab.name} has nothing to try by hand ({TRY_FILE} is missing)")
+    folder = check_submission(lab, submission or ".", what="try")
+    spec = importlib.util.spec_from_file_location(f"try_{lab.name[:2]}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    print(f"Trying {lab.name}: {folder}", flush=True)
+    try:
+        module.try_it(folder, port)
+    except KeyboardInterrupt:
+        print("\nstopped; no server left running.", flush=True)
+    return 0
+
+
+@contextlib.contextmanager
+def serve_for_trying(spec: ServerSpec, what: str, env_shown: dict[str, str] | None = None,
+                     start_timeout: float = 20.0, quiet: bool = False) -> Iterator[Server]:
+    """Serve for a ``with`` block and say what runs where; a failed start is a
+    LabError holding the server's own output (the student's traceback)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(serve(spec, start_timeout=start_timeout))
+        except ServerStartError as err:
+            if "already in use" in str(err) and spec.port:
+                raise LabError(f"port {spec.port} is taken: pick another, e.g. PORT={spec.port + 1} make try ...") from None
+            raise LabError(f"{what} did not start:\n{_output_of(err)}") from None
+        if not quiet:
+            env = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env_shown or {}).items())
+            command = shlex.join(_short(server.command))
+            print(f"{what}: {server.url}\n  {env + ' ' if env else ''}{command}", flush=True)
+        yield server
+
+
+def _short(command):
+    """The command as a student would type it: `gunicorn ...`, not `/abs/python -m gunicorn ...`."""
+    if len(command) > 2 and command[0] == sys.executable and command[1] == "-m":
+        return [command[2], *command[3:]]
+    return list(command)
+
+
+def _output_of(err):
+    text = str(err)
+    return text.split("--- server output ---", 1)[-1].strip() if "--- server output ---" in text else text
+
+
+def follow(*servers: Server, poll: float = 0.2) -> None:
+    """Copy the servers' logs to the terminal until Ctrl-C or until one of them exits."""
+    print("Serving until Ctrl-C. The server's log follows.", flush=True)
+    offsets = dict.fromkeys(range(len(servers)), 0)
+    while True:
+        for i, server in enumerate(servers):
+            text = server.log()
+            if len(text) > offsets[i]:
+                sys.stdout.write(text[offsets[i]:])
+                sys.stdout.flush()
+                offsets[i] = len(text)
+        stopped = [s for s in servers if not s.running()]
+        if stopped:
+            raise LabError(f"{stopped[0].spec.label} exited by itself; its log is above")
+        time.sleep(poll)
+
+
+def add_cli(subparsers) -> None:
+    """Register `conclab try`."""
+    p = subparsers.add_parser("try", help="try your copy of a lab by hand: conclab try 01 --submission FOLDER")
+    p.add_argument("lab", nargs="?", help="lab number, e.g. 01")
+    p.add_argument("--submission", help="your copy of the lab folder (default: the current folder)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT") or DEFAULT_PORT),
+                   help=f"port for your app (default {DEFAULT_PORT}, or $PORT)")
+    p.set_defaults(func=_cmd_try)
+
+
+def _cmd_try(args):
+    from ..base.errors import CliError
+
+    try:
+        return try_lab(args.lab, args.submission, args.port)
+    except LabError as err:
+        raise CliError(str(err)) from None

@@ -1,0 +1,1 @@
+"""The teaching layer: helpers the notebooks call, and running the notebooks headless."""
