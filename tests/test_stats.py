@@ -12,10 +12,13 @@ from conclab.base.specs import FIELDS, LoadSpec
 from conclab.measuring.driver import LoadResult
 from conclab.measuring.stats import (
     columns,
+    completions_throughput,
     format_summary,
     max_overlap,
     mean_in_flight,
     percentiles,
+    share_in_window,
+    throughput_spread,
 )
 
 MS = 1_000_000  # nanoseconds per millisecond
@@ -285,3 +288,101 @@ def test_format_summary_says_when_a_run_was_interrupted_or_saturated():
     assert "SATURATED" in text
     quiet = format_summary(two_users_for_two_seconds().summary)
     assert "INTERRUPTED" not in quiet and "SATURATED" not in quiet
+
+
+# --- throughput without steps, and its spread ------------------------------------
+
+
+def one_user(service_ns, until_ns):
+    """One closed-loop user: each request is sent the instant the previous answer arrives."""
+    return closed_loop_records(users=1, service_ns=service_ns, until_ns=until_ns)
+
+
+@pytest.mark.parametrize("w0_ms", [500, 520, 537, 590])
+def test_closed_loop_throughput_is_exact_wherever_the_window_falls(w0_ms):
+    # 101 ms per request: 19 or 20 completions fall in a 2 s window depending on
+    # where it starts (9.5 or 10.0 req/s); counting each request by its share of
+    # the window gives 1 / 0.101 s every time.
+    records = one_user(101 * MS, 4 * S)
+    w0 = w0_ms * MS
+    s = result_of(records, window=(w0, w0 + 2 * S), finished=4 * S).summary
+    assert s["throughput_rps"] == pytest.approx(1 / 0.101, rel=1e-6)
+
+
+def test_counting_whole_completions_would_have_stepped():
+    records = one_user(101 * MS, 4 * S)
+    c = columns(records)
+    counts = {int(np.sum((c["end_ns"] >= w0) & (c["end_ns"] <= w0 + 2 * S))) for w0 in (500 * MS, 520 * MS)}
+    assert counts == {19, 20}  # the steps the share-based count removes
+
+
+def test_share_in_window_counts_the_part_of_each_request_inside():
+    shares = share_in_window([0, 50, 150, 300], [100, 150, 250, 400], 100, 200)
+    assert shares == pytest.approx([0.0, 0.5, 0.5, 0.0])
+
+
+def test_an_instantaneous_request_counts_whole_when_inside():
+    assert share_in_window([150, 250], [150, 250], 100, 200) == pytest.approx([1.0, 0.0])
+
+
+def test_open_loop_throughput_counts_completions_not_shares():
+    # An overloaded open loop: requests pile up and finish long after the window.
+    # Their shares would count work not yet done; completions count what was.
+    load = LoadSpec(path="/io?ms=50", rate=10.0, duration=1.0)
+    records = [rec(i * 100 * MS, i * 100 * MS + 50 * MS) for i in range(10)]
+    records += [rec(900 * MS, 3 * S)]  # sent in the window, answered 2 s after it
+    s = result_of(records, window=(0, 1 * S), load=load).summary
+    assert s["throughput_rps"] == pytest.approx(10.0)
+    assert completions_throughput([10, 20, 300], 0, 100) == pytest.approx(2 / 100e-9)
+
+
+def test_spread_gives_the_throughput_of_each_half_second():
+    # Two users at 100 ms for the first second, then one user: 20 req/s, then 10.
+    fast = closed_loop_records(users=2, service_ns=100 * MS, until_ns=1 * S)
+    slow = [rec(t, t + 100 * MS) for t in range(1 * S, 2 * S, 100 * MS)]
+    s = result_of(fast + slow, window=(0, 2 * S), finished=2 * S).summary
+    spread = s["throughput_spread"]
+    assert spread["bin_s"] == 0.5
+    assert spread["bins_rps"] == pytest.approx([20.0, 20.0, 10.0, 10.0])
+    assert (spread["min"], spread["max"]) == pytest.approx((10.0, 20.0))
+    assert s["throughput_rps"] == pytest.approx(15.0)
+
+
+def test_a_window_shorter_than_two_bins_has_no_spread():
+    records = one_user(100 * MS, 1 * S)
+    assert throughput_spread(columns(records)["intended_ns"], columns(records)["end_ns"], 0, 900 * MS, closed=True) is None
+
+
+# --- where the time went -----------------------------------------------------------
+
+
+def stamped(intended, end, handler_start, handler_end):
+    return (intended, intended, end, 200, "", "/io?ms=50", 11, 1, handler_start, handler_end)
+
+
+def test_latency_splits_into_handler_time_and_the_time_outside_it():
+    # Sent at 0, handler 2..52 ms on the server's clock, answer at 55 ms:
+    # 50 ms in the handler, 5 ms outside it (connect, accept, queue, transfer).
+    records = [stamped(i * 100 * MS, i * 100 * MS + 55 * MS, i * 100 * MS + 2 * MS, i * 100 * MS + 52 * MS) for i in range(10)]
+    s = result_of(records, window=(0, 1 * S)).summary
+    assert s["handler_ms"]["p50"] == pytest.approx(50.0)
+    assert s["handler_ms"]["mean"] == pytest.approx(50.0)
+    assert s["outside_ms"]["p50"] == pytest.approx(5.0)
+    assert s["outside_ms"]["max"] == pytest.approx(5.0)
+    assert s["latency_ms"]["mean"] == pytest.approx(s["handler_ms"]["mean"] + s["outside_ms"]["mean"])
+
+
+def test_requests_without_server_stamps_are_left_out_of_the_split():
+    records = [stamped(0, 55 * MS, 2 * MS, 52 * MS), stamped(100 * MS, 300 * MS, 0, 0)]
+    s = result_of(records, window=(0, 1 * S)).summary
+    assert s["handler_ms"]["max"] == pytest.approx(50.0)
+    assert s["outside_ms"]["max"] == pytest.approx(5.0)
+    assert s["latency_ms"]["max"] == pytest.approx(200.0)
+
+
+def test_format_summary_shows_where_the_time_went():
+    records = [stamped(i * 100 * MS, i * 100 * MS + 55 * MS, i * 100 * MS + 2 * MS, i * 100 * MS + 52 * MS) for i in range(20)]
+    text = format_summary(result_of(records, window=(0, 2 * S), finished=2 * S).summary)
+    assert "handler ms  p50 50.0" in text
+    assert "outside ms  p50 5.0" in text
+    assert "spread" in text

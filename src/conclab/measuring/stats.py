@@ -3,7 +3,15 @@
 Definitions used everywhere in the lab:
 
 * measured window - from the end of the warm-up to the end of the run;
-* throughput - successful responses that *completed* inside the window, per second;
+* throughput - successful responses per second in the window. Closed loop: each
+  request counts by the share of its life inside the window (a user's requests
+  tile time, so this counts exactly, without the steps of whole completions in a
+  short window); open loop: completions inside the window;
+* spread - the same throughput in consecutive 0.5 s bins of the window;
+* where the time went - ``handler_ms`` is the server's handler (X-Start-Ns to
+  X-End-Ns, on the same clock) and ``outside_ms`` the rest of the latency:
+  connecting, waiting to be accepted and read, queueing before the handler,
+  sending the answer, and the client's own delay;
 * latency - from when a request was meant to start (open loop: its scheduled
   time, so queueing in the client counts) to its response;
 * Little's law - mean number in flight L = throughput X x mean latency R. We
@@ -13,6 +21,7 @@ Definitions used everywhere in the lab:
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
@@ -59,6 +68,62 @@ def mean_in_flight(starts, ends, w0, w1) -> float:
     return float(np.sum(e - s) / (w1 - w0))
 
 
+BIN_S = 0.5  # width of the bins the throughput spread is read from
+
+
+def share_in_window(starts, ends, w0, w1) -> np.ndarray:
+    """For each request, the share of its life [start, end] that lies inside [w0, w1].
+
+    A request wholly inside counts 1, one straddling an edge counts the part
+    inside, one outside counts 0. An instantaneous request counts 1 if inside.
+    """
+    s = np.asarray(starts, dtype=np.int64)
+    e = np.asarray(ends, dtype=np.int64)
+    inside = np.clip(e, w0, w1) - np.clip(s, w0, w1)
+    life = e - s
+    point = (life <= 0) & (e >= w0) & (e <= w1)
+    return np.where(life > 0, inside / np.maximum(life, 1), point.astype(float))
+
+
+def closed_loop_throughput(starts, ends, w0, w1) -> float:
+    """Requests per second in [w0, w1], each counted by the share of its life inside.
+
+    A closed-loop user sends its next request the moment an answer arrives, so
+    its requests tile time end to end and the shares add up to exactly the
+    number of request-lifetimes that fit in the window. Counting whole
+    completions instead quantises: one user at 101 ms reads 9.5 or 10.0 req/s
+    over a 2 s window depending on where the window falls; shares give 9.90.
+    """
+    if w1 <= w0:
+        return 0.0
+    return float(np.sum(share_in_window(starts, ends, w0, w1)) / ((w1 - w0) / 1e9))
+
+
+def completions_throughput(ends, w0, w1) -> float:
+    """Completions inside [w0, w1] per second (open loop: arrivals are fixed, queues may grow)."""
+    if w1 <= w0:
+        return 0.0
+    e = np.asarray(ends, dtype=np.int64)
+    return float(np.sum((e >= w0) & (e <= w1)) / ((w1 - w0) / 1e9))
+
+
+def throughput_spread(starts, ends, w0, w1, closed: bool, bin_s: float = BIN_S) -> dict | None:
+    """Throughput in consecutive bins of ``bin_s`` seconds: how much the run varied.
+
+    None when the window holds fewer than two whole bins (a one-shot wave).
+    """
+    n = int((w1 - w0) / 1e9 // bin_s)
+    if n < 2:
+        return None
+    step = int(bin_s * 1e9)
+    edges = [w0 + i * step for i in range(n + 1)]
+    rates = [closed_loop_throughput(starts, ends, a, b) if closed else completions_throughput(ends, a, b)
+             for a, b in zip(edges, edges[1:], strict=False)]
+    arr = np.asarray(rates)
+    return {"bin_s": bin_s, "bins_rps": [float(r) for r in rates], "min": float(arr.min()),
+            "max": float(arr.max()), "std": float(arr.std(ddof=1))}
+
+
 def percentiles(values_ms) -> dict[str, float]:
     if len(values_ms) == 0:
         return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"), "max": float("nan"), "mean": float("nan")}
@@ -79,12 +144,21 @@ def summarize(result) -> dict:
     # Throughput counts every completion inside the window, whenever it started:
     # dropping those that started during warm-up would bias it low.
     done_in_window = (c["end_ns"] >= w0) & (c["end_ns"] <= w1)
+    open_loop = result.load.rate is not None
     latency_ms = (c["end_ns"] - c["intended_ns"]) / 1e6
     service_ms = (c["end_ns"] - c["start_ns"]) / 1e6
     send_lag_ms = (c["start_ns"] - c["intended_ns"]) / 1e6
     good = measured & ok
     completed = int(np.sum(done_in_window & ok))
-    throughput = completed / window_s
+    if open_loop:
+        throughput = completions_throughput(c["end_ns"][ok], w0, w1)
+    else:
+        throughput = closed_loop_throughput(c["intended_ns"][ok], c["end_ns"][ok], w0, w1)
+    spread = throughput_spread(c["intended_ns"][ok], c["end_ns"][ok], w0, w1, closed=not open_loop)
+    # Where the time went: the handler on the server's clock, and everything else.
+    stamped = good & (c["server_start_ns"] > 0) & (c["server_end_ns"] >= c["server_start_ns"])
+    handler_ms = (c["server_end_ns"] - c["server_start_ns"])[stamped] / 1e6
+    outside_ms = latency_ms[stamped] - handler_ms
     errors = Counter(str(e) for e in c["error"][measured] if e)
     wall_s = max((result.finished_ns - result.started_ns) / 1e9, 1e-9)
     client_cpu = result.client_cpu_s / wall_s
@@ -94,7 +168,6 @@ def summarize(result) -> dict:
     lag = np.asarray(result.loop_lag_ms, dtype=float)
     lag_p99 = float(np.percentile(lag, 99)) if lag.size else 0.0
     send_lag_p99 = float(np.percentile(send_lag_ms[measured], 99)) if measured.any() else 0.0
-    open_loop = result.load.rate is not None
     saturated = bool(client_cpu + client_wait >= SATURATION_CPU or client_wait >= SATURATION_WAIT or (open_loop and send_lag_p99 > SATURATION_SEND_LAG_MS))
     lat = percentiles(latency_ms[good])
     in_flight = mean_in_flight(c["intended_ns"], c["end_ns"], w0, w1)
@@ -102,6 +175,9 @@ def summarize(result) -> dict:
         "throughput_rps": throughput,
         "latency_ms": lat,
         "service_ms": percentiles(service_ms[good]),
+        "handler_ms": percentiles(handler_ms),
+        "outside_ms": percentiles(outside_ms),
+        "throughput_spread": spread,
         "completed": completed,
         "sent": int(len(c["intended_ns"])),
         "measured": int(np.sum(measured)),
@@ -123,12 +199,27 @@ def summarize(result) -> dict:
     }
 
 
+def _where_the_time_went(summary: dict) -> list[str]:
+    lines = []
+    for key, name in (("handler_ms", "handler ms"), ("outside_ms", "outside ms")):
+        d = summary.get(key)
+        if d and d.get("p50") is not None and not math.isnan(d["p50"]):
+            lines.append(f"{name:<11} p50 {d['p50']:.1f}   p90 {d['p90']:.1f}   p99 {d['p99']:.1f}   max {d['max']:.1f}   mean {d['mean']:.1f}")
+    if lines:
+        lines[-1] += "   (outside = latency - handler: connect, accept, queue, transfer)"
+    spread = summary.get("throughput_spread")
+    if spread:
+        lines.append(f"spread      {spread['min']:.1f} .. {spread['max']:.1f} req/s over {len(spread['bins_rps'])} bins of {spread['bin_s']:g} s")
+    return lines
+
+
 def format_summary(summary: dict) -> str:
     """A few human lines for the terminal."""
     lat = summary["latency_ms"]
     lines = [
         f"throughput  {summary['throughput_rps']:10.1f} req/s   ({summary['completed']} ok in {summary['window_s']:.1f} s)",
         f"latency ms  p50 {lat['p50']:.1f}   p90 {lat['p90']:.1f}   p99 {lat['p99']:.1f}   max {lat['max']:.1f}   mean {lat['mean']:.1f}",
+        *_where_the_time_went(summary),
         f"errors      {summary['error_count']}" + (f"  {summary['errors']}" if summary["errors"] else ""),
         f"client CPU  {summary['client_cpu']:.0%} of one core, {summary.get('client_wait', 0.0):.0%} waiting for it" + ("   <-- SATURATED: the client is the bottleneck" if summary["client_saturated"] else ""),
         f"Little's law  L measured {summary['littles_law']['L_measured']:.1f}  vs  X*R {summary['littles_law']['X_times_R']:.1f}",
