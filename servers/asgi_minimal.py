@@ -19,12 +19,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
-from workload import BadRequest, burn_cpu, parse_ms
+from stamps import timed
+from workload import BadRequest, burn_cpu, hash_cpu, parse_ms, process_pool
 
 # The pool for blocking work. Starlette and FastAPI do the same with
 # anyio.to_thread.run_sync, whose default limit is 40 threads.
 POOL_SIZE = int(os.environ.get("THREADPOOL_SIZE", "40"))
 _pool = None
+_processes = None  # the process pool (see lifespan), one process per usable core
 _counter = itertools.count(1)  # one per process, like the WSGI app
 
 
@@ -35,17 +37,10 @@ def get_pool():
     return _pool
 
 
-def timed(work, ms):
-    """Run blocking work and report which thread ran it, and when."""
-    start = time.monotonic_ns()
-    work(ms)
-    return threading.get_native_id(), start, time.monotonic_ns()
-
-
-async def offload(work, ms):
+async def offload(work, ms, pool=None):
     # The event loop hands the call to a pool thread and awaits the result.
     # Only POOL_SIZE calls run at once; the rest queue inside the pool.
-    return await asyncio.get_running_loop().run_in_executor(get_pool(), timed, work, ms)
+    return await asyncio.get_running_loop().run_in_executor(pool or get_pool(), timed, work, ms)
 
 
 def sleep_blocking(ms):
@@ -85,6 +80,15 @@ async def handle(path, query):
         # still runs one thread at a time. More cores need more processes.
         n = ms()
         return 200, f"computed {n} ms in a pool thread\n", await offload(burn_cpu, n)
+    if path == "/hash-cpu":
+        # C code that lets go of the GIL: pool threads DO share the cores.
+        n = ms()
+        return 200, f"hashed {n} ms in a pool thread\n", await offload(hash_cpu, n)
+    if path == "/process-cpu":
+        # Each process has its own interpreter and its own GIL. The price:
+        # arguments and results are pickled and cross a pipe.
+        n = ms()
+        return 200, f"computed {n} ms in a pool process\n", await offload(burn_cpu, n, _processes)
     if path == "/state":
         body = f'{{"pid": {os.getpid()}, "count": {next(_counter)}}}\n'
         return 200, body, None
@@ -92,16 +96,18 @@ async def handle(path, query):
 
 
 async def lifespan(receive, send):
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            get_pool()
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            if _pool is not None:
-                _pool.shutdown(wait=False, cancel_futures=True)
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    global _processes
+    with process_pool() as _processes:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                get_pool()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if _pool is not None:
+                    _pool.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 async def app(scope, receive, send):

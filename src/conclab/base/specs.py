@@ -21,7 +21,8 @@ from .cores import server_cpus
 from .errors import LoadError, SpecError
 from .paths import SERVERS_DIR
 
-DEFAULT_APPS = {"wsgi": "wsgi_flask:app", "asgi": "asgi_minimal:app"}
+DEFAULT_APPS = {"wsgi": "wsgi_flask:app", "asgi": "asgi_minimal:app", "fastapi": "asgi_fastapi:app"}
+MANAGERS = ("uvicorn", "gunicorn")
 LOOPBACK = "127.0.0.1"
 TRANSPORTS = ("aiohttp", "httpx")
 LIMITS = {"concurrency": 4096, "rate": 20_000.0, "duration": 600.0, "requests": 2_000_000, "timeout": 600.0}
@@ -47,12 +48,18 @@ def _gunicorn_extra_flags():
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """Everything that decides how a server runs. ``kind`` is "wsgi" or "asgi".
+    """Everything that decides how a server runs. ``kind`` is "wsgi" (Flask),
+    "asgi" (the raw ASGI app) or "fastapi".
 
     WSGI (Gunicorn): ``workers`` processes; ``threads`` > 1 selects the gthread
     worker class (as Gunicorn itself does); ``timeout`` is Gunicorn's worker timeout.
     ASGI (Uvicorn): ``workers``, ``loop``, ``http``, ``threadpool`` (size of the
-    app's offload pool) and ``limit_concurrency`` (Uvicorn answers 503 beyond it).
+    app's offload pool; for FastAPI, AnyIO's thread tokens) and
+    ``limit_concurrency`` (Uvicorn answers 503 beyond it).
+    ``manager``: who runs an ASGI app. "uvicorn" (the default) or "gunicorn", the
+    production shape: Gunicorn managing Uvicorn workers (``-k
+    uvicorn_worker.UvicornWorker``); its workers pick loop and parser themselves
+    ("auto") and ``timeout`` is Gunicorn's worker timeout.
     ``cpus``: the cores the server may use; None means all but the driver's core,
     "all" means every core.
     ``config``: a gunicorn.conf.py (WSGI only). Then the file alone decides workers,
@@ -75,11 +82,21 @@ class ServerSpec:
     port: int | None = None
     env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     config: str | None = None
+    manager: str | None = None
 
     def __post_init__(self):
         problems = []
         if self.kind not in DEFAULT_APPS:
-            problems.append(f"kind must be 'wsgi' or 'asgi', not {self.kind!r}")
+            problems.append(f"kind must be 'wsgi', 'asgi' or 'fastapi', not {self.kind!r}")
+        if self.manager not in (None, *MANAGERS):
+            problems.append(f"manager must be uvicorn or gunicorn, not {self.manager!r}")
+        elif self.kind == "wsgi" and self.manager == "uvicorn":
+            problems.append("manager uvicorn is for ASGI apps; a WSGI app runs on Gunicorn")
+        elif self.kind != "wsgi" and self.manager == "gunicorn" and (
+            self.loop != "auto" or self.http != "auto" or self.limit_concurrency is not None
+        ):
+            problems.append("with manager gunicorn, Uvicorn's workers choose loop and http themselves "
+                            "and take no limit_concurrency: leave them unset")
         for name, low, high in (("workers", 1, 64), ("threads", 1, 1024), ("threadpool", 1, 1024), ("timeout", 1, 3600)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -109,16 +126,31 @@ class ServerSpec:
         return self.worker_class or ("gthread" if self.threads > 1 else "sync")
 
     @property
+    def runner(self):
+        """The program that runs the app: "gunicorn" or "uvicorn"."""
+        return "gunicorn" if self.kind == "wsgi" else (self.manager or "uvicorn")
+
+    @property
+    def serves_in_master(self):
+        """True when the first process serves requests itself (one Uvicorn process, no workers)."""
+        return self.runner == "uvicorn" and self.workers == 1
+
+    @property
     def label(self):
-        """A short name for legends: 'gunicorn sync x1', 'uvicorn x2 pool=4'."""
+        """A short name for legends: 'gunicorn sync 1w', 'uvicorn 2w pool=4',
+        'fastapi uvicorn 1w tokens=80', 'fastapi gunicorn+uvicorn 2w'."""
         if self.kind == "wsgi" and self.config:
             return f"gunicorn -c {Path(self.config).name}"
         if self.kind == "wsgi":
             cls = self.gunicorn_class
             threads = f"x{self.threads}t" if cls == "gthread" else ""
             return f"gunicorn {cls} {self.workers}w{threads}".strip()
+        runner = "gunicorn+uvicorn" if self.runner == "gunicorn" else "uvicorn"
+        if self.kind == "fastapi":
+            tokens = f" tokens={self.threadpool}" if self.threadpool != 40 else ""
+            return f"fastapi {runner} {self.workers}w{tokens}"
         pool = f" pool={self.threadpool}" if self.threadpool != 40 else ""
-        return f"uvicorn {self.workers}w{pool}"
+        return f"{runner} {self.workers}w{pool}"
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -133,11 +165,14 @@ class ServerSpec:
                 sys.executable, "-m", "gunicorn", "--config", str(self.config),
                 "--bind", f"{host}:{port}", "--chdir", app_dir, app,
             ]
-        if self.kind == "wsgi":
+        if self.runner == "gunicorn":
+            # An ASGI app under Gunicorn: Gunicorn manages the processes, each
+            # worker is a Uvicorn server (the uvicorn-worker package).
+            worker = ["--worker-class", "uvicorn_worker.UvicornWorker"] if self.kind != "wsgi" else [
+                "--worker-class", self.gunicorn_class, "--threads", str(self.threads)]
             return [
                 sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
-                "--chdir", app_dir, "--workers", str(self.workers),
-                "--worker-class", self.gunicorn_class, "--threads", str(self.threads),
+                "--chdir", app_dir, "--workers", str(self.workers), *worker,
                 "--timeout", str(self.timeout), "--graceful-timeout", "3", *_gunicorn_extra_flags(), app,
             ]
         cmd = [

@@ -73,10 +73,16 @@ class Server:
 
     @property
     def worker_pids(self):
-        """Processes that serve requests (for a single Uvicorn process: itself)."""
+        """Processes that serve requests (for a single Uvicorn process: itself).
+
+        An ASGI app's own helpers are not workers: its process pool (/process-cpu)
+        and multiprocessing's resource tracker.
+        """
         master = self.master_pid
         if master is None:
             return []
+        if getattr(self.spec, "serves_in_master", False):  # its children are the app's pool processes
+            return [master]
         try:
             workers = [p.pid for p in psutil.Process(master).children()
                        if "resource_tracker" not in " ".join(_cmdline(p))]
