@@ -169,3 +169,14 @@ def test_a_reader_never_sees_a_half_written_file(tmp_path):
         thread.join(10)
     assert torn == []
     assert len(seen) > 0
+
+
+def test_the_machine_names_its_usable_cores_under_a_cgroup_quota(monkeypatch, tmp_path):
+    from conclab.measuring.results import machine
+
+    (tmp_path / "cpu.max").write_text("100000 100000\n")  # 1 CPU
+    monkeypatch.setenv("CONCLAB_CGROUP_ROOT", str(tmp_path))
+    m = machine()
+    assert m["cgroup_cpu_quota"] == 1.0
+    assert m["usable_cores"] == 1
+    assert m["affinity_cores"] == len(os.sched_getaffinity(0))

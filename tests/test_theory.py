@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conclab.base.specs import ServerSpec
-from conclab.measuring.theory import UNBOUNDED, curve, parse_route, predict, slots
+from conclab.measuring.theory import UNBOUNDED, Overhead, curve, parse_route, predict, slots
 
 SYNC = ServerSpec("wsgi")
 GTHREAD_8 = ServerSpec("wsgi", threads=8)
@@ -165,3 +165,88 @@ def test_every_closed_loop_prediction_obeys_littles_law(spec, path, users):
     assert p.throughput_rps * p.latency_ms / 1000 == pytest.approx(users)  # N = X * R
     assert p.throughput_rps <= p.slots / p.service_s * (1 + 1e-9)
     assert p.latency_ms >= p.service_s * 1000 * (1 - 1e-9)
+
+
+# --- usable cores: affinity and the cgroup quota, whichever is smaller -------------
+
+
+def fake_quota(monkeypatch, tmp_path, text):
+    """A cgroup folder whose cpu.max says ``text``; the lab reads it through $CONCLAB_CGROUP_ROOT."""
+    (tmp_path / "cpu.max").write_text(text + "\n")
+    monkeypatch.setenv("CONCLAB_CGROUP_ROOT", str(tmp_path))
+
+
+def test_cpu_work_is_capped_by_a_one_cpu_cgroup_quota(monkeypatch, tmp_path):
+    spec = ServerSpec("wsgi", workers=4, cpus="all")
+    fake_quota(monkeypatch, tmp_path, "100000 100000")  # 1 CPU per 100 ms period
+    p = predict(spec, "/cpu?ms=40", concurrency=8)
+    assert p.slots == 1 and p.bound == "cores"
+    assert p.throughput_rps == pytest.approx(25.0)
+
+
+def test_a_fractional_quota_rounds_up_to_whole_cores(monkeypatch, tmp_path):
+    import os
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores in the affinity mask")
+    fake_quota(monkeypatch, tmp_path, "150000 100000")  # 1.5 CPUs: a second core runs part-time
+    assert predict(ServerSpec("wsgi", workers=4, cpus="all"), "/cpu?ms=40", concurrency=8).slots == 2
+
+
+def test_no_quota_leaves_the_affinity_in_charge(monkeypatch, tmp_path):
+    import os
+
+    fake_quota(monkeypatch, tmp_path, "max 100000")
+    spec = ServerSpec("wsgi", workers=64, cpus="all")
+    assert predict(spec, "/cpu?ms=40", concurrency=128).slots == len(os.sched_getaffinity(0))
+
+
+def test_io_slots_do_not_depend_on_the_quota(monkeypatch, tmp_path):
+    fake_quota(monkeypatch, tmp_path, "100000 100000")
+    assert predict(ServerSpec("wsgi", workers=4), "/io?ms=50", concurrency=8).slots == 4
+
+
+# --- a measured overhead ------------------------------------------------------------
+
+
+def test_a_per_request_overhead_lengthens_the_service_time():
+    # 8 sync workers, 50 ms handlers, 2.5 ms measured around each at one user.
+    o = Overhead(per_request_s=0.0025, source="1 user")
+    p = predict(ServerSpec("wsgi", workers=8), "/io?ms=50", concurrency=8, overhead=o)
+    assert p.throughput_rps == pytest.approx(8 / 0.0525)
+    assert p.to_dict()["ideal_throughput_rps"] == pytest.approx(160.0)
+    assert p.to_dict()["overhead"] == {"per_request_ms": pytest.approx(2.5), "per_connection_ms": 0.0, "source": "1 user"}
+
+
+def test_the_overhead_caps_an_open_loops_capacity():
+    p = predict(SYNC, "/io?ms=50", rate=30, overhead=Overhead(per_request_s=0.0125))
+    assert p.throughput_rps == pytest.approx(1 / 0.0625)
+
+
+def test_one_wave_on_unbounded_slots_pays_the_connection_cost_once_per_extra_request():
+    # 1000 requests at once on the event loop: the last handler starts after 999
+    # connections were accepted one after another.
+    o = Overhead(per_request_s=0.002, per_connection_s=0.0003)
+    p = predict(ASGI, "/io?ms=3000", concurrency=1000, requests=1000, overhead=o)
+    makespan = 3.002 + 999 * 0.0003
+    assert p.latency_ms == pytest.approx(makespan * 1000)
+    assert p.throughput_rps == pytest.approx(1000 / makespan)
+    assert p.to_dict()["ideal_throughput_rps"] == pytest.approx(1000 / 3)
+
+
+def test_one_wave_on_one_slot_runs_in_rounds():
+    p = predict(SYNC, "/io?ms=100", concurrency=12, requests=12, overhead=Overhead(per_request_s=0.003))
+    assert p.latency_ms == pytest.approx(12 * 103)
+    assert p.throughput_rps == pytest.approx(12 / 1.236)
+
+
+def test_a_long_closed_run_is_not_a_wave():
+    o = Overhead(per_request_s=0.0, per_connection_s=0.01)
+    p = predict(ASGI, "/io?ms=100", concurrency=10, requests=1000, overhead=o)
+    assert p.throughput_rps == pytest.approx(100.0)
+
+
+def test_fastapi_def_endpoints_are_bounded_by_anyios_tokens():
+    spec = ServerSpec("asgi", app="asgi_fastapi:app")
+    assert predict(spec, "/def-io?ms=100", concurrency=100).slots == 40
+    assert predict(spec, "/def-io?ms=100", concurrency=100).throughput_rps == pytest.approx(400.0)

@@ -17,6 +17,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from ..base.cores import cgroup_quota, usable_cores
 from ..base.specs import FIELDS
 
 PACKAGES = ("gunicorn", "uvicorn", "uvicorn-worker", "flask", "fastapi", "starlette", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "httptools", "anyio")
@@ -32,7 +33,9 @@ def machine() -> dict:
             versions[name] = None
     return {
         "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
+        "affinity_cores": len(os.sched_getaffinity(0)),
+        "cgroup_cpu_quota": cgroup_quota(),
+        "usable_cores": usable_cores(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": versions,
