@@ -176,6 +176,10 @@ def test_answers_unchanged(burst, name):
     result = burst(name)
     unbounded(result)
     for path, answer, expected in zip(result["paths"], result["answers"], result["expected"], strict=True):
+        assert answer["status"] < 500, (
+            f"GET {path} answered {answer['status']} {json.dumps(answer['body'])[:200]}: your code "
+            f"raised an exception (the server's log says which). {ADVICE[name]}"
+        )
         assert answer["status"] == 200 and answer["body"] == expected, (
             f"GET {path} answered {answer['status']} {json.dumps(answer['body'])[:200]}; expected 200 "
             f"{json.dumps(expected)[:200]}. Fix how the route waits, not what it answers. {ADVICE[name]}"
