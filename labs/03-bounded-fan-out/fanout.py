@@ -2,7 +2,10 @@
 
 fetch_all fetches many URLs concurrently, but never more than `limit` at a
 time: the polite way to call another service (or a hundred). Read README.md
-first; `make grade LAB=03 SUBMISSION=<this folder>` checks your work.
+first. From the root of the Concurrency Lab repository,
+`make try LAB=03 SUBMISSION=path/to/this/folder` calls THIS fetch_all against
+the grader's server and shows what it did; `make grade LAB=03
+SUBMISSION=path/to/this/folder` checks it.
 """
 
 import asyncio
@@ -26,8 +29,8 @@ async def fetch_all(urls, limit, timeout):
     ### BEGIN SOLUTION
     # The semaphore is the limit: a request waits *here*, outside httpx, for a
     # free slot. (Limiting with httpx's connection pool alone would also cap
-    # the connections, but time spent queueing for the pool counts against
-    # the pool timeout - a URL could "time out" without ever being sent.)
+    # the connections, but a URL queued in the pool waits under the pool
+    # timeout: behind a hanging URL it fails with PoolTimeout, never sent.)
     slots = asyncio.Semaphore(limit)
 
     async with httpx.AsyncClient(timeout=timeout) as client:
@@ -56,9 +59,3 @@ async def fetch_all(urls, limit, timeout):
     #     return results
     ### END STARTER
 
-
-if __name__ == "__main__":
-    # Try it by hand against any server, e.g. `make serve-asgi` in another terminal.
-    urls = [f"http://127.0.0.1:8000/io?ms={ms}" for ms in (300, 200, 100)] + ["http://127.0.0.1:8000/nope"]
-    for url, result in zip(urls, asyncio.run(fetch_all(urls, limit=2, timeout=1.0)), strict=True):
-        print(f"{url:45} -> {result!r}")

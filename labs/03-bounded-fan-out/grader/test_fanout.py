@@ -19,11 +19,13 @@ import httpx
 import pytest
 
 from conclab.base.specs import ServerSpec
+from conclab.labs import tracebacks
 from conclab.labs.helpers import import_student
 from conclab.processes.launcher import free_port, serve
 
 HERE = Path(__file__).resolve().parent
 LATENCY_MS = 300  # every "item" URL in the timing checks takes this long
+HANG_S = 2.5  # the grader's server answers /hang with a 504 after this long (upstream.py)
 WHERE = "Look at fetch_all in fanout.py"
 
 
@@ -47,9 +49,10 @@ def fetch_all(submission):
 class Run:
     """One call of fetch_all against a fresh run id on the grader's server."""
 
-    def __init__(self, upstream):
+    def __init__(self, upstream, submission):
         self.base = f"{upstream}/{uuid.uuid4().hex[:10]}"
         self.upstream = upstream
+        self.submission = submission
 
     def item(self, i, ms=LATENCY_MS):
         return f"{self.base}/item/{i}?ms={ms}"
@@ -66,9 +69,10 @@ class Run:
         except TimeoutError:
             pytest.fail(f"fetch_all did not return within 30 s. {WHERE}: does every request end?", pytrace=False)
         except Exception as err:  # noqa: BLE001 - the message says which URL and why
-            said = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            yours = tracebacks.of_exception(err, self.submission)
+            said = "\n".join(["an exception, here in your code:", *yours]) if yours else first_line(err)
             pytest.fail(
-                f"fetch_all raised {said}\n"
+                f"fetch_all raised {said}\n{hung_hint(err, timeout)}"
                 f"It must not raise: return each URL's error in that URL's place in the list. {WHERE}.",
                 pytrace=False,
             )
@@ -80,16 +84,44 @@ class Run:
         return self
 
 
+def hung_hint(err, timeout):
+    """For the grader's 504 from the URL that hangs: why it got that far."""
+    if isinstance(err, httpx.HTTPStatusError) and err.response.status_code == 504 and "/hang" in str(err.request.url):
+        return (f"That 504 is the URL that hangs: the grader's server gave up on it after {HANG_S} s, "
+                f"because nothing stopped waiting at timeout={timeout:g} s. Pass `timeout` to httpx "
+                "(httpx.AsyncClient(timeout=...)).\n")
+    return ""
+
+
+def first_line(err):
+    """'HTTPStatusError: Server error ...' - the exception's type and the first line of its message."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def how_it_ran(run, limit):
+    """What the server saw of a run, in words: the cause behind a slow or unbounded call."""
+    seen = run.stats["max_inflight"]
+    if seen <= 1:
+        return ("The server never saw more than 1 of your requests at once: they ran one after "
+                "another (`await` inside a for loop does that). Start them all as tasks "
+                "(asyncio.gather or a TaskGroup) and let a semaphore admit `limit` at a time.")
+    if seen > limit:
+        return (f"The server saw {seen} of your requests at once, more than limit={limit}: "
+                "every request must first take one of `limit` slots (asyncio.Semaphore(limit)).")
+    return ""
+
+
 @pytest.fixture(scope="module")
-def uniform(upstream, fetch_all):
+def uniform(upstream, fetch_all, submission):
     """9 URLs of 300 ms each, limit 3: shared by the limit and timing checks."""
-    run = Run(upstream)
+    run = Run(upstream, submission)
     return run.call(fetch_all, [run.item(i) for i in range(9)], limit=3)
 
 
-def test_results_in_input_order(upstream, fetch_all):
+def test_results_in_input_order(upstream, fetch_all, submission):
     """results come back in the order of the URLs, not the order they finish"""
-    run = Run(upstream)
+    run = Run(upstream, submission)
     # The first URL is the slowest, so with any concurrency it finishes last.
     latencies = [300, 240, 180, 120, 60, 0]
     run.call(fetch_all, [run.item(i, ms) for i, ms in enumerate(latencies)], limit=len(latencies))
@@ -116,8 +148,8 @@ def test_uses_the_limit(uniform):
     seen = uniform.stats["max_inflight"]
     assert seen >= 3, (
         f"At most {seen} request(s) were in flight at once; with limit=3 and 9 URLs there "
-        f"should be 3. {WHERE}: `await` inside a for loop sends one request at a time. Start "
-        "them all as tasks (asyncio.gather or a TaskGroup) and let the semaphore admit 3."
+        f"should be 3. {WHERE}: "
+        + (how_it_ran(uniform, 3) or "are `limit` requests admitted at once?")
     )
 
 
@@ -129,14 +161,14 @@ def test_total_time_near_the_ideal(uniform):
     # leaves a busy machine as much room as a wrong answer.
     assert ratio <= 1.75, (
         f"fetch_all took {uniform.elapsed:.2f} s, {ratio:.1f}x the ideal {ideal:.1f} s "
-        f"(ceil(n/limit) x latency; accepted up to 1.75x). {WHERE}: are `limit` requests "
-        "really running at the same time?"
+        f"(ceil(n/limit) x latency; accepted up to 1.75x). {WHERE}: "
+        + (how_it_ran(uniform, 3) or "are `limit` requests really running at the same time?")
     )
 
 
-def test_errors_returned_not_raised(upstream, fetch_all):
+def test_errors_returned_not_raised(upstream, fetch_all, submission):
     """an HTTP error or an unreachable server is returned in its slot, not raised"""
-    run = Run(upstream)
+    run = Run(upstream, submission)
     dead = f"http://127.0.0.1:{free_port()}/nobody-listens-here"
     urls = [run.item(0, 50), f"{run.base}/status/500?ms=50", dead, f"{run.base}/status/404", run.item(4, 50)]
     run.call(fetch_all, urls, limit=2)
@@ -155,16 +187,15 @@ def test_errors_returned_not_raised(upstream, fetch_all):
     )
 
 
-def test_timeout_is_honoured(upstream, fetch_all):
+def test_timeout_is_honoured(upstream, fetch_all, submission):
     """a URL that does not answer in time becomes a TimeoutException after `timeout` s"""
-    run = Run(upstream)
+    run = Run(upstream, submission)
     urls = [f"{run.base}/hang", run.item(1, 50), run.item(2, 50)]
     run.call(fetch_all, urls, limit=3, timeout=0.5)
     first = run.results[0]
     assert isinstance(first, httpx.TimeoutException), (
-        f"the URL that never answers gave {first!r}; expected an httpx.TimeoutException "
-        f"(timeout=0.5 s). {WHERE}: pass `timeout` to httpx.AsyncClient(timeout=...) or to "
-        "each client.get(..., timeout=...)."
+        f"the URL that never answers gave {first_line(first)}, after {run.elapsed:.1f} s; expected "
+        f"an httpx.TimeoutException after 0.5 s. {hung_hint(first, 0.5) or (WHERE + ': pass `timeout` to httpx.')}"
     )
     assert run.results[1:] == ["item 1", "item 2"], (
         f"the other URLs gave {run.results[1:]}; a hanging URL must not spoil the others."
@@ -174,6 +205,29 @@ def test_timeout_is_honoured(upstream, fetch_all):
     assert run.elapsed < 2.0, (
         f"fetch_all took {run.elapsed:.1f} s with timeout=0.5 s. {WHERE}: is `timeout` "
         "passed to httpx?"
+    )
+
+
+def test_a_hanging_url_does_not_fail_the_queue(upstream, fetch_all, submission):
+    """URLs queued behind a hanging one are still sent when a slot frees up"""
+    run = Run(upstream, submission)
+    urls = [f"{run.base}/hang"] + [run.item(i, 50) for i in (1, 2, 3)]
+    run.call(fetch_all, urls, limit=1, timeout=0.5)
+    queued = list(run.results[1:])
+    expected = ["item 1", "item 2", "item 3"]
+    never_sent = [r for r in queued if isinstance(r, httpx.PoolTimeout)]
+    assert not never_sent, (
+        f"with limit=1 and a URL that hangs first, the 3 URLs behind it gave "
+        f"{[type(r).__name__ for r in queued]}, and the server saw {run.stats['served']} of the 4 "
+        "requests: they waited in httpx's connection pool under the pool timeout (also 0.5 s) and "
+        "failed without being sent, when the hanging URL timed out. httpx.Limits(max_connections="
+        f"limit) alone is not a queue to rely on (README step 5). {WHERE}: let an "
+        "asyncio.Semaphore(limit) do the queueing, outside httpx."
+    )
+    assert queued == expected, (
+        f"with limit=1 and a URL that hangs first, the 3 URLs behind it gave "
+        f"{[r if isinstance(r, str) else type(r).__name__ for r in queued]}; expected {expected}: "
+        f"once the hanging URL times out, its slot goes to the next. {WHERE}."
     )
 
 
@@ -191,17 +245,19 @@ def batch_time(latencies, limit):
     return sum(max(latencies[i:i + limit]) for i in range(0, len(latencies), limit))
 
 
-def test_a_slow_url_holds_up_only_its_own_slot(upstream, fetch_all):
+def test_a_slow_url_holds_up_only_its_own_slot(upstream, fetch_all, submission):
     """a sliding window: the next URL starts as soon as any request finishes"""
     latencies = [0.8, 0.1, 0.1] * 3
     window, batches = window_time(latencies, 3), batch_time(latencies, 3)
-    run = Run(upstream)
+    run = Run(upstream, submission)
     run.call(fetch_all, [run.item(i, int(s * 1000)) for i, s in enumerate(latencies)], limit=3)
     # Halfway (geometrically) between the two strategies: robust to noise either way.
     threshold = math.sqrt(window * batches)
     assert run.elapsed <= threshold, (
         f"fetch_all took {run.elapsed:.2f} s. A sliding window needs about {window:.1f} s; "
-        f"batches of 3 that each wait for their slowest URL need {batches:.1f} s. {WHERE}: "
-        "instead of gathering chunks of `limit` URLs, start every URL and let a semaphore "
-        "hand a free slot to the next one."
+        f"batches of 3 that each wait for their slowest URL need {batches:.1f} s; one at a "
+        f"time, {sum(latencies):.1f} s. {WHERE}: "
+        + (how_it_ran(run, 3) or "it ran 3 at a time, but a slow URL held up the others, as "
+           "batches do: instead of gathering chunks of `limit` URLs, start every URL and let a "
+           "semaphore hand a free slot to the next one.")
     )

@@ -112,5 +112,5 @@ def of_exception(exc: BaseException, folder) -> list[str]:
         out.append(f'  File "{f.filename.replace(folder + "/", "")}", line {f.lineno}, in {f.name}')
         if f.line:
             out.append(f"    {f.line}")
-    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return [*out, message]
+    message = str(exc).strip().splitlines()
+    return [*out, f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__]
