@@ -136,6 +136,22 @@ def test_the_load_stops_by_itself_and_leaves_no_thread_behind(tiny):
     assert "conclab-slowclients" not in {t.name for t in threading.enumerate()} - before
 
 
+def test_the_cli_reports_how_the_slow_connections_ended(tiny):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    server = tiny(read_some)
+    conclab = str(Path(sys.executable).with_name("conclab"))
+    out = subprocess.run([conclab, "slowclients", "--url", server.url, "--clients", "3", "--duration", "1"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "accepted      3" in out.stdout and "timed out     3" in out.stdout
+    refused = subprocess.run([conclab, "slowclients", "--url", "http://10.1.2.3", "--duration", "1"],
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "loopback" in refused.stderr
+
+
 @pytest.mark.parametrize("url", ["http://10.1.2.3:80", "http://example.com", "https://127.0.0.1:1", "ftp://127.0.0.1"])
 def test_slow_clients_go_to_loopback_http_only(url):
     with pytest.raises(LoadError):

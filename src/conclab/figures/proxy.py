@@ -145,9 +145,10 @@ def draw_slow_clients(data: dict, fig) -> None:
     for i, p in enumerate(data["points"]):
         color = COLORS[i % len(COLORS)]
         recs, t0 = p["records"], p["records"]["t0_ns"]
-        intended = np.asarray(recs["intended_ns"], dtype=float)
-        end = np.asarray(recs["end_ns"], dtype=float)
-        ok = np.asarray(recs["status"]) == 200
+        order = np.argsort(recs["intended_ns"])  # by when each probe was due, not when it finished
+        intended = np.asarray(recs["intended_ns"], dtype=float)[order]
+        end = np.asarray(recs["end_ns"], dtype=float)[order]
+        ok = np.asarray(recs["status"])[order] == 200
         ax.plot((intended[ok] - t0) / 1e9, (end[ok] - intended[ok]) / 1e6, ".-", ms=3, lw=0.8, color=color,
                 label=p["series"])
         for k, t in enumerate(p.get("worker_exits_ns", [])):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..base.paths import FIGURES_DIR
-from . import cpu_cores, honesty, io_wait
+from . import cpu_cores, cpu_offload, honesty, io_wait, proxy
 from .experiment import Experiment, run_experiment
 
 EXPERIMENTS: list[Experiment] = [
@@ -19,8 +19,11 @@ EXPERIMENTS: list[Experiment] = [
     cpu_cores.GIL,
     cpu_cores.WORKERS,
     cpu_cores.MEMORY,
+    cpu_offload.CPU_OFFLOAD,
+    cpu_offload.COST_PER_REQUEST,
     honesty.OPEN_VS_CLOSED,
     honesty.CLIENT_CEILING,
+    proxy.SLOW_CLIENTS, proxy.SCALE_OUT,
 ]
 REGISTRY: dict[str, Experiment] = {e.name: e for e in EXPERIMENTS}
 

@@ -135,6 +135,7 @@ class FrontSpec:
     app: ServerSpec = ServerSpec("wsgi", workers=2)
     instances: int = 1
     client_header_timeout: int = 60
+    port: int | None = None  # nginx's port (default: a free one)
 
     def __post_init__(self):
         problems = []
@@ -161,7 +162,7 @@ class FrontSpec:
 
     def to_dict(self) -> dict:
         return {"front": "nginx", "instances": self.instances, "client_header_timeout": self.client_header_timeout,
-                "app": self.app.to_dict()}
+                "port": self.port, "app": self.app.to_dict()}
 
     def resolved_cpus(self) -> tuple[int, ...]:
         return self.app.resolved_cpus()
@@ -182,6 +183,14 @@ class Front:
     @property
     def port(self) -> int:
         return self.nginx.port
+
+    @property
+    def command(self) -> list[str]:
+        return self.nginx.command
+
+    def running(self) -> bool:
+        """True while nginx and every app server run."""
+        return all(s.running() for s in (self.nginx, *self.apps))
 
     @property
     def worker_pids(self) -> list[int]:
@@ -293,7 +302,7 @@ def serve_behind_nginx(spec: FrontSpec | None = None, start_timeout: float = 20.
         raise NginxMissing(f"nginx is not installed: {INSTALL_HINT}")
     with contextlib.ExitStack() as stack:
         apps = [stack.enter_context(serve(spec.app, start_timeout)) for _ in range(spec.instances)]
-        nginx_spec = NginxSpec(tuple(app.port for app in apps), spec.client_header_timeout)
+        nginx_spec = NginxSpec(tuple(app.port for app in apps), spec.client_header_timeout, port=spec.port)
         nginx = stack.enter_context(serve_nginx(nginx_spec, start_timeout))
         yield Front(spec, nginx, apps)
 
