@@ -32,6 +32,7 @@ import socket
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -351,6 +352,75 @@ def _new_loop():
     return uvloop.new_event_loop()
 
 
+class RunProgress:
+    """A read-only view of a run in progress, handed to watchers (see :func:`watching`).
+
+    ``records`` is the run's own list, still growing on the driver's thread:
+    read it (slicing is safe), never change it.
+    """
+
+    def __init__(self, runner: _Run, result: LoadResult):
+        self._runner = runner
+        self._result = result
+        self.load = runner.load
+        self.records = runner.records
+        self.finished = False
+
+    @property
+    def started_ns(self) -> int:
+        """When the run's clock started (time.monotonic_ns()); 0 while the client is being built."""
+        return self._result.started_ns
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered, now."""
+        return self._runner.issued - len(self._runner.records) - self._runner.dropped
+
+
+_watchers = threading.local()
+
+
+@contextlib.contextmanager
+def watching(callback: Callable[[RunProgress], None], every: float = 1.0):
+    """Inside this block, each run_load called from this thread calls ``callback(progress)``
+    about every ``every`` seconds while it runs, and once more when it has finished.
+
+    The callback runs on the calling thread, which only waits while the
+    driver's own thread sends the requests: the driver does no extra work.
+    (A live chart in a notebook uses this; see conclab.teaching.live.)
+    """
+    stack = _watchers.__dict__.setdefault("stack", [])
+    entry = (callback, every)
+    stack.append(entry)
+    try:
+        yield
+    finally:
+        stack.remove(entry)
+
+
+class _Watch:
+    """Calls the calling thread's watchers on their schedule during one run."""
+
+    def __init__(self, runner, result):
+        self.progress = RunProgress(runner, result)
+        self.watchers = list(_watchers.stack)
+        self.due = [time.monotonic() + every for _, every in self.watchers]
+        self.errors = []
+
+    def tick(self, final=False):
+        now = time.monotonic()
+        self.progress.finished = final
+        for i, (callback, every) in enumerate(self.watchers):
+            if callback is None or not (final or now >= self.due[i]):
+                continue
+            self.due[i] = now + every
+            try:
+                callback(self.progress)
+            except Exception as exc:  # noqa: BLE001 - a broken watcher must not break the run
+                self.errors.append(exc)
+                self.watchers[i] = (None, every)
+
+
 def run_load(
     url: str,
     load: LoadSpec | None = None,
@@ -394,11 +464,14 @@ def run_load(
         finally:
             loop.close()
 
+    watch = _Watch(runner, result) if getattr(_watchers, "stack", None) else None
     thread = threading.Thread(target=thread_main, name="conclab-driver", daemon=True)
     thread.start()
     try:
         while thread.is_alive():
             thread.join(0.1)
+            if watch:
+                watch.tick()
     except KeyboardInterrupt:
         loop = loop_holder.get("loop")
         if loop is not None and runner.stop is not None:
@@ -410,6 +483,10 @@ def run_load(
     if errors:
         raise errors[0]
     _finish(result, runner)
+    if watch:
+        watch.tick(final=True)
+        for exc in watch.errors:
+            warnings.warn(f"a watcher of the run failed and was dropped: {exc!r}", RuntimeWarning, stacklevel=2)
     if warn and result.summary["client_saturated"]:
         s = result.summary
         warnings.warn(

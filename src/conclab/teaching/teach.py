@@ -1,9 +1,11 @@
 """Small helpers for the teaching notebooks: tables, guesses, timelines.
 
-They keep the notebooks' cells short. Nothing here measures by itself: the
-notebooks measure with the same experiments, launcher and driver that
-`make charts` uses, and hand the results to these functions to show them.
+They keep the notebooks' cells short. The notebooks measure with the same
+experiments, launcher and driver that `make charts` uses, and hand the
+results to these functions to show them.
 
+    measure(exp, ...)            an experiment measured as `make charts` does, with a live chart
+    LiveChart(title)             `with LiveChart(...): run_load(...)`: the same chart around any run
     point(spec, result)          a LoadResult as a plain dict, like an experiment's points
     summary_table(points)        throughput and latency, one row per run
     littles_law_table(points)    N, X, R and the checks L = X * R and X = min(N, c) / S
@@ -29,7 +31,19 @@ from matplotlib.figure import Figure
 from ..base.paths import ROOT, results_root
 from ..base.specs import ServerSpec
 from ..figures.experiment import Experiment, Job, point_doc
+from ..figures.experiment import measure as measure_experiment
 from ..figures.plotting import draw_timelines
+from .live import LiveChart  # also for notebooks: teach.LiveChart
+
+
+def measure(exp: Experiment, **options) -> dict:
+    """Measure an experiment exactly as `make charts` does (``options`` as in
+    figures.experiment.measure), while a live chart shows each run second by
+    second: throughput, p50/p99 latency, requests in flight. In a notebook it
+    redraws in place about once a second; its last frame stays in the output.
+    """
+    with LiveChart(exp.title):
+        return measure_experiment(exp, **options)
 
 
 def results_dir(notebook: str) -> Path:
