@@ -30,8 +30,8 @@ setup: $(STAMP) ## create .venv and install the lab into it
 test: $(STAMP) ## run every test (quick mode: CONCLAB_QUICK=1)
 	CONCLAB_QUICK=1 $(BIN)/python -m pytest
 
-test-fast: $(STAMP) ## the tests without notebooks, labs and faults
-	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not notebooks and not labs and not faults"
+test-fast: $(STAMP) ## the tests without notebooks, browser, labs and faults
+	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not notebooks and not browser and not labs and not faults"
 
 charts: $(STAMP) ## measure everything and write figures/*.png (ONLY=name for one)
 	$(BIN)/conclab charts $(if $(ONLY),--only $(ONLY))
