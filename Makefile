@@ -13,7 +13,7 @@ PORT   ?= 8000
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-fast charts figures notebooks lessons jupyter serve-wsgi serve-asgi \
-        calibrate handout grade lint clean
+        calibrate handout grade try lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,6 +67,9 @@ handout: $(STAMP) ## write student copies of the labs to dist/handout/
 
 grade: $(STAMP) ## grade a lab: make grade LAB=01 [SUBMISSION=path/to/folder]
 	$(BIN)/conclab grade $(LAB) $(if $(SUBMISSION),--submission $(SUBMISSION))
+
+try: $(STAMP) ## run your copy of a lab by hand: make try LAB=01 SUBMISSION=path/to/folder [PORT=8000]
+	$(BIN)/conclab try $(LAB) --port $(PORT) $(if $(SUBMISSION),--submission $(SUBMISSION))
 
 lint: $(STAMP) ## ruff over the code
 	$(BIN)/ruff check src servers tests labs notebooks

@@ -1,9 +1,10 @@
 """Lab 01 - unblock the loop. This is the file you hand in.
 
-A raw ASGI app (no framework) for Uvicorn. Try it by hand, from the repo root:
+A raw ASGI app (no framework) for Uvicorn. Try THIS copy by hand, from the
+root of the Concurrency Lab repository (README.md, step 1):
 
-    .venv/bin/uvicorn --app-dir labs/01-unblock-the-loop app:app --port 8000
-    curl 'http://127.0.0.1:8000/sleep?ms=2000' & curl http://127.0.0.1:8000/health
+    make try LAB=01 SUBMISSION=path/to/this/folder
+    curl -s 'http://127.0.0.1:8000/sleep?ms=3000' & sleep 0.5; time curl -s http://127.0.0.1:8000/health; wait
 
 Uvicorn runs every request of this app on ONE thread, in an event loop. A
 handler that blocks - sleeps, waits for another server, or computes for a long
@@ -24,7 +25,8 @@ from urllib.parse import parse_qs
 
 import httpx
 
-# The service /fetch calls. The grader starts its own and sets UPSTREAM_URL.
+# The service /fetch calls. The grader (and `make try`) starts its own slow
+# service, grader/upstream.py, and sets UPSTREAM_URL.
 UPSTREAM_URL = os.environ.get("UPSTREAM_URL", "http://127.0.0.1:8001/data")
 SALT = b"conclab-lab-01"
 

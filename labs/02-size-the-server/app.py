@@ -2,10 +2,10 @@
 runs the repository's own copy.
 
 Every GET /order does what many web requests do: it waits for a database, then
-computes a little. Run it with your config, from the repo root:
+computes a little. Run it with YOUR gunicorn.conf.py, from the root of the
+Concurrency Lab repository (README.md, step 5):
 
-    .venv/bin/gunicorn -c labs/02-size-the-server/gunicorn.conf.py \\
-        --chdir labs/02-size-the-server app:app
+    make try LAB=02 SUBMISSION=path/to/your/02-size-the-server
     curl http://127.0.0.1:8000/order
 """
 

@@ -3,7 +3,7 @@
 # Gunicorn reads it as Python: `gunicorn -c gunicorn.conf.py app:app`.
 # Every setting: https://docs.gunicorn.org/en/stable/settings.html
 # The grader starts `gunicorn -c gunicorn.conf.py --bind 127.0.0.1:<port>
-# --chdir <lab> app:app` on 2 cores, so `bind` and `chdir` here are ignored,
+# --chdir <lab> app:app` on every usable core, so `bind` and `chdir` here are ignored,
 # and it turns keep-alive off (README, "How it is graded").
 ### BEGIN SOLUTION
 #
@@ -12,8 +12,9 @@
 # slots. With 16 users, 16 slots means nobody ever queues for one.
 #
 # A waiting thread is a cheap slot: it sleeps and releases the GIL. Two
-# processes, one per core, so the CPU part of requests can use both cores
-# (the threads of one process share one GIL).
+# processes rather than one, so the CPU part of requests is not queued behind
+# one GIL (the threads of one process share it) and can use two cores where
+# the machine has them.
 workers = 2
 threads = 8
 ### END SOLUTION

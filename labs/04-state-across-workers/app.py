@@ -1,10 +1,11 @@
 """Lab 04 - state across workers. This is the file you hand in.
 
 A hit counter: POST /hit adds one and answers the new total; GET /count
-answers the total. Run it the way the grader does, from the repo root:
+answers the total. Run THIS copy the way the grader does, from the root of the
+Concurrency Lab repository (README.md, step 1):
 
-    .venv/bin/gunicorn --chdir labs/04-state-across-workers --workers 4 app:app
-    for i in $(seq 20); do curl -s -X POST http://127.0.0.1:8000/hit; done
+    make try LAB=04 SUBMISSION=path/to/this/folder
+    for i in $(seq 20); do curl -s -X POST http://127.0.0.1:8000/hit & done; wait
 
 Gunicorn's --workers 4 means four *processes*. Each imports this module on
 its own, so each has its own copy of every global. Make the count exact across

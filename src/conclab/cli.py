@@ -134,6 +134,7 @@ def check_writable(option, path):
 def cmd_bench(args):
     import contextlib
     import warnings
+    from urllib.parse import urlsplit
 
     from .base.specs import LoadSpec
     from .measuring.driver import Interrupted, check_target, run_load
@@ -152,6 +153,10 @@ def cmd_bench(args):
         if args.url:
             check_target(args.url, args.allow_remote)
     except LoadError as err:
+        if "not a loopback address" in str(err):  # the driver's words name its Python argument
+            host = urlsplit(args.url).hostname
+            raise CliError(f"refusing to send load to {host}: not a loopback address "
+                           "(add --allow-remote to override)") from None
         raise CliError(str(err)) from None
     spec = spec_from_args(args, args.server) if args.server else None
     for option, path in (("--json", args.json), ("--records", args.records)):
@@ -289,6 +294,12 @@ def build_parser():
     p.add_argument("lab", nargs="?", help="lab number, e.g. 01")
     p.add_argument("--submission", help="a student's copy of the lab folder (default: labs/NN-*/ itself)")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("try", help="run your copy of a lab by hand: conclab try 01 --submission FOLDER")
+    p.add_argument("lab", nargs="?", help="lab number, e.g. 01")
+    p.add_argument("--submission", help="your copy of the lab folder (default: the current folder)")
+    p.add_argument("--port", type=positive_int, default=8000, help="port for your app (default 8000)")
+    p.set_defaults(func=cmd_try)
     return parser
 
 
@@ -321,6 +332,12 @@ def cmd_grade(args):
     from .labs.grading import grade
 
     return grade(args.lab, args.submission)
+
+
+def cmd_try(args):
+    from .labs.trying import try_lab
+
+    return try_lab(args.lab, args.submission, args.port)
 
 
 def main(argv=None):

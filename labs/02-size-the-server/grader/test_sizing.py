@@ -2,7 +2,7 @@
 Little's-law prediction against the measurement.
 
 The grader starts the repository's own app.py (so the workload is the same for
-everyone) with YOUR gunicorn.conf.py, on both cores, and applies the load
+everyone) with YOUR gunicorn.conf.py, on every usable core, and applies the load
 driver: 16 users in a closed loop on GET /order for 4 s after 1 s of warm-up.
 Two settings are added to yours (through GUNICORN_CMD_ARGS) so that every slot
 you configure really serves: keep-alive is off, so every request arrives on a
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from conclab.base.cores import usable_cores
 from conclab.base.specs import ServerSpec
 from conclab.labs.helpers import serve_or_fail, student_file
 from conclab.measuring.driver import run_load
@@ -47,7 +48,7 @@ def read_config(path):
     for name, value, high in (("workers", workers, 32), ("threads", threads, 256)):
         if not isinstance(value, int) or not 1 <= value <= high:
             pytest.fail(f"gunicorn.conf.py: {name} = {value!r}; the grader starts 1..{high} "
-                        "on a 2-core machine. Use an integer in that range.", pytrace=False)
+                        "to keep the grading machine usable. Use an integer in that range.", pytrace=False)
     return workers, threads
 
 
@@ -76,6 +77,7 @@ def measured(submission, note):
         runs.append(measure(conf, threads))
     best = max(runs, key=lambda s: s["throughput_rps"])
     lat = best["latency_ms"]
+    note(f"this machine: {usable_cores()} usable core(s) (CPU affinity and cgroup quota, whichever is smaller)")
     note(f"your config: {workers} worker(s) x {threads} thread(s) = {workers * threads} slots; "
          f"{len(best['worker_pids']) or '?'} worker(s) served requests")
     note(f"measured: {best['throughput_rps']:.1f} requests/s, mean {lat['mean']:.0f} ms, "
@@ -150,7 +152,7 @@ def test_throughput_prediction_matches(measured, prediction):
         f"you predicted {guess:g} requests/s; measured {x:.1f} (off by {off_by(guess, x):.0%}, "
         f"{TOLERANCE:.0%} allowed). In prediction.toml apply Little's law to YOUR config: "
         f"X = min(N, slots) / S with N = {USERS} users, slots = {slots}, S = {SERVICE_S} s "
-        "- and check that the CPU part (5 ms per request) fits on 2 cores."
+        f"- and check that the CPU part (5 ms per request) fits on the {usable_cores()} usable core(s)."
     )
 
 

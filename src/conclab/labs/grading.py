@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..base.errors import LabError
 from .handout import find_lab
+from .markers import solution_lines
 
 GRADER_TIMEOUT = 150.0  # seconds for a whole grader run; each lab aims for under 60
 
@@ -27,10 +28,7 @@ def grade(key, submission=None, labs_dir=None, timeout=GRADER_TIMEOUT):
     lab = find_lab(key, labs_dir)
     if importlib.util.find_spec("pytest") is None:
         raise LabError("grading needs pytest: install the dev extra (make setup does)")
-    folder = Path(submission) if submission else lab
-    if not folder.is_dir():
-        raise LabError(f"submission folder not found: {submission} (give the lab folder, e.g. dist/handout/{lab.name})")
-    folder = folder.resolve()
+    folder = check_submission(lab, submission) if submission else lab.resolve()
     print(f"Grading {lab.name}: {folder}", flush=True)
     command = [
         sys.executable, "-m", "pytest", "-c", str(lab.parent / "pytest.ini"),
@@ -49,6 +47,33 @@ def grade(key, submission=None, labs_dir=None, timeout=GRADER_TIMEOUT):
         _stop_group(proc)
         raise
     return 0 if code == 0 else 1
+
+
+def student_files(lab: Path) -> list[str]:
+    """The files a student hands in: the lab's top-level files that hold a solution block."""
+    names = []
+    for path in sorted(lab.iterdir()):
+        if path.is_file():
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue
+            if solution_lines(text, str(path)):
+                names.append(path.name)
+    return names
+
+
+def check_submission(lab: Path, submission: str | Path, what: str = "grade") -> Path:
+    """The submission folder, resolved; one clear LabError if it is not a copy of this lab."""
+    folder = Path(submission)
+    example = f"dist/handout/{lab.name}"
+    if not folder.is_dir():
+        raise LabError(f"submission folder not found: {submission} (give your copy of the lab folder, e.g. {example})")
+    missing = [name for name in student_files(lab) if not (folder / name).is_file()]
+    if missing:
+        raise LabError(f"{folder.resolve()} does not hold {', '.join(missing)}, the file(s) lab {lab.name[:2]} "
+                       f"needs: give your copy of the {lab.name} folder to {what}, e.g. {example}")
+    return folder.resolve()
 
 
 def _stop_group(proc):

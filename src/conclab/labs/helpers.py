@@ -15,6 +15,7 @@ from pathlib import Path
 from ..base.errors import ServerStartError
 from ..base.specs import ServerSpec
 from ..processes.launcher import Server, serve
+from . import tracebacks
 
 
 def student_file(folder, name):
@@ -63,7 +64,9 @@ def start_failure(err, folder, what):
 @contextlib.contextmanager
 def serve_or_fail(spec: ServerSpec, folder: Path, what: str, start_timeout: float = 20.0) -> Iterator[Server]:
     """Serve the student's app for a ``with`` block; if it does not start, fail the
-    check with the student's own traceback (see :func:`start_failure`)."""
+    check with the student's own traceback (see :func:`start_failure`). While it
+    runs, and after, a failing check shows the end of any traceback through the
+    student's files that the server logged (``conclab.labs.tracebacks``)."""
     import pytest
 
     with contextlib.ExitStack() as stack:
@@ -71,4 +74,8 @@ def serve_or_fail(spec: ServerSpec, folder: Path, what: str, start_timeout: floa
             server = stack.enter_context(serve(spec, start_timeout=start_timeout))
         except ServerStartError as err:
             pytest.fail(start_failure(err, folder, what), pytrace=False)
-        yield server
+        watched = tracebacks.watch(server.log, folder)
+        try:
+            yield server
+        finally:
+            watched.final = server.log()  # the log file goes with the server

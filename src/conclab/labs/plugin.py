@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from . import tracebacks
+
 
 def pytest_configure(config):
     """`-p conclab.labs.plugin` loads this module; the real plugin is built here, lazily."""
@@ -63,6 +65,11 @@ def _grading_plugin():
                 for paragraph in report.reason.splitlines():
                     for line in textwrap.wrap(paragraph, 92) or [""]:
                         _say(f"        {line}")
+                logged = tracebacks.unseen()
+                if logged:
+                    _say("        Your code's traceback, from the server's log (its last lines):")
+                    for line in logged:
+                        _say(f"          {line}")
             elif report.when == "call" and report.passed:
                 self.results[report.nodeid] = (True, report.check_name)
                 _say(f"  PASS  {report.check_name}")

@@ -96,8 +96,8 @@ def _parse(lines, i):
 def _format(frames, exception, folder):
     out = []
     for file_line, code in frames[-MAX_FRAMES:]:
-        out.append("  " + file_line.replace(folder + "/", ""))
-        out += ["    " + c for c in code]
+        out.append(file_line.replace(folder + "/", ""))
+        out += ["  " + c for c in code]
     return [*out, exception]
 
 
@@ -109,8 +109,8 @@ def of_exception(exc: BaseException, folder) -> list[str]:
         return []
     out = []
     for f in frames[-MAX_FRAMES:]:
-        out.append(f'  File "{f.filename.replace(folder + "/", "")}", line {f.lineno}, in {f.name}')
+        out.append(f'File "{f.filename.replace(folder + "/", "")}", line {f.lineno}, in {f.name}')
         if f.line:
-            out.append(f"    {f.line}")
+            out.append(f"  {f.line}")
     message = str(exc).strip().splitlines()
     return [*out, f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -44,11 +44,20 @@ def try_lab(key: str | None, submission: str | None, port: int = DEFAULT_PORT, l
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     print(f"Trying {lab.name}: {folder}", flush=True)
+    # Ctrl-C stops it, and so does a plain `kill`: both unwind the `with` blocks
+    # that stop the servers. (A shell starts background jobs with SIGINT
+    # ignored; Ctrl-C must work however `make try` was started.)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         module.try_it(folder, port)
     except KeyboardInterrupt:
         print("\nstopped; no server left running.", flush=True)
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -98,21 +107,3 @@ def follow(*servers: Server, poll: float = 0.2) -> None:
             raise LabError(f"{stopped[0].spec.label} exited by itself; its log is above")
         time.sleep(poll)
 
-
-def add_cli(subparsers) -> None:
-    """Register `conclab try`."""
-    p = subparsers.add_parser("try", help="try your copy of a lab by hand: conclab try 01 --submission FOLDER")
-    p.add_argument("lab", nargs="?", help="lab number, e.g. 01")
-    p.add_argument("--submission", help="your copy of the lab folder (default: the current folder)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("PORT") or DEFAULT_PORT),
-                   help=f"port for your app (default {DEFAULT_PORT}, or $PORT)")
-    p.set_defaults(func=_cmd_try)
-
-
-def _cmd_try(args):
-    from ..base.errors import CliError
-
-    try:
-        return try_lab(args.lab, args.submission, args.port)
-    except LabError as err:
-        raise CliError(str(err)) from None
