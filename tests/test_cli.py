@@ -54,6 +54,16 @@ def test_bench_prints_a_json_summary_on_stdout():
     assert "throughput" in done.stderr
 
 
+def test_bench_reports_the_servers_cpu_time_per_request():
+    # /cpu?ms=5 burns 5 ms of its thread's CPU time, so the server's cost per
+    # request is 5,000 us plus its own HTTP work (a few hundred us).
+    done = conclab("bench", "--server", "asgi", "--path", "/cpu?ms=5", "--concurrency", "1",
+                   "--duration", "1", "--json", "-")
+    assert done.returncode == 0, done.stderr
+    assert 5000 <= json.loads(done.stdout)["server_cpu_us_per_request"] < 7000
+    assert "server CPU" in done.stderr
+
+
 # --- bad input: one clear line, no traceback --------------------------------------
 
 

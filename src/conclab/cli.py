@@ -170,6 +170,8 @@ def cmd_bench(args):
         server_doc = {"spec": spec.to_dict(), "label": spec.label, "command": server.command} if server else {"url": url}
         if server:
             print(f"{spec.label} on {url}", file=human)
+        cpu_seconds = getattr(server, "cpu_seconds", None)  # we started it, so we know its processes
+        cpu_before = cpu_seconds() if cpu_seconds else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -178,6 +180,10 @@ def cmd_bench(args):
                 result, interrupted = stop.result, True
             except LoadError as err:
                 raise CliError(str(err)) from None
+        if cpu_seconds:  # the server's CPU time over every request it answered, warm-up included
+            answered = int((result.columns()["status"] > 0).sum())
+            used = cpu_seconds() - cpu_before
+            result.summary["server_cpu_us_per_request"] = used / answered * 1e6 if answered else None
         for w in caught:
             print(f"WARNING: {w.message}", file=human)
     try:
@@ -187,6 +193,9 @@ def cmd_bench(args):
         print(format_summary(result.summary), file=human)
         raise CliError(f"could not save the results: {err}") from None
     print(format_summary(result.summary), file=human)
+    if result.summary.get("server_cpu_us_per_request") is not None:
+        print(f"server CPU  {result.summary['server_cpu_us_per_request']:.0f} us per request "
+              "(all its processes, warm-up included)", file=human)
     if args.json == "-":
         sys.stdout.write(to_json(doc))
     if args.records:
