@@ -10,13 +10,14 @@ ONLY   ?=
 LAB    ?=
 SUBMISSION ?=
 PORT   ?= 8000
+MANAGER ?= uvicorn
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast charts figures notebooks lessons jupyter serve-wsgi serve-asgi \
+.PHONY: help setup test test-fast charts figures notebooks lessons jupyter serve-wsgi serve-asgi serve-fastapi \
         calibrate handout grade try lint clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0])'
@@ -58,6 +59,9 @@ serve-wsgi: $(STAMP) ## Flask on Gunicorn at 127.0.0.1:8000 (PORT=...) until Ctr
 
 serve-asgi: $(STAMP) ## the raw ASGI app on Uvicorn at 127.0.0.1:8000 (PORT=...) until Ctrl-C
 	$(BIN)/conclab serve asgi --port $(PORT)
+
+serve-fastapi: $(STAMP) ## FastAPI on Uvicorn at 127.0.0.1:8000 (MANAGER=gunicorn: Gunicorn managing Uvicorn workers)
+	$(BIN)/conclab serve fastapi --manager $(MANAGER) --port $(PORT)
 
 calibrate: $(STAMP) ## measure the load driver's own ceiling against /hello
 	$(BIN)/conclab calibrate

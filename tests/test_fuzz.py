@@ -1,4 +1,4 @@
-"""Bad input, fuzzed: odd URLs to both servers, odd arguments to `conclab`.
+"""Bad input, fuzzed: odd URLs to the three servers, odd arguments to `conclab`.
 
 A student pastes a URL with unicode digits, a number with 200 digits, the same
 parameter ten times, or 3,000 characters of junk. The servers must answer every
@@ -30,15 +30,20 @@ pytestmark = pytest.mark.faults
 
 REQUEST_TIMEOUT = 5.0  # seconds; no answer in time is a hang
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ASGI_ROUTES_WITH_MS = ["/io", "/blocking-io", "/offload-io", "/cpu", "/offload-cpu", "/hash-cpu", "/process-cpu"]
 ROUTES_WITH_MS = {
     "wsgi": ["/io", "/cpu"],
-    "asgi": ["/io", "/blocking-io", "/offload-io", "/cpu", "/offload-cpu"],
+    "asgi": ASGI_ROUTES_WITH_MS,
+    "fastapi": [*ASGI_ROUTES_WITH_MS, "/def-io"],
 }
-KNOWN_PATHS = {"/health", "/hello", "/io", "/cpu", "/state", "/blocking-io", "/offload-io", "/offload-cpu"}
+KNOWN_PATHS = {
+    "/health", "/hello", "/state", "/def-health", "/pool", *ROUTES_WITH_MS["fastapi"],
+    "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",  # FastAPI's own pages
+}
 REASONS = {"ms must be an integer 0..60000", "ms must be given once", "ms is required"}
 
 
-@pytest.fixture(scope="module", params=["wsgi", "asgi"])
+@pytest.fixture(scope="module", params=["wsgi", "asgi", "fastapi"])
 def target(request):
     """(server, client): one server of each kind for the module, one keep-alive client."""
     with serve(ServerSpec(request.param)) as server:
@@ -227,7 +232,8 @@ BAD_BENCH_OPTIONS = {
     "--worker-timeout": st.one_of(not_positive_int, st.integers(3601, 10**30).map(str)),
     "--limit-concurrency": not_positive_int,
     "--cpus": arg_text.filter(_bad_cpus),
-    "--server": arg_text.filter(lambda t: t not in ("wsgi", "asgi")),
+    "--server": arg_text.filter(lambda t: t not in ("wsgi", "asgi", "fastapi")),
+    "--manager": arg_text.filter(lambda t: t not in ("uvicorn", "gunicorn")),
     "--loop": arg_text.filter(lambda t: t not in ("auto", "asyncio", "uvloop")),
     "--http": arg_text.filter(lambda t: t not in ("auto", "h11", "httptools")),
     "--transport": arg_text.filter(lambda t: t not in ("aiohttp", "httpx")),
@@ -278,8 +284,9 @@ def test_an_unknown_command_is_one_line_and_no_traceback(argv):
 
 
 @FUZZ
-@given(data=st.data(), kind=st.sampled_from(["wsgi", "asgi"]),
-       option=st.sampled_from(["--workers", "--threads", "--threadpool", "--worker-timeout", "--cpus", "--port"]))
+@given(data=st.data(), kind=st.sampled_from(["wsgi", "asgi", "fastapi"]),
+       option=st.sampled_from(["--workers", "--threads", "--threadpool", "--worker-timeout", "--cpus", "--port",
+                               "--manager"]))
 def test_serve_with_a_bad_value_is_one_line_and_no_traceback(data, kind, option):
     bad = BAD_BENCH_OPTIONS[option] if option in BAD_BENCH_OPTIONS else st.one_of(not_positive_int, st.integers(65_536, 10**30).map(str))
     code, _, stderr = run_cli(["serve", kind, f"{option}={data.draw(bad)}"])

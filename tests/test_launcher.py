@@ -4,6 +4,7 @@ Processes are only ever signalled by the pids these tests started or were told
 about; "gone" means no such process, or a zombie waiting to be reaped by init.
 """
 
+import contextlib
 import json
 import queue
 import re
@@ -19,10 +20,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from procs import kill_leftovers, snapshot, wait_gone
+from procs import descendants, kill_leftovers, snapshot, wait_gone
 
 from conclab.base.errors import ServerStartError
 from conclab.base.specs import ServerSpec
+from conclab.measuring.theory import server_cores
 from conclab.processes.launcher import free_port, serve
 
 CONCLAB = str(Path(sys.executable).with_name("conclab"))
@@ -86,7 +88,8 @@ def stop_child(proc):
 
 @pytest.mark.parametrize(
     "spec",
-    [ServerSpec("wsgi", workers=2), ServerSpec("asgi"), ServerSpec("asgi", workers=2)],
+    [ServerSpec("wsgi", workers=2), ServerSpec("asgi"), ServerSpec("asgi", workers=2),
+     ServerSpec("fastapi"), ServerSpec("fastapi", manager="gunicorn", workers=2)],
     ids=lambda s: s.label,
 )
 def test_serve_yields_url_and_pids_and_leaves_no_process(spec):
@@ -179,6 +182,10 @@ def test_taken_port_raises_start_error_quoting_the_server(kind):
         {"loop": "trio"},
         {"http": "h2"},
         {"worker_class": "gevent"},
+        {"kind": "django"},
+        {"manager": "nginx"},
+        {"manager": "uvicorn", "kind": "wsgi"},
+        {"manager": "gunicorn", "kind": "fastapi", "http": "h11"},
         {"port": 0},
         {"port": 70000},
         {"port": "8000"},
@@ -204,28 +211,50 @@ CHILD = textwrap.dedent(
     from conclab.base.specs import ServerSpec
     from conclab.processes.launcher import serve
 
-    with serve(ServerSpec(sys.argv[1], workers=int(sys.argv[2]))) as server:
-        print(json.dumps(server.pids), flush=True)
+    import httpx
+
+    kind, workers, manager = sys.argv[1], int(sys.argv[2]), sys.argv[3] or None
+    with serve(ServerSpec(kind, workers=workers, manager=manager)) as server:
+        if kind != "wsgi":  # put the app's process pool to work
+            httpx.get(server.url + "/process-cpu?ms=1", trust_env=False).raise_for_status()
+        print(json.dumps({"pids": server.pids, "workers": server.worker_pids}), flush=True)
         time.sleep(60)
     """
 )
 
 
+def pool_processes(workers):
+    """The processes of the app's process pools: children of the workers that
+    multiprocessing started (the resource tracker aside)."""
+    found = []
+    for p in snapshot(workers):
+        with contextlib.suppress(psutil.Error):
+            found += [c for c in p.children() if "multiprocessing.spawn" in " ".join(c.cmdline())]
+    return found
+
+
 @pytest.mark.faults
-@pytest.mark.parametrize("kind,workers", [("wsgi", 2), ("asgi", 1)])
-def test_sigkilled_parent_leaves_no_server_behind(tmp_path, kind, workers):
+@pytest.mark.parametrize(
+    "kind,workers,manager",
+    [("wsgi", 2, ""), ("asgi", 1, ""), ("fastapi", 1, ""), ("fastapi", 2, "gunicorn")],
+)
+def test_sigkilled_parent_leaves_no_server_behind(tmp_path, kind, workers, manager):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     child = subprocess.Popen(
-        [sys.executable, str(script), kind, str(workers)],
+        [sys.executable, str(script), kind, str(workers), manager],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     procs = []
     try:
-        line = LineReader(child.stdout).until(lambda line: line.startswith("["), timeout=30)
-        pids = json.loads(line)
+        line = LineReader(child.stdout).until(lambda line: line.startswith("{"), timeout=30)
+        pids, worker_pids = json.loads(line)["pids"], json.loads(line)["workers"]
         procs = snapshot(pids)
         assert len(procs) == len(pids) >= 2  # the guard and the server, all running
+        if kind != "wsgi":  # one pool process per usable core, in every worker
+            cores = server_cores(ServerSpec(kind))
+            pool = pool_processes(worker_pids)
+            assert len(worker_pids) == workers and len(pool) == workers * cores and {p.pid for p in pool} <= set(pids)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=5)
         assert wait_gone(procs, timeout=5) == []
@@ -265,6 +294,49 @@ def test_cli_serves_until_ctrl_c_then_exits_cleanly():
     finally:
         stop_child(proc)
         kill_leftovers(procs)
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("manager", ["uvicorn", "gunicorn"])
+def test_sigkilled_cli_serving_fastapi_leaves_no_process(manager):
+    port = free_port()
+    proc = subprocess.Popen(
+        [CONCLAB, "serve", "fastapi", "--manager", manager, "--workers", "2", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    procs = []
+    try:
+        reader = LineReader(proc.stdout)
+        reader.until(lambda line: "Serving until Ctrl-C" in line, timeout=30)
+        banner = "".join(reader.seen)
+        found = re.search(r"pids: guard (\d+), master (\d+), workers \[([\d, ]+)\]", banner)
+        assert found, banner
+        guard, workers = int(found[1]), [int(pid) for pid in found[3].split(",")]
+        assert len(workers) == 2
+        procs = snapshot([guard]) + descendants(guard)
+        assert {p.pid for p in procs} >= {guard, int(found[2]), *workers}
+        assert len(pool_processes(workers)) == 2 * server_cores(ServerSpec("fastapi"))  # each worker's pool
+        r = httpx.get(f"http://127.0.0.1:{port}/process-cpu?ms=1", timeout=10, trust_env=False)
+        assert r.status_code == 200 and int(r.headers["x-worker-pid"]) in workers
+
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert wait_gone(procs, timeout=10) == []
+    finally:
+        stop_child(proc)
+        kill_leftovers(procs)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["serve", "wsgi", "--manager", "uvicorn"], ["serve", "fastapi", "--manager", "gunicorn", "--loop", "uvloop"]],
+    ids=["wsgi-on-uvicorn", "gunicorn-with-a-loop"],
+)
+def test_cli_rejects_a_manager_that_cannot_run_the_app_with_one_line(argv):
+    result = subprocess.run([CONCLAB, *argv], capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "manager" in lines[0], result.stderr
 
 
 def test_cli_rejects_zero_workers_with_one_line():

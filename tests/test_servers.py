@@ -1,21 +1,29 @@
-"""The two lab servers, measured for real: Gunicorn + Flask and Uvicorn + raw ASGI.
+"""The three lab servers, measured for real: Gunicorn + Flask, Uvicorn + raw ASGI
+and FastAPI (on Uvicorn, and under Gunicorn managing Uvicorn workers).
 
 Concurrency is read from the servers' own X-Start-Ns/X-End-Ns stamps (one
 system-wide monotonic clock), never from the client's wall time.
 """
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psutil
 import pytest
+from procs import kill_leftovers, wait_gone
 
+from conclab.base.cores import usable_cores
 from conclab.base.specs import ServerSpec
 from conclab.measuring.stats import max_overlap
-from conclab.processes.launcher import serve
+from conclab.processes.launcher import free_port, serve
 
 MS_REASON = "ms must be an integer 0..60000"
 TIMEOUT = 30.0  # per request; every wait in this module is bounded by it
@@ -59,8 +67,22 @@ def server_times(responses):
     return [s for s, _ in spans], [e for _, e in spans]
 
 
-@pytest.fixture(params=["wsgi", "asgi"])
+@pytest.fixture(scope="module")
+def fastapi_server():
+    """FastAPI on one Uvicorn process."""
+    with serve(ServerSpec("fastapi")) as server:
+        yield server
+
+
+@pytest.fixture(params=["wsgi", "asgi", "fastapi"])
 def server(request):
+    """Each of the three apps: the shared routes must answer alike."""
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+@pytest.fixture(params=["asgi", "fastapi"])
+def async_server(request):
+    """The two ASGI apps (raw and FastAPI): the routes that need an event loop."""
     return request.getfixturevalue(f"{request.param}_server")
 
 
@@ -116,7 +138,8 @@ def test_state_reports_own_pid_and_a_count(server):
 
 @pytest.mark.parametrize(
     "path",
-    ["/blocking-io?ms=10", "/offload-io?ms=10", "/offload-cpu?ms=10"],
+    ["/blocking-io?ms=10", "/offload-io?ms=10", "/offload-cpu?ms=10", "/hash-cpu?ms=10",
+     "/process-cpu?ms=10", "/def-io?ms=10", "/def-health", "/pool"],
 )
 def test_wsgi_has_no_async_only_routes(wsgi_server, path):
     r = httpx.get(wsgi_server.url + path, timeout=TIMEOUT, trust_env=False)
@@ -130,8 +153,13 @@ def test_unknown_path_is_404(server, path):
     stamps(r)
 
 
-def test_blocking_io_runs_on_the_loop_thread(asgi_server):
-    r = httpx.get(asgi_server.url + "/blocking-io?ms=30", timeout=TIMEOUT, trust_env=False)
+@pytest.mark.parametrize("path", ["/def-io?ms=10", "/def-health", "/pool"])
+def test_only_fastapi_has_def_endpoints(asgi_server, path):
+    assert httpx.get(asgi_server.url + path, timeout=TIMEOUT, trust_env=False).status_code == 404
+
+
+def test_blocking_io_runs_on_the_loop_thread(async_server):
+    r = httpx.get(async_server.url + "/blocking-io?ms=30", timeout=TIMEOUT, trust_env=False)
     assert r.status_code == 200
     assert "30 ms" in r.text
     pid, thread, start, end = stamps(r)
@@ -139,13 +167,33 @@ def test_blocking_io_runs_on_the_loop_thread(asgi_server):
     assert end - start >= 30e6
 
 
-@pytest.mark.parametrize("route", ["/offload-io", "/offload-cpu"])
-def test_offload_routes_run_in_a_pool_thread(asgi_server, route):
-    r = httpx.get(asgi_server.url + route, params={"ms": 30}, timeout=TIMEOUT, trust_env=False)
+@pytest.mark.parametrize("route", ["/offload-io", "/offload-cpu", "/hash-cpu"])
+def test_offload_routes_run_in_a_pool_thread(async_server, route):
+    r = httpx.get(async_server.url + route, params={"ms": 30}, timeout=TIMEOUT, trust_env=False)
     assert r.status_code == 200
     assert "pool thread" in r.text
     pid, thread, start, end = stamps(r)
     assert thread != pid  # X-Thread names the pool thread that did the work
+    assert end - start >= 30e6
+
+
+def test_def_endpoint_runs_in_a_pool_thread(fastapi_server):
+    # FastAPI sends a plain `def` to AnyIO's threads: the headers name that thread.
+    for path in ["/def-io?ms=30", "/def-health"]:
+        r = httpx.get(fastapi_server.url + path, timeout=TIMEOUT, trust_env=False)
+        assert r.status_code == 200, r.text
+        pid, thread, start, end = stamps(r)
+        assert thread != pid
+        assert end >= start
+
+
+def test_process_cpu_runs_in_a_child_process_of_the_worker(async_server):
+    r = httpx.get(async_server.url + "/process-cpu", params={"ms": 30}, timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 200 and "pool process" in r.text
+    pid, thread, start, end = stamps(r)
+    assert pid in async_server.worker_pids
+    # In a pool process the main thread's id is the process's pid: a child of the worker.
+    assert thread in {p.pid for p in psutil.Process(pid).children()}
     assert end - start >= 30e6
 
 
@@ -180,10 +228,10 @@ def test_bad_ms_is_a_400_with_a_one_line_reason(server, route, params, reason):
     stamps(r)
 
 
-@pytest.mark.parametrize("route", ["/blocking-io", "/offload-io", "/offload-cpu"])
+@pytest.mark.parametrize("route", ["/blocking-io", "/offload-io", "/offload-cpu", "/hash-cpu", "/process-cpu"])
 @pytest.mark.parametrize("params,reason", BAD_MS[:4])
-def test_bad_ms_is_a_400_on_async_only_routes(asgi_server, route, params, reason):
-    r = httpx.get(asgi_server.url + route, params=params, timeout=TIMEOUT, trust_env=False)
+def test_bad_ms_is_a_400_on_async_only_routes(async_server, route, params, reason):
+    r = httpx.get(async_server.url + route, params=params, timeout=TIMEOUT, trust_env=False)
     assert r.status_code == 400, r.text
     assert r.text == reason + "\n"
 
@@ -215,27 +263,27 @@ def test_gthread_worker_overlaps_as_many_requests_as_it_has_threads(gthread4_ser
 # --- concurrency: ASGI -------------------------------------------------------
 
 
-def test_await_overlaps_every_request_on_one_thread(asgi_server):
-    responses = fire_together(asgi_server.url, ["/io?ms=300"] * 50)
+def test_await_overlaps_every_request_on_one_thread(async_server):
+    responses = fire_together(async_server.url, ["/io?ms=300"] * 50)
     assert len({stamps(r)[:2] for r in responses}) == 1  # one pid, one thread
     assert max_overlap(*server_times(responses)) == 50
 
 
-def test_blocking_io_in_async_def_serialises_the_whole_loop(asgi_server):
-    responses = fire_together(asgi_server.url, ["/blocking-io?ms=100"] * 6)
+def test_blocking_io_in_async_def_serialises_the_whole_loop(async_server):
+    responses = fire_together(async_server.url, ["/blocking-io?ms=100"] * 6)
     assert len({stamps(r)[:2] for r in responses}) == 1
     starts, ends = server_times(responses)
     assert max_overlap(starts, ends) == 1
     assert max(ends) - min(starts) >= 6 * 100e6
 
 
-def test_blocking_io_delays_even_health(asgi_server):
+def test_blocking_io_delays_even_health(async_server):
     # /health has nothing to wait for, yet it is served only after the sleep.
     paths = ["/blocking-io?ms=400", "/health"]
     barrier = threading.Barrier(2, timeout=TIMEOUT)
 
     def one(path):
-        with httpx.Client(base_url=asgi_server.url, timeout=TIMEOUT, trust_env=False) as client:
+        with httpx.Client(base_url=async_server.url, timeout=TIMEOUT, trust_env=False) as client:
             client.get("/hello")
             barrier.wait()
             if path == "/health":
@@ -247,32 +295,126 @@ def test_blocking_io_delays_even_health(asgi_server):
     assert stamps(health)[2] >= stamps(blocking)[3]
 
 
-def test_cpu_work_on_the_loop_serialises(asgi_server):
-    responses = fire_together(asgi_server.url, ["/cpu?ms=50"] * 4)
+def test_cpu_work_on_the_loop_serialises(async_server):
+    responses = fire_together(async_server.url, ["/cpu?ms=50"] * 4)
     assert max_overlap(*server_times(responses)) == 1
 
 
-@pytest.fixture(scope="module")
-def pool4_server():
-    with serve(ServerSpec("asgi", threadpool=4)) as server:
+@pytest.fixture(scope="module", params=["asgi", "fastapi"])
+def pool4_server(request):
+    with serve(ServerSpec(request.param, threadpool=4)) as server:
         yield server
 
 
 def test_offload_io_overlaps_up_to_the_threadpool_size(pool4_server):
-    responses = fire_together(pool4_server.url, ["/offload-io?ms=300"] * 10)
-    pid = stamps(responses[0])[0]
-    threads = {stamps(r)[1] for r in responses}
-    assert {stamps(r)[0] for r in responses} == {pid}
-    assert len(threads) == 4 and pid not in threads
-    assert max_overlap(*server_times(responses)) == 4
+    # FastAPI's plain `def` endpoints share the same 4 tokens as run_in_threadpool.
+    routes = ["/offload-io", "/def-io"] if pool4_server.spec.kind == "fastapi" else ["/offload-io"]
+    for route in routes:
+        responses = fire_together(pool4_server.url, [f"{route}?ms=300"] * 10)
+        pid = stamps(responses[0])[0]
+        threads = {stamps(r)[1] for r in responses}
+        assert {stamps(r)[0] for r in responses} == {pid}
+        assert len(threads) == 4 and pid not in threads, route
+        assert max_overlap(*server_times(responses)) == 4, route
+
+
+# --- FastAPI: AnyIO's thread tokens --------------------------------------------
+
+
+def pool_tokens(url):
+    r = httpx.get(url + "/pool", timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 200
+    return r.json()
+
+
+def test_pool_reports_the_default_forty_tokens(fastapi_server):
+    assert pool_tokens(fastapi_server.url) == {"borrowed": 0, "total": 40}
+
+
+@pytest.fixture(scope="module")
+def fastapi_pool4():
+    with serve(ServerSpec("fastapi", threadpool=4)) as server:
+        yield server
+
+
+def slow_def_requests_in_flight(url, n, ms):
+    """Start n slow `def` requests and return once the server holds all n tokens."""
+    pool = ThreadPoolExecutor(n)
+    futures = [pool.submit(httpx.get, f"{url}/def-io?ms={ms}", timeout=TIMEOUT, trust_env=False) for _ in range(n)]
+    deadline = time.monotonic() + TIMEOUT
+    while pool_tokens(url)["borrowed"] < n:
+        assert time.monotonic() < deadline, "the slow requests never took their tokens"
+        time.sleep(0.01)
+    return pool, futures
+
+
+def test_pool_counts_the_tokens_in_use_up_to_threadpool_size(fastapi_pool4):
+    assert pool_tokens(fastapi_pool4.url) == {"borrowed": 0, "total": 4}  # THREADPOOL_SIZE=4
+    pool, futures = slow_def_requests_in_flight(fastapi_pool4.url, 3, 800)
+    with pool:
+        assert pool_tokens(fastapi_pool4.url) == {"borrowed": 3, "total": 4}
+        assert all(f.result().status_code == 200 for f in futures)
+    assert pool_tokens(fastapi_pool4.url)["borrowed"] == 0
+
+
+def test_a_def_health_check_waits_for_a_token_an_async_one_does_not(fastapi_pool4):
+    url = fastapi_pool4.url
+    pool, futures = slow_def_requests_in_flight(url, 4, 800)  # every token taken
+    with pool, httpx.Client(base_url=url, timeout=TIMEOUT, trust_env=False) as client:
+        health = client.get("/health")
+        def_health = client.get("/def-health")
+        slow_ends = [stamps(f.result())[3] for f in futures]
+    assert health.text == def_health.text == "ok\n"
+    assert stamps(health)[3] < min(slow_ends)  # answered on the loop, at once
+    assert stamps(def_health)[2] >= min(slow_ends)  # started only when a slow one gave its token back
+
+
+# --- pool processes never outlive their server ---------------------------------
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("kind", ["asgi", "fastapi"])
+def test_pool_processes_die_with_a_sigkilled_server(kind):
+    # No launcher and no guard here: the kernel's parent-death signal alone
+    # (PR_SET_PDEATHSIG, set by each pool process) must end them.
+    spec = ServerSpec(kind)
+    port = free_port()
+    proc = subprocess.Popen(spec.command(port), start_new_session=True, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pool = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/process-cpu?ms=1", timeout=2, trust_env=False).status_code == 200:
+                    break
+            time.sleep(0.1)
+        pool = [p for p in psutil.Process(proc.pid).children()
+                if "multiprocessing.spawn" in " ".join(p.cmdline())]
+        assert len(pool) == usable_cores()
+        proc.kill()
+        proc.wait(timeout=10)
+        assert wait_gone(pool, timeout=5) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        kill_leftovers(pool)
 
 
 # --- state lives in each process ---------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["wsgi", "asgi"])
+@pytest.fixture(
+    scope="module",
+    params=[ServerSpec("wsgi", workers=2), ServerSpec("asgi", workers=2), ServerSpec("fastapi", workers=2),
+            ServerSpec("fastapi", manager="gunicorn", workers=2)],
+    ids=lambda spec: spec.label,
+)
 def two_worker_server(request):
-    with serve(ServerSpec(request.param, workers=2)) as server:
+    with serve(request.param) as server:
         yield server
 
 
@@ -316,6 +458,6 @@ def test_state_is_counted_per_worker_process(two_worker_server):
         assert in_time_order == list(range(1, len(entries) + 1)), (pid, in_time_order)
 
 
-def test_state_body_is_json(asgi_server):
-    r = httpx.get(asgi_server.url + "/state", timeout=TIMEOUT, trust_env=False)
+def test_state_body_is_json(async_server):
+    r = httpx.get(async_server.url + "/state", timeout=TIMEOUT, trust_env=False)
     assert set(json.loads(r.text)) == {"pid", "count"}

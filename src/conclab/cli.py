@@ -50,16 +50,22 @@ def positive_float(text):
     return value
 
 
+SERVER_KINDS = ["wsgi", "asgi", "fastapi"]
+KINDS_HELP = "wsgi: Flask on Gunicorn; asgi: raw ASGI on Uvicorn; fastapi: FastAPI on Uvicorn"
+
+
 def add_server_options(p, kind_positional=False):
     if kind_positional:
-        p.add_argument("kind", choices=["wsgi", "asgi"], help="wsgi: Flask on Gunicorn; asgi: raw ASGI on Uvicorn")
+        p.add_argument("kind", choices=SERVER_KINDS, help=KINDS_HELP)
+    p.add_argument("--manager", choices=["uvicorn", "gunicorn"], default=None,
+                   help="ASGI: run by Uvicorn (default) or by Gunicorn managing Uvicorn workers")
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes")
     p.add_argument("--threads", type=positive_int, default=1, help="WSGI: threads per worker (>1 = gthread)")
-    p.add_argument("--threadpool", type=positive_int, default=40, help="ASGI: offload pool size")
+    p.add_argument("--threadpool", type=positive_int, default=40, help="ASGI: offload pool size (FastAPI: AnyIO's tokens)")
     p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="ASGI event loop")
     p.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="ASGI HTTP parser")
     p.add_argument("--limit-concurrency", type=positive_int, default=None, help="ASGI: 503 beyond this")
-    p.add_argument("--worker-timeout", type=positive_int, default=30, help="WSGI: Gunicorn worker timeout (s)")
+    p.add_argument("--worker-timeout", type=positive_int, default=30, help="Gunicorn's worker timeout (s)")
     p.add_argument("--cpus", default=None, help="cores for the server: 'all' or e.g. 0,1 (default: all but the driver's)")
 
 
@@ -76,7 +82,7 @@ def spec_from_args(args, kind):
         return ServerSpec(
             kind=kind, workers=args.workers, threads=args.threads, threadpool=args.threadpool,
             loop=args.loop, http=args.http, limit_concurrency=args.limit_concurrency,
-            timeout=args.worker_timeout, cpus=cpus, port=getattr(args, "port", None),
+            timeout=args.worker_timeout, cpus=cpus, port=getattr(args, "port", None), manager=args.manager,
         )
     except ValueError as err:
         raise CliError(str(err)) from None
@@ -143,7 +149,7 @@ def cmd_bench(args):
     from .processes.launcher import serve
 
     if (args.server is None) == (args.url is None):
-        raise CliError("give exactly one of --server wsgi|asgi or --url BASE")
+        raise CliError("give exactly one of --server wsgi|asgi|fastapi or --url BASE")
     try:
         load = LoadSpec(
             path=args.path, concurrency=args.concurrency, rate=args.rate, arrivals=args.arrivals,
@@ -258,7 +264,7 @@ def build_parser():
 
     p = sub.add_parser("bench", help="apply load and summarise throughput and latency")
     where = p.add_argument_group("target (one of)")
-    where.add_argument("--server", choices=["wsgi", "asgi"], help="start this lab server for the run")
+    where.add_argument("--server", choices=SERVER_KINDS, help=f"start this lab server for the run ({KINDS_HELP})")
     where.add_argument("--url", help="an already running server, e.g. http://127.0.0.1:8000")
     add_server_options(p)
     p.add_argument("--path", required=True, help="route with query, e.g. '/io?ms=100'")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..base.paths import FIGURES_DIR
-from . import cpu_cores, cpu_offload, honesty, io_wait, proxy
+from . import cpu_cores, cpu_offload, fastapi, honesty, io_wait, proxy
 from .experiment import Experiment, run_experiment
 
 EXPERIMENTS: list[Experiment] = [
@@ -16,6 +16,7 @@ EXPERIMENTS: list[Experiment] = [
     io_wait.TIMELINES,
     io_wait.BLOCKING,
     io_wait.THREADPOOL,
+    fastapi.FASTAPI, fastapi.THREADPOOL_CLIFF,
     cpu_cores.GIL,
     cpu_cores.WORKERS,
     cpu_cores.MEMORY,
