@@ -13,7 +13,7 @@ PORT   ?= 8000
 MANAGER ?= uvicorn
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast charts figures notebooks lessons jupyter serve-wsgi serve-asgi serve-fastapi \
+.PHONY: help setup test test-fast charts figures notebooks lessons jupyter serve-wsgi serve-asgi serve-nginx serve-fastapi \
         calibrate handout grade try lint clean
 
 help: ## list the targets
@@ -59,6 +59,9 @@ serve-wsgi: $(STAMP) ## Flask on Gunicorn at 127.0.0.1:8000 (PORT=...) until Ctr
 
 serve-asgi: $(STAMP) ## the raw ASGI app on Uvicorn at 127.0.0.1:8000 (PORT=...) until Ctrl-C
 	$(BIN)/conclab serve asgi --port $(PORT)
+
+serve-nginx: $(STAMP) ## nginx at 127.0.0.1:8000 (PORT=...) in front of Gunicorn, 2 sync workers (needs nginx)
+	$(BIN)/conclab serve wsgi --workers 2 --behind-nginx --port $(PORT)
 
 serve-fastapi: $(STAMP) ## FastAPI on Uvicorn at 127.0.0.1:8000 (MANAGER=gunicorn: Gunicorn managing Uvicorn workers)
 	$(BIN)/conclab serve fastapi --manager $(MANAGER) --port $(PORT)

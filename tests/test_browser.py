@@ -31,15 +31,15 @@ import pytest
 from procs import descendants, kill_leftovers, snapshot, wait_gone
 
 from conclab.base.paths import NOTEBOOKS_DIR, ROOT
+from conclab.base.system import ProgramMissing, missing
 from conclab.processes.launcher import free_port
-from conclab.processes.nginx import in_ci
 
 pytestmark = pytest.mark.browser
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 SCREENS = ROOT / "build" / "screens"
 CONFIG = ROOT / "jupyter_server_config.py"
-INSTALL_HINT = "install it with `apt-get install chromium` (Debian/Ubuntu)"
+INSTALL_HINT = "`apt-get install chromium` (Debian/Ubuntu)"
 # Headless, and quiet: no sandbox (root in a container), no GPU, and no
 # background traffic (updates, sync, field trials) - nothing leaves this machine.
 CHROMIUM_FLAGS = [
@@ -66,12 +66,10 @@ def chromium_missing() -> str | None:
     Under CI (CI=true) a missing browser is a failure, not a skip: CI must run
     this suite (.ci/run installs Chromium).
     """
-    if find_chromium():
-        return None
-    line = f"Chromium is not installed: {INSTALL_HINT}"
-    if in_ci():
-        pytest.fail(f"{line} (CI=true: a missing browser fails instead of skipping)", pytrace=False)
-    return line
+    try:
+        return missing("Chromium", find_chromium(), INSTALL_HINT)
+    except ProgramMissing as err:
+        pytest.fail(str(err), pytrace=False)
 
 
 class Lab:

@@ -67,6 +67,8 @@ def add_server_options(p, kind_positional=False):
     p.add_argument("--limit-concurrency", type=positive_int, default=None, help="ASGI: 503 beyond this")
     p.add_argument("--worker-timeout", type=positive_int, default=30, help="Gunicorn's worker timeout (s)")
     p.add_argument("--cpus", default=None, help="cores for the server: 'all' or e.g. 0,1 (default: all but the driver's)")
+    p.add_argument("--behind-nginx", type=positive_int, nargs="?", const=1, default=None, metavar="INSTANCES",
+                   help="put nginx (servers/nginx.conf) in front of INSTANCES copies of the server (default 1)")
 
 
 def spec_from_args(args, kind):
@@ -78,12 +80,22 @@ def spec_from_args(args, kind):
             cpus = tuple(int(c) for c in cpus.split(","))
         except ValueError:
             raise CliError(f"--cpus must be 'all' or comma-separated core numbers, not {cpus!r}") from None
+    front = getattr(args, "behind_nginx", None)
     try:
-        return ServerSpec(
+        spec = ServerSpec(
             kind=kind, workers=args.workers, threads=args.threads, threadpool=args.threadpool,
             loop=args.loop, http=args.http, limit_concurrency=args.limit_concurrency,
-            timeout=args.worker_timeout, cpus=cpus, port=getattr(args, "port", None), manager=args.manager,
+            timeout=args.worker_timeout, cpus=cpus, port=None if front else getattr(args, "port", None),
+            manager=args.manager,
         )
+        if front:  # nginx in front of `front` copies of the server
+            from .processes.nginx import FrontSpec, nginx_missing
+
+            missing = nginx_missing()
+            if missing:
+                raise CliError(missing)
+            return FrontSpec(spec, instances=front, port=getattr(args, "port", None))
+        return spec
     except ValueError as err:
         raise CliError(str(err)) from None
 
@@ -91,11 +103,13 @@ def spec_from_args(args, kind):
 def cmd_serve(args):
     import time
 
-    from .processes.launcher import describe, serve
+    from .processes import nginx
+    from .processes.launcher import describe
+    from .processes.stack import serve
 
     spec = spec_from_args(args, args.kind)
     with serve(spec) as server:
-        print(describe(server), flush=True)
+        print(nginx.describe(server) if isinstance(server, nginx.Front) else describe(server), flush=True)
         print("Serving until Ctrl-C ...", flush=True)
         try:
             while server.running():
@@ -146,7 +160,7 @@ def cmd_bench(args):
     from .measuring.driver import Interrupted, check_target, run_load
     from .measuring.results import save_run, to_json
     from .measuring.stats import format_summary
-    from .processes.launcher import serve
+    from .processes.stack import serve
 
     if (args.server is None) == (args.url is None):
         raise CliError("give exactly one of --server wsgi|asgi|fastapi or --url BASE")
@@ -211,6 +225,24 @@ def cmd_bench(args):
     if result.failed:
         print(f"conclab: error: {result.failed}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_slowclients(args):
+    from .measuring.slowclients import SlowLoad, describe, run_slow_clients
+
+    try:
+        load = SlowLoad(clients=args.clients, duration=args.duration, interval=args.interval,
+                        stagger=args.stagger, path=args.path)
+        check_reachable(args.url)
+        result = run_slow_clients(args.url, load)
+    except LoadError as err:
+        if "not a loopback address" in str(err):
+            raise CliError(f"slow clients go to loopback addresses only, not {shown(args.url)}") from None
+        raise CliError(str(err)) from None
+    except KeyboardInterrupt:
+        return 130
+    print(describe(result))
     return 0
 
 
@@ -282,6 +314,15 @@ def build_parser():
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("slowclients", help="hold slow connections to a server (loopback only) and report how they ended")
+    p.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8000")
+    p.add_argument("--clients", type=positive_int, default=4, help="slow connections (at most 2000)")
+    p.add_argument("--duration", type=positive_float, default=10.0, help="seconds before every client gives up")
+    p.add_argument("--interval", type=positive_float, default=1.0, help="seconds between header lines")
+    p.add_argument("--stagger", type=float, default=0.0, help="seconds between one client's connect and the next")
+    p.add_argument("--path", default="/hello", help="the request's path")
+    p.set_defaults(func=cmd_slowclients)
 
     p = sub.add_parser("charts", help="run the experiments and draw figures/*.png")
     p.add_argument("--only", help="comma-separated experiment names")

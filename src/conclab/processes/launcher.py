@@ -153,7 +153,7 @@ def free_port(host=LOOPBACK):
         return s.getsockname()[1]
 
 
-def _tail(text, lines=25):
+def tail(text, lines=25):
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
@@ -176,11 +176,11 @@ def _start(spec, port, start_timeout, log_path):
     try:
         return _wait_ready(server, start_timeout)
     except BaseException:  # Ctrl-C while starting: a notebook kernel lives on, so must not the server
-        _stop(server)
+        stop_server(server)
         raise
 
 
-def _listens_on(server):
+def listens_on(server):
     """True if one of the server's own processes holds the listening socket.
 
     Another lab's server may own the port (two notebooks picked it at once);
@@ -202,27 +202,27 @@ def _wait_ready(server, start_timeout):
     with httpx.Client(timeout=1.0, trust_env=False) as client:
         while True:
             if proc.poll() is not None:
-                _stop(server)  # close our end of its stdin pipe; KILL any straggler in the group
+                stop_server(server)  # close our end of its stdin pipe; KILL any straggler in the group
                 raise ServerStartError(
                     f"{spec.label} exited while starting (code {proc.returncode}).\n"
-                    f"command: {shlex.join(command)}\n--- server output ---\n{_tail(server.log())}"
+                    f"command: {shlex.join(command)}\n--- server output ---\n{tail(server.log())}"
                 )
             if time.monotonic() > deadline:
-                _stop(server)
+                stop_server(server)
                 raise ServerStartError(
                     f"{spec.label} did not answer /health within {start_timeout:g} s.\n"
-                    f"command: {shlex.join(command)}\n--- server output ---\n{_tail(server.log())}"
+                    f"command: {shlex.join(command)}\n--- server output ---\n{tail(server.log())}"
                 )
             try:
                 ok = client.get(server.url + "/health").status_code == 200
             except httpx.HTTPError:
                 ok = False
-            if ok and len(server.worker_pids) >= spec.workers and _listens_on(server):
+            if ok and len(server.worker_pids) >= spec.workers and listens_on(server):
                 return server
             time.sleep(0.05)
 
 
-def _stop(server, grace=5.0):
+def stop_server(server, grace=5.0):
     proc = server.proc
     with contextlib.suppress(OSError):
         proc.stdin.close()  # the guard sees EOF and stops the group gracefully
@@ -239,12 +239,6 @@ def _stop(server, grace=5.0):
 @contextlib.contextmanager
 def serve(spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrides):
     """Run a server for the duration of a ``with`` block. See the module docstring."""
-    if hasattr(spec, "instances"):  # nginx in front of app servers: processes/nginx.py starts them all
-        from .nginx import serve_behind_nginx
-
-        with serve_behind_nginx(spec, start_timeout, **overrides) as front:
-            yield front
-        return
     spec = dataclasses.replace(spec or ServerSpec(), **overrides) if overrides else (spec or ServerSpec())
     log_dir = Path(tempfile.mkdtemp(prefix="conclab-server-"))
     attempts = 1 if spec.port else 3
@@ -265,7 +259,7 @@ def serve(spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrid
     try:
         yield server
     finally:
-        _stop(server)
+        stop_server(server)
         shutil.rmtree(log_dir, ignore_errors=True)  # the log was only needed while it ran
 
 

@@ -43,7 +43,8 @@ import httpx
 from ..base.errors import ServerStartError, SpecError
 from ..base.paths import SERVERS_DIR
 from ..base.specs import LOOPBACK, ServerSpec
-from .launcher import Server, _listens_on, _stop, _tail, free_port, serve
+from ..base.system import ProgramMissing, missing
+from .launcher import Server, free_port, listens_on, serve, stop_server, tail
 
 TEMPLATE = SERVERS_DIR / "nginx.conf"
 INSTALL_HINT = "install it with `apt-get install nginx` (Debian/Ubuntu) or `brew install nginx` (macOS)"
@@ -51,9 +52,7 @@ INSTALL_HINT = "install it with `apt-get install nginx` (Debian/Ubuntu) or `brew
 _EXTRA_PATHS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/opt/homebrew/bin")
 
 
-class NginxMissing(ServerStartError):
-    """nginx is not installed (and this run cannot do without it)."""
-
+NginxMissing = ProgramMissing  # nginx is not installed, and this run cannot do without it
 
 def find_nginx() -> str | None:
     """The nginx executable: $CONCLAB_NGINX, else PATH, else the usual sbin folders."""
@@ -63,24 +62,15 @@ def find_nginx() -> str | None:
     return shutil.which("nginx", path=search)
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 def nginx_missing() -> str | None:
     """None when nginx is installed; else one line saying how to install it.
 
     The install policy in one place: callers skip with this line (tests,
     experiments, notebook cells). Under CI (``CI=true``) a missing nginx is an
-    error instead - :class:`NginxMissing` is raised - because CI must run the
+    error instead - :class:`~conclab.base.system.ProgramMissing` is raised - because CI must run the
     nginx tests, not skip them.
     """
-    if find_nginx():
-        return None
-    line = f"nginx is not installed: {INSTALL_HINT}"
-    if in_ci():
-        raise NginxMissing(f"{line} (CI=true: a missing nginx fails instead of skipping; .ci/run installs it)")
-    return line
+    return missing("nginx", find_nginx(), INSTALL_HINT)
 
 
 def render_conf(port: int, prefix: Path, upstreams: list[int], client_header_timeout: int = 60,
@@ -234,7 +224,7 @@ def _start(spec: NginxSpec, port: int, prefix: Path, start_timeout: float) -> Se
     try:
         return _wait_ready(server, start_timeout)
     except BaseException:
-        _stop(server)
+        stop_server(server)
         raise
 
 
@@ -245,18 +235,18 @@ def _wait_ready(server: Server, start_timeout: float) -> Server:
         while True:
             if server.proc.poll() is not None or time.monotonic() > deadline:
                 exited = server.proc.poll() is not None
-                _stop(server)
+                stop_server(server)
                 what = f"exited while starting (code {server.proc.returncode})" if exited else \
                     f"did not answer /health within {start_timeout:g} s"
                 raise ServerStartError(
                     f"{server.spec.label} {what}.\ncommand: {shlex.join(server.command)}\n"
-                    f"--- nginx output ---\n{_tail(server.log())}"
+                    f"--- nginx output ---\n{tail(server.log())}"
                 )
             try:
                 ok = client.get(server.url + "/health").status_code == 200
             except httpx.HTTPError:
                 ok = False
-            if ok and _listens_on(server):
+            if ok and listens_on(server):
                 return server
             time.sleep(0.05)
 
@@ -287,7 +277,7 @@ def serve_nginx(spec: NginxSpec, start_timeout: float = 20.0):
     try:
         yield server
     finally:
-        _stop(server)
+        stop_server(server)
         shutil.rmtree(prefix, ignore_errors=True)
 
 
