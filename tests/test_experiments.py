@@ -150,3 +150,64 @@ def test_committed_reference_figures_exist_for_every_experiment():
         saved = json.loads(data.read_text())
         assert saved["points"], f"figures/data/{name}.json has no points"
         assert saved["quick"] is False, f"figures/{name}.png was drawn in quick mode: re-run make charts"
+
+
+# --- every worker booted, the overhead measured once, the spread kept ----------------
+
+
+def test_every_worker_answers_before_a_point_is_measured():
+    # Gunicorn forks its workers at once, but each imports the app by itself:
+    # /health answers long before the last worker can. A wave sent then would
+    # wait for workers still booting (the first memory figure's 16-worker point).
+    from conclab.base.specs import LoadSpec, ServerSpec
+    from conclab.figures.experiment import wait_for_every_worker
+    from conclab.measuring.driver import run_load
+    from conclab.processes.launcher import serve
+
+    with serve(ServerSpec("wsgi", workers=4)) as server:
+        assert wait_for_every_worker(server) == set(server.worker_pids)
+        r = run_load(server.url, LoadSpec(path="/io?ms=300", concurrency=4, requests=4, timeout=30), progress=False, warn=False)
+        c = r.columns()
+        assert len(set(c["worker_pid"])) == 4  # one request per worker, none queued behind a booting one
+        assert (c["server_start_ns"].max() - c["server_start_ns"].min()) / 1e6 < 150
+
+
+def test_calibration_measures_the_servers_own_overhead_on_a_short_wait():
+    from conclab.figures.experiment import UVICORN, calibrate, calibration_path
+    from conclab.processes.launcher import serve
+
+    assert calibration_path("/io?ms=3000") == "/io?ms=100"  # the overhead does not grow with the wait
+    assert calibration_path("/io?ms=50") == "/io?ms=50"
+    assert calibration_path("/hello") is None
+    with serve(UVICORN) as server:
+        o = calibrate(server, UVICORN, "/io?ms=3000", wave=True)
+    assert 0 <= o.per_request_s < 0.05
+    assert 0 <= o.per_connection_s < 0.01
+    assert "1 user" in o.source and "wave of 32" in o.source
+
+
+def test_every_prediction_says_where_its_overhead_came_from(figures_dir):
+    for p in _points(figures_dir, "wsgi_vs_asgi"):
+        overhead = p["prediction"]["overhead"]
+        assert overhead["source"].startswith("measured once")
+        assert p["prediction"]["throughput_rps"] <= p["prediction"]["ideal_throughput_rps"] + 1e-9
+
+
+def test_every_timed_point_keeps_its_spread(figures_dir):
+    for p in _points(figures_dir, "threadpool"):
+        spread = p["summary"]["throughput_spread"]
+        assert len(spread["bins_rps"]) >= 2
+        assert spread["min"] <= p["summary"]["throughput_rps"] * 1.001
+        assert spread["max"] >= p["summary"]["throughput_rps"] * 0.999
+
+
+def test_memory_baseline_is_taken_after_every_worker_booted(figures_dir):
+    # With every worker booted first, holding one request per worker adds little
+    # next to what a worker costs.
+    procs = sorted((p for p in _points(figures_dir, "memory") if p["series"] == "processes (sync workers)"),
+                   key=lambda p: p["x"])
+    per_worker = (procs[-1]["rss_bytes"]["loaded"] - procs[0]["rss_bytes"]["loaded"]) / (procs[-1]["x"] - procs[0]["x"])
+    for p in procs:
+        grew = p["rss_bytes"]["loaded"] - p["rss_bytes"]["baseline"]
+        assert grew < 0.5 * per_worker, f"{p['x']} workers grew {grew / 2**20:.1f} MiB while loaded"
+        assert len(p["rss_bytes"]["loaded_samples"]) == 3

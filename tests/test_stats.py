@@ -386,3 +386,9 @@ def test_format_summary_shows_where_the_time_went():
     assert "handler ms  p50 50.0" in text
     assert "outside ms  p50 5.0" in text
     assert "spread" in text
+
+
+def test_a_run_bounded_by_its_requests_has_no_spread():
+    load = LoadSpec(path="/io?ms=100", concurrency=1, requests=20)
+    records = one_user(100 * MS, 2 * S)
+    assert result_of(records, window=(0, 2 * S), load=load, finished=2 * S).summary["throughput_spread"] is None

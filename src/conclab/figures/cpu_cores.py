@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 
+from ..base.cores import usable_cores
 from ..base.specs import LoadSpec, ServerSpec
 from .experiment import UVICORN, Experiment, Job, closed_load
 from .plotting import COLORS, by_series, draw_lines, xs
 
 
 def jobs_gil(quick):
-    ks = [1, 2] if quick else [1, 2, 3, 4]
+    # Up to twice the usable cores, so the figure shows where processes stop gaining.
+    cores = usable_cores()
+    ks = [1, 2] if quick else sorted({1, 2, cores, cores + 1, 2 * cores})
     out = []
     for k in ks:
         out.append(
@@ -32,13 +35,20 @@ def jobs_gil(quick):
     return out
 
 
+def workers_users() -> int:
+    """Users for the workers sweep: 8, or more on a machine with more usable cores."""
+    return max(8, 2 * usable_cores() + 1)
+
+
 def jobs_workers(quick):
-    ws = [1, 2] if quick else [1, 2, 3, 4, 5, 8]
+    cores = usable_cores()
+    users = workers_users()
+    ws = [1, 2] if quick else sorted(w for w in {1, 2, 3, 4, 5, 8, cores, cores + 1, 2 * cores + 1, users} if w <= 64)
     out = []
     for w in ws:
         spec = ServerSpec("wsgi", workers=w, cpus="all")
-        out.append(Job("CPU: /cpu?ms=40, 8 users", spec, closed_load("/cpu?ms=40", 8, quick), x=w))
-        out.append(Job("I/O: /io?ms=50, 8 users", spec, closed_load("/io?ms=50", 8, quick), x=w))
+        out.append(Job(f"CPU: /cpu?ms=40, {users} users", spec, closed_load("/cpu?ms=40", users, quick), x=w))
+        out.append(Job(f"I/O: /io?ms=50, {users} users", spec, closed_load("/io?ms=50", users, quick), x=w))
     return out
 
 
@@ -87,7 +97,10 @@ def draw_memory(data, fig):
             continue
         x = xs(pts)
         total = [p["rss_bytes"]["loaded"] / 2**20 for p in pts]
-        ax1.plot(x, total, "o-", color=color, label=name)
+        samples = [[v / 2**20 for v in p["rss_bytes"].get("loaded_samples") or [p["rss_bytes"]["loaded"]]] for p in pts]
+        yerr = [[t - min(s) for t, s in zip(total, samples, strict=True)],
+                [max(s) - t for t, s in zip(total, samples, strict=True)]]
+        ax1.errorbar(x, total, yerr=yerr, fmt="o-", color=color, capsize=3, label=name)
         if len(pts) >= 2:
             slope = (total[-1] - total[0]) / (x[-1] - x[0]) if x[-1] != x[0] else math.nan
             ax2.bar(i, slope * 1024, color=color, label=name)
@@ -96,8 +109,8 @@ def draw_memory(data, fig):
             )
     ax1.set_xscale("log", base=2)
     ax1.set_xlabel("requests held in flight at once")
-    ax1.set_ylabel("server resident memory, all processes (MiB)")
-    ax1.set_title("RSS while holding N slow requests")
+    ax1.set_ylabel("server memory, all processes (PSS, MiB)")
+    ax1.set_title("memory (PSS) while holding N slow requests\n(bars: lowest and highest of 3 readings)", fontsize=9)
     ax1.legend(fontsize=7)
     ax1.grid(alpha=0.3)
     ax2.set_yscale("log")
@@ -116,7 +129,7 @@ GIL = Experiment(
 )
 WORKERS = Experiment(
     "workers",
-    "Worker processes: CPU vs I/O (8 users)",
+    f"Worker processes: CPU vs I/O ({workers_users()} users)",
     "Workers scale CPU work up to the core count and I/O work up to the number of users.",
     jobs_workers,
     draw=lambda d, f: draw_lines(d, f, "worker processes (Gunicorn sync)"),

@@ -12,6 +12,16 @@ on a fresh clone. ``CONCLAB_QUICK=1`` selects quick mode: fewer points, shorter 
 
 The experiments themselves live in topic modules (io_wait, cpu_cores, honesty ...),
 listed in order by registry.py.
+
+Before its points, every server is made ready and calibrated:
+
+* every worker answers a request first (``wait_for_every_worker``): Gunicorn
+  forks its workers at once but each imports the app on its own, so 16 workers
+  take about two seconds to be ready after the server answers /health;
+* what the server adds to each request is measured once per server and route
+  (``calibrate``: one user, and a wave of new connections when a point is a
+  wave) and goes into the theory (:class:`conclab.measuring.theory.Overhead`).
+  Each point's prediction names where its overhead came from.
 """
 
 from __future__ import annotations
@@ -20,7 +30,10 @@ import contextlib
 import hashlib
 import io
 import json
+import math
+import statistics
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,8 +46,8 @@ from ..base.paths import FIGURES_DIR, quick_mode, results_root
 from ..base.specs import LoadSpec, ServerSpec
 from ..measuring import results
 from ..measuring.driver import ClientSaturatedWarning, Interrupted, run_load
-from ..measuring.theory import predict
-from ..processes.launcher import serve
+from ..measuring.theory import Overhead, parse_route, predict, slots
+from ..processes.stack import serve
 from .plotting import footer
 
 TIMELINE_FIELDS = ("intended_ns", "start_ns", "end_ns", "status", "worker_pid", "thread", "server_start_ns", "server_end_ns")
@@ -89,9 +102,83 @@ def closed_load(path: str, n: int, quick: bool, warmup: float | None = None, dur
                     duration=duration or (1.0 if quick else 2.0), timeout=timeout, transport=transport)
 
 
-def point_doc(job: Job, result, probe_result=None, rss=None) -> dict:
+CALIBRATION_MAX_MS = 100  # the overhead is measured on the same route, waiting at most this long
+CALIBRATION_WAVE = 32  # new connections opened at once to measure the cost of each extra one
+
+
+def is_wave(load: LoadSpec) -> bool:
+    """Every user sends exactly one request, all at once: a wave of new connections."""
+    return load.concurrency is not None and load.requests is not None and load.requests == load.concurrency
+
+
+def calibration_path(path: str) -> str | None:
+    """The route a point's overhead is measured on: the same, with ms capped (None: no theory)."""
+    route, service = parse_route(path)
+    if service is None or service <= 0:
+        return None
+    return f"{route}?ms={min(round(service * 1000), CALIBRATION_MAX_MS)}"
+
+
+def _quiet_run(url: str, load: LoadSpec):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ClientSaturatedWarning)
+        return run_load(url, load, progress=False, warn=False)
+
+
+def calibrate(server, spec: ServerSpec, path: str, wave: bool = False) -> Overhead:
+    """What this server adds to a request of this route, measured once, before the points.
+
+    One user sends a few requests back to back on the same route (waiting at
+    most 100 ms: the overhead does not grow with the wait): the per-request
+    overhead is their mean latency minus the nominal wait, the first request
+    (which opens the connection) left out. For a wave, ``CALIBRATION_WAVE`` new
+    connections (at most the server's slots) are opened at once: each extra one
+    finishes later by the serial cost of accepting and setting it up.
+    """
+    cal = calibration_path(path)
+    route, s_cal = parse_route(cal)
+    n = max(5, math.ceil(0.5 / s_cal))
+    one = _quiet_run(server.url, LoadSpec(path=cal, concurrency=1, requests=n, timeout=30))
+    c = one.columns()
+    ok = c["error"] == ""
+    lat_s = (c["end_ns"] - c["intended_ns"])[ok][1:] / 1e9
+    per_request = max(0.0, float(lat_s.mean()) - s_cal) if lat_s.size else 0.0
+    source = f"measured once: 1 user, {n} x {cal}"
+    per_connection = 0.0
+    k = int(min(CALIBRATION_WAVE, slots(spec, route)[0])) if wave else 1
+    if k >= 2:
+        w = _quiet_run(server.url, LoadSpec(path=cal, concurrency=k, requests=k, timeout=30))
+        per_connection = max(0.0, (w.summary["window_s"] - (s_cal + per_request)) / (k - 1))
+        source += f"; a wave of {k} new connections"
+    return Overhead(per_request, per_connection, source)
+
+
+def wait_for_every_worker(server, path: str = "/io?ms=100", timeout: float = 30.0) -> set[int]:
+    """Send waves of short waits until every worker process has answered one.
+
+    A sync worker holds its request, so a wave of one request per worker can
+    only be answered by that many workers: once every pid has answered, every
+    worker has booted (imported the app) and the measurement can start. A worker
+    that serves many requests at once gets a bigger wave, so its siblings get some.
+    """
+    want = set(getattr(server, "worker_pids", None) or [])
+    spec = getattr(server, "spec", None)
+    one_each = getattr(spec, "kind", None) == "wsgi" and getattr(spec, "gunicorn_class", None) == "sync"
+    n = len(want) if one_each else 8 * len(want)
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while want and not want <= seen and time.monotonic() < deadline:
+        r = _quiet_run(server.url, LoadSpec(path=path, concurrency=n, requests=n, timeout=30))
+        seen |= {int(pid) for pid in r.columns()["worker_pid"] if pid}
+    if want and not want <= seen:
+        warnings.warn(f"{len(want - seen)} of {len(want)} workers never answered within {timeout:g} s", stacklevel=2)
+    return seen
+
+
+def point_doc(job: Job, result, probe_result=None, rss=None, overhead: Overhead | None = None) -> dict:
     s = result.summary
-    pred = predict(job.spec, job.load.path, concurrency=job.load.concurrency, rate=job.load.rate)
+    pred = predict(job.spec, job.load.path, concurrency=job.load.concurrency, rate=job.load.rate,
+                   requests=job.load.requests, overhead=overhead)
     doc = {
         "series": job.series, "x": job.x, "tags": job.tags,
         "spec": job.spec.to_dict(), "label": job.spec.label, "load": job.load.to_dict(),
@@ -109,7 +196,7 @@ def point_doc(job: Job, result, probe_result=None, rss=None) -> dict:
     return doc
 
 
-def _run_job(job: Job, url: str, server) -> dict:
+def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> dict:
     """Measure one job against a running server."""
     probe_box = {}
     rss_box = {}
@@ -121,12 +208,20 @@ def _run_job(job: Job, url: str, server) -> dict:
             probe_box["r"] = run_load(url, job.probe, progress=False, warn=False)
 
     def sample():
-        # Hold the load for a while, then read the server's memory in the middle.
+        # Hold the load for a while and read the server's memory three times in
+        # the middle: their median is the point, their range its spread.
         baseline = server.rss_bytes()
         hold_s = int(job.load.path.split("ms=")[1]) / 1000 if "ms=" in job.load.path else 1.0
-        if not stop.wait(hold_s / 2):
-            rss_box["loaded"] = server.rss_bytes()
+        samples, waited = [], 0.0
+        for at in (0.35, 0.5, 0.65):
+            if stop.wait(hold_s * at - waited):
+                break
+            waited = hold_s * at
+            samples.append(server.rss_bytes())
         rss_box["baseline"] = baseline
+        if samples:
+            rss_box["loaded"] = int(statistics.median(samples))
+            rss_box["loaded_samples"] = samples
 
     helpers = []
     if job.probe:
@@ -143,7 +238,28 @@ def _run_job(job: Job, url: str, server) -> dict:
         stop.set()
         for t in helpers:
             t.join(job.load.timeout + (job.probe.duration or 0) + 5 if job.probe else 10)
-    return point_doc(job, result, probe_box.get("r"), rss_box or None)
+    return point_doc(job, result, probe_box.get("r"), rss_box or None, overhead)
+
+
+def _calibration_key(job: Job):
+    if hasattr(job, "measure") or calibration_path(job.load.path) is None:
+        return None
+    return calibration_path(job.load.path), is_wave(job.load)
+
+
+def _calibrate_group(server, spec: ServerSpec, group) -> dict:
+    """One calibration per route (and shape) the group's points need a theory for."""
+    out = {}
+    for job in group:
+        key = _calibration_key(job)
+        if key is None or key in out:
+            continue
+        try:
+            predict(spec, job.load.path, concurrency=1)
+        except ValueError:  # no theory for this route
+            continue
+        out[key] = calibrate(server, spec, job.load.path, wave=key[1])
+    return out
 
 
 def _group_by_server(jobs):
@@ -177,13 +293,19 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
     try:
         for spec, group in _group_by_server(todo).items():
             with serve(spec) as server:
+                overheads = {}
+                if isinstance(spec, ServerSpec):
+                    bar.set_postfix_str(f"{spec.label}: booting every worker, calibrating", refresh=True)
+                    wait_for_every_worker(server)
+                    overheads = _calibrate_group(server, spec, group)
                 for job in group:
                     bar.set_postfix_str(f"{job.series} x={job.x}", refresh=True)
+                    overhead = overheads.get(_calibration_key(job))
                     try:
-                        doc = _run_job(job, server.url, server)
+                        doc = _run_job(job, server.url, server, overhead)
                     except Interrupted as stop:
                         # Keep what was measured, marked; the re-run redoes this point.
-                        doc = point_doc(job, stop.result)
+                        doc = point_doc(job, stop.result, overhead=overhead)
                         results.write_json(cache / f"{job.key()}.json", doc)
                         raise
                     results.write_json(cache / f"{job.key()}.json", doc)
@@ -205,7 +327,7 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
 def figure(exp: Experiment, data: dict) -> Figure:
     """The experiment's figure for its data: panels, title and the machine footer."""
     fig = Figure(figsize=exp.size, layout="constrained")
-    fig.get_layout_engine().set(rect=(0, 0.025, 1, 0.975))  # room for the footer
+    fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))  # room for the footer (two lines)
     exp.draw(data, fig)
     fig.suptitle(data["title"], fontsize=11)
     footer(fig, data)

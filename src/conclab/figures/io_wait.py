@@ -8,7 +8,7 @@ import numpy as np
 
 from ..base.specs import LoadSpec, ServerSpec
 from .experiment import GTHREAD, SYNC, UVICORN, Experiment, Job, closed_load
-from .plotting import COLORS, draw_lines, draw_timelines, throughput_latency
+from .plotting import COLORS, draw_lines, draw_timelines, spread, throughput_latency
 
 
 def jobs_wsgi_vs_asgi(quick):
@@ -40,15 +40,26 @@ def jobs_timelines(quick):
     ]
 
 
+BLOCKING_USERS = 10
+BLOCKING_MS = 50
+KEPT_ALIVE = "/blocking-io, probe kept alive"
+
+
 def jobs_blocking(quick):
-    n = 10
+    n = BLOCKING_USERS
     out = []
-    for path in ("/io?ms=50", "/blocking-io?ms=50", "/offload-io?ms=50"):
+    for path in (f"/io?ms={BLOCKING_MS}", f"/blocking-io?ms={BLOCKING_MS}", f"/offload-io?ms={BLOCKING_MS}"):
         load = closed_load(path, n, quick, duration=1.0 if quick else 3.0)
         # The /health probe starts with the load and lasts as long, warm-up included,
-        # so every probe request meets the loop while the load is running.
+        # so every probe request meets the loop while the load is running. At 20/s
+        # a probe finds the earlier ones still waiting, so it opens a new connection.
         probe = LoadSpec(path="/health", rate=20, duration=load.warmup + load.duration, timeout=30)
         out.append(Job(path.split("?")[0], UVICORN, load, x=n, probe=probe))
+        if path.startswith("/blocking-io"):
+            # The same load, probed by one user on one kept-alive connection: no
+            # new connection to accept, so the probe waits only for the loop.
+            alive = LoadSpec(path="/health", concurrency=1, duration=load.warmup + load.duration, timeout=30)
+            out.append(Job(KEPT_ALIVE, UVICORN, load, x=n, probe=alive))
     return out
 
 
@@ -83,20 +94,27 @@ def draw_blocking(data, fig):
     thr = [p["summary"]["throughput_rps"] for p in pts]
     pred = [p["prediction"]["throughput_rps"] if p.get("prediction") else math.nan for p in pts]
     x = np.arange(len(pts))
-    ax1.bar(x - 0.2, thr, 0.4, label="measured", color=COLORS[0])
+    lo, hi = spread(pts)
+    ax1.bar(x - 0.2, thr, 0.4, yerr=[lo, hi], capsize=3, label="measured", color=COLORS[0])
     ax1.bar(x + 0.2, pred, 0.4, label="Little's law", color=COLORS[0], alpha=0.35)
-    ax1.set_xticks(x, names)
+    names = [name.replace(", ", ",\n") for name in names]
+    ax1.set_xticks(x, names, fontsize=7)
     ax1.set_ylabel("throughput (requests/s)")
-    ax1.set_title("10 users, 50 ms of waiting each")
+    ax1.set_title(f"{BLOCKING_USERS} users, {BLOCKING_MS} ms of waiting each")
     ax1.legend(fontsize=7)
     probe_p50 = [p["probe"]["latency_ms"]["p50"] if p.get("probe") else math.nan for p in pts]
     probe_p99 = [p["probe"]["latency_ms"]["p99"] if p.get("probe") else math.nan for p in pts]
     ax2.bar(x - 0.2, probe_p50, 0.4, label="p50", color=COLORS[1])
     ax2.bar(x + 0.2, probe_p99, 0.4, label="p99", color=COLORS[1], alpha=0.45)
-    ax2.set_xticks(x, names)
+    # Prediction for a probe on an open connection: it waits at most one turn of
+    # the blocked loop, in which every user's handler runs once.
+    turn = BLOCKING_USERS * BLOCKING_MS
+    ax2.axhline(turn, color="black", ls="--", lw=0.8, alpha=0.6,
+                label=f"one turn of the blocked loop: {BLOCKING_USERS} x {BLOCKING_MS} ms")
+    ax2.set_xticks(x, names, fontsize=7)
     ax2.set_yscale("log")
     ax2.set_ylabel("/health latency (ms, log)")
-    ax2.set_title("a /health probe (20/s) during the load")
+    ax2.set_title("/health during the load: 20/s, new connections\n(uvloop accepts one per turn), or one kept-alive user", fontsize=9)
     ax2.legend(fontsize=7)
     for ax in (ax1, ax2):
         ax.grid(axis="y", alpha=0.3)

@@ -18,13 +18,37 @@ import numpy as np
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
+def theory_note(data) -> str | None:
+    """One line saying what the dashed theory includes and what the bars mean, from the data."""
+    points = data.get("points", [])
+    overheads = [p["prediction"]["overhead"] for p in points
+                 if p.get("prediction") and (p["prediction"].get("overhead") or {}).get("source")]
+    spread = any((p.get("summary") or {}).get("throughput_spread") for p in points)
+    parts = []
+    if overheads:
+        per_request = sorted(o["per_request_ms"] for o in overheads)
+        text = (f"theory (dashed) = Little's law with S + o, o = the server's own overhead measured once per "
+                f"server before the sweep (1 user: o = {per_request[0]:.1f}-{per_request[-1]:.1f} ms")
+        per_conn = sorted(o["per_connection_ms"] for o in overheads if o["per_connection_ms"])
+        if per_conn:
+            text += f"; each extra new connection of a wave {per_conn[0]:.2f}-{per_conn[-1]:.2f} ms"
+        parts.append(text + ")")
+    if spread:
+        parts.append("bars: slowest and fastest 0.5 s of each run")
+    return "; ".join(parts) or None
+
+
 def footer(fig, data):
+    note = theory_note(data)
+    if note:
+        fig.text(0.01, 0.024, note, fontsize=6.5, color="#555555", ha="left", va="bottom")
     m = data.get("machine", {})
     when = (data.get("time") or "")[:10]
     quick = " - QUICK MODE (few points, short runs)" if data.get("quick") else ""
     client = data.get("client_cpu")
     where = f"driver pinned to core {client}, servers on the others" if client is not None else "driver and server share cores"
-    fig.text(0.01, 0.002, f"{m.get('cores', '?')} cores, Python {m.get('python', '?')}, {when}; {where}{quick}",
+    cores = f"{m.get('cores', '?')} cores ({m['usable_cores']} usable)" if "usable_cores" in m else f"{m.get('cores', '?')} cores"
+    fig.text(0.01, 0.002, f"{cores}, Python {m.get('python', '?')}, {when}; {where}{quick}",
              fontsize=7, color="#555555", ha="left", va="bottom")
     # Failed requests are left out of throughput and latency: say so on the figure.
     points = data.get("points", [])
@@ -62,11 +86,23 @@ def mark_saturated(ax, points, ys):
             ax.annotate("client\nsaturated", (p["x"], y), fontsize=6, color="red", ha="center", va="bottom")
 
 
+def spread(points) -> tuple[list[float], list[float]]:
+    """Error-bar lengths (below, above) of each point's throughput: its slowest and fastest 0.5 s."""
+    below, above = [], []
+    for p in points:
+        s = p["summary"]
+        sp = s.get("throughput_spread")
+        thr = s["throughput_rps"]
+        below.append(max(thr - sp["min"], 0.0) if sp else 0.0)
+        above.append(max(sp["max"] - thr, 0.0) if sp else 0.0)
+    return below, above
+
+
 def plot_throughput(ax, name, pts, color):
-    """Measured throughput (solid) and Little's law (dashed) for one series; returns the x values."""
+    """Measured throughput (solid, with its spread) and Little's law (dashed) for one series; returns the x values."""
     x = xs(pts)
     thr = [p["summary"]["throughput_rps"] for p in pts]
-    ax.plot(x, thr, "o-", color=color, label=f"{name} (measured)")
+    ax.errorbar(x, thr, yerr=spread(pts), fmt="o-", color=color, capsize=3, label=f"{name} (measured)")
     mark_saturated(ax, pts, thr)
     ax.plot(x, predicted(pts, "throughput_rps"), "--", color=color, alpha=0.6, label=f"{name} (Little's law)")
     return x
@@ -132,7 +168,7 @@ def timeline(ax, records, title="", t0_ns=None):
     ax.set_yticks([i + 0.5 for i in range(len(lanes))])
     ax.set_yticklabels([f"pid {p}\nthread {t}" for p, t in lanes], fontsize=6)
     ax.set_ylim(0, len(lanes))
-    ax.set_xlabel("time since first request (ms)")
+    ax.set_xlabel("time since the load started (ms)" if t0_ns is not None else "time since first request (ms)")
     ax.set_title(title, fontsize=9)
     ax.grid(axis="x", alpha=0.3)
 
@@ -142,8 +178,10 @@ def draw_timelines(data, fig):
     axes = fig.subplots(len(pts), 1, squeeze=False)[:, 0]
     for ax, p in zip(axes, pts, strict=True):
         recs = p["records"]
-        took = (max(recs["end_ns"]) - min(recs["start_ns"])) / 1e6 if recs["start_ns"] else 0
-        timeline(ax, recs, f"{p['series']} - all done in {took:.0f} ms")
+        took = (max(recs["end_ns"]) - recs.get("t0_ns", min(recs["start_ns"]))) / 1e6 if recs["start_ns"] else 0
+        pred = p.get("prediction") or {}
+        theory = f" (theory {pred['latency_ms']:.0f} ms)" if pred.get("latency_ms") else ""
+        timeline(ax, recs, f"{p['series']} - all done in {took:.0f} ms{theory}", t0_ns=recs.get("t0_ns"))
     fig.legend(handles=[
         matplotlib_patch("#b0c4de", "client: sent -> answered"),
         matplotlib_patch("#1f3b73", "server: handler running (X-Start-Ns..X-End-Ns)"),

@@ -7,7 +7,8 @@ Definitions used everywhere in the lab:
   request counts by the share of its life inside the window (a user's requests
   tile time, so this counts exactly, without the steps of whole completions in a
   short window); open loop: completions inside the window;
-* spread - the same throughput in consecutive 0.5 s bins of the window;
+* spread - the same throughput in consecutive 0.5 s bins of the window (runs
+  bounded in time only: a wave of requests has no steady stretch to bin);
 * where the time went - ``handler_ms`` is the server's handler (X-Start-Ns to
   X-End-Ns, on the same clock) and ``outside_ms`` the rest of the latency:
   connecting, waiting to be accepted and read, queueing before the handler,
@@ -154,7 +155,9 @@ def summarize(result) -> dict:
         throughput = completions_throughput(c["end_ns"][ok], w0, w1)
     else:
         throughput = closed_loop_throughput(c["intended_ns"][ok], c["end_ns"][ok], w0, w1)
-    spread = throughput_spread(c["intended_ns"][ok], c["end_ns"][ok], w0, w1, closed=not open_loop)
+    # A run bounded by its number of requests (a wave) has no steady stretch to bin.
+    spread = (throughput_spread(c["intended_ns"][ok], c["end_ns"][ok], w0, w1, closed=not open_loop)
+              if result.load.requests is None else None)
     # Where the time went: the handler on the server's clock, and everything else.
     stamped = good & (c["server_start_ns"] > 0) & (c["server_end_ns"] >= c["server_start_ns"])
     handler_ms = (c["server_end_ns"] - c["server_start_ns"])[stamped] / 1e6
