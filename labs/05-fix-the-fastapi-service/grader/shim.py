@@ -39,26 +39,34 @@ load("backends", LAB / "backends.py")
 sys.path.insert(0, str(folder))  # so app.py may import its own helper modules
 student = load("app", folder / "app.py")
 
-MAX_FILL = 100_000  # tokens the grader will borrow at most
+MAX_FILL = 10_000  # tokens the grader will borrow at most
 borrowed = []  # one object per token the grader holds
+unbounded = []  # the student's total_tokens, while the grader bounds an unbounded pool
 
 
 def fill(free):
     limiter = anyio.to_thread.current_default_thread_limiter()
-    if limiter.total_tokens == math.inf or limiter.total_tokens > MAX_FILL:
-        return {"total": str(limiter.total_tokens), "free": None}
+    total = limiter.total_tokens
+    if total == math.inf or total > MAX_FILL:
+        # Too many tokens to borrow one by one (math.inf is allowed): bound the
+        # pool for the burst instead - the same 'free' tokens left - and
+        # restore the student's setting afterwards.
+        unbounded.append(total)
+        limiter.total_tokens = limiter.borrowed_tokens + free
     while limiter.available_tokens > free:
         borrower = object()
         limiter.acquire_on_behalf_of_nowait(borrower)
         borrowed.append(borrower)
-    return {"total": limiter.total_tokens, "free": limiter.available_tokens}
+    return {"total": str(total), "free": limiter.available_tokens}
 
 
 def empty():
     limiter = anyio.to_thread.current_default_thread_limiter()
     while borrowed:
         limiter.release_on_behalf_of(borrowed.pop())
-    return {"total": limiter.total_tokens, "free": limiter.available_tokens}
+    if unbounded:
+        limiter.total_tokens = unbounded.pop()
+    return {"total": str(limiter.total_tokens), "free": str(limiter.available_tokens)}
 
 
 async def grader_route(scope, send):
