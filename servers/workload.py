@@ -90,8 +90,10 @@ def hash_cpu(ms):
 
 
 def usable_cores():
-    """How many cores CPU work can use: the CPU affinity, capped by a cgroup v2
-    CPU quota (cpu.max, "QUOTA PERIOD"; a container may get 1.5 CPUs of 8)."""
+    """How many cores CPU work can use: the CPU affinity, capped by a cgroup CPU
+    quota (v2 cpu.max "QUOTA PERIOD", v1 cpu.cfs_quota_us; a container may get
+    1.5 CPUs of 8). The same rule as conclab.base.cores, kept here so the servers
+    stay standalone files a student can run without the lab installed."""
     cores = len(os.sched_getaffinity(0))
     root = Path(os.environ.get("CONCLAB_CGROUP_ROOT", "/sys/fs/cgroup"))
     own = [line[3:].strip("/\n") for line in _read("/proc/self/cgroup").splitlines() if line.startswith("0::")]
@@ -99,6 +101,9 @@ def usable_cores():
         quota, _, period = _read(path).partition(" ")
         if quota.isdigit() and period.strip().isdigit() and int(period) > 0:
             cores = min(cores, math.ceil(int(quota) / int(period)))
+    quota, period = _read(root / "cpu/cpu.cfs_quota_us").strip(), _read(root / "cpu/cpu.cfs_period_us").strip()
+    if quota.isdigit() and period.isdigit() and int(period) > 0:  # cgroup v1; -1 = no quota
+        cores = min(cores, math.ceil(int(quota) / int(period)))
     return max(1, cores)
 
 

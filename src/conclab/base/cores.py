@@ -16,9 +16,10 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def cgroup_quota(cgroup_root: Path | None = None) -> float | None:
-    """CPUs allowed by the cgroup v2 ``cpu.max`` of this process (None: no quota).
+    """CPUs allowed by this process's cgroup CPU quota (None: no quota).
 
-    ``cpu.max`` holds "QUOTA PERIOD" (e.g. "150000 100000" = 1.5 CPUs) or "max PERIOD".
+    cgroup v2: ``cpu.max`` holds "QUOTA PERIOD" (e.g. "150000 100000" = 1.5 CPUs)
+    or "max PERIOD"; cgroup v1: ``cpu/cpu.cfs_quota_us`` and ``cpu.cfs_period_us``.
     $CONCLAB_CGROUP_ROOT points at another folder (the tests fake a quota with it).
     """
     root = Path(cgroup_root or os.environ.get("CONCLAB_CGROUP_ROOT") or CGROUP_ROOT)
@@ -40,6 +41,15 @@ def cgroup_quota(cgroup_root: Path | None = None) -> float | None:
             continue
         if quota != "max" and float(period) > 0:
             quotas.append(float(quota) / float(period))
+    # cgroup v1 keeps the same two numbers in two files; -1 means no quota.
+    for folder in (root / "cpu", root / "cpu,cpuacct"):
+        try:
+            quota = int((folder / "cpu.cfs_quota_us").read_text())
+            period = int((folder / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        if quota > 0 and period > 0:
+            quotas.append(quota / period)
     return min(quotas) if quotas else None
 
 
