@@ -17,6 +17,7 @@
 # Setup - run this cell first: imports and parameters.
 # %matplotlib inline
 import asyncio
+import hashlib
 import time
 
 from conclab.base.paths import quick_mode
@@ -26,6 +27,7 @@ QUICK = quick_mode()  # CONCLAB_QUICK=1 selects quick mode; this notebook is qui
 N_TASKS = 10          # how many coroutines run together
 NAP_S = 0.1           # how long each one waits (seconds)
 BLOCK_S = 0.3         # how long the badly behaved one blocks the thread (seconds)
+TICK_S = 0.01         # section 6: how often a task on the loop ticks while CPU work runs in a thread
 
 
 # %% [markdown]
@@ -198,7 +200,8 @@ teach.check_guess(my_guess_all_done, all_done_s, what="everything done after", u
 
 # %% [markdown]
 # The fix, when a blocking call cannot be avoided: run it in a worker thread and *await* the
-# result. `asyncio.to_thread` does exactly that; the loop stays free while the call runs.
+# result. `asyncio.to_thread` does exactly that. `time.sleep` lets go of the GIL while it
+# waits (section 6 shows why that matters), so the loop stays free while the call runs.
 
 # %%
 async def offloaded_nap(name, log):
@@ -227,6 +230,97 @@ teach.task_timeline({
 # only task 5 itself takes longer.
 
 # %% [markdown]
+# ## 6. CPU work in a thread: does the loop stay free?
+#
+# `time.sleep` *waits*. CPU work *computes*, and in CPython a thread needs the **GIL** (global
+# interpreter lock) to run Python code: only one thread of a process holds it at a time
+# (notebook 04). A thread running Python bytecode is asked to hand the GIL over every
+# `sys.getswitchinterval()` - 5 ms by default - so the loop's thread gets its turns. A single
+# long call into C code keeps the GIL until it returns *unless* that C code lets go of it
+# ([Python docs: `sys.setswitchinterval`](https://docs.python.org/3/library/sys.html#sys.setswitchinterval),
+# [the GIL](https://docs.python.org/3/glossary.html#term-global-interpreter-lock)).
+#
+# Three kinds of CPU work, each sized to about `BLOCK_S` of computing, each run with
+# `asyncio.to_thread`:
+#
+# - **pure Python**: a `for` loop that adds numbers, bytecode by bytecode;
+# - **one C call that holds the GIL**: built-in `sum(range(n))` - a single call that returns
+#   only when the sum is done;
+# - **a C call that releases the GIL**: `hashlib.sha256` on a large buffer - hashlib lets go
+#   of the GIL while it hashes data larger than 2 KiB
+#   ([hashlib docs](https://docs.python.org/3/library/hashlib.html#hash-algorithms)).
+#
+# Meanwhile a task on the loop tries to tick every 10 ms (`TICK_S`). The longest gap between
+# two ticks is how long the loop was stalled. **Predict** it for each kind: about 10 ms (the
+# loop stays free), or about `BLOCK_S` (the loop stalls for the whole call)?
+
+# %%
+def calibrated(work, size):
+    """How big `work`'s argument must be for the call to take about BLOCK_S on this machine."""
+    start = time.perf_counter()
+    work(size)
+    return int(size * BLOCK_S / (time.perf_counter() - start))
+
+def pure_python(deadline_s):
+    """Python bytecode until `deadline_s` of this thread's CPU time: the GIL changes hands every 5 ms."""
+    deadline, total = time.thread_time() + deadline_s, 0
+    while time.thread_time() < deadline:
+        for i in range(1000):
+            total += i
+    return total
+
+def c_sum(n):
+    return sum(range(n))                     # one C call: holds the GIL until it returns
+
+BUFFER = bytes(16 * 2**20)                   # 16 MiB of zeros to hash
+
+def c_hash(times):
+    for _ in range(times):
+        hashlib.sha256(BUFFER).digest()      # C code that releases the GIL while it hashes
+
+SUM_N = calibrated(c_sum, 3_000_000)
+HASH_TIMES = max(1, calibrated(c_hash, 2))
+
+async def longest_stall(work, arg):
+    """Run work(arg) in a thread; return (seconds it took, longest gap between the loop's ticks)."""
+    ticks, done = [], asyncio.Event()
+
+    async def ticker():
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(TICK_S)
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(2 * TICK_S)                 # let it tick before the work starts
+    start = time.perf_counter()
+    await asyncio.to_thread(work, arg)
+    took = time.perf_counter() - start
+    done.set()
+    await ticking
+    return took, max(b - a for a, b in zip(ticks, ticks[1:], strict=False))
+
+rows = []
+for name, work, arg in [("pure Python loop", pure_python, BLOCK_S),
+                        (f"sum(range({SUM_N:,}))", c_sum, SUM_N),
+                        (f"hashlib.sha256 of 16 MiB, {HASH_TIMES} times", c_hash, HASH_TIMES)]:
+    took, stall = await longest_stall(work, arg)
+    verdict = "frozen for the whole call" if stall > took / 2 else "free: ticked on time, give or take"
+    rows.append([name, took * 1000, stall * 1000, verdict])
+teach.Table(["work in asyncio.to_thread", "took (ms)", "longest stall of the loop (ms)", "the loop was"], rows,
+            f"the loop tries to tick every {TICK_S * 1000:.0f} ms")
+
+# %% [markdown]
+# **Reading the table.** With pure Python in the thread, the loop's longest stall is a few
+# ticks at most - a tick plus a switch interval, plus whatever else this shared machine was
+# doing - far below the call's length: the GIL changes hands every 5 ms. The
+# `sum(range(...))` call froze the loop for about as long as it ran, thread or not: it never
+# let go of the GIL. hashlib released it, so the loop ticked on time. So `asyncio.to_thread`
+# frees the loop from *waiting* and from *pure-Python* work, but not from a long C call that
+# holds the GIL - and in no case does the work itself finish sooner: one process's threads
+# compute one at a time (notebook 04 measures that, and how long a server's `/health`
+# waits meanwhile).
+
+# %% [markdown]
 # ## Takeaway
 #
 # - `async def` makes a coroutine. Its code runs only when it is awaited or scheduled as a
@@ -237,15 +331,18 @@ teach.task_timeline({
 #   driver, heavy CPU work) inside `async def` stalls **every** task on that loop. Await a
 #   non-blocking version instead (`asyncio.sleep`, an async driver), or run the blocking
 #   call in a thread (`asyncio.to_thread`).
+# - A thread frees the loop only while the call lets go of the GIL - waiting, pure Python
+#   (every 5 ms), hashlib - not during one long C call such as `sum(range(n))` (section 6).
 
 # %% [markdown]
 # ## Exercises
 #
 # 1. Set `N_TASKS = 1000` in the setup cell and re-run section 4. How long does `gather`
 #    take now? What does that tell you about the cost of a waiting coroutine?
-# 2. In `bad_nap`, replace `time.sleep(BLOCK_S)` with pure CPU work such as
-#    `sum(range(5_000_000))`. Does it stall the other tasks too? Then run it with
-#    `asyncio.to_thread`: the other tasks are free again - but does the CPU work itself get
-#    done any sooner? (Notebook 04 explains why not.)
+# 2. In `bad_nap`, replace `time.sleep(BLOCK_S)` with pure-Python CPU work,
+#    `pure_python(BLOCK_S)` from section 6. Does it stall the other tasks too? Then run it
+#    with `await asyncio.to_thread(pure_python, BLOCK_S)`: the other tasks are free again -
+#    but does the CPU work itself get done any sooner? (Notebook 04 explains why not.) Try
+#    `c_sum(SUM_N)` the same way: which tasks are late now, and why?
 # 3. Predict what `print(asyncio.run(brew(1, 0.1)))` prints in a plain Python script, and
 #    why the same line raises an error inside this notebook. Then try both.
