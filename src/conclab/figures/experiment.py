@@ -63,12 +63,16 @@ class Job:
     x: float | None = None
     keep_records: bool = False
     probe: LoadSpec | None = None  # a second, light load run alongside (e.g. /health)
+    probe_after: float = 0.0  # seconds into the load before the probe starts (after the warm-up)
     sample_rss: bool = False
     tags: dict = field(default_factory=dict)
 
     def key(self) -> str:
-        blob = json.dumps([self.spec.to_dict(), self.load.to_dict(), self.probe.to_dict() if self.probe else None,
-                           self.keep_records, self.sample_rss], sort_keys=True, default=str)
+        parts = [self.spec.to_dict(), self.load.to_dict(), self.probe.to_dict() if self.probe else None,
+                 self.keep_records, self.sample_rss]
+        if self.probe_after:
+            parts.append(self.probe_after)
+        blob = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -203,6 +207,8 @@ def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> di
     stop = threading.Event()
 
     def probe():
+        if job.probe_after and stop.wait(job.probe_after):
+            return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ClientSaturatedWarning)
             probe_box["r"] = run_load(url, job.probe, progress=False, warn=False)
@@ -237,7 +243,7 @@ def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> di
     finally:
         stop.set()
         for t in helpers:
-            t.join(job.load.timeout + (job.probe.duration or 0) + 5 if job.probe else 10)
+            t.join(job.load.timeout + job.probe_after + (job.probe.duration or 0) + 5 if job.probe else 10)
     return point_doc(job, result, probe_box.get("r"), rss_box or None, overhead)
 
 
