@@ -20,7 +20,7 @@ import httpx
 
 from conclab.base.paths import quick_mode
 from conclab.base.specs import ServerSpec
-from conclab.figures.experiment import figure, measure
+from conclab.figures.experiment import figure
 from conclab.figures.registry import REGISTRY
 from conclab.measuring.driver import run_load
 from conclab.processes.launcher import serve
@@ -78,10 +78,24 @@ WARMUP_S = 0.3 if QUICK else 1.0       # seconds of load before measuring, not c
 # 2048 by default). Because a slow client ties up a sync worker, Gunicorn's docs expect a
 # buffering proxy such as nginx in front of it.
 #
+# Gunicorn is not WSGI-only, though. Its worker class decides what it runs: since
+# version 24 it ships a native ASGI worker (`--worker-class asgi`, beta in 24.0;
+# [Gunicorn: ASGI Worker](https://gunicorn.org/asgi)), and the usual way to deploy FastAPI
+# with Gunicorn is Gunicorn managing **Uvicorn workers**:
+# `gunicorn -k uvicorn_worker.UvicornWorker` from the `uvicorn-worker` package
+# ([uvicorn-worker](https://github.com/Kludex/uvicorn-worker); Uvicorn's own
+# `uvicorn.workers` module is deprecated since Uvicorn 0.30). Gunicorn then supervises the
+# processes and each worker runs Uvicorn's event loop. This notebook uses Gunicorn's
+# classic WSGI workers, sync and gthread; notebook 05's exercises run FastAPI under Gunicorn.
+#
 # **Uvicorn** runs one event loop per process (using uvloop when it is installed). Every
 # request is a task on that loop, so one process can hold many requests that are waiting.
-# `--workers N` starts N processes, and `--limit-concurrency N` makes it answer
-# HTTP 503 to anything beyond N open connections or tasks ([Uvicorn settings](https://www.uvicorn.org/settings/)).
+# `--workers N` starts N processes. `--limit-concurrency N` makes it answer HTTP 503 to a
+# request that arrives when N connections are *open* or N requests are running
+# ([Uvicorn settings](https://www.uvicorn.org/settings/)). Open connections include idle
+# keep-alive ones and the one asking, so N keep-alive clients are already too many: the
+# check is `len(connections) >= limit or len(tasks) >= limit`, in
+# `uvicorn/protocols/http/httptools_impl.py` (and `h11_impl.py`) of the installed Uvicorn.
 #
 # The two apps are short files in `servers/`: `wsgi_flask.py` and `asgi_minimal.py`. Their
 # `/io?ms=N` route stands in for a database call: Flask calls `time.sleep`, the ASGI app
@@ -126,11 +140,12 @@ my_guess_uvicorn = None  # requests per second
 
 # %%
 runs = []
-for spec in (SYNC_1, UVICORN):
-    with serve(spec) as server:
-        result = run_load(server.url, path=f"/io?ms={IO_MS}", concurrency=USERS,
-                          duration=DURATION_S, warmup=WARMUP_S, progress=True)
-    runs.append(teach.point(spec, result))
+with teach.LiveChart(f"{USERS} users on /io?ms={IO_MS}: one sync worker, then one Uvicorn process"):
+    for spec in (SYNC_1, UVICORN):
+        with serve(spec) as server:
+            result = run_load(server.url, path=f"/io?ms={IO_MS}", concurrency=USERS,
+                              duration=DURATION_S, warmup=WARMUP_S, progress=True)
+        runs.append(teach.point(spec, result))
 
 for guess, run in zip((my_guess_sync, my_guess_uvicorn), runs, strict=True):
     teach.check_guess(guess, run["summary"]["throughput_rps"], what=run["label"],
@@ -168,7 +183,7 @@ teach.littles_law_table(runs)
 # cases.
 
 # %%
-data = measure(teach.only(REGISTRY["timelines"], route="/io"), results_dir=RESULTS_DIR, fresh=True)
+data = teach.measure(teach.only(REGISTRY["timelines"], route="/io"), results_dir=RESULTS_DIR, fresh=True)
 teach.timeline_figure(data)
 
 # %% [markdown]
@@ -186,7 +201,7 @@ teach.timeline_figure(data)
 # prediction dashed. The legend names each server's workers and threads.
 
 # %%
-data = measure(REGISTRY["wsgi_vs_asgi"], results_dir=RESULTS_DIR, fresh=True)
+data = teach.measure(REGISTRY["wsgi_vs_asgi"], results_dir=RESULTS_DIR, fresh=True)
 figure(REGISTRY["wsgi_vs_asgi"], data)
 
 # %%
@@ -200,12 +215,15 @@ teach.littles_law_table(data)
 # something else runs out - CPU for handling HTTP, or the client (notebook 08 checks the
 # client).
 #
-# And async is not "faster": with one user every server answers in the same 50 ms. What
-# async buys is *concurrency while waiting*.
+# And async is not "faster". At the fewest users, where every server has a slot for every
+# user, all three answer in the route's 100 ms plus a millisecond or so (the `R` column of
+# the table above; in `figures/data/wsgi_vs_asgi.json`, 101-103 ms at one user). What async
+# buys is *concurrency while waiting*.
 #
-# What about Flask's `async def` views? Flask runs each one to completion inside the WSGI
-# worker's thread, so the worker is still tied up for the whole request: async views do
-# not let a WSGI worker serve more requests at once
+# What about Flask's `async def` views? Flask stays a WSGI app: for each request to such a
+# view it starts an event loop in a thread, runs the view there and returns the result, so
+# the worker is still tied up for the whole request. Inside one view you can await several
+# things at once, but async views do not let a WSGI worker serve more requests at once
 # ([Flask: Using async and await](https://flask.palletsprojects.com/en/stable/async-await/)).
 
 # %% [markdown]
@@ -226,6 +244,9 @@ teach.littles_law_table(data)
 # 2. Use Little's law to predict throughput and latency for `ServerSpec("wsgi", threads=8)`
 #    with 16 users on `/io?ms=50`. Then measure it with `serve` and `run_load` and compare,
 #    using `teach.littles_law_table([teach.point(spec, result)])`.
-# 3. Start Uvicorn as `ServerSpec("asgi", limit_concurrency=8)` and send 16 users. Look at
-#    the `errors` column of `teach.summary_table`: what did Uvicorn answer, and why might you
-#    want that in production?
+# 3. Start Uvicorn as `ServerSpec("asgi", limit_concurrency=8)` and send `/io?ms=100` from
+#    7 users, then from 8 (`run_load(..., concurrency=...)`; each user keeps one connection
+#    open). Predict first: how many requests get a 503 in each run? Then look at the `req/s`
+#    and `errors` columns of `teach.summary_table`. Why does the 8th open connection already
+#    cross the limit - and why are the refused requests so many more than the served ones?
+#    When would you want such a limit in production?
