@@ -17,7 +17,7 @@ from conclab.measuring.stats import (
     max_overlap,
     mean_in_flight,
     percentiles,
-    share_in_window,
+    smoothed_throughput,
     throughput_spread,
 )
 
@@ -301,56 +301,72 @@ def one_user(service_ns, until_ns):
 @pytest.mark.parametrize("w0_ms", [500, 520, 537, 590])
 def test_closed_loop_throughput_is_exact_wherever_the_window_falls(w0_ms):
     # 101 ms per request: 19 or 20 completions fall in a 2 s window depending on
-    # where it starts (9.5 or 10.0 req/s); counting each request by its share of
-    # the window gives 1 / 0.101 s every time.
+    # where it starts (9.5 or 10.0 req/s); weighing in the completions within one
+    # cycle of each edge gives 1 / 0.101 s every time.
     records = one_user(101 * MS, 4 * S)
     w0 = w0_ms * MS
-    s = result_of(records, window=(w0, w0 + 2 * S), finished=4 * S).summary
+    load = LoadSpec(path="/io?ms=100", concurrency=1, duration=2.0, warmup=0.5)
+    s = result_of(records, window=(w0, w0 + 2 * S), load=load, finished=4 * S).summary
     assert s["throughput_rps"] == pytest.approx(1 / 0.101, rel=1e-6)
 
 
 def test_counting_whole_completions_would_have_stepped():
-    records = one_user(101 * MS, 4 * S)
-    c = columns(records)
+    c = columns(one_user(101 * MS, 4 * S))
     counts = {int(np.sum((c["end_ns"] >= w0) & (c["end_ns"] <= w0 + 2 * S))) for w0 in (500 * MS, 520 * MS)}
-    assert counts == {19, 20}  # the steps the share-based count removes
+    assert counts == {19, 20}  # the steps the smoothing removes
 
 
-def test_share_in_window_counts_the_part_of_each_request_inside():
-    shares = share_in_window([0, 50, 150, 300], [100, 150, 250, 400], 100, 200)
-    assert shares == pytest.approx([0.0, 0.5, 0.5, 0.0])
+def test_a_queue_still_filling_up_cannot_inflate_throughput():
+    # 4 slots of 100 ms, 256 users all sent at 0: the server finishes 40 per
+    # second whatever the latencies. Requests still waiting at the window's end
+    # finished nothing in it and count nothing.
+    records = []
+    for i in range(256):
+        end = (i // 4 + 1) * 100 * MS
+        records.append(rec(0, end))
+    load = LoadSpec(path="/io?ms=100", concurrency=256, duration=2.0, warmup=0.5)
+    s = result_of(records, window=(500 * MS, 2500 * MS), load=load, finished=7 * S).summary
+    assert s["throughput_rps"] == pytest.approx(40.0, rel=0.01)
 
 
-def test_an_instantaneous_request_counts_whole_when_inside():
-    assert share_in_window([150, 250], [150, 250], 100, 200) == pytest.approx([1.0, 0.0])
+def test_smoothing_weighs_completions_near_the_edges_linearly():
+    # Window [0, 1000], ramp 100: weights 0.5 (at 50), 1, 1, 0.2 (at 980); divided by 900 ns.
+    ends = [50, 400, 600, 980, 1200]
+    assert smoothed_throughput(ends, 0, 1000, 100) == pytest.approx(2.7 / 900e-9)
+    assert smoothed_throughput(ends, 0, 1000, 0) == completions_throughput(ends, 0, 1000) == pytest.approx(4 / 1000e-9)
 
 
-def test_open_loop_throughput_counts_completions_not_shares():
-    # An overloaded open loop: requests pile up and finish long after the window.
-    # Their shares would count work not yet done; completions count what was.
+def test_open_loop_throughput_counts_completions_not_requests_in_flight():
+    # An overloaded open loop: a request sent in the window and answered 2 s
+    # after it counts nothing; completions count what was done.
     load = LoadSpec(path="/io?ms=50", rate=10.0, duration=1.0)
     records = [rec(i * 100 * MS, i * 100 * MS + 50 * MS) for i in range(10)]
-    records += [rec(900 * MS, 3 * S)]  # sent in the window, answered 2 s after it
+    records += [rec(900 * MS, 3 * S)]
     s = result_of(records, window=(0, 1 * S), load=load).summary
-    assert s["throughput_rps"] == pytest.approx(10.0)
-    assert completions_throughput([10, 20, 300], 0, 100) == pytest.approx(2 / 100e-9)
+    assert s["throughput_rps"] == pytest.approx(10.0, rel=0.06)
 
 
 def test_spread_gives_the_throughput_of_each_half_second():
     # Two users at 100 ms for the first second, then one user: 20 req/s, then 10.
     fast = closed_loop_records(users=2, service_ns=100 * MS, until_ns=1 * S)
     slow = [rec(t, t + 100 * MS) for t in range(1 * S, 2 * S, 100 * MS)]
-    s = result_of(fast + slow, window=(0, 2 * S), finished=2 * S).summary
+    load = LoadSpec(path="/io?ms=100", concurrency=2, duration=2.0)
+    s = result_of(fast + slow, window=(0, 2 * S), load=load, finished=2 * S).summary
     spread = s["throughput_spread"]
     assert spread["bin_s"] == 0.5
     assert spread["bins_rps"] == pytest.approx([20.0, 20.0, 10.0, 10.0])
     assert (spread["min"], spread["max"]) == pytest.approx((10.0, 20.0))
-    assert s["throughput_rps"] == pytest.approx(15.0)
+    assert s["throughput_rps"] == pytest.approx(15.0, rel=0.03)
 
 
 def test_a_window_shorter_than_two_bins_has_no_spread():
-    records = one_user(100 * MS, 1 * S)
-    assert throughput_spread(columns(records)["intended_ns"], columns(records)["end_ns"], 0, 900 * MS, closed=True) is None
+    assert throughput_spread(columns(one_user(100 * MS, 1 * S))["end_ns"], 0, 900 * MS, 100 * MS) is None
+
+
+def test_a_run_bounded_by_its_requests_has_no_spread():
+    load = LoadSpec(path="/io?ms=100", concurrency=1, requests=20)
+    records = one_user(100 * MS, 2 * S)
+    assert result_of(records, window=(0, 2 * S), load=load, finished=2 * S).summary["throughput_spread"] is None
 
 
 # --- where the time went -----------------------------------------------------------
@@ -386,9 +402,3 @@ def test_format_summary_shows_where_the_time_went():
     assert "handler ms  p50 50.0" in text
     assert "outside ms  p50 5.0" in text
     assert "spread" in text
-
-
-def test_a_run_bounded_by_its_requests_has_no_spread():
-    load = LoadSpec(path="/io?ms=100", concurrency=1, requests=20)
-    records = one_user(100 * MS, 2 * S)
-    assert result_of(records, window=(0, 2 * S), load=load, finished=2 * S).summary["throughput_spread"] is None

@@ -3,10 +3,11 @@
 Definitions used everywhere in the lab:
 
 * measured window - from the end of the warm-up to the end of the run;
-* throughput - successful responses per second in the window. Closed loop: each
-  request counts by the share of its life inside the window (a user's requests
-  tile time, so this counts exactly, without the steps of whole completions in a
-  short window); open loop: completions inside the window;
+* throughput - successful responses that *completed* inside the window, per
+  second. In a run timed by a duration, completions within one cycle of an
+  edge (closed loop: the mean latency; open loop: the gap between arrivals) are
+  weighed in linearly, which removes the steps of counting whole completions
+  in a short window (``smoothed_throughput``);
 * spread - the same throughput in consecutive 0.5 s bins of the window (runs
   bounded in time only: a wave of requests has no steady stretch to bin);
 * where the time went - ``handler_ms`` is the server's handler (X-Start-Ns to
@@ -72,54 +73,49 @@ def mean_in_flight(starts, ends, w0, w1) -> float:
 BIN_S = 0.5  # width of the bins the throughput spread is read from
 
 
-def share_in_window(starts, ends, w0, w1) -> np.ndarray:
-    """For each request, the share of its life [start, end] that lies inside [w0, w1].
-
-    A request wholly inside counts 1, one straddling an edge counts the part
-    inside, one outside counts 0. An instantaneous request counts 1 if inside.
-    """
-    s = np.asarray(starts, dtype=np.int64)
-    e = np.asarray(ends, dtype=np.int64)
-    inside = np.clip(e, w0, w1) - np.clip(s, w0, w1)
-    life = e - s
-    point = (life <= 0) & (e >= w0) & (e <= w1)
-    return np.where(life > 0, inside / np.maximum(life, 1), point.astype(float))
-
-
-def closed_loop_throughput(starts, ends, w0, w1) -> float:
-    """Requests per second in [w0, w1], each counted by the share of its life inside.
-
-    A closed-loop user sends its next request the moment an answer arrives, so
-    its requests tile time end to end and the shares add up to exactly the
-    number of request-lifetimes that fit in the window. Counting whole
-    completions instead quantises: one user at 101 ms reads 9.5 or 10.0 req/s
-    over a 2 s window depending on where the window falls; shares give 9.90.
-    """
-    if w1 <= w0:
-        return 0.0
-    return float(np.sum(share_in_window(starts, ends, w0, w1)) / ((w1 - w0) / 1e9))
-
-
 def completions_throughput(ends, w0, w1) -> float:
-    """Completions inside [w0, w1] per second (open loop: arrivals are fixed, queues may grow)."""
+    """Completions inside [w0, w1] per second."""
     if w1 <= w0:
         return 0.0
     e = np.asarray(ends, dtype=np.int64)
     return float(np.sum((e >= w0) & (e <= w1)) / ((w1 - w0) / 1e9))
 
 
-def throughput_spread(starts, ends, w0, w1, closed: bool, bin_s: float = BIN_S) -> dict | None:
+def smoothed_throughput(ends, w0, w1, ramp_ns) -> float:
+    """Completions per second in [w0, w1], those near the edges weighted in.
+
+    Counting whole completions in a short window steps: one user at 101 ms per
+    request finishes 19 or 20 times in 2 s, 9.5 or 10.0 req/s, depending on
+    where the window falls. Here a completion counts fully inside the window,
+    and by a share that falls linearly to 0 over the ``ramp_ns`` next to each
+    edge (a trapezoid); the sum is divided by the window less one ramp. That is
+    the whole-completion count averaged over every window of that length that
+    fits: with a ramp of one request's cycle, a steady closed loop reads exactly
+    (1 / 0.101 s), and only completions are counted, so a queue that is still
+    filling up cannot inflate it.
+    """
+    span = w1 - w0
+    if span <= 0:
+        return 0.0
+    ramp = float(min(max(ramp_ns, 0), span / 2))
+    e = np.asarray(ends, dtype=np.int64)
+    if ramp <= 0:
+        return completions_throughput(e, w0, w1)
+    weight = np.clip(np.minimum(e - w0, w1 - e) / ramp, 0.0, 1.0)
+    return float(np.sum(weight) / ((span - ramp) / 1e9))
+
+
+def throughput_spread(ends, w0, w1, ramp_ns=0, bin_s: float = BIN_S) -> dict | None:
     """Throughput in consecutive bins of ``bin_s`` seconds: how much the run varied.
 
-    None when the window holds fewer than two whole bins (a one-shot wave).
+    None when the window holds fewer than two whole bins.
     """
     n = int((w1 - w0) / 1e9 // bin_s)
     if n < 2:
         return None
     step = int(bin_s * 1e9)
     edges = [w0 + i * step for i in range(n + 1)]
-    rates = [closed_loop_throughput(starts, ends, a, b) if closed else completions_throughput(ends, a, b)
-             for a, b in zip(edges, edges[1:], strict=False)]
+    rates = [smoothed_throughput(ends, a, b, ramp_ns) for a, b in zip(edges, edges[1:], strict=False)]
     arr = np.asarray(rates)
     return {"bin_s": bin_s, "bins_rps": [float(r) for r in rates], "min": float(arr.min()),
             "max": float(arr.max()), "std": float(arr.std(ddof=1))}
@@ -151,13 +147,19 @@ def summarize(result) -> dict:
     send_lag_ms = (c["start_ns"] - c["intended_ns"]) / 1e6
     good = measured & ok
     completed = int(np.sum(done_in_window & ok))
-    if open_loop:
-        throughput = completions_throughput(c["end_ns"][ok], w0, w1)
-    else:
-        throughput = closed_loop_throughput(c["intended_ns"][ok], c["end_ns"][ok], w0, w1)
+    # Completions within one cycle of an edge are weighed in: a closed loop's
+    # cycle is its latency, an open loop's the gap between arrivals. A wave
+    # (bounded by its requests) counts whole completions: its window ends at the last.
+    in_window = done_in_window & ok
+    cycle_ns = 0.0
+    if result.load.requests is None:
+        if open_loop:
+            cycle_ns = 1e9 / result.load.rate
+        elif in_window.any():
+            cycle_ns = float(np.mean((c["end_ns"] - c["intended_ns"])[in_window]))
+    throughput = smoothed_throughput(c["end_ns"][ok], w0, w1, cycle_ns)
     # A run bounded by its number of requests (a wave) has no steady stretch to bin.
-    spread = (throughput_spread(c["intended_ns"][ok], c["end_ns"][ok], w0, w1, closed=not open_loop)
-              if result.load.requests is None else None)
+    spread = throughput_spread(c["end_ns"][ok], w0, w1, cycle_ns) if result.load.requests is None else None
     # Where the time went: the handler on the server's clock, and everything else.
     stamped = good & (c["server_start_ns"] > 0) & (c["server_end_ns"] >= c["server_start_ns"])
     handler_ms = (c["server_end_ns"] - c["server_start_ns"])[stamped] / 1e6
