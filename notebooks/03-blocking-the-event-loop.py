@@ -20,7 +20,7 @@ import asyncio
 import time
 
 from conclab.base.paths import quick_mode
-from conclab.figures.experiment import figure, measure
+from conclab.figures.experiment import figure
 from conclab.figures.registry import REGISTRY
 from conclab.teaching import teach
 
@@ -65,7 +65,9 @@ SLOW_CALLBACK_S = 0.1                  # asyncio debug mode's threshold (0.1 s i
 # 10 users send `GET /blocking-io?ms=50` to one Uvicorn process. Meanwhile a monitor sends
 # `GET /health` 20 times a second, as a load balancer's health check would; `/health` does
 # no work at all. This is the `blocking` experiment of `make charts`, which runs the two
-# healthy routes beside it - here is its plan:
+# healthy routes beside it, and runs `/blocking-io` a second time with a different monitor:
+# one user who sends `/health` on one kept-alive connection, the next as soon as the last
+# is answered. Here is its plan:
 
 # %%
 teach.plan(REGISTRY["blocking"])
@@ -79,7 +81,7 @@ my_guess_rps = None         # requests per second on /blocking-io
 my_guess_health_ms = None   # p50 latency of /health, in milliseconds
 
 # %%
-data = measure(REGISTRY["blocking"], results_dir=RESULTS_DIR, fresh=True)
+data = teach.measure(REGISTRY["blocking"], results_dir=RESULTS_DIR, fresh=True)
 blocking = next(p for p in data["points"] if p["series"] == "/blocking-io")
 teach.check_guess(my_guess_rps, blocking["summary"]["throughput_rps"], what="/blocking-io throughput",
                   theory=blocking["prediction"]["throughput_rps"])
@@ -93,10 +95,33 @@ teach.probe_table(data)
 # %% [markdown]
 # **Reading the chart.** `/io` and `/offload-io` reach what Little's law predicts for
 # 10 users who each wait 50 ms: 10 / 0.05 s = 200 req/s. `/blocking-io` is stuck at
-# 1 / 0.05 s = 20 req/s: one request at a time, like a sync worker. Worse than a sync worker, in fact: while the loop is blocked, this
-# process cannot accept connections, read requests or answer anything - so the `/health`
-# probe, which needs no work at all, waits for the blocking handlers ahead of it (right
-# panel, log scale).
+# 1 / 0.05 s = 20 req/s: one request at a time, like a sync worker. Worse than a sync
+# worker, in fact: while the loop is blocked, this process cannot accept connections, read
+# requests or answer anything - so the `/health` probe, which needs no work at all, waits
+# for the blocking handlers ahead of it (right panel, log scale).
+#
+# **How long does the probe wait?** The naive answer - ten handlers of 50 ms ahead of it,
+# so 0.5 s - holds only for the kept-alive monitor. The loop works in *turns*: it asks the
+# kernel which sockets are ready, then runs every callback and task that is ready, one
+# after another. With `/blocking-io`, each of the 10 users' handlers holds the loop for
+# 50 ms when its turn comes, so one turn lasts up to 10 × 50 ms = 0.5 s (the dashed line).
+#
+# - A probe on an **open connection** waits for the turn in progress and its own place in
+#   the next one: about one turn, users × handler time. That is the `probe kept alive`
+#   bar.
+# - A probe on a **new connection** waits much longer. Before its request can even be read,
+#   the connection must be *accepted*, and while the loop is blocked Uvicorn's loop (uvloop)
+#   accepts one new connection per turn: a trace of the server's system calls (`strace`)
+#   shows one `accept4` after each `epoll_pwait`. The monitor opens 20 connections a second
+#   and the loop turns about twice a second, so the monitor's connections pile up in the
+#   listen queue, and each probe waits behind every probe that came before it. Its wait
+#   grows for as long as the load lasts - the p50 and p99 of that bar say how long the run
+#   was, not a property of the server (the open loop above capacity of notebook 08 again).
+#
+# A prediction that holds for a blocked loop: a health check on a kept-alive connection
+# waits about users × the blocking time; health checks that open new connections faster
+# than the loop turns wait without bound. Load balancers' health checks usually open a new
+# connection each time, so a blocked worker reads as dead.
 
 # %% [markdown]
 # ## 3. See it: timelines
@@ -105,8 +130,8 @@ teach.probe_table(data)
 # Light: the client's view; dark: the handler running; one lane per thread.
 
 # %%
-data = measure(teach.only(REGISTRY["timelines"], where=lambda job: job.spec.kind == "asgi"),
-               results_dir=RESULTS_DIR, fresh=True)
+data = teach.measure(teach.only(REGISTRY["timelines"], where=lambda job: job.spec.kind == "asgi"),
+                     results_dir=RESULTS_DIR, fresh=True)
 teach.timeline_figure(data)
 
 
@@ -157,8 +182,8 @@ for line in teach.run_in_debug_mode(main, slow_callback_duration=SLOW_CALLBACK_S
 # ### b) The latency of something trivial
 #
 # A health endpoint that does no work should answer in about a millisecond. If its latency
-# jumps to the length of your slowest handler, the loop is blocked: that is the probe in
-# section 2. Monitoring tools measure the same thing as *event loop lag*: schedule a 10 ms
+# jumps to hundreds of milliseconds or more - the blocking handlers queued ahead of it, as
+# in section 2 - the loop is blocked. Monitoring tools measure the same thing as *event loop lag*: schedule a 10 ms
 # sleep and measure how late it wakes up. (The lab's load driver watches its own loop that
 # way - notebook 08.)
 
@@ -173,8 +198,14 @@ for line in teach.run_in_debug_mode(main, slow_callback_duration=SLOW_CALLBACK_S
 #    AnyIO's `await anyio.to_thread.run_sync(func, ...)` (what Starlette uses). The loop stays
 #    free; the call occupies one pool thread. Pools are bounded - notebook 04 measures what
 #    happens when one is full.
-# 3. **CPU-heavy work**: a thread keeps the loop responsive, but threads share the GIL, so it
-#    adds no computing capacity. That takes processes (notebooks 04 and 05).
+# 3. **CPU-heavy work** is different, because a thread needs the GIL to compute. In a thread,
+#    pure-Python work is asked to hand the GIL over every `sys.getswitchinterval()` (5 ms by
+#    default), so the loop still gets turns, only slower; one long C call that holds the GIL
+#    (built-in `sum` over a big `range`) freezes the loop as if it ran on it; C code that
+#    releases the GIL (hashlib on large data) leaves the loop free. Notebook 01 (section 6)
+#    measured the loop's stall in each case, and notebook 04 measures what each does to a
+#    server's throughput and to `/health`. Pure-Python threads add no computing capacity:
+#    that takes processes (notebooks 04 and 06).
 
 # %% [markdown]
 # ## 6. Why FastAPI runs plain `def` endpoints in a threadpool
@@ -193,9 +224,10 @@ for line in teach.run_in_debug_mode(main, slow_callback_duration=SLOW_CALLBACK_S
 # endpoint costs one pool thread, while a blocking `async def` endpoint freezes every request
 # on that worker.
 #
-# And Flask? Its `async def` views run to completion inside the WSGI worker's thread. They
-# let one request await several things at once, but the worker still serves one request at
-# a time ([Flask: Using async and await](https://flask.palletsprojects.com/en/stable/async-await/)).
+# And Flask? For each request to an `async def` view, Flask starts an event loop in a thread,
+# runs the view there and returns the result. The view can await several things at once,
+# but the WSGI worker is tied up for the whole request, so it still serves one request at a
+# time ([Flask: Using async and await](https://flask.palletsprojects.com/en/stable/async-await/)).
 
 # %% [markdown]
 # ## Takeaway

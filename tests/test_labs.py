@@ -7,10 +7,15 @@ solution text and no instructor-only file. Real servers, real sockets: every
 grader run here is `conclab grade`, exactly what an instructor or student runs.
 """
 
+import contextlib
+import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -18,10 +23,11 @@ from pathlib import Path
 import pytest
 
 from conclab.base.errors import LabError, MarkerError
-from conclab.labs import handout, markers
+from conclab.labs import handout as handouts
+from conclab.labs import markers, tracebacks
 
 CONCLAB = str(Path(sys.executable).with_name("conclab"))
-LABS = handout.all_labs()
+LABS = handouts.all_labs()
 LAB_IDS = [lab.name for lab in LABS]
 CHECK_LINE = re.compile(r"^  (PASS|FAIL)  (\S+)", re.MULTILINE)
 
@@ -121,7 +127,7 @@ def test_every_check_is_shown_failing_by_the_starter_or_a_mutant():
 
 @pytest.mark.labs
 def test_editing_the_graders_copy_in_a_submission_changes_nothing(handout, tmp_path):
-    lab = handout.find_lab("02")
+    lab = handouts.find_lab("02")
     folder = submission_from_handout(handout, lab, tmp_path, lab / "instructor" / "mutants" / "broken-config")
     for test in (folder / "grader").glob("test_*.py"):
         test.write_text("def test_everything_passes():\n    pass\n")
@@ -169,9 +175,9 @@ def test_grade_with_a_missing_submission_is_one_line_and_exit_2(tmp_path):
 
 def test_lab_numbers_are_found_in_any_spelling():
     first = LABS[0]
-    assert handout.find_lab("1") == handout.find_lab("01") == handout.find_lab(first.name) == first
+    assert handouts.find_lab("1") == handouts.find_lab("01") == handouts.find_lab(first.name) == first
     with pytest.raises(LabError, match="the labs are 01"):
-        handout.find_lab("7")
+        handouts.find_lab("7")
 
 
 # --- the handout -----------------------------------------------------------------------
@@ -294,10 +300,190 @@ def test_a_marker_error_leaves_the_previous_handout_in_place(tmp_path):
     (source / "instructor_notes.md").write_text("hidden\n")
     (source / "grader" / "instructor_test_hidden.py").write_text("def test_x():\n    pass\n")
     out = tmp_path / "out"
-    handout.write_handout(out, labs_dir=tmp_path / "labs")
+    handouts.write_handout(out, labs_dir=tmp_path / "labs")
     assert sorted(p.name for p in (out / "01-demo").rglob("*")) == ["app.py", "grader"]
     (source / "app.py").write_text("# BEGIN SOLUTION\nx = 2\n")
     with pytest.raises(MarkerError):
-        handout.write_handout(out, labs_dir=tmp_path / "labs")
+        handouts.write_handout(out, labs_dir=tmp_path / "labs")
     assert (out / "01-demo" / "app.py").read_text() == "x = 1\n"
     assert sorted(p.name for p in out.iterdir()) == ["01-demo", "README.md"]  # no half-written staging folder
+
+
+# --- what a student meets: commands as written, their own traceback, the wrong folder --------
+
+ROOT = Path(__file__).resolve().parents[1]
+SH_BLOCK = re.compile(r"^( *)```sh\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
+ANOTHER_TERMINAL = "# in another terminal:"
+READY = "Serving until Ctrl-C"  # what `make try` prints once its servers are up (conclab.labs.trying)
+PLACEHOLDER = re.compile(r"path/to/your/(\d\d-[a-z0-9-]+)")
+BROKEN = re.compile(r"command not found|No such file or directory|No rule to make target|conclab: error:"
+                    r"|Traceback \(most recent call last\)")
+
+
+def readme_blocks(readme):
+    """The README's ```sh blocks: (server, clients) - the part before '# in another terminal:'
+    runs until the rest has run; a block without that line is all clients, and if it talks to
+    127.0.0.1:8000, it runs against the server of the block before."""
+    blocks = []
+    for indent, body in SH_BLOCK.findall(readme.read_text(encoding="utf-8")):
+        lines = [line[len(indent):] for line in body.splitlines()]
+        if ANOTHER_TERMINAL in [line.strip() for line in lines]:
+            at = [line.strip() for line in lines].index(ANOTHER_TERMINAL)
+            blocks.append(("\n".join(lines[:at]), "\n".join(lines[at + 1:])))
+        elif "127.0.0.1:8000" in body and blocks and blocks[-1][0]:
+            # Talks to the server the block before started: runs while that one runs again.
+            blocks.append((blocks[-1][0], "\n".join(lines)))
+        else:
+            blocks.append((None, "\n".join(lines)))
+    return blocks
+
+
+def as_written(command, copies, port):
+    """The command with the student's folder and port filled in: nothing else changes."""
+    command = PLACEHOLDER.sub(lambda m: str(copies[m.group(1)]), command)
+    return command.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def run_server_then_clients(server, clients, env):
+    """Start `server` in a session of its own, wait for its port, run `clients`, stop the server."""
+    port = int(env["PORT"])
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(["bash", "-c", server], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            # Ready: listening, and for `make try` every worker booted (it says "Serving").
+            deadline = time.monotonic() + 60
+            while not (port_open(port) and ("make try" not in server or READY in read_log(log))):
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    f"`{server}` did not listen on {port}:\n{read_log(log)}")
+                time.sleep(0.2)
+            done = subprocess.run(["bash", "-c", clients], cwd=ROOT, env=env, capture_output=True,
+                                  text=True, timeout=120)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGKILL):  # its servers go with it (the guard)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+                try:
+                    proc.wait(timeout=15)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        deadline = time.monotonic() + 15
+        while port_open(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not port_open(port), f"`{server}` left a server on port {port}"
+        return read_log(log) + done.stdout + done.stderr
+
+
+def read_log(log):
+    log.flush()
+    log.seek(0)
+    return log.read()
+
+
+@pytest.mark.labs
+@pytest.mark.parametrize("lab", LABS, ids=LAB_IDS)
+def test_every_readme_command_runs_as_written_from_a_handout_copy(lab, handout, tmp_path):
+    """Each ```sh block of the handout's README, run from the repository root with the
+    student's folder and a free port filled in; `make try` shows the problem the lab is about."""
+    from conclab.processes.launcher import free_port
+
+    if subprocess.run(["make", "-q", ".venv/.installed"], cwd=ROOT).returncode != 0:
+        pytest.skip("the venv is older than pyproject.toml: `make setup` first (make would reinstall it)")
+    copies = {name: submission_from_handout(handout, handouts.find_lab(name), tmp_path / name)
+              for name in {m for m in PLACEHOLDER.findall((handout / lab.name / "README.md").read_text())}}
+    blocks = readme_blocks(handout / lab.name / "README.md")
+    assert blocks, f"{lab.name}: its README has no ```sh block to try"
+    tried = ""
+    for server, clients in blocks:
+        port = free_port()
+        env = dict(os.environ, PORT=str(port))
+        clients = as_written(clients, copies, port)
+        if server is None:
+            done = subprocess.run(["bash", "-c", clients], cwd=ROOT, env=env, capture_output=True, text=True,
+                                  timeout=180)
+            output = done.stdout + done.stderr
+        else:
+            output = run_server_then_clients(as_written(server, copies, port), clients, env)
+        assert not BROKEN.search(output), f"{lab.name}: `{server or ''}\n{clients}` did not run as written:\n{output}"
+        if "make grade" in clients:
+            assert re.search(r"^score: \d+/\d+$", output, re.MULTILINE), output
+        else:
+            tried += output
+    shows = expectations(lab).get("readme", {}).get("shows")
+    assert shows, f"{lab.name}: instructor/checks.toml needs [readme] shows = '<regex>' (what make try shows)"
+    assert re.search(shows, tried), f"{lab.name}: trying the untouched handout did not show {shows!r}:\n{tried}"
+
+
+def test_lab_readmes_name_only_what_a_handout_copy_or_the_repository_has(handout):
+    """A relative link must resolve inside the student's copy; a notebook is named by its repository path."""
+    link = re.compile(r"\]\(([^)#\s]+)")
+    for lab in LABS:
+        copy = handout / lab.name
+        for page in copy.rglob("*.md"):
+            text = page.read_text(encoding="utf-8")
+            for target in link.findall(text):
+                if not re.match(r"https?://", target):
+                    resolved = (page.parent / target).resolve()
+                    assert resolved.is_relative_to(copy.resolve()) and resolved.exists(), (
+                        f"{page}: the link {target} does not work from a copy of the lab folder")
+            for name in re.findall(r"notebooks/[\w.-]+", text):
+                assert (ROOT / name).exists(), f"{page}: names {name}, which the repository does not have"
+
+
+def test_grading_or_trying_a_folder_without_the_labs_file_says_so_in_one_line(handout):
+    for command in ("grade", "try"):
+        done = conclab(command, "03", "--submission", str(handout / "01-unblock-the-loop"), timeout=60)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.count("\n") == 1 and "does not hold fanout.py" in done.stderr, done.stderr
+        assert "FAIL" not in done.stdout
+
+
+@pytest.mark.labs
+def test_a_submission_that_crashes_shows_the_student_its_own_traceback(handout, tmp_path):
+    lab = handouts.find_lab("01")
+    folder = submission_from_handout(handout, lab, tmp_path)
+    app = folder / "app.py"
+    text = (lab / "app.py").read_text()  # the solution (its markers are comments)
+    assert "asyncio.to_thread(slow_hash, text, rounds)" in text
+    # A plausible slip: the hash is called, and its result handed to to_thread.
+    app.write_text(text.replace("asyncio.to_thread(slow_hash, text, rounds)", "asyncio.to_thread(slow_hash(text, rounds))"))
+    code, checks, output, _ = grade(lab, folder)
+    assert checks["route_still_does_its_job[hash]"] is False, output
+    failure = output.split("FAIL  route_still_does_its_job[hash]")[1].split("  FAIL ")[0]
+    assert "/hash answered 500" in failure, output
+    assert 'File "app.py", line' in failure and "asyncio.to_thread(slow_hash(text, rounds))" in failure, output
+    assert "TypeError: 'str' object is not callable" in failure, output
+
+
+def test_a_traceback_in_a_server_log_is_cut_to_the_students_frames(tmp_path):
+    folder = tmp_path / "my-lab"
+    log = (
+        "INFO:     Started server process [1]\n"
+        "ERROR:    Exception in ASGI application\n"
+        "Traceback (most recent call last):\n"
+        '  File "/venv/uvicorn/protocols/http/httptools_impl.py", line 409, in run_asgi\n'
+        "    result = await app(\n"
+        f'  File "{folder}/app.py", line 134, in app\n'
+        "    status, body = 200, await route(query)\n"
+        f'  File "{folder}/app.py", line 88, in hash_text\n'
+        "    return await asyncio.to_thread(slow_hash(text, rounds))\n"
+        "                                   ^^^^^^^^^^^^^^^^^^^^^^\n"
+        "TypeError: 'str' object is not callable\n"
+        "Traceback (most recent call last):\n"
+        '  File "/venv/gunicorn/workers/sync.py", line 1, in handle\n'
+        "    raise OSError\n"
+        "OSError: not the student's\n"
+    )
+    assert tracebacks.last_in_log(log, folder) == [
+        'File "app.py", line 134, in app', "  status, body = 200, await route(query)",
+        'File "app.py", line 88, in hash_text', "  return await asyncio.to_thread(slow_hash(text, rounds))",
+        "                                 ^^^^^^^^^^^^^^^^^^^^^^",
+        "TypeError: 'str' object is not callable",
+    ]
+    assert tracebacks.last_in_log("no traceback here\n", folder) == []
