@@ -120,8 +120,8 @@ teach.probe_table(data)
 #
 # A prediction that holds for a blocked loop: a health check on a kept-alive connection
 # waits about users × the blocking time; health checks that open new connections faster
-# than the loop turns wait without bound. Load balancers' health checks usually open a new
-# connection each time, so a blocked worker reads as dead.
+# than the loop turns wait without bound - so a monitor that opens a new connection for
+# each check can time out, and report dead, a worker that is merely blocked.
 
 # %% [markdown]
 # ## 3. See it: timelines

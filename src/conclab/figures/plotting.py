@@ -182,10 +182,12 @@ def draw_timelines(data, fig):
         pred = p.get("prediction") or {}
         theory = f" (theory {pred['latency_ms']:.0f} ms)" if pred.get("latency_ms") else ""
         timeline(ax, recs, f"{p['series']} - all done in {took:.0f} ms{theory}", t0_ns=recs.get("t0_ns"))
-    fig.legend(handles=[
+    # Above the first panel's own title, inside the layout: a figure legend at the
+    # top would share its row with the figure's title and cover it.
+    axes[0].legend(handles=[
         matplotlib_patch("#b0c4de", "client: sent -> answered"),
         matplotlib_patch("#1f3b73", "server: handler running (X-Start-Ns..X-End-Ns)"),
-    ], fontsize=7, loc="outside upper right", ncols=2)
+    ], fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.12), ncols=2, frameon=False)
 
 
 def matplotlib_patch(color, label):
