@@ -101,14 +101,15 @@ teach.probe_table(data)
 # for the blocking handlers ahead of it (right panel, log scale).
 #
 # **How long does the probe wait?** The naive answer - ten handlers of 50 ms ahead of it,
-# so 0.5 s - holds only for the kept-alive monitor. The loop works in *turns*: it asks the
+# so 0.5 s - holds, on average, only for the kept-alive monitor. The loop works in *turns*: it asks the
 # kernel which sockets are ready, then runs every callback and task that is ready, one
 # after another. With `/blocking-io`, each of the 10 users' handlers holds the loop for
 # 50 ms when its turn comes, so one turn lasts up to 10 × 50 ms = 0.5 s (the dashed line).
 #
-# - A probe on an **open connection** waits for the turn in progress and its own place in
-#   the next one: about one turn, users × handler time. That is the `probe kept alive`
-#   bar.
+# - A probe on an **open connection** waits for the rest of the turn in progress, then for
+#   the handlers read before it in the next turn: between a fraction of a turn and two,
+#   about one turn - users × handler time - on average. That is the `probe kept alive` bar
+#   (quick mode answers only one or two such probes, so expect it anywhere in that range).
 # - A probe on a **new connection** waits much longer. Before its request can even be read,
 #   the connection must be *accepted*, and while the loop is blocked Uvicorn's loop (uvloop)
 #   accepts one new connection per turn: a trace of the server's system calls (`strace`)
