@@ -85,10 +85,13 @@ def write_handout(out, labs_dir=None):
 def handout_index(folders):
     """The handout's front page: each lab's title and goal, and how to grade it."""
     lines = ["# Concurrency Lab - homework labs", "",
-             "One folder per lab; start with its README. Work in the folder, then grade it",
-             "from the root of the Concurrency Lab repository (after `make setup`):", "",
-             "```sh", "make grade LAB=01 SUBMISSION=path/to/your/01-unblock-the-loop", "```", "",
-             "It prints a PASS/FAIL line per check, why a check failed, and your score.", ""]
+             "One folder per lab; start with its README. Work in your copy of the folder;",
+             "run it by hand and grade it from the root of the Concurrency Lab repository",
+             "(after `make setup`, which creates the `.venv` these commands use):", "",
+             "```sh", "make try LAB=01 SUBMISSION=path/to/your/01-unblock-the-loop",
+             "make grade LAB=01 SUBMISSION=path/to/your/01-unblock-the-loop", "```", "",
+             "`make try` runs your copy as the grader does, until Ctrl-C. `make grade` prints a",
+             "PASS/FAIL line per check, why a check failed, and your score.", ""]
     for folder in folders:
         readme = folder / "README.md"
         text = readme.read_text(encoding="utf-8") if readme.is_file() else folder.name
