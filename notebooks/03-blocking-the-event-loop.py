@@ -101,19 +101,19 @@ teach.probe_table(data)
 # for the blocking handlers ahead of it (right panel, log scale).
 #
 # **How long does the probe wait?** The naive answer - ten handlers of 50 ms ahead of it,
-# so 0.5 s - holds, on average, only for the kept-alive monitor. The loop works in *turns*: it asks the
+# so 0.5 s - holds only for the kept-alive monitor. The loop works in *turns*: it asks the
 # kernel which sockets are ready, then runs every callback and task that is ready, one
 # after another. With `/blocking-io`, each of the 10 users' handlers holds the loop for
 # 50 ms when its turn comes, so one turn lasts up to 10 × 50 ms = 0.5 s (the dashed line).
 #
-# - A probe on an **open connection** waits for the rest of the turn in progress, then for
-#   the handlers read before it in the next turn: between a fraction of a turn and two,
-#   about one turn - users × handler time - on average. That is the `probe kept alive` bar
-#   (quick mode answers only one or two such probes, so expect it anywhere in that range).
+# - A probe on an **open connection** waits at most about one turn - users × handler time:
+#   the `probe kept alive` bar, under the dashed line.
 # - A probe on a **new connection** waits much longer. Before its request can even be read,
-#   the connection must be *accepted*, and while the loop is blocked Uvicorn's loop (uvloop)
-#   accepts one new connection per turn: a trace of the server's system calls (`strace`)
-#   shows one `accept4` after each `epoll_pwait`. The monitor opens 20 connections a second
+#   the connection must be *accepted*, and Uvicorn's default loop, uvloop, accepts one new
+#   connection per turn: it uses libuv, which stopped accepting connections in a loop
+#   ([libuv#3696](https://github.com/libuv/libuv/pull/3696)). A trace of the server's system
+#   calls (`strace -f -e epoll_pwait,accept4,clock_nanosleep`) shows it: one `accept4` after
+#   each `epoll_pwait`, then the users' 50 ms sleeps. The monitor opens 20 connections a second
 #   and the loop turns about twice a second, so the monitor's connections pile up in the
 #   listen queue, and each probe waits behind every probe that came before it. Its wait
 #   grows for as long as the load lasts - the p50 and p99 of that bar say how long the run
@@ -252,3 +252,9 @@ for line in teach.run_in_debug_mode(main, slow_callback_duration=SLOW_CALLBACK_S
 # 3. `asyncio.to_thread` uses the loop's default executor. How many threads does it have on
 #    this machine (see the `concurrent.futures.ThreadPoolExecutor` docs)? What happens to
 #    the calls beyond that number?
+# 4. CPython's own event loop accepts up to 100 waiting connections each time the listening
+#    socket is ready (`_accept_connection` in CPython's `Lib/asyncio/selector_events.py`).
+#    Predict the `/health` p50 of section 2's new-connection probe on
+#    `ServerSpec("asgi", loop="asyncio")`. Then measure it: inside `with serve(spec) as
+#    server:`, start `run_load(server.url, path="/health", rate=20, duration=4)` in a
+#    `threading.Thread`, and run the 10 users of `/blocking-io?ms=50` for 4 s meanwhile.

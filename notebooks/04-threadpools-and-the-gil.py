@@ -17,14 +17,14 @@
 # Setup - run this cell first: imports and parameters.
 # %matplotlib inline
 import asyncio
-import os
 import time
 
 import anyio.to_thread
 
+from conclab.base.cores import usable_cores
 from conclab.base.paths import quick_mode
 from conclab.base.specs import ServerSpec
-from conclab.figures.experiment import figure, measure
+from conclab.figures.experiment import figure
 from conclab.figures.registry import REGISTRY
 from conclab.measuring.driver import run_load
 from conclab.processes.launcher import serve
@@ -56,9 +56,10 @@ DURATION_S = 1.5 if QUICK else 3.0      # seconds measured in section 4
 # - **Waiting releases the GIL.** `time.sleep`, socket reads and most blocking I/O let go of
 #   the GIL while they wait, so many threads can wait at once. For I/O, threads scale.
 # - **Computing holds it.** Pure-Python CPU work needs the GIL the whole time, so threads
-#   take turns: the running thread is asked to hand over every few milliseconds. Two threads
-#   computing finish no sooner than one thread doing both jobs. For CPU work, threads do
-#   not scale - processes do.
+#   take turns: the running thread is asked to hand over every `sys.getswitchinterval()`,
+#   5 ms by default. Two threads computing finish no sooner than one thread doing both
+#   jobs. For pure-Python CPU work, threads do not scale - processes do. (C code that
+#   releases the GIL, such as hashlib on large data, is the exception; section 7.)
 #
 # CPython 3.13 added an optional *free-threaded* build without the GIL
 # ([PEP 703](https://peps.python.org/pep-0703/)). This lab uses the standard build:
@@ -135,7 +136,7 @@ my_guess_latency_ms = None  # mean latency in milliseconds
 
 # %%
 spec = ServerSpec("asgi", threadpool=POOL)
-with serve(spec) as server:
+with teach.LiveChart(f"{USERS} users on /offload-io?ms=100, a pool of {POOL} threads"), serve(spec) as server:
     result = run_load(server.url, path="/offload-io?ms=100", concurrency=USERS,
                       duration=DURATION_S, warmup=0.5, progress=True)
 run = teach.point(spec, result)
@@ -159,7 +160,7 @@ teach.littles_law_table([run])
 teach.plan(REGISTRY["threadpool"])
 
 # %%
-data = measure(REGISTRY["threadpool"], results_dir=RESULTS_DIR, fresh=True)
+data = teach.measure(REGISTRY["threadpool"], results_dir=RESULTS_DIR, fresh=True)
 figure(REGISTRY["threadpool"], data)
 
 # %% [markdown]
@@ -179,12 +180,12 @@ figure(REGISTRY["threadpool"], data)
 teach.plan(REGISTRY["gil"])
 
 # %%
-print(f"usable cores on this machine: {len(os.sched_getaffinity(0))} (the load driver needs some CPU too)")
+print(f"usable cores on this machine: {usable_cores()} (the load driver needs some CPU too)")
 my_guess_2_threads = None     # requests per second
 my_guess_2_processes = None   # requests per second
 
 # %%
-data = measure(REGISTRY["gil"], results_dir=RESULTS_DIR, fresh=True)
+data = teach.measure(REGISTRY["gil"], results_dir=RESULTS_DIR, fresh=True)
 two = {p["series"]: p for p in data["points"] if p["x"] == 2}
 threads, processes = two["threads (gthread, 1 worker)"], two["processes (sync workers)"]
 teach.check_guess(my_guess_2_threads, threads["summary"]["throughput_rps"], what="2 threads",
@@ -196,12 +197,14 @@ figure(REGISTRY["gil"], data)
 # %% [markdown]
 # **Reading the chart.** Threads stay flat at one core's worth - 1 / 40 ms = 25 req/s - however
 # many there are: they take turns holding the GIL. Processes each have their own
-# interpreter and their own GIL, so they compute on separate cores, up to the number of
-# cores. (The load driver runs on these cores too, so on a small or busy machine the
-# processes fall short of the dashed theory - the footer says how many cores there were.)
+# interpreter and their own GIL, so they compute on separate cores, up to the usable
+# cores (the CPU affinity or the container's CPU quota, whichever is smaller). (The load
+# driver runs on these cores too, so on a small or busy machine the processes fall short of
+# the dashed theory - the footer says how many cores there were.)
 #
-# The same holds for an async app's pool: `/offload-cpu` keeps the loop free to answer
-# `/health`, but it adds no computing capacity.
+# The same holds for an async app's pool: `/offload-cpu` adds no computing capacity, and it
+# keeps the loop answering `/health` only to within a few switch intervals - section 7
+# measures that.
 
 # %% [markdown]
 # ## Takeaway
@@ -209,7 +212,7 @@ figure(REGISTRY["gil"], data)
 # - For **waiting** (I/O), threads scale: k threads serve k requests at once. The pool size is
 #   the slot count in Little's law.
 # - For **computing** in pure Python, the threads of one process share one GIL: more threads
-#   add no throughput. More processes do, up to the number of cores.
+#   add no throughput. More processes do, up to the usable cores.
 # - AnyIO's default thread limiter - used by Starlette and FastAPI for `def` endpoints, sync
 #   background tasks and file handling - has **40** tokens. When all are taken, more sync
 #   work queues silently.

@@ -22,23 +22,24 @@ import os
 import httpx
 from IPython.display import display
 
+from conclab.base.cores import usable_cores
 from conclab.base.paths import quick_mode
 from conclab.base.specs import ServerSpec
-from conclab.figures.experiment import figure, measure
+from conclab.figures.experiment import figure
 from conclab.figures.registry import REGISTRY
 from conclab.measuring.driver import run_load
 from conclab.processes.launcher import serve
 from conclab.teaching import teach
 
 QUICK = quick_mode()                         # CONCLAB_QUICK=1: fewer points, shorter runs
-RESULTS_DIR = teach.results_dir("05")        # the experiments' per-point files (git-ignored)
-CORES = len(os.sched_getaffinity(0))         # cores this notebook may run on
+RESULTS_DIR = teach.results_dir("06")        # the experiments' per-point files (git-ignored)
+CORES = usable_cores()                       # CPU affinity or the cgroup's CPU quota, whichever is smaller
 STATE_REQUESTS = 40                          # requests to /state in section 2
 MEMORY_WORKERS = [1, 4] if QUICK else [1, 2, 4, 8]   # worker counts for the memory check
 MEMORY_SWEEP = not QUICK                     # the memory sweep holds requests 3 s per point
 
 # %% [markdown]
-# # 05 · Worker processes
+# # 06 · Worker processes
 #
 # **Question.** Gunicorn and Uvicorn both take `--workers N` and start more processes. What
 # does each extra worker give you, what does it cost, and how many should you run?
@@ -107,7 +108,7 @@ teach.check_guess(my_guess_max_count, max(a["count"] for a in answers), what="hi
 
 # %%
 spec = ServerSpec("asgi", workers=2)
-with serve(spec) as server:
+with teach.LiveChart("4 keep-alive users, 2 Uvicorn workers"), serve(spec) as server:
     print(f"worker pids: {server.worker_pids}")
     result = run_load(server.url, path="/io?ms=10", concurrency=4, requests=200, progress=True)
 served = collections.Counter(result.columns()["worker_pid"].tolist())
@@ -137,7 +138,7 @@ my_guess_2_workers = None   # requests per second
 teach.plan(REGISTRY["workers"])
 
 # %%
-data = measure(REGISTRY["workers"], results_dir=RESULTS_DIR, fresh=True)
+data = teach.measure(REGISTRY["workers"], results_dir=RESULTS_DIR, fresh=True)
 cpu = {p["x"]: p for p in data["points"] if p["series"].startswith("CPU")}
 teach.check_guess(my_guess_1_worker, cpu[1]["summary"]["throughput_rps"], what="1 worker",
                   theory=cpu[1]["prediction"]["throughput_rps"])
@@ -146,9 +147,9 @@ teach.check_guess(my_guess_2_workers, cpu[2]["summary"]["throughput_rps"], what=
 figure(REGISTRY["workers"], data)
 
 # %% [markdown]
-# **Reading the chart.** CPU work scales with workers only up to the number of cores - fewer,
-# if the load driver or other programs keep some of them busy; past that, the workers take
-# turns on the same cores. I/O work (each sync worker waits)
+# **Reading the chart.** CPU work scales with workers only up to the usable cores (`CORES`) -
+# fewer, if the load driver or other programs keep some of them busy; past that, the
+# workers take turns on the same cores. I/O work (each sync worker waits)
 # scales with workers up to the number of users, because a waiting process needs no core.
 #
 # ## 4. What a worker costs: memory
@@ -168,15 +169,21 @@ for n in MEMORY_WORKERS:
 teach.Table(["server", "workers", "memory of all its processes (MiB, PSS)"], rows)
 
 # %% [markdown]
-# Each worker adds tens of MiB before it serves a single request. (Uvicorn *spawns* fresh
-# interpreters for its workers rather than forking, so they share less with their parent.)
+# Each worker adds memory before it serves a single request: read the step from one worker
+# count to the next in the table. For this small Flask app a forked sync worker costs about
+# 15 MiB of PSS (the `memory` figure, from 1 to 16 workers holding requests); a real app with
+# more imports costs more. (Uvicorn *spawns* fresh interpreters for its workers rather than
+# forking, so they share less with their parent.)
+#
 # For comparison, the `memory` experiment holds N slow requests in flight and measures the
-# extra memory per request for processes, threads and coroutines. It holds every point for
-# 3 s, so quick mode skips it:
+# extra memory per request for processes, threads and coroutines. On the coroutine side
+# that is one whole in-flight Uvicorn request - connection, transport, HTTP parser, task and
+# coroutine - not a bare coroutine object. It holds every point for 3 s, so quick mode
+# skips it:
 
 # %%
 if MEMORY_SWEEP:
-    data = measure(REGISTRY["memory"], results_dir=RESULTS_DIR, fresh=True)
+    data = teach.measure(REGISTRY["memory"], results_dir=RESULTS_DIR, fresh=True)
     display(figure(REGISTRY["memory"], data))
 else:
     print("Quick mode: memory sweep skipped. Set MEMORY_SWEEP = True in the setup cell to run it (about a minute).")
@@ -193,7 +200,8 @@ else:
 
 # %%
 print(f"os.cpu_count():               {os.cpu_count()}  (cores in the machine)")
-print(f"len(os.sched_getaffinity(0)): {CORES}  (cores this process may run on)")
+print(f"len(os.sched_getaffinity(0)): {len(os.sched_getaffinity(0))}  (cores this process may run on)")
+print(f"usable_cores():               {CORES}  (and no more than the cgroup's CPU quota)")
 print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 
 # %% [markdown]
@@ -205,11 +213,15 @@ print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 #   Rather than 50 processes, use threads (gthread) or an async server - notebook 02.
 # - **Pure CPU work.** More workers than cores add memory and context switches, not
 #   throughput (section 3).
-# - **Async workers.** One Uvicorn worker serves many requests at once; about one worker per
-#   core is the usual start.
-# - **Containers and shared machines.** `os.cpu_count()` counts the machine's cores, and
-#   neither number above knows about a container's CPU quota: a container limited to 2 CPUs
-#   on a 64-core host would start 129 workers. Count the cores you actually get.
+# - **Async workers.** One Uvicorn worker serves many waiting requests at once, so waiting
+#   does not size an async server: its workers are there for CPU - parsing HTTP, your
+#   handlers' own work - and, like CPU work above, they help up to the usable cores. Measure
+#   with your own load.
+# - **Containers and shared machines.** `os.cpu_count()` counts the machine's cores, and the
+#   CPU affinity does not know about a container's CPU quota: a container limited to 2 CPUs
+#   on a 64-core host would start 129 workers. Count the cores you actually get - the lab's
+#   `usable_cores()` takes the affinity and the cgroup's `cpu.max` quota, whichever is
+#   smaller.
 # - **Memory.** Workers × memory per worker must fit, with room to spare (section 4).
 
 # %% [markdown]
@@ -219,7 +231,8 @@ print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 #   parallelism and isolation.
 # - State in module globals exists once per worker. The OS balances connections, not
 #   requests.
-# - Every worker costs tens of MiB. (2 × cores) + 1 is a starting point for sync workers with
+# - Every worker costs memory - about 15 MiB of PSS for a forked sync worker of this small
+#   app, more for a real one. (2 × cores) + 1 is a starting point for sync workers with
 #   short requests; size for real by measuring, and with Little's law when requests wait.
 
 # %% [markdown]
