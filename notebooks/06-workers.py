@@ -160,20 +160,26 @@ figure(REGISTRY["workers"], data)
 # charged N times for what they share.
 
 # %%
-rows = []
+rows, mib = [], {}
 for n in MEMORY_WORKERS:
     for kind in ("wsgi", "asgi"):
         spec = ServerSpec(kind, workers=n)
         with serve(spec) as server:
-            rows.append([spec.label, n, server.rss_bytes() / 2**20])
-teach.Table(["server", "workers", "memory of all its processes (MiB, PSS)"], rows)
+            mib[kind, n] = server.rss_bytes() / 2**20
+        rows.append([spec.label, n, mib[kind, n]])
+first, last = MEMORY_WORKERS[0], MEMORY_WORKERS[-1]
+step = {kind: (mib[kind, last] - mib[kind, first]) / (last - first) for kind in ("wsgi", "asgi")}
+teach.Table(["server", "workers", "memory of all its processes (MiB, PSS)"], rows,
+            f"each extra idle worker: Gunicorn sync {step['wsgi']:.1f} MiB, Uvicorn {step['asgi']:.1f} MiB")
 
 # %% [markdown]
-# Each worker adds memory before it serves a single request: read the step from one worker
-# count to the next in the table. For this small Flask app a forked sync worker costs about
-# 15 MiB of PSS (the `memory` figure, from 1 to 16 workers holding requests); a real app with
-# more imports costs more. (Uvicorn *spawns* fresh interpreters for its workers rather than
-# forking, so they share less with their parent.)
+# Each worker adds memory before it serves a single request: the note under the table gives
+# the step per idle worker. A worker that holds a request grows a little more: the `memory`
+# figure measures about 15 MiB of PSS per forked sync worker of this small Flask app, from 1
+# to 16 workers; a real app with more imports costs more. Uvicorn's step is larger for two
+# reasons: it *spawns* fresh interpreters for its workers rather than forking, so they share
+# less with their parent, and each worker of our ASGI app starts its own process pool (one
+# process per usable core) - the README's "The servers, by hand" says why.
 #
 # For comparison, the `memory` experiment holds N slow requests in flight and measures the
 # extra memory per request for processes, threads and coroutines. On the coroutine side
