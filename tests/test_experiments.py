@@ -183,7 +183,7 @@ def test_calibration_measures_the_servers_own_overhead_on_a_short_wait():
         o = calibrate(server, UVICORN, "/io?ms=3000", wave=True)
     assert 0 <= o.per_request_s < 0.05
     assert 0 <= o.per_connection_s < 0.01
-    assert "1 user" in o.source and "wave of 32" in o.source
+    assert "1 user" in o.source and "waves of 32" in o.source
 
 
 def test_every_prediction_says_where_its_overhead_came_from(figures_dir):

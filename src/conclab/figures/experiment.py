@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from ..base.cores import client_cpu
@@ -134,10 +135,12 @@ def calibrate(server, spec: ServerSpec, path: str, wave: bool = False) -> Overhe
 
     One user sends a few requests back to back on the same route (waiting at
     most 100 ms: the overhead does not grow with the wait): the per-request
-    overhead is their mean latency minus the nominal wait, the first request
+    overhead is their median latency minus the nominal wait, the first request
     (which opens the connection) left out. For a wave, ``CALIBRATION_WAVE`` new
-    connections (at most the server's slots) are opened at once: each extra one
-    finishes later by the serial cost of accepting and setting it up.
+    connections (at most the server's slots) are opened at once, three times:
+    each extra one finishes later by the serial cost of accepting and setting
+    it up (the median of the three). Medians, so that one stall of a shared
+    machine during the calibration does not shift every prediction after it.
     """
     cal = calibration_path(path)
     route, s_cal = parse_route(cal)
@@ -146,14 +149,15 @@ def calibrate(server, spec: ServerSpec, path: str, wave: bool = False) -> Overhe
     c = one.columns()
     ok = c["error"] == ""
     lat_s = (c["end_ns"] - c["intended_ns"])[ok][1:] / 1e9
-    per_request = max(0.0, float(lat_s.mean()) - s_cal) if lat_s.size else 0.0
+    per_request = max(0.0, float(np.median(lat_s)) - s_cal) if lat_s.size else 0.0
     source = f"measured once: 1 user, {n} x {cal}"
     per_connection = 0.0
     k = int(min(CALIBRATION_WAVE, slots(spec, route)[0])) if wave else 1
     if k >= 2:
-        w = _quiet_run(server.url, LoadSpec(path=cal, concurrency=k, requests=k, timeout=30))
-        per_connection = max(0.0, (w.summary["window_s"] - (s_cal + per_request)) / (k - 1))
-        source += f"; a wave of {k} new connections"
+        spans = [_quiet_run(server.url, LoadSpec(path=cal, concurrency=k, requests=k, timeout=30)).summary["window_s"]
+                 for _ in range(3)]
+        per_connection = max(0.0, (statistics.median(spans) - (s_cal + per_request)) / (k - 1))
+        source += f"; 3 waves of {k} new connections"
     return Overhead(per_request, per_connection, source)
 
 

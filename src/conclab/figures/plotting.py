@@ -27,7 +27,7 @@ def theory_note(data) -> str | None:
     parts = []
     if overheads:
         per_request = sorted(o["per_request_ms"] for o in overheads)
-        text = (f"theory (dashed) = Little's law with S + o, o = the server's own overhead measured once per "
+        text = (f"theory = Little's law with S + o, o = the server's own overhead measured once per "
                 f"server before the sweep (1 user: o = {per_request[0]:.1f}-{per_request[-1]:.1f} ms")
         per_conn = sorted(o["per_connection_ms"] for o in overheads if o["per_connection_ms"])
         if per_conn:
