@@ -26,7 +26,7 @@ import httpx
 from fastapi import Depends, FastAPI
 
 from conclab.base.paths import SERVERS_DIR, quick_mode
-from conclab.figures.experiment import figure, measure
+from conclab.figures.experiment import figure
 from conclab.figures.fastapi import DEF_SLEEP, DEFAULT_TOKENS, RAISED_TOKENS
 from conclab.figures.registry import REGISTRY
 from conclab.measuring.theory import parse_route
@@ -100,7 +100,7 @@ def pick(data, series, x):
     """The measured point of ``series`` at ``x``."""
     return next(p for p in data["points"] if p["series"] == series and p["x"] == x)
 
-data = measure(REGISTRY["fastapi"], results_dir=RESULTS_DIR, fresh=True)
+data = teach.measure(REGISTRY["fastapi"], results_dir=RESULTS_DIR, fresh=True)
 def_64 = pick(data, DEF_SLEEP.format(DEFAULT_TOKENS), 64)
 blocking_4 = pick(data, "async def + time.sleep (/blocking-io)", 4)
 teach.check_guess(my_guess_def_64, def_64["summary"]["throughput_rps"], what="def, 64 users",
@@ -149,7 +149,7 @@ def probe_p50(data, tokens, n, path="/def-health"):
     point = next(p for p in data["points"] if p["tokens"] == tokens and p["x"] == n)
     return point["probes"][path]["latency_ms"]["p50"]
 
-cliff = measure(cliff_40, results_dir=RESULTS_DIR, fresh=True)
+cliff = teach.measure(cliff_40, results_dir=RESULTS_DIR, fresh=True)
 slow_ms = parse_route(cliff["points"][0]["load"]["path"])[1] * 1000
 teach.check_guess(my_guess_39_ms, probe_p50(cliff, DEFAULT_TOKENS, 39), what="/def-health, 39 in flight", unit="ms")
 teach.check_guess(my_guess_40_ms, probe_p50(cliff, DEFAULT_TOKENS, 40), what="/def-health, 40 in flight", unit="ms",
@@ -235,7 +235,7 @@ my_guess_cliff_n = None   # slow def requests in flight
 
 # %%
 cliff_50 = teach.only(REGISTRY["threadpool_cliff"], series=[f"{RAISED_TOKENS} tokens"], x=CLIFF_NS)
-raised = measure(cliff_50, results_dir=RESULTS_DIR, fresh=True)
+raised = teach.measure(cliff_50, results_dir=RESULTS_DIR, fresh=True)
 waited = [p["x"] for p in sorted(raised["points"], key=lambda p: p["x"])
           if p["probes"]["/def-health"]["latency_ms"]["p50"] > slow_ms / 10]
 teach.check_guess(my_guess_cliff_n, waited[0] if waited else float("nan"), what="where the cliff starts",

@@ -25,7 +25,7 @@ from IPython.display import display
 
 from conclab.base.paths import quick_mode
 from conclab.base.specs import ServerSpec
-from conclab.figures.experiment import figure, measure
+from conclab.figures.experiment import figure
 from conclab.figures.registry import REGISTRY
 from conclab.measuring.slowclients import describe, run_slow_clients
 from conclab.processes.launcher import serve
@@ -138,7 +138,7 @@ else:
 if MISSING:
     print(MISSING)
 else:
-    slow_data = measure(REGISTRY["slow_clients"], quick=QUICK, results_dir=RESULTS_DIR, progress=False)
+    slow_data = teach.measure(REGISTRY["slow_clients"], quick=QUICK, results_dir=RESULTS_DIR, progress=False)
     display(figure(REGISTRY["slow_clients"], slow_data))
 
 # %% [markdown]
@@ -163,7 +163,7 @@ else:
 if MISSING:
     print(MISSING)
 else:
-    scale_data = measure(REGISTRY["scale_out"], quick=QUICK, results_dir=RESULTS_DIR, progress=False)
+    scale_data = teach.measure(REGISTRY["scale_out"], quick=QUICK, results_dir=RESULTS_DIR, progress=False)
     display(figure(REGISTRY["scale_out"], scale_data))
     display(teach.littles_law_table(scale_data))
 

@@ -30,13 +30,14 @@ from matplotlib.ticker import FuncFormatter
 
 from ..base.specs import LoadSpec, ServerSpec
 from ..measuring.driver import ClientSaturatedWarning, run_load
-from ..measuring.theory import parse_route
+from ..measuring.theory import parse_route, predict
 from .experiment import Experiment, Job, closed_load, point_doc
 from .plotting import COLORS, by_series, latencies, plot_throughput, predicted, xs
 
 DEFAULT_TOKENS = 40  # AnyIO's default limiter (anyio.to_thread.current_default_thread_limiter())
 RAISED_TOKENS = 50  # total_tokens raised at startup: THREADPOOL_SIZE=50
 WAIT_MS = 100  # every request of the `fastapi` figure waits this long
+SETTLE_S = 0.5  # threadpool_cliff: how much longer than the warm-up to wait for every slow request
 PLAIN = FuncFormatter(lambda v, _: f"{v:g}")  # 64, not 2^6 or 6.4 x 10^1
 SOME = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else "")  # minor ticks: 20, 30, 50 ...
 
@@ -68,8 +69,21 @@ def jobs_fastapi(quick: bool) -> list[Job]:
         (DEF_SLEEP.format(RAISED_TOKENS), raised, "/def-io", plateau),
         (ASYNC_SLEEP, default, "/blocking-io", blocked),
     ]
-    return [Job(series, spec, closed_load(route + wait, n, quick), x=n)
+    return [Job(series, spec, steady_load(spec, route + wait, n, quick), x=n)
             for series, spec, route, ns in cases for n in ns]
+
+
+def steady_load(spec: ServerSpec, path: str, n: int, quick: bool) -> LoadSpec:
+    """The usual closed loop, warmed up until every user has had its first answer.
+
+    N users start at once; when they queue (more users than slots), the first
+    answers come fast and the last take the whole queue, so the window must
+    start after about one mean latency (Little's law's R) - up to N x 100 ms on
+    a blocked loop - or it counts the start-up wave instead of the steady state.
+    """
+    usual = closed_load(path, n, quick)
+    settle_s = 1.5 * predict(spec, path, concurrency=n).latency_ms / 1000
+    return closed_load(path, n, quick, warmup=max(usual.warmup, settle_s))
 
 
 def draw_fastapi(data: dict, fig) -> None:
@@ -129,7 +143,11 @@ class CliffJob(Job):
         slow = threading.Thread(target=run, args=("slow", self.load), daemon=True)
         slow.start()
         time.sleep(self.load.warmup)
-        pool_before = _pool(server.url)
+        # On a busy machine the last connections can lag: wait (a little) until the
+        # server itself counts every slow request as holding its token.
+        want, give_up = min(self.load.concurrency, self.spec.threadpool), time.monotonic() + SETTLE_S
+        while (pool_before := _pool(server.url))["borrowed"] < want and time.monotonic() < give_up:
+            time.sleep(0.05)
         slow_s = _slow_s(self.load)
         probes = [threading.Thread(target=run, args=(path, LoadSpec(
             path=path, rate=self.probe_rate, duration=self.probe_s, timeout=slow_s + 10)), daemon=True)
@@ -174,7 +192,7 @@ def jobs_cliff(quick: bool) -> list[Job]:
     for tokens, ns in cliff_points(quick).items():
         for n in ns:
             load = LoadSpec(path=f"/def-io?ms={slow_ms}", concurrency=n, warmup=0.5,
-                            duration=probe_s + slow_ms / 1000 + 0.3, timeout=30)
+                            duration=SETTLE_S + probe_s + slow_ms / 1000 + 0.3, timeout=30)
             out.append(CliffJob(f"{tokens} tokens", fastapi_spec(tokens), load, x=n, probe_s=probe_s,
                                 tags={"tokens": tokens}))
     return out
