@@ -140,4 +140,5 @@ MEMORY = Experiment(
     "A worker process costs megabytes, a thread tens of kilobytes, a coroutine about ten kilobytes.",
     jobs_memory,
     draw=draw_memory,
+    note=False,  # no throughput drawn: its own subtitle says what the bars are
 )

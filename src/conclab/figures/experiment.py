@@ -92,6 +92,7 @@ class Experiment:
     draw: Callable[[dict, Figure], None]  # (data, fig) -> draws the panels into fig
     size: tuple[float, float] = (11, 4.6)  # inches
     extra: Callable[[bool], dict] | None = None  # (quick) -> extra data (e.g. wrk numbers)
+    note: bool = True  # print what the theory includes and what the bars mean (plotting.theory_note)
 
 
 # Servers most experiments share.
@@ -340,7 +341,7 @@ def figure(exp: Experiment, data: dict) -> Figure:
     fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))  # room for the footer (two lines)
     exp.draw(data, fig)
     fig.suptitle(data["title"], fontsize=11)
-    footer(fig, data)
+    footer(fig, data, note=exp.note)
     return fig
 
 

@@ -38,8 +38,8 @@ def theory_note(data) -> str | None:
     return "; ".join(parts) or None
 
 
-def footer(fig, data):
-    note = theory_note(data)
+def footer(fig, data, note: bool = True):
+    note = theory_note(data) if note else None
     if note:
         fig.text(0.01, 0.024, note, fontsize=6.5, color="#555555", ha="left", va="bottom")
     m = data.get("machine", {})
