@@ -11,7 +11,7 @@ from ..base.cores import client_cpu
 from ..base.specs import LoadSpec, ServerSpec
 from ..processes.launcher import serve
 from .experiment import UVICORN, Experiment, Job, closed_load
-from .plotting import COLORS, by_series, mark_saturated, predicted, xs
+from .plotting import COLORS, by_series, mark_saturated, predicted, spread, xs
 
 
 def jobs_open_closed(quick):
@@ -147,7 +147,7 @@ def draw_client_ceiling(data, fig):
         ax = ax1 if name.endswith("/hello") else ax2
         x = xs(pts)
         thr = [p["summary"]["throughput_rps"] for p in pts]
-        ax.plot(x, thr, "o-", color=color, label=name.split(":")[0])
+        ax.errorbar(x, thr, yerr=spread(pts), fmt="o-", color=color, capsize=3, label=name.split(":")[0])
         mark_saturated(ax, pts, thr)
         if ax is ax2 and i < 2:
             ax.plot(
