@@ -137,7 +137,8 @@ WORKERS = Experiment(
 MEMORY = Experiment(
     "memory",
     "Memory per in-flight request",
-    "A worker process costs megabytes, a thread tens of kilobytes, a coroutine about ten kilobytes.",
+    "A forked worker process costs megabytes, a thread tens of kilobytes, and an in-flight Uvicorn "
+    "request (connection, transport, parser, task and coroutine) about ten kilobytes.",
     jobs_memory,
     draw=draw_memory,
     note=False,  # no throughput drawn: its own subtitle says what the bars are
