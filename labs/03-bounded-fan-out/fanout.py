@@ -8,8 +8,10 @@ the grader's server and shows what it did; `make grade LAB=03
 SUBMISSION=path/to/this/folder` checks it.
 """
 
+### BEGIN SOLUTION
 import asyncio
 
+### END SOLUTION
 import httpx
 
 
