@@ -7,6 +7,7 @@ mode (CONCLAB_QUICK=1), as CI does.
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,10 @@ def test_a_failing_cell_is_reported_and_still_exported(tmp_path):
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("path", PATHS, ids=LESSONS)
 def test_notebook_runs_in_quick_mode(path):
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        # tests/test_browser.py runs every notebook in JupyterLab, as a class does,
+        # and checks the same things; running them twice would only cost minutes.
+        pytest.skip("run by the browser suite (tests/test_browser.py)")
     done = nbrun.execute(path, quick=True, cell_timeout=QUICK_BUDGET_S * 2)
     assert done.error is None, f"{path.name} failed:\n{done.error[-3000:]}"
     errors = [o for c in done.notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
