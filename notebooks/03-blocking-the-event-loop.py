@@ -249,10 +249,7 @@ for line in teach.run_in_debug_mode(main, slow_callback_duration=SLOW_CALLBACK_S
 #    same work in its pool). Predict the throughput of each with 4 users and `ms=20`, then
 #    measure both with `serve(ServerSpec("asgi"))` and `run_load`. Explain the result with
 #    notebook 04.
-# 3. `asyncio.to_thread` uses the loop's default executor. How many threads does it have on
-#    this machine (see the `concurrent.futures.ThreadPoolExecutor` docs)? What happens to
-#    the calls beyond that number?
-# 4. CPython's own event loop accepts up to 100 waiting connections each time the listening
+# 3. CPython's own event loop accepts up to 100 waiting connections each time the listening
 #    socket is ready (`_accept_connection` in CPython's `Lib/asyncio/selector_events.py`).
 #    Predict the `/health` p50 of section 2's new-connection probe on
 #    `ServerSpec("asgi", loop="asyncio")`. Then measure it: inside `with serve(spec) as
