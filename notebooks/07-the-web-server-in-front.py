@@ -114,6 +114,8 @@ else:
     print()
     print(describe(slow_alone))
     teach.check_guess(my_guess_probe_ms_alone, alone[0], what="probe latency, Gunicorn alone", unit="ms")
+    teach.check_guess(my_guess_probe_ms_behind_nginx, statistics.median(behind),
+                      what="probe latency, nginx in front", unit="ms")
 
 # %% [markdown]
 # Alone, both workers are stuck in `recv()` on a slow client, and the probe waits in the
@@ -173,7 +175,8 @@ else:
 # on one machine share its cores however they are started. Scaling out pays for CPU only
 # across machines; on one machine it buys isolation (one instance can crash or be restarted
 # alone) and lets you run different versions side by side.
-#
+
+# %% [markdown]
 # ## Takeaway
 #
 # - A sync worker gives a whole process to each client it is reading from; slow clients can
@@ -183,3 +186,19 @@ else:
 #   reads the answer completely so the worker is free while a slow client downloads it.
 # - nginx balances instances; throughput on waiting grows with the slots they add (Little's
 #   law), throughput on CPU with the cores they can use.
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Start `make serve-nginx` and, in another terminal, `conclab slowclients --url
+#    http://127.0.0.1:8000 --clients 50 --duration 20`. Time `curl http://127.0.0.1:8000/hello`
+#    meanwhile. Then stop it and try the same against `make serve-wsgi` (one sync worker).
+#    Which answers, and why?
+# 2. In section 3, gthread with 2 workers x 4 threads stalls at a different count of slow
+#    clients than the sync workers. Predict the count from the slots, then read it off the
+#    chart. Why did the probe sometimes still get through before that count?
+# 3. Change `servers/nginx.conf` to `proxy_request_buffering off;` and run section 2 again
+#    behind nginx. Does the probe change? Which part of a request does that setting decide
+#    about ([nginx docs](https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_request_buffering)),
+#    and which kind of slow client would now reach the workers? (Gunicorn's deploy docs say to
+#    use async workers when buffering is off: [deploy](https://docs.gunicorn.org/en/stable/deploy.html).)
