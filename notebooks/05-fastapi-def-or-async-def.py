@@ -55,8 +55,8 @@ HOLD_S = 0.5                           # section 5: how long the pool stays full
 #   the loop stays free while a pool thread blocks.
 #
 # That pool is AnyIO's. Starlette, under FastAPI, sends every sync endpoint, sync background
-# task and file operation through `anyio.to_thread.run_sync`, whose default limiter has
-# **40 tokens** - 40 threads at once per process, shared by all of them
+# task, `FileResponse` and `UploadFile` through `anyio.to_thread.run_sync`, whose default
+# limiter has **40 tokens** - 40 threads at once per process, shared by all of them
 # ([Starlette: Thread Pool](https://www.starlette.io/threadpool/)).
 #
 # The lab's FastAPI app (`servers/asgi_fastapi.py`) has the same 100 ms wait written three
