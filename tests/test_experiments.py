@@ -197,8 +197,9 @@ def test_every_timed_point_keeps_its_spread(figures_dir):
     for p in _points(figures_dir, "threadpool"):
         spread = p["summary"]["throughput_spread"]
         assert len(spread["bins_rps"]) >= 2
-        assert spread["min"] <= p["summary"]["throughput_rps"] * 1.001
-        assert spread["max"] >= p["summary"]["throughput_rps"] * 0.999
+        # The bins bracket the whole window's throughput (up to how each weighs in its edges).
+        assert spread["min"] <= p["summary"]["throughput_rps"] * 1.03
+        assert spread["max"] >= p["summary"]["throughput_rps"] * 0.97
 
 
 def test_memory_baseline_is_taken_after_every_worker_booted(figures_dir):
