@@ -9,16 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from .base.errors import CliError, LoadError, ServerStartError, UserError
 
+if TYPE_CHECKING:
+    from .base.specs import ServerSpec
+    from .processes.nginx import FrontSpec
+
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise CliError(message)
 
 
-def shown(text):
+def shown(text: object) -> str:
     """User input as typed, or as a Python literal if it holds control characters:
     an error message must stay one line."""
     text = str(text)
@@ -30,7 +35,7 @@ def one_line(err: BaseException) -> str:
     return " / ".join(shown(line) for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -40,7 +45,7 @@ def positive_int(text):
     return value
 
 
-def positive_float(text):
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -54,7 +59,7 @@ SERVER_KINDS = ["wsgi", "asgi", "fastapi"]
 KINDS_HELP = "wsgi: Flask on Gunicorn; asgi: raw ASGI on Uvicorn; fastapi: FastAPI on Uvicorn"
 
 
-def add_server_options(p, kind_positional=False):
+def add_server_options(p: argparse.ArgumentParser, kind_positional: bool = False) -> None:
     if kind_positional:
         p.add_argument("kind", choices=SERVER_KINDS, help=KINDS_HELP)
     p.add_argument("--manager", choices=["uvicorn", "gunicorn"], default=None,
@@ -71,7 +76,7 @@ def add_server_options(p, kind_positional=False):
                    help="put nginx (servers/nginx.conf) in front of INSTANCES copies of the server (default 1)")
 
 
-def spec_from_args(args, kind):
+def spec_from_args(args: argparse.Namespace, kind: str) -> ServerSpec | FrontSpec:
     from .base.specs import ServerSpec
 
     cpus = args.cpus
@@ -100,7 +105,7 @@ def spec_from_args(args, kind):
         raise CliError(str(err)) from None
 
 
-def cmd_serve(args):
+def cmd_serve(args: argparse.Namespace) -> int:
     import time
 
     from .processes import nginx
@@ -121,7 +126,7 @@ def cmd_serve(args):
     return 0
 
 
-def check_reachable(url):
+def check_reachable(url: str) -> None:
     """One TCP connect before a run: an unreachable server is a one-line error, not 10,000 failures."""
     import socket
     from urllib.parse import urlsplit
@@ -135,7 +140,7 @@ def check_reachable(url):
         raise CliError(f"cannot reach {url}: {err.strerror or err}") from None
 
 
-def check_writable(option, path):
+def check_writable(option: str, path: str) -> None:
     """Fail before measuring, not after: a run's results need somewhere to go."""
     import os
     from pathlib import Path
@@ -151,7 +156,7 @@ def check_writable(option, path):
         raise CliError(f"{option} {shown(path)}: its folder is not writable")
 
 
-def cmd_bench(args):
+def cmd_bench(args: argparse.Namespace) -> int:
     import contextlib
     import warnings
     from urllib.parse import urlsplit
@@ -228,7 +233,7 @@ def cmd_bench(args):
     return 0
 
 
-def cmd_slowclients(args):
+def cmd_slowclients(args: argparse.Namespace) -> int:
     from .measuring.slowclients import SlowLoad, describe, run_slow_clients
 
     try:
@@ -246,14 +251,14 @@ def cmd_slowclients(args):
     return 0
 
 
-def cmd_calibrate(args):
+def cmd_calibrate(args: argparse.Namespace) -> int:
     from .measuring.calibrate import calibrate
 
     calibrate(duration=args.duration)
     return 0
 
 
-def cmd_charts(args):
+def cmd_charts(args: argparse.Namespace) -> int:
     import time
 
     from .base.paths import quick_mode
@@ -285,7 +290,7 @@ def cmd_charts(args):
     return 0
 
 
-def build_parser():
+def build_parser() -> Parser:
     parser = Parser(prog="conclab", description="Concurrency Lab: measure Python web concurrency.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
@@ -359,7 +364,7 @@ def build_parser():
     return parser
 
 
-def cmd_notebooks(args):
+def cmd_notebooks(args: argparse.Namespace) -> int:
     from .teaching.notebooks import notebook_paths, run_all
 
     if not notebook_paths(args.only):
@@ -372,7 +377,7 @@ def cmd_notebooks(args):
     return 0
 
 
-def cmd_handout(args):
+def cmd_handout(args: argparse.Namespace) -> int:
     from .labs.handout import write_handout
 
     try:
@@ -384,19 +389,19 @@ def cmd_handout(args):
     return 0
 
 
-def cmd_grade(args):
+def cmd_grade(args: argparse.Namespace) -> int:
     from .labs.grading import grade
 
     return grade(args.lab, args.submission)
 
 
-def cmd_try(args):
+def cmd_try(args: argparse.Namespace) -> int:
     from .labs.trying import try_lab
 
     return try_lab(args.lab, args.submission, args.port)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args) or 0

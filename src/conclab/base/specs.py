@@ -122,21 +122,21 @@ class ServerSpec:
             raise SpecError("; ".join(problems))
 
     @property
-    def gunicorn_class(self):
+    def gunicorn_class(self) -> str:
         return self.worker_class or ("gthread" if self.threads > 1 else "sync")
 
     @property
-    def runner(self):
+    def runner(self) -> str:
         """The program that runs the app: "gunicorn" or "uvicorn"."""
         return "gunicorn" if self.kind == "wsgi" else (self.manager or "uvicorn")
 
     @property
-    def serves_in_master(self):
+    def serves_in_master(self) -> bool:
         """True when the first process serves requests itself (one Uvicorn process, no workers)."""
         return self.runner == "uvicorn" and self.workers == 1
 
     @property
-    def label(self):
+    def label(self) -> str:
         """A short name for legends: 'gunicorn sync 1w', 'uvicorn 2w pool=4',
         'fastapi uvicorn 1w tokens=80', 'fastapi gunicorn+uvicorn 2w'."""
         if self.kind == "wsgi" and self.config:
@@ -155,7 +155,7 @@ class ServerSpec:
     def to_dict(self):
         return dataclasses.asdict(self)
 
-    def command(self, port, host=LOOPBACK):
+    def command(self, port: int, host: str = LOOPBACK) -> list[str]:
         """The real gunicorn/uvicorn command line - the one a student could type."""
         app = self.app or DEFAULT_APPS[self.kind]
         app_dir = str(self.app_dir or SERVERS_DIR)
@@ -185,7 +185,7 @@ class ServerSpec:
             cmd += ["--limit-concurrency", str(self.limit_concurrency)]
         return cmd + [app]
 
-    def resolved_cpus(self):
+    def resolved_cpus(self) -> tuple[int, ...]:
         if self.cpus == "all":
             return tuple(sorted(os.sched_getaffinity(0)))
         if self.cpus is None:
@@ -213,7 +213,7 @@ class LoadSpec:
         check_load(self)
 
     @property
-    def shape(self):
+    def shape(self) -> str:
         return "closed" if self.concurrency else "open"
 
     def to_dict(self):
@@ -224,7 +224,7 @@ def _bad(message):
     raise LoadError(message)
 
 
-def check_load(load: LoadSpec):
+def check_load(load: LoadSpec) -> None:
     if (load.concurrency is None) == (load.rate is None):
         _bad("give exactly one of concurrency (closed loop) or rate (open loop)")
     if load.duration is None and load.requests is None:

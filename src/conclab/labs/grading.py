@@ -21,7 +21,8 @@ from .markers import solution_lines
 GRADER_TIMEOUT = 150.0  # seconds for a whole grader run; each lab aims for under 60
 
 
-def grade(key, submission=None, labs_dir=None, timeout=GRADER_TIMEOUT):
+def grade(key: str | None, submission: str | Path | None = None, labs_dir: Path | None = None,
+          timeout: float = GRADER_TIMEOUT) -> int:
     """Grade one lab; print every check and the score; return the exit code (0 = all passed)."""
     if not key:
         raise LabError("which lab? e.g. conclab grade 01 (make grade LAB=01)")

@@ -15,13 +15,13 @@ from .markers import student_version
 SKIPPED_NAMES = {"__pycache__", ".pytest_cache", ".ruff_cache", ".DS_Store"}
 
 
-def all_labs(labs_dir=None):
+def all_labs(labs_dir: Path | None = None) -> list[Path]:
     """labs/NN-topic/ folders, in order."""
     root = Path(labs_dir or LABS_DIR)
     return sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"\d\d-[a-z0-9-]+", p.name))
 
 
-def find_lab(key, labs_dir=None):
+def find_lab(key: str, labs_dir: Path | None = None) -> Path:
     """'01', '1' or '01-unblock-the-loop' -> the lab folder; anything else is a LabError."""
     labs = all_labs(labs_dir)
     text = str(key).strip()
@@ -34,7 +34,7 @@ def find_lab(key, labs_dir=None):
     raise LabError(f"no lab {key!r}; the labs are {names} (e.g. make grade LAB=01)")
 
 
-def handed_out(path):
+def handed_out(path: Path) -> bool:
     """Instructor-only files (instructor*, caches) stay behind."""
     return not (path.name in SKIPPED_NAMES or path.name.lower().startswith("instructor")
                 or path.suffix == ".pyc")
@@ -58,7 +58,7 @@ def _copy_lab(src, dst):
         shutil.copymode(path, target)
 
 
-def write_handout(out, labs_dir=None):
+def write_handout(out: str | Path, labs_dir: Path | None = None) -> list[Path]:
     """Write every lab's student copy to out/NN-topic/; return the folders written.
 
     Each lab is built in a temporary folder and renamed into place, so a marker
@@ -82,7 +82,7 @@ def write_handout(out, labs_dir=None):
     return written
 
 
-def handout_index(folders):
+def handout_index(folders: list[Path]) -> str:
     """The handout's front page: each lab's title and goal, and how to grade it."""
     lines = ["# Concurrency Lab - homework labs", "",
              "One folder per lab; start with its README. Work in your copy of the folder;",

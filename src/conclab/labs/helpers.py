@@ -11,6 +11,7 @@ import importlib.util
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 from ..base.errors import ServerStartError
 from ..base.specs import ServerSpec
@@ -18,7 +19,7 @@ from ..processes.launcher import Server, serve
 from . import tracebacks
 
 
-def student_file(folder, name):
+def student_file(folder: Path, name: str) -> Path:
     """The path of a file the student hands in; a clear failure if it is missing."""
     import pytest
 
@@ -28,7 +29,7 @@ def student_file(folder, name):
     return path
 
 
-def import_student(folder, name):
+def import_student(folder: Path, name: str) -> ModuleType:
     """Import the student's module `name`.py from the submission folder, by path."""
     import pytest
 
@@ -47,7 +48,7 @@ def import_student(folder, name):
 EXCEPTION_LINE = re.compile(r"^\s*\w[\w.]*(Error|Exception|Exit)\b")
 
 
-def start_failure(err, folder, what):
+def start_failure(err: BaseException, folder: Path, what: str) -> str:
     """A short reason for a server that did not start: the traceback from the
     first line in the student's own files down to the exception; failing that,
     the launcher's summary and the exception lines of the server's output."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from ..base.errors import MarkerError
 
@@ -35,7 +36,7 @@ def _uncomment(line, where):
     return indent + rest + ending if rest else ending  # a bare '#' becomes a blank line
 
 
-def split_blocks(text, name="<text>"):
+def split_blocks(text: str, name: str = "<text>") -> Iterator[tuple[str | None, str, str]]:
     """Yield (kind, line, "file:line") for every non-marker line; kind is None,
     "SOLUTION" or "STARTER" - the block the line sits in."""
     open_kind, opened_at = None, 0
@@ -57,7 +58,7 @@ def split_blocks(text, name="<text>"):
         raise MarkerError(f"{name}:{opened_at}: BEGIN {open_kind} is never closed")
 
 
-def student_version(text, name="<text>"):
+def student_version(text: str, name: str = "<text>") -> str:
     """The handout version of an instructor file: solutions cut, starters made live."""
     out = []
     for kind, line, where in split_blocks(text, name):
@@ -70,6 +71,6 @@ def student_version(text, name="<text>"):
     return result
 
 
-def solution_lines(text, name="<text>"):
+def solution_lines(text: str, name: str = "<text>") -> list[str]:
     """The lines between SOLUTION markers (what must never reach a student)."""
     return [line for kind, line, _ in split_blocks(text, name) if kind == "SOLUTION"]

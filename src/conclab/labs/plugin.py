@@ -10,11 +10,15 @@ import os
 import sys
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import tracebacks
 
+if TYPE_CHECKING:
+    import pytest
 
-def pytest_configure(config):
+
+def pytest_configure(config: pytest.Config) -> None:
     """`-p conclab.labs.plugin` loads this module; the real plugin is built here, lazily."""
     config.pluginmanager.register(_grading_plugin(), "conclab-grading")
 

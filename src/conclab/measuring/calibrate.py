@@ -12,7 +12,7 @@ from .driver import ClientSaturatedWarning, run_load
 UVICORN = ServerSpec("asgi")
 
 
-def calibrate(duration: float = 3.0):
+def calibrate(duration: float = 3.0) -> dict[str, float]:
     """`conclab calibrate`: the driver's own ceiling on this machine, per transport.
 
     /hello costs the server almost nothing, so every client here runs flat out:

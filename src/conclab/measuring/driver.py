@@ -449,6 +449,11 @@ def run_load(
     result = LoadResult(url=url.rstrip("/"), load=load, records=runner.records)
     loop_holder = {}
     errors = []
+    # The driver's thread says when it is done through this Event, not through
+    # Thread.join: a join interrupted by Ctrl-C can mark the thread stopped while
+    # it still runs (CPython gh-90882), and the run's last records would then
+    # arrive after its summary was taken.
+    done = threading.Event()
 
     def thread_main():
         cpu = client_cpu()
@@ -463,20 +468,20 @@ def run_load(
             errors.append(exc)
         finally:
             loop.close()
+            done.set()
 
     watch = _Watch(runner, result) if getattr(_watchers, "stack", None) else None
     thread = threading.Thread(target=thread_main, name="conclab-driver", daemon=True)
     thread.start()
     try:
-        while thread.is_alive():
-            thread.join(0.1)
+        while not done.wait(0.1):
             if watch:
                 watch.tick()
     except KeyboardInterrupt:
         loop = loop_holder.get("loop")
         if loop is not None and runner.stop is not None:
             loop.call_soon_threadsafe(runner.stop.set)
-        thread.join(load.timeout + 5)
+        done.wait(load.timeout + 5)
         result.interrupted = True
         _finish(result, runner)
         raise Interrupted(result) from None

@@ -34,7 +34,7 @@ def _set_parent_death_signal(sig):
         pass
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conclab.processes.guard")
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--cpus", default="", help="comma-separated CPU ids for the server")

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,10 +52,10 @@ class Server:
         return self.proc is not None and self.proc.poll() is None
 
     @property
-    def pgid(self):
+    def pgid(self) -> int:
         return self.guard_pid
 
-    def processes(self):
+    def processes(self) -> list[psutil.Process]:
         try:
             return psutil.Process(self.guard_pid).children(recursive=True)
         except psutil.NoSuchProcess:
@@ -64,7 +65,7 @@ class Server:
     # vanished process reads as "no pids", and the caller sees the exit itself.
 
     @property
-    def master_pid(self):
+    def master_pid(self) -> int | None:
         try:
             kids = psutil.Process(self.guard_pid).children()
         except psutil.NoSuchProcess:
@@ -72,7 +73,7 @@ class Server:
         return kids[0].pid if kids else None
 
     @property
-    def worker_pids(self):
+    def worker_pids(self) -> list[int]:
         """Processes that serve requests (for a single Uvicorn process: itself).
 
         An ASGI app's own helpers are not workers: its process pool (/process-cpu)
@@ -91,7 +92,7 @@ class Server:
         return workers or [master]
 
     @property
-    def pids(self):
+    def pids(self) -> list[int]:
         """Every process of the server, the guard included."""
         return [self.guard_pid] + [p.pid for p in self.processes()]
 
@@ -109,10 +110,10 @@ class Server:
                 total += _thread_cpu_ns(p.pid) / 1e9 if _HAS_SCHEDSTAT else sum(p.cpu_times()[:2])
         return total
 
-    def log(self):
+    def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def rss_bytes(self):
+    def rss_bytes(self) -> int:
         """Memory of every server process (not the guard), summed as PSS.
 
         PSS (proportional set size) splits each shared page between the processes
@@ -147,13 +148,13 @@ def _thread_cpu_ns(pid):
     return total
 
 
-def free_port(host=LOOPBACK):
+def free_port(host: str = LOOPBACK) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def tail(text, lines=25):
+def tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
@@ -180,7 +181,7 @@ def _start(spec, port, start_timeout, log_path):
         raise
 
 
-def listens_on(server):
+def listens_on(server: Server) -> bool:
     """True if one of the server's own processes holds the listening socket.
 
     Another lab's server may own the port (two notebooks picked it at once);
@@ -222,7 +223,7 @@ def _wait_ready(server, start_timeout):
             time.sleep(0.05)
 
 
-def stop_server(server, grace=5.0):
+def stop_server(server: Server, grace: float = 5.0) -> None:
     proc = server.proc
     with contextlib.suppress(OSError):
         proc.stdin.close()  # the guard sees EOF and stops the group gracefully
@@ -237,7 +238,7 @@ def stop_server(server, grace=5.0):
 
 
 @contextlib.contextmanager
-def serve(spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrides):
+def serve(spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrides: object) -> Iterator[Server]:
     """Run a server for the duration of a ``with`` block. See the module docstring."""
     spec = dataclasses.replace(spec or ServerSpec(), **overrides) if overrides else (spec or ServerSpec())
     log_dir = Path(tempfile.mkdtemp(prefix="conclab-server-"))
@@ -263,7 +264,7 @@ def serve(spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrid
         shutil.rmtree(log_dir, ignore_errors=True)  # the log was only needed while it ran
 
 
-def describe(server):
+def describe(server: Server) -> str:
     return (
         f"{server.spec.label} listening on {server.url}\n"
         f"  command: {shlex.join(server.command)}\n"

@@ -218,7 +218,8 @@ def probe_table(points) -> Table:
     return Table(["route under load", "req/s", "/health p50 ms", "/health p99 ms", "/health max ms"], rows)
 
 
-def check_guess(guess, measured, *, what="throughput", unit="req/s", theory=None):
+def check_guess(guess: float | None, measured: float, *, what: str = "throughput", unit: str = "req/s",
+                theory: float | None = None) -> None:
     """Print the student's guess beside the measurement (and the theory, if given)."""
     def show(value):
         return f"{Table._fmt(float(value))}{' ' + unit if unit else ''}"
