@@ -25,6 +25,8 @@ def test_tests_run_in_quick_mode():
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_experiment_produces_a_nonempty_png_in_quick_mode(name, figures_dir):
+    if why := REGISTRY[name].missing():  # e.g. nginx not installed (under CI this raises instead)
+        pytest.skip(why)
     png = run_experiment(name, out_dir=figures_dir, progress=False)
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert png.stat().st_size > 10_000

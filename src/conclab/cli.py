@@ -275,6 +275,10 @@ def cmd_charts(args: argparse.Namespace) -> int:
     t = time.monotonic()
     for name in names:
         t_exp = time.monotonic()
+        why = REGISTRY[name].missing() if not args.replot else None
+        if why:
+            print(f"  skipped {name}: {why}", flush=True)
+            continue
         try:
             png = run(name, **({"out_dir": args.out} if args.out else {}),
                                  **({"results_dir": args.results} if args.results else {}),

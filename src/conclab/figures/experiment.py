@@ -93,6 +93,13 @@ class Experiment:
     size: tuple[float, float] = (11, 4.6)  # inches
     extra: Callable[[bool], dict] | None = None  # (quick) -> extra data (e.g. wrk numbers)
     note: bool = True  # print what the theory includes and what the bars mean (plotting.theory_note)
+    # () -> None, or one line saying which system program is missing and how to
+    # install it (e.g. processes.nginx.nginx_missing); such an experiment is skipped.
+    needs: Callable[[], str | None] | None = None
+
+    def missing(self) -> str | None:
+        """Why this experiment cannot run on this machine, or None."""
+        return self.needs() if self.needs else None
 
 
 # Servers most experiments share.
@@ -207,6 +214,8 @@ def point_doc(job: Job, result, probe_result=None, rss=None, overhead: Overhead 
 
 def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> dict:
     """Measure one job against a running server."""
+    if hasattr(job, "measure"):  # a job that measures in its own way (e.g. proxy.SlowClientsJob)
+        return job.measure(server)
     probe_box = {}
     rss_box = {}
     stop = threading.Event()

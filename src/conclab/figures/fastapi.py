@@ -252,4 +252,5 @@ THREADPOOL_CLIFF = Experiment(
     "moves the cliff.",
     jobs_cliff,
     draw=draw_cliff,
+    note=False,  # no throughput bars; the theory is the token count, drawn as a line
 )

@@ -121,8 +121,6 @@ def slow_client_servers(quick: bool):
 
 
 def jobs_slow_clients(quick: bool) -> list[Job]:
-    if nginx_missing():
-        return []
     duration = 3.5 if quick else 40.0
     # 16 clients: twice gthread's 8 threads, since the kernel rarely spreads them evenly over its workers.
     slow = SlowLoad(clients=16, duration=duration - LEAD_S, interval=1.0, stagger=0.12 if quick else 1.0)
@@ -201,7 +199,7 @@ SLOW_CLIENTS = Experiment(
     "slow_clients", "Slow clients: a /hello probe while clients trickle their headers",
     "A sync worker is held by one slow client and gthread by one per thread; the event loop and nginx "
     "wait for all of them at once, so the probe stays fast.",
-    jobs_slow_clients, draw_slow_clients, size=(12, 5),
+    jobs_slow_clients, draw_slow_clients, size=(12, 5), needs=nginx_missing,
 )
 
 
@@ -209,8 +207,6 @@ SLOW_CLIENTS = Experiment(
 
 
 def jobs_scale_out(quick: bool) -> list[Job]:
-    if nginx_missing():
-        return []
     counts = [1, 2] if quick else [1, 2, 3, 4]
     users = 8
     load_kw = {"concurrency": users, "warmup": 0.3 if quick else 0.5, "duration": 1.0 if quick else 3.0, "timeout": 30}
@@ -259,5 +255,5 @@ def draw_scale_out(data: dict, fig) -> None:
 SCALE_OUT = Experiment(
     "scale_out", "Scaling out: nginx balancing separate app server instances",
     "Waiting scales with instances as Little's law says; CPU work stops at the cores the servers may use.",
-    jobs_scale_out, draw_scale_out,
+    jobs_scale_out, draw_scale_out, needs=nginx_missing,
 )
