@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 
+from matplotlib.figure import Figure
+
 from ..base.cores import usable_cores
 from ..base.specs import LoadSpec, ServerSpec
 from .experiment import UVICORN, Experiment, Job, closed_load
 from .plotting import COLORS, by_series, draw_lines, xs
 
 
-def jobs_gil(quick):
+def jobs_gil(quick: bool) -> list[Job]:
     # Up to twice the usable cores, so the figure shows where processes stop gaining.
     cores = usable_cores()
     ks = [1, 2] if quick else sorted({1, 2, cores, cores + 1, 2 * cores})
@@ -40,7 +42,7 @@ def workers_users() -> int:
     return max(8, 2 * usable_cores() + 1)
 
 
-def jobs_workers(quick):
+def jobs_workers(quick: bool) -> list[Job]:
     cores = usable_cores()
     users = workers_users()
     ws = [1, 2] if quick else sorted(w for w in {1, 2, 3, 4, 5, 8, cores, cores + 1, 2 * cores + 1, users} if w <= 64)
@@ -52,7 +54,7 @@ def jobs_workers(quick):
     return out
 
 
-def jobs_memory(quick):
+def jobs_memory(quick: bool) -> list[Job]:
     # Processes are the expensive kind: each worker imports Flask on its own,
     # so we stop at 16 of them (64 would take a minute just to boot).
     procs = [1, 4] if quick else [1, 4, 16]
@@ -60,7 +62,7 @@ def jobs_memory(quick):
     coros = [1, 64] if quick else [1, 4, 16, 64, 256, 1000]
     hold = "/io?ms=1500" if quick else "/io?ms=3000"
 
-    def load(n):
+    def load(n: int) -> LoadSpec:
         return LoadSpec(path=hold, concurrency=n, requests=n, timeout=30)
 
     return (
@@ -88,7 +90,7 @@ def jobs_memory(quick):
     )
 
 
-def draw_memory(data, fig):
+def draw_memory(data: dict, fig: Figure) -> None:
     ax1, ax2 = fig.subplots(1, 2)
     for i, (name, pts) in enumerate(by_series(data["points"]).items()):
         color = COLORS[i % len(COLORS)]

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from ..base.cores import client_cpu
 from ..base.specs import LoadSpec, ServerSpec
@@ -14,7 +15,7 @@ from .experiment import UVICORN, Experiment, Job, closed_load
 from .plotting import COLORS, by_series, mark_saturated, predicted, spread, xs
 
 
-def jobs_open_closed(quick):
+def jobs_open_closed(quick: bool) -> list[Job]:
     spec = ServerSpec("wsgi")  # one sync worker: capacity 1 / 50 ms = 20 req/s
     d = 2.0 if quick else 8.0
     return [
@@ -39,7 +40,7 @@ def jobs_open_closed(quick):
     ]
 
 
-def jobs_client_ceiling(quick):
+def jobs_client_ceiling(quick: bool) -> list[Job]:
     ns = [100] if quick else [1, 10, 100, 256]
     out = []
     for transport in ("aiohttp", "httpx"):
@@ -66,7 +67,7 @@ def jobs_client_ceiling(quick):
     return out
 
 
-def wrk_ceiling(quick):
+def wrk_ceiling(quick: bool) -> dict:
     """wrk (C) against the same server, when it is installed: the ceiling of a native client."""
     wrk = shutil.which("wrk")
     if not wrk:
@@ -89,7 +90,7 @@ def wrk_ceiling(quick):
     return {"wrk": out}
 
 
-def draw_open_closed(data, fig):
+def draw_open_closed(data: dict, fig: Figure) -> None:
     ax1, ax2 = fig.subplots(1, 2)
     for i, p in enumerate(data["points"]):
         recs = p["records"]
@@ -139,7 +140,7 @@ def draw_open_closed(data, fig):
         ax.grid(alpha=0.3)
 
 
-def draw_client_ceiling(data, fig):
+def draw_client_ceiling(data: dict, fig: Figure) -> None:
     ax1, ax2 = fig.subplots(1, 2)
     series = by_series(data["points"])
     for i, (name, pts) in enumerate(series.items()):

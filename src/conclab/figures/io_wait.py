@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from ..base.specs import LoadSpec, ServerSpec
 from .experiment import GTHREAD, SYNC, UVICORN, Experiment, Job, closed_load
 from .plotting import COLORS, draw_lines, draw_timelines, spread, throughput_latency
 
 
-def jobs_wsgi_vs_asgi(quick):
+def jobs_wsgi_vs_asgi(quick: bool) -> list[Job]:
     ns = [4, 32] if quick else [1, 4, 16, 64, 256]
     return [
         Job(spec.label, spec, closed_load("/io?ms=100", n, quick), x=n)
@@ -20,7 +21,7 @@ def jobs_wsgi_vs_asgi(quick):
     ]
 
 
-def jobs_timelines(quick):
+def jobs_timelines(quick: bool) -> list[Job]:
     n = 12
     cases = [
         ("gunicorn sync 1 worker: /io", ServerSpec("wsgi"), "/io?ms=100"),
@@ -50,7 +51,7 @@ KEPT_ALIVE = "/blocking-io, probe kept alive"
 BLOCKED_WARMUP = 2.5
 
 
-def jobs_blocking(quick):
+def jobs_blocking(quick: bool) -> list[Job]:
     n = BLOCKING_USERS
     out = []
     for path in (f"/io?ms={BLOCKING_MS}", f"/blocking-io?ms={BLOCKING_MS}", f"/offload-io?ms={BLOCKING_MS}"):
@@ -70,7 +71,7 @@ def jobs_blocking(quick):
     return out
 
 
-def jobs_threadpool(quick):
+def jobs_threadpool(quick: bool) -> list[Job]:
     sizes = [2, 16] if quick else [1, 2, 4, 8, 16, 32]
     n = 16 if quick else 32
     out = [
@@ -94,7 +95,7 @@ def jobs_threadpool(quick):
     return out
 
 
-def draw_blocking(data, fig):
+def draw_blocking(data: dict, fig: Figure) -> None:
     ax1, ax2 = fig.subplots(1, 2)
     pts = data["points"]
     names = [p["series"] for p in pts]

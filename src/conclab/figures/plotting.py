@@ -14,6 +14,9 @@ import math
 from collections import defaultdict
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
@@ -38,7 +41,7 @@ def theory_note(data) -> str | None:
     return "; ".join(parts) or None
 
 
-def footer(fig, data, note: bool = True):
+def footer(fig: Figure, data: dict, note: bool = True) -> None:
     note = theory_note(data) if note else None
     if note:
         fig.text(0.01, 0.024, note, fontsize=6.5, color="#555555", ha="left", va="bottom")
@@ -59,7 +62,7 @@ def footer(fig, data, note: bool = True):
                  fontsize=7, color="#d62728", ha="right", va="bottom")
 
 
-def by_series(points):
+def by_series(points: list[dict]) -> dict[str, list[dict]]:
     out = defaultdict(list)
     for p in points:
         out[p["series"]].append(p)
@@ -68,19 +71,19 @@ def by_series(points):
     return out
 
 
-def xs(points):
+def xs(points: list[dict]) -> list:
     return [p["x"] for p in points]
 
 
-def latencies(points, key):
+def latencies(points: list[dict], key: str) -> list[float]:
     return [p["summary"]["latency_ms"][key] if p["summary"]["latency_ms"][key] is not None else math.nan for p in points]
 
 
-def predicted(points, key):
+def predicted(points: list[dict], key: str) -> list[float]:
     return [p["prediction"][key] if p.get("prediction") and p["prediction"].get(key) is not None else math.nan for p in points]
 
 
-def mark_saturated(ax, points, ys):
+def mark_saturated(ax: Axes, points: list[dict], ys: list[float]) -> None:
     for p, y in zip(points, ys, strict=True):
         if p["summary"].get("client_saturated"):
             ax.annotate("client\nsaturated", (p["x"], y), fontsize=6, color="red", ha="center", va="bottom")
@@ -98,7 +101,7 @@ def spread(points) -> tuple[list[float], list[float]]:
     return below, above
 
 
-def plot_throughput(ax, name, pts, color):
+def plot_throughput(ax: Axes, name: str, pts: list[dict], color: str) -> list:
     """Measured throughput (solid, with its spread) and Little's law (dashed) for one series; returns the x values."""
     x = xs(pts)
     thr = [p["summary"]["throughput_rps"] for p in pts]
@@ -108,7 +111,7 @@ def plot_throughput(ax, name, pts, color):
     return x
 
 
-def throughput_latency(data, fig, logx=True, xlabel="concurrent users (closed loop)"):
+def throughput_latency(data: dict, fig: Figure, logx: bool = True, xlabel: str = "concurrent users (closed loop)") -> None:
     """Two panels: throughput and latency against x, measurement and theory."""
     ax1, ax2 = fig.subplots(1, 2)
     for i, (name, pts) in enumerate(by_series(data["points"]).items()):
@@ -132,7 +135,7 @@ def throughput_latency(data, fig, logx=True, xlabel="concurrent users (closed lo
     ax2.legend(fontsize=7)
 
 
-def timeline(ax, records, title="", t0_ns=None):
+def timeline(ax: Axes, records: dict, title: str = "", t0_ns: int | None = None) -> None:
     """One horizontal bar per request, one lane per (worker pid, thread).
 
     The light bar is the client's view (sent -> answered); the dark bar is the
@@ -173,7 +176,7 @@ def timeline(ax, records, title="", t0_ns=None):
     ax.grid(axis="x", alpha=0.3)
 
 
-def draw_timelines(data, fig):
+def draw_timelines(data: dict, fig: Figure) -> None:
     pts = data["points"]
     axes = fig.subplots(len(pts), 1, squeeze=False)[:, 0]
     for ax, p in zip(axes, pts, strict=True):
@@ -190,13 +193,11 @@ def draw_timelines(data, fig):
     ], fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.12), ncols=2, frameon=False)
 
 
-def matplotlib_patch(color, label):
-    from matplotlib.patches import Patch
-
+def matplotlib_patch(color: str, label: str) -> Patch:
     return Patch(color=color, label=label)
 
 
-def draw_lines(data, fig, xlabel, logx=False):
+def draw_lines(data: dict, fig: Figure, xlabel: str, logx: bool = False) -> None:
     ax = fig.subplots(1, 1)
     for i, (name, pts) in enumerate(by_series(data["points"]).items()):
         plot_throughput(ax, name, pts, COLORS[i % len(COLORS)])

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..base.paths import SERVERS_DIR
 from ..base.specs import LoadSpec, ServerSpec
 from ..measuring.driver import ClientSaturatedWarning, run_load
 from ..measuring.slowclients import OUTCOMES, SlowLoad, run_slow_clients
@@ -99,12 +98,7 @@ def _worker_pids(server) -> set[int]:
     return {pid for app in apps for pid in app.worker_pids if pid != app.master_pid}
 
 
-def _fastapi_spec():
-    """FastAPI on Uvicorn, when the lab has its FastAPI app."""
-    return ServerSpec("asgi", app="asgi_fastapi:app") if (SERVERS_DIR / "asgi_fastapi.py").exists() else None
-
-
-def slow_client_servers(quick: bool):
+def slow_client_servers(quick: bool) -> list[tuple[str, ServerSpec | FrontSpec]]:
     """(series, spec) for every server the slow clients meet."""
     timeout = 2 if quick else 30  # Gunicorn's worker timeout; 30 s is its default
     sync = ServerSpec("wsgi", workers=2, timeout=timeout)
@@ -112,11 +106,9 @@ def slow_client_servers(quick: bool):
         ("gunicorn sync, 2 workers", sync),
         ("gunicorn gthread, 2 workers x 4 threads", ServerSpec("wsgi", workers=2, threads=4, timeout=timeout)),
         ("uvicorn (event loop)", ServerSpec("asgi")),
+        ("FastAPI on uvicorn", ServerSpec("fastapi")),
+        ("nginx -> gunicorn sync, 2 workers", FrontSpec(sync)),
     ]
-    fastapi = _fastapi_spec()
-    if fastapi is not None:
-        out.append(("FastAPI on uvicorn", fastapi))
-    out.append(("nginx -> gunicorn sync, 2 workers", FrontSpec(sync)))
     return out
 
 

@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -54,7 +54,7 @@ class ClientSaturatedWarning(UserWarning):
     """The load driver itself was the bottleneck: its numbers understate the server."""
 
 
-def check_target(url: str, allow_remote: bool = False):
+def check_target(url: str, allow_remote: bool = False) -> None:
     """Refuse anything but this machine unless explicitly allowed."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -116,7 +116,7 @@ class LoadResult:
         """Computed once, when first asked for - after the run has finished."""
         return stats.summarize(self)
 
-    def columns(self):
+    def columns(self) -> dict:
         """The records as a dict of numpy arrays (see stats.columns)."""
         return stats.columns(self.records)
 
@@ -381,7 +381,7 @@ _watchers = threading.local()
 
 
 @contextlib.contextmanager
-def watching(callback: Callable[[RunProgress], None], every: float = 1.0):
+def watching(callback: Callable[[RunProgress], None], every: float = 1.0) -> Iterator[None]:
     """Inside this block, each run_load called from this thread calls ``callback(progress)``
     about every ``every`` seconds while it runs, and once more when it has finished.
 

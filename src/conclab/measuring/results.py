@@ -52,7 +52,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, data: str | bytes):
+def atomic_write(path: Path, data: str | bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
@@ -85,11 +85,11 @@ def to_json(obj) -> str:
     return json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n"
 
 
-def write_json(path, obj):
+def write_json(path: str | Path, obj: object) -> None:
     atomic_write(Path(path), to_json(obj))
 
 
-def read_json(path):
+def read_json(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
@@ -101,7 +101,7 @@ def records_csv(records) -> str:
     return buf.getvalue()
 
 
-def write_records(path, records):
+def write_records(path: str | Path, records: list[tuple]) -> None:
     atomic_write(Path(path), records_csv(records))
 
 

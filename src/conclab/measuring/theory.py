@@ -73,7 +73,7 @@ class Overhead:
     per_connection_s: float = 0.0
     source: str = ""
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"per_request_ms": self.per_request_s * 1000, "per_connection_ms": self.per_connection_s * 1000,
                 "source": self.source}
 
@@ -91,7 +91,7 @@ class Prediction:
     overhead: Overhead = NO_OVERHEAD
     ideal_throughput_rps: float | None = None  # the same law with no overhead (o = 0)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"slots": self.slots if math.isfinite(self.slots) else None, "service_s": self.service_s,
                 "throughput_rps": self.throughput_rps, "latency_ms": self.latency_ms, "bound": self.bound,
                 "overhead": self.overhead.to_dict(),
@@ -173,7 +173,8 @@ def predict(spec: ServerSpec, path: str, concurrency: int | None = None, rate: f
     raise ValueError("give concurrency or rate")
 
 
-def curve(spec: ServerSpec, path: str, concurrencies, cores: int | None = None):
+def curve(spec: ServerSpec, path: str, concurrencies: list[int], cores: int | None = None,
+          ) -> tuple[list[float], list[float]]:
     """Predicted (throughput, latency) for each concurrency, for plotting beside measurements."""
     preds = [predict(spec, path, concurrency=n, cores=cores) for n in concurrencies]
     return [p.throughput_rps if p else math.nan for p in preds], [p.latency_ms if p else math.nan for p in preds]

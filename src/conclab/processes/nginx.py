@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -252,7 +253,7 @@ def _wait_ready(server: Server, start_timeout: float) -> Server:
 
 
 @contextlib.contextmanager
-def serve_nginx(spec: NginxSpec, start_timeout: float = 20.0):
+def serve_nginx(spec: NginxSpec, start_timeout: float = 20.0) -> Iterator[Server]:
     """Run nginx in front of already running app servers (``spec.upstreams``: their ports)."""
     if find_nginx() is None:
         raise NginxMissing(f"nginx is not installed: {INSTALL_HINT}")
@@ -282,7 +283,8 @@ def serve_nginx(spec: NginxSpec, start_timeout: float = 20.0):
 
 
 @contextlib.contextmanager
-def serve_behind_nginx(spec: FrontSpec | None = None, start_timeout: float = 20.0, **overrides):
+def serve_behind_nginx(spec: FrontSpec | None = None, start_timeout: float = 20.0,
+                       **overrides: object) -> Iterator[Front]:
     """Start ``spec.instances`` app servers, then nginx in front of them; yield a :class:`Front`.
 
     On exit nginx stops first (no new requests reach the apps), then the apps.
