@@ -20,6 +20,7 @@ import httpx
 
 from conclab.base.paths import quick_mode
 from conclab.base.specs import ServerSpec
+from conclab.figures.cpu_offload import cost_table
 from conclab.figures.experiment import figure
 from conclab.figures.registry import REGISTRY
 from conclab.measuring.driver import run_load
@@ -225,6 +226,69 @@ teach.littles_law_table(data)
 # the worker is still tied up for the whole request. Inside one view you can await several
 # things at once, but async views do not let a WSGI worker serve more requests at once
 # ([Flask: Using async and await](https://flask.palletsprojects.com/en/stable/async-await/)).
+
+# %% [markdown]
+# ## 7. What uvloop and httptools buy
+#
+# Uvicorn can run its event loop on the standard library's `asyncio` or on **uvloop** (a
+# loop built on libuv, in Cython), and parse HTTP with **h11** (pure Python) or
+# **httptools** (C). Its docs say the uvloop and httptools implementations provide greater
+# performance; `--loop auto` and `--http auto`, the defaults, use them when they are installed
+# ([Uvicorn settings: Implementation](https://www.uvicorn.org/settings/#implementation)).
+#
+# Greater performance is not a shorter wait: a request that awaits 50 ms still takes 50 ms.
+# It is **less CPU per request** - more requests per core before the server is the
+# bottleneck. Measuring that as a maximum throughput needs a client faster than the
+# server, and this lab's Python driver is slower than Uvicorn on `/hello` (notebook 08
+# measures both). So we measure the cost directly: the CPU time of every server process,
+# read before and after an open-loop run at a fixed rate that every stack carries easily,
+# divided by the requests answered. `conclab bench --server ...` prints the same number as
+# `server CPU ... us per request`.
+#
+# The `cost_per_request` experiment does this for Gunicorn (sync and gthread), Uvicorn with
+# asyncio+h11, asyncio+httptools and uvloop+httptools, and FastAPI on Uvicorn, at 200 and
+# 1,000 requests per second. **Predict:** which stack costs least per request? And does a
+# request cost more or less at 1,000 req/s than at 200?
+
+# %%
+# Quick mode measures the Uvicorn stacks only; `make charts` measures all six.
+cost = teach.only(REGISTRY["cost_per_request"],
+                  where=lambda job: not QUICK or job.tags["stack"].startswith("uvicorn"))
+teach.plan(cost)
+
+# %%
+my_guess_cheapest = None     # e.g. "uvicorn uvloop+httptools"
+my_guess_falls_with_load = None  # True if a request costs less at 1,000 req/s than at 200
+
+# %%
+data = teach.measure(cost, results_dir=RESULTS_DIR, fresh=True)
+us = cost_table(data["points"])
+for stack, runs in us.items():
+    print(f"{stack:36} " + "   ".join(f"{name}: {min(v):4.0f} us" for name, v in runs.items()))
+print(f"your guess for the cheapest: {my_guess_cheapest}; your guess that the cost falls with load: "
+      f"{my_guess_falls_with_load}")
+figure(REGISTRY["cost_per_request"], data)
+
+# %% [markdown]
+# **Reading the chart** (the reference run in `figures/cost_per_request.png`):
+#
+# - **httptools and uvloop cut the cost.** On `/hello` at 1,000 req/s: asyncio+h11 340 us per
+#   request, asyncio+httptools 166, uvloop+httptools 124. Parsing HTTP in C saves the most;
+#   the C loop adds a little more. FastAPI on the same uvloop+httptools costs 254: the
+#   framework's routing, middleware and response objects run in Python too. Gunicorn costs
+#   495 (sync, which ignores keep-alive, so each request also pays for a new connection;
+#   [Gunicorn: Design](https://docs.gunicorn.org/en/stable/design.html))
+#   and 566 (gthread).
+# - **The cost falls as the load rises.** Every stack's cost at 200 req/s is two to three
+#   times its cost at 1,000 (uvloop+httptools: 348 us vs 124). A request that arrives alone pays for
+#   waking a sleeping server; under heavy load one turn of the loop handles many events.
+# - **So the cost at a low rate underestimates capacity.** 1e6 / 124 us implies about
+#   8,000 req/s on one core; `wrk` (a client in C, `apt-get install wrk`) drove the same
+#   server to 26,336 req/s, where it cost 38 us per request and kept one core 99% busy. When
+#   `wrk` is not installed the right panel shows only the implied capacities.
+#
+# `/state` (a small JSON answer) costs about the same as `/hello`: at this size, the
+# server's work is the HTTP around the answer, not the answer.
 
 # %% [markdown]
 # ## Takeaway

@@ -17,6 +17,10 @@
 # Setup - run this cell first: imports and parameters.
 # %matplotlib inline
 import asyncio
+import hashlib
+import statistics
+import sys
+import threading
 import time
 
 import anyio.to_thread
@@ -205,6 +209,145 @@ figure(REGISTRY["gil"], data)
 # The same holds for an async app's pool: `/offload-cpu` adds no computing capacity, and it
 # keeps the loop answering `/health` only to within a few switch intervals - section 7
 # measures that.
+
+# %% [markdown]
+# ## 7. Should CPU work go to a thread pool?
+#
+# A common piece of advice for async servers is "use a threadpool for CPU-bound tasks". A
+# pool thread does take the work off the event loop - but the loop's thread still needs the
+# GIL for every step of every request, so what the loop gets depends on who holds the GIL
+# while the work runs:
+#
+# - **Pure Python** holds the GIL while it runs bytecode. A thread waiting for the GIL asks
+#   for it, and the running thread is made to hand it over after at most
+#   [`sys.getswitchinterval()`](https://docs.python.org/3/library/sys.html#sys.setswitchinterval)
+#   seconds - 5 ms by default. So a pool thread keeps the loop responsive only to within
+#   about one switch interval per step of a request - and adds no computing capacity.
+# - **A long C call that keeps the GIL** - the built-in `sum` over a `range`, for one - is
+#   never made to hand over: the interpreter asks between bytecodes, and the whole call is
+#   one of them. The loop waits for the whole call, exactly as if it ran on the loop.
+# - **C code that releases the GIL** runs beside the loop, on other cores: `hashlib` lets go
+#   of the GIL while it hashes more than 2047 bytes at once
+#   ([hashlib](https://docs.python.org/3/library/hashlib.html)).
+#
+# First in this notebook's own process. `beat` is a thread that wants to wake up every
+# millisecond - as an event loop with requests to answer does - while this thread computes
+# for a while in three ways. **Predict** how late `beat` wakes, typically (median) and at
+# worst, during pure Python and during one `sum(range(...))`:
+
+# %%
+my_guess_python_ms = None  # typical lateness while pure Python runs (ms)
+my_guess_sum_ms = None     # worst lateness during one sum(range(...)) call (ms)
+
+# %%
+def lateness_ms(work):
+    """Run work() here while a second thread asks to wake every 1 ms: how late it woke (ms)."""
+    late, done = [], threading.Event()
+
+    def beat():
+        while not done.is_set():
+            t0 = time.perf_counter()
+            time.sleep(0.001)
+            late.append((time.perf_counter() - t0) * 1000 - 1)
+
+    thread = threading.Thread(target=beat)
+    thread.start()
+    time.sleep(0.01)
+    work()
+    done.set()
+    thread.join()
+    return statistics.median(late), max(late)
+
+
+def pure_python():
+    x = 0
+    for i in range(5_000_000):
+        x += i
+
+
+def one_long_c_call():
+    sum(range(20_000_000))
+
+
+def hashing():
+    block = bytes(256 * 1024)
+    for _ in range(200):
+        hashlib.sha256(block).digest()
+
+
+print(f"switch interval: {sys.getswitchinterval() * 1000:g} ms")
+late = {name: lateness_ms(work) for name, work in
+        (("pure Python", pure_python), ("sum(range(...))", one_long_c_call), ("hashlib", hashing))}
+for name, (median, worst) in late.items():
+    print(f"{name:16} beat woke late by {median:6.2f} ms typically, {worst:7.1f} ms at worst")
+teach.check_guess(my_guess_python_ms, late["pure Python"][0], what="typical lateness, pure Python", unit="ms",
+                  theory=sys.getswitchinterval() * 1000)
+teach.check_guess(my_guess_sum_ms, late["sum(range(...))"][1], what="worst lateness, sum(range(...))", unit="ms")
+
+# %% [markdown]
+# Pure Python: `beat` waits about one switch interval each time. `sum(range(...))`: its
+# worst wait is the whole call. `hashlib`: hardly any wait at all.
+#
+# **Now on a server.** The `cpu_offload` experiment sends 1 to 4 users of 40 ms CPU
+# requests to the raw ASGI app four ways: `/cpu` (on the loop), `/offload-cpu` (pure Python
+# in the thread pool), `/hash-cpu` (hashlib in the thread pool) and `/process-cpu` (a
+# `ProcessPoolExecutor` with one process per usable core, each with its own interpreter and
+# GIL) - and `/offload-cpu` once more on a server started with a 1 ms switch interval
+# (`SWITCH_INTERVAL_MS=1`, which calls `sys.setswitchinterval(0.001)`). A light `/health`
+# probe runs during each load. The server may use every core (the process pool needs them);
+# the load driver shares one.
+#
+# **Predict** for 4 users on this machine: the throughput of each way, and roughly how long
+# `/health` waits - tens of milliseconds, a few, or none?
+
+# %%
+teach.plan(REGISTRY["cpu_offload"])
+
+# %%
+print(f"usable cores: {usable_cores()}")
+my_guess_threads_rps = None    # /offload-cpu, 4 users (requests per second)
+my_guess_processes_rps = None  # /process-cpu, 4 users (requests per second)
+
+# %%
+data = teach.measure(REGISTRY["cpu_offload"], results_dir=RESULTS_DIR, fresh=True)
+most = {p["series"]: p for p in data["points"] if p["x"] == max(q["x"] for q in data["points"])}
+threads, processes = most["pure Python in threads (/offload-cpu)"], most["process pool (/process-cpu)"]
+teach.check_guess(my_guess_threads_rps, threads["summary"]["throughput_rps"], what="pure Python in threads",
+                  theory=threads["prediction"]["throughput_rps"])
+teach.check_guess(my_guess_processes_rps, processes["summary"]["throughput_rps"], what="process pool",
+                  theory=processes["prediction"]["throughput_rps"])
+figure(REGISTRY["cpu_offload"], data)
+
+# %%
+teach.probe_table(list(most.values()))
+
+# %% [markdown]
+# **Reading the chart** (the reference run in `figures/cpu_offload.png`, 2 usable cores):
+#
+# - **Throughput.** On the loop (`/cpu`) and in the pure-Python pool (`/offload-cpu`) alike,
+#   about 24 requests/s however many users: one core's worth, 1 / 40 ms = 25. hashlib in the
+#   pool and the process pool climb to 43-47 requests/s from 2 users on: both cores, close to
+#   Little's law's min(users, 2) / 40 ms = 50 (the loop, the probe and the load driver use
+#   the rest).
+# - **/health on the loop** waits for the handlers: median 20 ms with one user, 189 ms with
+#   four (p99 500 ms).
+# - **/health beside the pure-Python pool**: median 7 ms with one user - about one 5 ms
+#   switch interval - and 38 ms with four, because the loop's thread now competes with four
+#   computing threads for the GIL and is not always the one that gets it next. With a 1 ms
+#   switch interval the same pool gives 2.7 and 8.7 ms: shorter turns, more hand-overs.
+# - **/health beside hashlib threads and the process pool**: a median of 1.2-2.6 ms at every
+#   load - the loop hardly waits at all.
+#
+# **So, should CPU work go to a thread pool?** Only half true:
+#
+# - For **pure Python**, a thread pool keeps the loop answering - within a few switch
+#   intervals rather than behind whole handlers - but adds no throughput: one GIL, one core.
+#   A smaller switch interval shortens the wait and costs more hand-overs.
+# - For a **long C call that keeps the GIL**, a thread pool buys nothing at all.
+# - For **throughput**, use a **process pool** (up to the usable cores; the price is
+#   pickling the arguments and results, and each process's memory), or C code that
+#   **releases the GIL** (hashlib, compression, much of NumPy), which threads can run on
+#   several cores at once.
 
 # %% [markdown]
 # ## Takeaway
