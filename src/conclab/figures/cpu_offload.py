@@ -268,7 +268,7 @@ def draw_cost(data, fig):
 COST_PER_REQUEST = Experiment(
     "cost_per_request",
     "What a request costs the server: CPU time per request, open loop below capacity",
-    "httptools parses HTTP in C and uvloop runs the loop in C: each cuts the server's CPU per request; "
+    "httptools parses HTTP in C and uvloop runs the loop on libuv: each cuts the server's CPU per request; "
     "the cost falls as load rises, because each loop turn handles more events.",
     jobs_cost,
     draw=draw_cost,
