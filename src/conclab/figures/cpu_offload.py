@@ -274,5 +274,6 @@ COST_PER_REQUEST = Experiment(
     draw=draw_cost,
     size=(12, 5),
     extra=wrk_cost,
+    note=False,  # its whiskers are the repeats' min..max, said in the panel
 )
 

@@ -49,7 +49,13 @@ def footer(fig: Figure, data: dict, note: bool = True) -> None:
     when = (data.get("time") or "")[:10]
     quick = " - QUICK MODE (few points, short runs)" if data.get("quick") else ""
     client = data.get("client_cpu")
-    where = f"driver pinned to core {client}, servers on the others" if client is not None else "driver and server share cores"
+    shared = any((p.get("spec") or {}).get("cpus") == "all" for p in data.get("points", []))
+    if client is None:
+        where = "driver and server share cores"
+    elif shared:
+        where = f"driver pinned to core {client}; servers on every core, the driver's included"
+    else:
+        where = f"driver pinned to core {client}, servers on the others"
     cores = f"{m.get('cores', '?')} cores ({m['usable_cores']} usable)" if "usable_cores" in m else f"{m.get('cores', '?')} cores"
     fig.text(0.01, 0.002, f"{cores}, Python {m.get('python', '?')}, {when}; {where}{quick}",
              fontsize=7, color="#555555", ha="left", va="bottom")
