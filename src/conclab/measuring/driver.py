@@ -129,7 +129,8 @@ class Interrupted(KeyboardInterrupt):
         self.result = result
 
 
-def _raise_fd_limit(need):
+def raise_fd_limit(need: int) -> None:
+    """Let this process hold ``need`` sockets (and some to spare), up to the hard limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need + 64 and soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need + 64, soft)), hard))
@@ -278,7 +279,7 @@ class _Run:
         load = self.load
         self.stop = asyncio.Event()
         connections = int(load.concurrency or min(LIMITS["concurrency"], max(64, load.rate * load.timeout)))
-        _raise_fd_limit(connections)
+        raise_fd_limit(connections)
         self.transport = _make_transport(load, connections)
         client = httpx.AsyncClient(transport=self.transport, timeout=httpx.Timeout(load.timeout), trust_env=False)
         async with client:

@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
 from ..base.errors import LoadError
-from .driver import _raise_fd_limit, check_target
+from .driver import raise_fd_limit, check_target
 
 OUTCOMES = ("answered", "closed", "reset", "timed_out", "refused")
 LIMITS = {"clients": 2000, "duration": 600.0, "interval": 60.0}
@@ -234,7 +234,7 @@ def run_slow_clients(url: str, load: SlowLoad | None = None, *, stop: threading.
     loop = asyncio.new_event_loop()
 
     def main():
-        _raise_fd_limit(int(load.clients))
+        raise_fd_limit(int(load.clients))
         try:
             loop.run_until_complete(_run(result, host, port, stopper))
         except BaseException as exc:  # noqa: BLE001 - surfaced in the caller's thread
