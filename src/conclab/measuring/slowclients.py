@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
 from ..base.errors import LoadError
-from .driver import raise_fd_limit, check_target
+from .driver import check_target, raise_fd_limit
 
 OUTCOMES = ("answered", "closed", "reset", "timed_out", "refused")
 LIMITS = {"clients": 2000, "duration": 600.0, "interval": 60.0}
