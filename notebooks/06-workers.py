@@ -175,7 +175,7 @@ teach.Table(["server", "workers", "memory of all its processes (MiB, PSS)"], row
 # %% [markdown]
 # Each worker adds memory before it serves a single request: the note under the table gives
 # the step per idle worker. A worker that holds a request grows a little more: the `memory`
-# figure measures about 15 MiB of PSS per forked sync worker of this small Flask app, from 1
+# figure measures about 16 MiB of PSS per forked sync worker of this small Flask app, from 1
 # to 16 workers; a real app with more imports costs more. Uvicorn's step is larger for two
 # reasons: it *spawns* fresh interpreters for its workers rather than forking, so they share
 # less with their parent, and each worker of our ASGI app starts its own process pool (one
@@ -237,7 +237,7 @@ print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 #   parallelism and isolation.
 # - State in module globals exists once per worker. The OS balances connections, not
 #   requests.
-# - Every worker costs memory - about 15 MiB of PSS for a forked sync worker of this small
+# - Every worker costs memory - about 16 MiB of PSS for a forked sync worker of this small
 #   app, more for a real one. (2 × cores) + 1 is a starting point for sync workers with
 #   short requests; size for real by measuring, and with Little's law when requests wait.
 

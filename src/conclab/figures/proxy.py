@@ -192,6 +192,7 @@ SLOW_CLIENTS = Experiment(
     "A sync worker is held by one slow client and gthread by one per thread; the event loop and nginx "
     "wait for all of them at once, so the probe stays fast.",
     jobs_slow_clients, draw_slow_clients, size=(12, 5), needs=nginx_missing,
+    note=False,  # latency over time: no throughput bars, no Little's-law line
 )
 
 
