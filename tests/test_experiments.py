@@ -214,3 +214,19 @@ def test_memory_baseline_is_taken_after_every_worker_booted(figures_dir):
         grew = p["rss_bytes"]["loaded"] - p["rss_bytes"]["baseline"]
         assert grew < 0.5 * per_worker, f"{p['x']} workers grew {grew / 2**20:.1f} MiB while loaded"
         assert len(p["rss_bytes"]["loaded_samples"]) == 3
+
+
+def test_every_committed_point_agrees_with_its_theory_within_ten_percent():
+    """The reference data: each point the driver measured accurately (not client-saturated)
+    is within 10% of its Little's-law line, or the figure would teach a wrong number."""
+    misses = []
+    for path in sorted((FIGURES_DIR / "data").glob("*.json")):
+        data = json.loads(path.read_text())
+        for p in data["points"]:
+            predicted = (p.get("prediction") or {}).get("throughput_rps")
+            if not predicted or p["summary"].get("client_saturated"):
+                continue
+            off = p["summary"]["throughput_rps"] / predicted - 1
+            if abs(off) > 0.10:
+                misses.append(f"{path.stem}: {p['series']} x={p['x']}: {off:+.1%}")
+    assert not misses, misses
