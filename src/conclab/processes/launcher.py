@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,7 +175,8 @@ def _start(spec, port, start_timeout, log_path):
         )
     server = Server(spec, f"http://{LOOPBACK}:{port}", port, proc.pid, log_path, command, proc)
     try:
-        return _wait_ready(server, start_timeout)
+        # every worker is up, not just the first to answer
+        return wait_for_health(server, start_timeout, ready=lambda: len(server.worker_pids) >= spec.workers)
     except BaseException:  # Ctrl-C while starting: a notebook kernel lives on, so must not the server
         stop_server(server)
         raise
@@ -197,28 +198,28 @@ def listens_on(server: Server) -> bool:
     return False
 
 
-def _wait_ready(server, start_timeout):
-    spec, proc, command = server.spec, server.proc, server.command
+def wait_for_health(server: Server, start_timeout: float, ready: Callable[[], bool] = lambda: True,
+                    output: str = "server output") -> Server:
+    """Poll ``/health`` until it answers 200, ``ready()`` holds and one of the server's
+    own processes holds the listening socket; a start that fails or takes too long
+    stops the server and raises ServerStartError quoting its ``output``."""
     deadline = time.monotonic() + start_timeout
     with httpx.Client(timeout=1.0, trust_env=False) as client:
         while True:
-            if proc.poll() is not None:
+            exited = server.proc.poll() is not None
+            if exited or time.monotonic() > deadline:
                 stop_server(server)  # close our end of its stdin pipe; KILL any straggler in the group
+                what = (f"exited while starting (code {server.proc.returncode})" if exited
+                        else f"did not answer /health within {start_timeout:g} s")
                 raise ServerStartError(
-                    f"{spec.label} exited while starting (code {proc.returncode}).\n"
-                    f"command: {shlex.join(command)}\n--- server output ---\n{tail(server.log())}"
-                )
-            if time.monotonic() > deadline:
-                stop_server(server)
-                raise ServerStartError(
-                    f"{spec.label} did not answer /health within {start_timeout:g} s.\n"
-                    f"command: {shlex.join(command)}\n--- server output ---\n{tail(server.log())}"
+                    f"{server.spec.label} {what}.\n"
+                    f"command: {shlex.join(server.command)}\n--- {output} ---\n{tail(server.log())}"
                 )
             try:
                 ok = client.get(server.url + "/health").status_code == 200
             except httpx.HTTPError:
                 ok = False
-            if ok and len(server.worker_pids) >= spec.workers and listens_on(server):
+            if ok and ready() and listens_on(server):
                 return server
             time.sleep(0.05)
 

@@ -34,18 +34,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import httpx
 
 from ..base.errors import ServerStartError, SpecError
 from ..base.paths import SERVERS_DIR
 from ..base.specs import LOOPBACK, ServerSpec
 from ..base.system import ProgramMissing, missing
-from .launcher import Server, free_port, listens_on, serve, stop_server, tail
+from .launcher import Server, free_port, serve, stop_server, wait_for_health
 
 TEMPLATE = SERVERS_DIR / "nginx.conf"
 INSTALL_HINT = "install it with `apt-get install nginx` (Debian/Ubuntu) or `brew install nginx` (macOS)"
@@ -223,33 +220,11 @@ def _start(spec: NginxSpec, port: int, prefix: Path, start_timeout: float) -> Se
                                 start_new_session=True)
     server = Server(spec, f"http://{LOOPBACK}:{port}", port, proc.pid, log_path, cmd, proc)
     try:
-        return _wait_ready(server, start_timeout)
+        # nginx answers /health by forwarding it to an app server
+        return wait_for_health(server, start_timeout, output="nginx output")
     except BaseException:
         stop_server(server)
         raise
-
-
-def _wait_ready(server: Server, start_timeout: float) -> Server:
-    """Until nginx answers /health (forwarded to an app server) from a socket it holds itself."""
-    deadline = time.monotonic() + start_timeout
-    with httpx.Client(timeout=1.0, trust_env=False) as client:
-        while True:
-            if server.proc.poll() is not None or time.monotonic() > deadline:
-                exited = server.proc.poll() is not None
-                stop_server(server)
-                what = f"exited while starting (code {server.proc.returncode})" if exited else \
-                    f"did not answer /health within {start_timeout:g} s"
-                raise ServerStartError(
-                    f"{server.spec.label} {what}.\ncommand: {shlex.join(server.command)}\n"
-                    f"--- nginx output ---\n{tail(server.log())}"
-                )
-            try:
-                ok = client.get(server.url + "/health").status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok and listens_on(server):
-                return server
-            time.sleep(0.05)
 
 
 @contextlib.contextmanager
