@@ -388,6 +388,9 @@ def watching(callback: Callable[[RunProgress], None], every: float = 1.0) -> Ite
 
     The callback runs on the calling thread, which only waits while the
     driver's own thread sends the requests: the driver does no extra work.
+    But both threads share the GIL: a callback that computes for long (a chart
+    rendering a frame, 70-190 ms here) holds up the driver's loop meanwhile,
+    which the run's ``loop_lag_ms_p99`` then shows. Keep callbacks short.
     (A live chart in a notebook uses this; see conclab.teaching.live.)
     """
     stack = _watchers.__dict__.setdefault("stack", [])

@@ -87,6 +87,11 @@ class LiveChart:
     def __enter__(self) -> LiveChart:
         self._t0_ns = time.monotonic_ns()
         if self.enabled:
+            # matplotlib's first render loads fonts and builds the renderer, ~100 ms
+            # holding the GIL; the driver's thread needs it too. Pay that now, before
+            # any run starts, not in the middle of the first run's measured window.
+            self._setup()
+            self._fig.savefig(io.BytesIO(), format="png", dpi=FRAME_DPI)
             self._watch = driver.watching(self.update, every=self.every)
             self._watch.__enter__()
         return self
