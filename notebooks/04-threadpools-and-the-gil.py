@@ -326,17 +326,17 @@ teach.probe_table(list(most.values()))
 #
 # - **Throughput.** On the loop (`/cpu`) and in the pure-Python pool (`/offload-cpu`) alike,
 #   about 24 requests/s however many users: one core's worth, 1 / 40 ms = 25. hashlib in the
-#   pool and the process pool climb to 43-47 requests/s from 2 users on: both cores, close to
+#   pool and the process pool climb to 44-47 requests/s from 2 users on: both cores, close to
 #   Little's law's min(users, 2) / 40 ms = 50 (the loop, the probe and the load driver use
 #   the rest).
-# - **/health on the loop** waits for the handlers: median 20 ms with one user, 189 ms with
-#   four (p99 500 ms).
+# - **/health on the loop** waits for the handlers: median 19 ms with one user, 187 ms with
+#   four (p99 929 ms).
 # - **/health beside the pure-Python pool**: median 7 ms with one user - about one 5 ms
-#   switch interval - and 38 ms with four, because the loop's thread now competes with four
+#   switch interval - and 41 ms with four, because the loop's thread now competes with four
 #   computing threads for the GIL and is not always the one that gets it next. With a 1 ms
-#   switch interval the same pool gives 2.7 and 8.7 ms: shorter turns, more hand-overs.
-# - **/health beside hashlib threads and the process pool**: a median of 1.2-2.6 ms at every
-#   load - the loop hardly waits at all.
+#   switch interval the same pool gives 2.9 and 12.7 ms: shorter turns, more hand-overs.
+# - **/health beside hashlib threads and the process pool**: a median of 1.1-1.7 ms at every
+#   load - the loop hardly waits at all. (All from `figures/data/cpu_offload.json`.)
 #
 # **So, should CPU work go to a thread pool?** Only half true:
 #
