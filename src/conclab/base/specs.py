@@ -62,6 +62,8 @@ class ServerSpec:
     ("auto") and ``timeout`` is Gunicorn's worker timeout.
     ``cpus``: the cores the server may use; None means all but the driver's core,
     "all" means every core.
+    ``python``: the interpreter that runs the server (a path); None means the
+    lab's own Python.
     ``config``: a gunicorn.conf.py (WSGI only). Then the file alone decides workers,
     threads, worker class and timeouts; the launcher passes only where to listen
     (``--bind``), ``--chdir`` and the app, which override the file's own.
@@ -83,6 +85,7 @@ class ServerSpec:
     env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     config: str | None = None
     manager: str | None = None
+    python: str | None = None
 
     def __post_init__(self):
         problems = []
@@ -153,7 +156,15 @@ class ServerSpec:
         return f"{runner} {self.workers}w{pool}"
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        doc = dataclasses.asdict(self)
+        if doc["python"] is None:  # the lab's own Python: keeps saved points' keys as they were
+            del doc["python"]
+        return doc
+
+    @property
+    def interpreter(self) -> str:
+        """The Python that runs the server: ``python`` or, by default, the lab's own."""
+        return self.python or sys.executable
 
     def command(self, port: int, host: str = LOOPBACK) -> list[str]:
         """The real gunicorn/uvicorn command line - the one a student could type."""
@@ -162,7 +173,7 @@ class ServerSpec:
         if self.kind == "wsgi" and self.config:
             # Command-line flags beat the config file, so pass only these three.
             return [
-                sys.executable, "-m", "gunicorn", "--config", str(self.config),
+                self.interpreter, "-m", "gunicorn", "--config", str(self.config),
                 "--bind", f"{host}:{port}", "--chdir", app_dir, app,
             ]
         if self.runner == "gunicorn":
@@ -171,12 +182,12 @@ class ServerSpec:
             worker = ["--worker-class", "uvicorn_worker.UvicornWorker"] if self.kind != "wsgi" else [
                 "--worker-class", self.gunicorn_class, "--threads", str(self.threads)]
             return [
-                sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
+                self.interpreter, "-m", "gunicorn", "--bind", f"{host}:{port}",
                 "--chdir", app_dir, "--workers", str(self.workers), *worker,
                 "--timeout", str(self.timeout), "--graceful-timeout", "3", *_gunicorn_extra_flags(), app,
             ]
         cmd = [
-            sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port),
+            self.interpreter, "-m", "uvicorn", "--host", host, "--port", str(port),
             "--app-dir", app_dir, "--workers", str(self.workers),
             "--loop", self.loop, "--http", self.http, "--no-access-log",
             "--timeout-graceful-shutdown", "3",
