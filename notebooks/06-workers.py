@@ -22,6 +22,7 @@ import os
 import httpx
 from IPython.display import display
 
+from conclab.base import system
 from conclab.base.cores import usable_cores
 from conclab.base.paths import quick_mode
 from conclab.base.specs import ServerSpec
@@ -157,7 +158,9 @@ figure(REGISTRY["workers"], data)
 # Each worker is a whole Python interpreter with your app loaded. The lab reports memory as
 # **PSS** (proportional set size): a page shared by several processes - such as the code a
 # forked worker shares with its master - is split between them, so N workers are not
-# charged N times for what they share.
+# charged N times for what they share. Only Linux counts PSS: on macOS the lab reports RSS,
+# which charges every shared page to each process, so N workers look heavier than they are
+# (the table's heading says which one this machine used).
 
 # %%
 rows, mib = [], {}
@@ -169,7 +172,7 @@ for n in MEMORY_WORKERS:
         rows.append([spec.label, n, mib[kind, n]])
 first, last = MEMORY_WORKERS[0], MEMORY_WORKERS[-1]
 step = {kind: (mib[kind, last] - mib[kind, first]) / (last - first) for kind in ("wsgi", "asgi")}
-teach.Table(["server", "workers", "memory of all its processes (MiB, PSS)"], rows,
+teach.Table(["server", "workers", f"memory of all its processes (MiB, {system.memory_kind()})"], rows,
             f"each extra idle worker: Gunicorn sync {step['wsgi']:.1f} MiB, Uvicorn {step['asgi']:.1f} MiB")
 
 # %% [markdown]
@@ -206,7 +209,7 @@ else:
 
 # %%
 print(f"os.cpu_count():               {os.cpu_count()}  (cores in the machine)")
-print(f"len(os.sched_getaffinity(0)): {len(os.sched_getaffinity(0))}  (cores this process may run on)")
+print(f"system.cpu_ids():             {len(system.cpu_ids())}  (cores this process may run on: its CPU affinity on Linux)")
 print(f"usable_cores():               {CORES}  (and no more than the cgroup's CPU quota)")
 print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 

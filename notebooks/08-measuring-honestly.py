@@ -18,7 +18,7 @@
 # %matplotlib inline
 import numpy as np
 
-from conclab.base.cores import client_cpu, server_cpus
+from conclab.base.cores import placement
 from conclab.base.paths import quick_mode
 from conclab.figures.experiment import figure
 from conclab.figures.registry import REGISTRY
@@ -176,11 +176,11 @@ teach.summary_table(data)
 #
 # Running both on one machine is convenient - and honest only with care:
 #
-# - **They compete for CPU.** The lab pins the driver to one core and the servers to the
-#   others:
+# - **They compete for CPU.** On Linux the lab pins the driver to one core and the servers
+#   to the others; macOS has no CPU affinity, so there both float and points spread wider:
 
 # %%
-print(f"load driver pinned to core {client_cpu()}; servers run on cores {list(server_cpus())}")
+print(placement())
 
 # %% [markdown]
 # - **Loopback is not a network**: no latency, no bandwidth limit, no lost packets. These

@@ -97,7 +97,8 @@ def usable_cores():
     quota (v2 cpu.max "QUOTA PERIOD", v1 cpu.cfs_quota_us; a container may get
     1.5 CPUs of 8). The same rule as conclab.base.cores, kept here so the servers
     stay standalone files a student can run without the lab installed."""
-    cores = len(os.sched_getaffinity(0))
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only; macOS has no CPU affinity
+    cores = len(affinity(0)) if affinity else (os.cpu_count() or 1)
     root = Path(os.environ.get("CONCLAB_CGROUP_ROOT", "/sys/fs/cgroup"))
     own = [line[3:].strip("/\n") for line in _read("/proc/self/cgroup").splitlines() if line.startswith("0::")]
     for path in [root / rel / "cpu.max" for rel in own] + [root / "cpu.max"]:

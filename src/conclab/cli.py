@@ -194,7 +194,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         check_reachable(url)
         server_doc = {"spec": spec.to_dict(), "label": spec.label, "command": server.command} if server else {"url": url}
         if server:
-            print(f"{spec.label} on {url}", file=human)
+            from .base.system import pinned_label
+
+            print(f"{spec.label} on {url} ({pinned_label(spec.resolved_cpus())})", file=human)
         cpu_seconds = getattr(server, "cpu_seconds", None)  # we started it, so we know its processes
         cpu_before = cpu_seconds() if cpu_seconds else None
         with warnings.catch_warnings(record=True) as caught:

@@ -12,6 +12,8 @@ import math
 import os
 from pathlib import Path
 
+from . import system
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -55,20 +57,32 @@ def cgroup_quota(cgroup_root: Path | None = None) -> float | None:
 
 def usable_cores(cgroup_root: Path | None = None) -> int:
     """min(affinity, cgroup quota rounded up), at least 1: how many cores CPU work can use."""
-    affinity = len(os.sched_getaffinity(0))
-    quota = cgroup_quota(cgroup_root)
+    affinity = len(system.cpu_ids())
+    quota = cgroup_quota(cgroup_root) if system.has_cgroups() else None
     if quota is None:
         return affinity
     return max(1, min(affinity, math.ceil(quota - 1e-9)))
 
 
 def client_cpu() -> int | None:
-    """The core the load driver pins itself to (the last one), or None on 1 core."""
-    cpus = sorted(os.sched_getaffinity(0))
-    return cpus[-1] if len(cpus) > 1 else None
+    """The core the load driver pins itself to (the last one), or None on 1 core
+    and where nothing can be pinned (macOS: see system.pinned_label)."""
+    cpus = system.cpu_ids()
+    return cpus[-1] if len(cpus) > 1 and system.can_pin() else None
 
 
 def server_cpus() -> tuple[int, ...]:
     """Cores left for servers by default: all but the driver's."""
-    cpus = sorted(os.sched_getaffinity(0))
-    return tuple(cpus[:-1]) if len(cpus) > 1 else tuple(cpus)
+    cpus = system.cpu_ids()
+    return tuple(cpus[:-1]) if client_cpu() is not None else tuple(cpus)
+
+
+def placement() -> str:
+    """Where the load driver and the servers run, as figures and summaries print it:
+    "driver pinned to core 1, servers pinned to core 0" or "unpinned: no CPU affinity on macOS"."""
+    if not system.can_pin():
+        return f"unpinned: {system.unpinned_reason()}"
+    cpu = client_cpu()
+    if cpu is None:
+        return "unpinned: one usable core, shared by driver and servers"
+    return f"driver {system.pinned_label([cpu])}, servers {system.pinned_label(server_cpus())}"

@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import system
 from .cores import server_cpus
 from .errors import LoadError, SpecError
 from .paths import SERVERS_DIR
@@ -114,11 +114,13 @@ class ServerSpec:
             problems.append(f"worker_class must be sync or gthread, not {self.worker_class!r}")
         if self.port is not None and (isinstance(self.port, bool) or not (isinstance(self.port, int) and 1 <= self.port <= 65535)):
             problems.append(f"port must be 1..65535, not {self.port!r}")
-        usable = os.sched_getaffinity(0)
-        if self.cpus not in (None, "all") and not (
-            isinstance(self.cpus, tuple | list) and self.cpus and all(isinstance(c, int) and c in usable for c in self.cpus)
-        ):
-            problems.append(f"cpus must be None, 'all' or core numbers from {sorted(usable)}, not {self.cpus!r}")
+        # None and "all" are resolved when the server starts (resolved_cpus), so
+        # that building a spec asks nothing of the operating system.
+        if self.cpus not in (None, "all"):
+            usable = system.cpu_ids()
+            if not (isinstance(self.cpus, tuple | list) and self.cpus
+                    and all(isinstance(c, int) and c in usable for c in self.cpus)):
+                problems.append(f"cpus must be None, 'all' or core numbers from {list(usable)}, not {self.cpus!r}")
         if self.config is not None and (self.kind != "wsgi" or not isinstance(self.config, str)):
             problems.append(f"config (a gunicorn.conf.py path) is for kind 'wsgi' only, not {self.config!r}")
         if problems:
@@ -198,7 +200,7 @@ class ServerSpec:
 
     def resolved_cpus(self) -> tuple[int, ...]:
         if self.cpus == "all":
-            return tuple(sorted(os.sched_getaffinity(0)))
+            return system.cpu_ids()
         if self.cpus is None:
             return server_cpus()
         return tuple(self.cpus)

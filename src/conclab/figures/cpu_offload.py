@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..base import system
 from ..base.cores import client_cpu, usable_cores
 from ..base.specs import LoadSpec, ServerSpec
 from ..measuring.driver import ClientSaturatedWarning, LoadResult, run_load
@@ -189,9 +190,7 @@ def wrk_cost(quick):
     if not wrk:
         return {"wrk": None, "note": "wrk not installed (apt-get install wrk): no measured maximum"}
     cmd = [wrk, "-t1", "-c50", f"-d{2 if quick else 5}s"]
-    cpu = client_cpu()
-    if cpu is not None and shutil.which("taskset"):
-        cmd = ["taskset", "-c", str(cpu), *cmd]  # wrk on the driver's core, the server on the others
+    cmd = system.pinned_command(client_cpu(), cmd)  # wrk on the driver's core, the server on the others
     with serve(FAST) as server:
         run_load(server.url, path="/hello", concurrency=10, duration=0.5, progress=False, warn=False)  # warm up
         before = server.cpu_seconds()

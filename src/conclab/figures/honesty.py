@@ -8,6 +8,7 @@ import subprocess
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..base import system
 from ..base.cores import client_cpu
 from ..base.specs import LoadSpec, ServerSpec
 from ..processes.launcher import serve
@@ -81,8 +82,7 @@ def wrk_ceiling(quick: bool) -> dict:
     with serve(UVICORN) as server:
         for n in ns:
             cmd = [wrk, "-t1", f"-c{n}", f"-d{2 if quick else 3}s", server.url + "/hello"]
-            if cpu is not None:
-                cmd = ["taskset", "-c", str(cpu), *cmd] if shutil.which("taskset") else cmd
+            cmd = system.pinned_command(cpu, cmd)
             text = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
             for line in text.splitlines():
                 if line.startswith("Requests/sec:"):

@@ -50,7 +50,9 @@ def footer(fig: Figure, data: dict, note: bool = True) -> None:
     quick = " - QUICK MODE (few points, short runs)" if data.get("quick") else ""
     client = data.get("client_cpu")
     shared = any((p.get("spec") or {}).get("cpus") == "all" for p in data.get("points", []))
-    if client is None:
+    if client is None and str(m.get("pinning", "")).startswith("unpinned: no CPU affinity"):
+        where = f"{m['pinning']}: the OS places driver and servers, so points spread wider"
+    elif client is None:
         where = "driver and server share cores"
     elif shared:
         where = f"driver pinned to core {client}; servers on every core, the driver's included"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from ..base.cores import client_cpu
+from ..base.cores import placement
 from ..base.specs import LoadSpec, ServerSpec
 from ..processes.launcher import serve
 from .driver import ClientSaturatedWarning, run_load
@@ -20,7 +20,7 @@ def calibrate(duration: float = 3.0) -> dict[str, float]:
     throughput comes near that ceiling is measuring the client, not the server.
     """
     with serve(UVICORN) as server:
-        print(f"load driver pinned to core {client_cpu()}; {UVICORN.label} on cores {list(UVICORN.resolved_cpus())}")
+        print(f"{placement()}; {UVICORN.label} on cores {list(UVICORN.resolved_cpus())}")
         print(f"{'transport':<26}{'users':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'client CPU':>12}")
         best = {}
         for transport in ("aiohttp", "httpx"):

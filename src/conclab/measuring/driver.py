@@ -25,9 +25,7 @@ import asyncio
 import contextlib
 import functools
 import ipaddress
-import os
 import random
-import resource
 import socket
 import threading
 import time
@@ -38,6 +36,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..base import system
 from ..base.cores import client_cpu
 from ..base.errors import LoadError
 from ..base.specs import LIMITS, LoadSpec
@@ -105,7 +104,8 @@ class LoadResult:
     window: tuple[int, int] = (0, 0)
     finished_ns: int = 0
     client_cpu_s: float = 0.0
-    client_wait_s: float = 0.0  # ready to run but waiting for its core (shared with other programs)
+    client_wait_s: float | None = 0.0  # ready to run but waiting for its core; None: not measurable here
+    client_placement: str | None = None  # "pinned to core 1", "unpinned: no CPU affinity on macOS"
     loop_lag_ms: list = field(default_factory=list, repr=False)
     interrupted: bool = False
     failed: str | None = None
@@ -130,10 +130,11 @@ class Interrupted(KeyboardInterrupt):
 
 
 def raise_fd_limit(need: int) -> None:
-    """Let this process hold ``need`` sockets (and some to spare), up to the hard limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need + 64 and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need + 64, soft)), hard))
+    """Let this process hold ``need`` sockets (and some to spare), up to the hard
+    limit; where that is too low, warn with what to do (macOS starts at 256)."""
+    problem = system.raise_open_files_limit(need)
+    if problem:
+        warnings.warn(problem, RuntimeWarning, stacklevel=2)
 
 
 def _make_transport(load: LoadSpec, connections: int) -> httpx.AsyncBaseTransport:
@@ -305,7 +306,7 @@ class _Run:
         await asyncio.gather(lag_task, progress_task, return_exceptions=True)
         result.client_cpu_s = time.thread_time() - cpu0
         wait1 = _thread_wait_s()
-        result.client_wait_s = wait1 - wait0 if wait0 is not None and wait1 is not None else 0.0
+        result.client_wait_s = wait1 - wait0 if wait0 is not None and wait1 is not None else None
         result.finished_ns = time.monotonic_ns()
         end = deadline if (deadline and not load.requests) else max((r[2] for r in self.records), default=result.finished_ns)
         result.window = (warm_end, min(end, result.finished_ns) if deadline else end)
@@ -337,11 +338,7 @@ def _thread_wait_s():
     A driver starved of CPU by other programs on its core uses little CPU yet
     still cannot keep up; its CPU time alone would hide that.
     """
-    try:
-        with open("/proc/thread-self/schedstat") as f:
-            return int(f.read().split()[1]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return None
+    return system.thread_wait_s()
 
 
 def _new_loop():
@@ -461,9 +458,16 @@ def run_load(
 
     def thread_main():
         cpu = client_cpu()
-        if pin and cpu is not None:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(0, {cpu})  # this thread only (Linux)
+        if not system.can_pin():
+            result.client_placement = f"unpinned: {system.unpinned_reason()}"
+        elif not pin:
+            result.client_placement = "unpinned (pin=False)"
+        elif cpu is None:
+            result.client_placement = "unpinned: one usable core, shared with the servers"
+        elif system.pin([cpu]):  # this thread only (Linux)
+            result.client_placement = system.pinned_label([cpu])
+        else:
+            result.client_placement = "unpinned: the system refused the CPU affinity"
         loop = _new_loop()
         loop_holder["loop"] = loop
         try:
@@ -500,7 +504,7 @@ def run_load(
         s = result.summary
         warnings.warn(
             f"the load driver was saturated (client CPU {s['client_cpu']:.0%}, waiting for a CPU "
-            f"{s['client_wait']:.0%}, loop lag p99 "
+            f"{'not measured' if s['client_wait'] is None else format(s['client_wait'], '.0%')}, loop lag p99 "
             f"{s['loop_lag_ms_p99']:.1f} ms): throughput is a lower bound and latencies include client delay",
             ClientSaturatedWarning, stacklevel=2,
         )

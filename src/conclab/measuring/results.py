@@ -17,7 +17,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from ..base.cores import cgroup_quota, usable_cores
+from ..base import system
+from ..base.cores import cgroup_quota, placement, usable_cores
 from ..base.specs import FIELDS
 
 PACKAGES = ("gunicorn", "uvicorn", "uvicorn-worker", "flask", "fastapi", "starlette", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "httptools", "anyio")
@@ -33,11 +34,14 @@ def machine() -> dict:
             versions[name] = None
     return {
         "cores": os.cpu_count(),
-        "affinity_cores": len(os.sched_getaffinity(0)),
+        "affinity_cores": len(system.cpu_ids()),
         "cgroup_cpu_quota": cgroup_quota(),
         "usable_cores": usable_cores(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "os": system.os_name(),
+        "pinning": placement(),
+        "memory": system.memory_kind(),
         "packages": versions,
     }
 

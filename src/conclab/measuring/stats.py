@@ -28,6 +28,7 @@ from collections import Counter
 
 import numpy as np
 
+from ..base import system
 from ..base.specs import FIELDS
 
 PERCENTILES = (50, 90, 99)
@@ -169,11 +170,14 @@ def summarize(result) -> dict:
     client_cpu = result.client_cpu_s / wall_s
     # Time the driver was ready to run but its core was busy with other programs:
     # a starved client is as much a bottleneck as a busy one.
-    client_wait = getattr(result, "client_wait_s", 0.0) / wall_s
+    # None where the system cannot tell (no schedstat: macOS): shown as "not measured".
+    wait_s = getattr(result, "client_wait_s", 0.0)
+    client_wait = None if wait_s is None else wait_s / wall_s
+    waited = client_wait or 0.0
     lag = np.asarray(result.loop_lag_ms, dtype=float)
     lag_p99 = float(np.percentile(lag, 99)) if lag.size else 0.0
     send_lag_p99 = float(np.percentile(send_lag_ms[measured], 99)) if measured.any() else 0.0
-    saturated = bool(client_cpu + client_wait >= SATURATION_CPU or client_wait >= SATURATION_WAIT or (open_loop and send_lag_p99 > SATURATION_SEND_LAG_MS))
+    saturated = bool(client_cpu + waited >= SATURATION_CPU or waited >= SATURATION_WAIT or (open_loop and send_lag_p99 > SATURATION_SEND_LAG_MS))
     lat = percentiles(latency_ms[good])
     in_flight = mean_in_flight(c["intended_ns"], c["end_ns"], w0, w1)
     return {
@@ -191,6 +195,7 @@ def summarize(result) -> dict:
         "window_s": window_s,
         "client_cpu": client_cpu,
         "client_wait": client_wait,
+        "client_placement": getattr(result, "client_placement", None),
         "client_saturated": saturated,
         "loop_lag_ms_p99": lag_p99,
         "send_lag_ms_p99": send_lag_p99,
@@ -218,6 +223,13 @@ def _where_the_time_went(summary: dict) -> list[str]:
     return lines
 
 
+def _waiting(summary: dict) -> str:
+    wait = summary.get("client_wait", 0.0)
+    if wait is None:
+        return system.wait_note()
+    return f"{wait:.0%} waiting for it"
+
+
 def format_summary(summary: dict) -> str:
     """A few human lines for the terminal."""
     lat = summary["latency_ms"]
@@ -226,7 +238,8 @@ def format_summary(summary: dict) -> str:
         f"latency ms  p50 {lat['p50']:.1f}   p90 {lat['p90']:.1f}   p99 {lat['p99']:.1f}   max {lat['max']:.1f}   mean {lat['mean']:.1f}",
         *_where_the_time_went(summary),
         f"errors      {summary['error_count']}" + (f"  {summary['errors']}" if summary["errors"] else ""),
-        f"client CPU  {summary['client_cpu']:.0%} of one core, {summary.get('client_wait', 0.0):.0%} waiting for it" + ("   <-- SATURATED: the client is the bottleneck" if summary["client_saturated"] else ""),
+        f"client CPU  {summary['client_cpu']:.0%} of one core, {_waiting(summary)}" + ("   <-- SATURATED: the client is the bottleneck" if summary["client_saturated"] else ""),
+        *([f"client      {summary['client_placement']}"] if summary.get("client_placement") else []),
         f"Little's law  L measured {summary['littles_law']['L_measured']:.1f}  vs  X*R {summary['littles_law']['X_times_R']:.1f}",
     ]
     if summary.get("interrupted"):

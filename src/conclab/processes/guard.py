@@ -14,7 +14,6 @@ Workers of Gunicorn and Uvicorn stay in the group, so one ``killpg`` reaches the
 """
 
 import argparse
-import ctypes
 import os
 import shutil
 import signal
@@ -23,15 +22,12 @@ import sys
 import threading
 import time
 
-PR_SET_PDEATHSIG = 1
+from ..base import system
 
 
 def _set_parent_death_signal(sig):
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the stdin pipe still guards us
-        pass
+    # Linux only (PR_SET_PDEATHSIG); elsewhere the stdin pipe still guards us.
+    system.set_parent_death_signal(sig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.getppid() != args.parent:  # the parent died before prctl took effect
         return 1
     if args.cpus:
-        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
+        system.pin([int(c) for c in args.cpus.split(",")])  # where the OS allows it (not macOS)
 
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     stopping = threading.Event()

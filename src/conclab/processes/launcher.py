@@ -31,8 +31,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from ..base import system
 from ..base.errors import ServerStartError
-from ..base.specs import LOOPBACK, ServerSpec
+from ..base.specs import LIMITS, LOOPBACK, ServerSpec
 
 
 @dataclass
@@ -102,29 +103,30 @@ class Server:
         Read it before and after a run: the difference over the requests served is
         the server's CPU cost per request. psutil's cpu_times count clock ticks
         (10 ms), too coarse for a short run, so on Linux each thread's
-        /proc/PID/task/TID/schedstat (nanoseconds on the CPU) is summed instead.
+        /proc/PID/task/TID/schedstat (nanoseconds on the CPU) is summed instead
+        (see system.process_cpu_ns).
         """
         total = 0.0
         for p in self.processes():
             with contextlib.suppress(psutil.Error):
-                total += _thread_cpu_ns(p.pid) / 1e9 if _HAS_SCHEDSTAT else sum(p.cpu_times()[:2])
+                total += _thread_cpu_ns(p.pid) / 1e9
         return total
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def rss_bytes(self) -> int:
-        """Memory of every server process (not the guard), summed as PSS.
+        """Memory of every server process (not the guard), summed as PSS on Linux.
 
         PSS (proportional set size) splits each shared page between the processes
         that share it, so forked workers are not charged N times for the code
-        they share with their master - the honest total for N processes.
+        they share with their master - the honest total for N processes. Other
+        systems have no PSS: there it is RSS (system.memory_label says which).
         """
         total = 0
         for p in self.processes():
             with contextlib.suppress(psutil.Error):
-                info = p.memory_full_info()
-                total += getattr(info, "pss", info.rss)
+                total += system.memory_of(p)
         return total
 
 
@@ -135,17 +137,9 @@ def _cmdline(proc):
         return []
 
 
-_HAS_SCHEDSTAT = Path("/proc/self/task").is_dir() and Path(f"/proc/self/task/{os.getpid()}/schedstat").exists()
-
-
 def _thread_cpu_ns(pid):
-    """Nanoseconds every thread of ``pid`` has spent on a CPU (first field of schedstat)."""
-    total = 0
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                total += int((task / "schedstat").read_text().split()[0])
-    return total
+    """Nanoseconds every thread of ``pid`` has spent on a CPU (schedstat on Linux)."""
+    return system.process_cpu_ns(pid)
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -162,6 +156,10 @@ def _start(spec, port, start_timeout, log_path):
     command = spec.command(port)
     env = dict(os.environ, PYTHONUNBUFFERED="1", THREADPOOL_SIZE=str(spec.threadpool))
     env.pop("WEB_CONCURRENCY", None)  # Uvicorn would read it as --workers
+    env.update(system.server_env())  # macOS: forked workers may touch Objective-C
+    # A server inherits our open-files limit: macOS starts at 256, fewer than a
+    # 256-user run's sockets. Raised once here (a no-op where it is high enough).
+    system.raise_open_files_limit(LIMITS["concurrency"])
     env.update(dict(spec.env))
     guard = [
         sys.executable, "-m", "conclab.processes.guard", "--parent", str(os.getpid()),
