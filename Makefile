@@ -2,6 +2,11 @@
 # Every target installs what it needs into .venv first, so a fresh clone
 # needs only Python 3.11+ and make.
 
+# Native Windows has no fork, no fcntl and no process groups: say where the lab runs.
+ifeq ($(OS),Windows_NT)
+$(error Concurrency Lab does not run on native Windows: use WSL2 (wsl --install -d Ubuntu-24.04, then the README's WSL2 section) or the dev container (.devcontainer/, in VS Code or GitHub Codespaces))
+endif
+
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -14,13 +19,13 @@ MANAGER ?= uvicorn
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-fast charts figures notebooks lessons jupyter serve-wsgi serve-asgi serve-nginx serve-fastapi \
-        calibrate handout grade try lint clean
+        calibrate handout grade try lint clean doctor
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0])'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0] + " ($(PYTHON)): run make setup PYTHON=python3.13 (get one from python.org, with Homebrew: brew install python@3.13, or with uv: uv python install 3.13)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[notebooks,dev]'
@@ -65,6 +70,9 @@ serve-nginx: $(STAMP) ## nginx at 127.0.0.1:8000 (PORT=...) in front of Gunicorn
 
 serve-fastapi: $(STAMP) ## FastAPI on Uvicorn at 127.0.0.1:8000 (MANAGER=gunicorn: Gunicorn managing Uvicorn workers)
 	$(BIN)/conclab serve fastapi --manager $(MANAGER) --port $(PORT)
+
+doctor: $(STAMP) ## what runs on this machine (system, Python, cores, tools) and how to fix the rest
+	$(BIN)/conclab doctor
 
 calibrate: $(STAMP) ## measure the load driver's own ceiling against /hello
 	$(BIN)/conclab calibrate

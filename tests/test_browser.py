@@ -30,6 +30,7 @@ import httpx
 import pytest
 from procs import descendants, kill_leftovers, snapshot, wait_gone
 
+from conclab.base import system
 from conclab.base.paths import NOTEBOOKS_DIR, ROOT
 from conclab.base.system import ProgramMissing, missing
 from conclab.processes.launcher import free_port
@@ -39,7 +40,8 @@ pytestmark = pytest.mark.browser
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 SCREENS = ROOT / "build" / "screens"
 CONFIG = ROOT / "jupyter_server_config.py"
-INSTALL_HINT = "`apt-get install chromium` (Debian/Ubuntu)"
+INSTALL_HINT = ("`apt-get install chromium` (Debian/Ubuntu), or point CONCLAB_CHROMIUM at a Chromium "
+                "(Ubuntu's snap: /snap/bin/chromium); or leave the browser tests out: -m 'not browser'")
 # Headless, and quiet: no sandbox (root in a container), no GPU, and no
 # background traffic (updates, sync, field trials) - nothing leaves this machine.
 CHROMIUM_FLAGS = [
@@ -57,7 +59,8 @@ LAB_SETTINGS = {
 
 
 def find_chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+    """$CONCLAB_CHROMIUM, else chromium or chromium-browser on the PATH."""
+    return system.find_chromium()
 
 
 def chromium_missing() -> str | None:

@@ -1,4 +1,4 @@
-"""The `conclab` command: serve, bench, calibrate, charts, notebooks, handout, grade.
+"""The `conclab` command: serve, bench, calibrate, charts, notebooks, handout, grade, doctor.
 
 Every error a user can cause ends in one clear line on stderr and a non-zero
 exit, never a traceback.
@@ -343,6 +343,9 @@ def build_parser() -> Parser:
     p.add_argument("--results", default=None, metavar="DIR", help="cache of measured points (default: results/)")
     p.set_defaults(func=cmd_charts)
 
+    p = sub.add_parser("doctor", help="what runs on this machine (system, Python, cores, tools) and how to fix the rest")
+    p.set_defaults(func=cmd_doctor)
+
     p = sub.add_parser("calibrate", help="measure the load driver's own ceiling against /hello")
     p.add_argument("--duration", type=positive_float, default=3.0, help="seconds per point")
     p.set_defaults(func=cmd_calibrate)
@@ -401,6 +404,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return grade(args.lab, args.submission)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .teaching.doctor import report
+
+    return report()
+
+
 def cmd_try(args: argparse.Namespace) -> int:
     from .labs.trying import try_lab
 
@@ -408,6 +417,11 @@ def cmd_try(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .base.system import WINDOWS_REFUSAL, native_windows
+
+    if native_windows():  # before anything imports what Windows lacks (fcntl, resource)
+        print(f"conclab: {WINDOWS_REFUSAL}", file=sys.stderr)
+        return 2
     try:
         args = build_parser().parse_args(argv)
         return args.func(args) or 0

@@ -298,3 +298,24 @@ def notes() -> list[str]:
         out.append(f"no cgroups on {os_name()}: usable cores come from the core count alone")
         out.append(f"no parent-death signal on {os_name()}: the guard's stdin pipe stops a server whose launcher died")
     return out
+
+
+# ------------------------------------------------------------ system programs
+
+CHROMIUM_VAR = "CONCLAB_CHROMIUM"
+
+
+def find_chromium() -> str | None:
+    """The Chromium the browser tests drive: $CONCLAB_CHROMIUM, else ``chromium`` or
+    ``chromium-browser`` on the PATH (Ubuntu's snap puts it in /snap/bin)."""
+    chosen = os.environ.get(CHROMIUM_VAR)
+    if chosen:
+        return shutil.which(chosen)
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def install_hint(apt: str, brew: str) -> str:
+    """How to install a program on this system, in one phrase."""
+    if platform() == "darwin":
+        return f"`brew install {brew}`"
+    return f"`sudo apt-get install {apt}` (Debian/Ubuntu; the dev container has it)"

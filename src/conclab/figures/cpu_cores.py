@@ -147,6 +147,6 @@ MEMORY = Experiment(
     "A forked worker process costs megabytes, a thread tens of kilobytes, and an in-flight Uvicorn "
     "request (connection, transport, parser, task and coroutine) about ten kilobytes.",
     jobs_memory,
-    draw=draw_memory,
+    draw=draw_memory, uses=("pss",),
     note=False,  # no throughput drawn: its own subtitle says what the bars are
 )

@@ -272,7 +272,7 @@ COST_PER_REQUEST = Experiment(
     jobs_cost,
     draw=draw_cost,
     size=(12, 5),
-    extra=wrk_cost,
+    extra=wrk_cost, uses=("wrk", "schedstat"),
     note=False,  # its whiskers are the repeats' min..max, said in the panel
 )
 

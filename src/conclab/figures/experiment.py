@@ -96,6 +96,9 @@ class Experiment:
     # () -> None, or one line saying which system program is missing and how to
     # install it (e.g. processes.nginx.nginx_missing); such an experiment is skipped.
     needs: Callable[[], str | None] | None = None
+    # What else it uses where the system has it, each a key of conclab.teaching.doctor's
+    # GAPS ("wrk", "pss", "schedstat"): without one the figure is drawn, with less in it.
+    uses: tuple[str, ...] = ()
 
     def missing(self) -> str | None:
         """Why this experiment cannot run on this machine, or None."""

@@ -188,5 +188,5 @@ CLIENT_CEILING = Experiment(
     "- always check the client is not the bottleneck.",
     jobs_client_ceiling,
     draw=draw_client_ceiling,
-    extra=wrk_ceiling,
+    extra=wrk_ceiling, uses=("wrk",),
 )

@@ -35,7 +35,7 @@ def machine() -> dict:
     return {
         "cores": os.cpu_count(),
         "affinity_cores": len(system.cpu_ids()),
-        "cgroup_cpu_quota": cgroup_quota(),
+        "cgroup_cpu_quota": cgroup_quota() if system.has_cgroups() else None,
         "usable_cores": usable_cores(),
         "python": platform.python_version(),
         "platform": platform.platform(),
