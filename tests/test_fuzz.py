@@ -12,7 +12,6 @@ hang fails the test instead of stalling it.
 
 import contextlib
 import io
-import os
 import re
 from unittest import mock
 from urllib.parse import quote
@@ -23,6 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conclab import cli
+from conclab.base import system
 from conclab.base.specs import ServerSpec
 from conclab.processes.launcher import serve
 
@@ -207,7 +207,7 @@ def fails(parse, text):
 arg_text = st.text(st.characters(exclude_characters="\x00"), max_size=30)  # argv cannot hold NUL
 not_positive_int = arg_text.filter(lambda t: fails(cli.positive_int, t))
 not_positive_float = arg_text.filter(lambda t: fails(cli.positive_float, t))
-USABLE = sorted(os.sched_getaffinity(0))
+USABLE = list(system.cpu_ids())
 
 
 def _bad_cpus(text):

@@ -20,6 +20,7 @@ import psutil
 import pytest
 from procs import kill_leftovers, wait_gone
 
+from conclab.base import system
 from conclab.base.cores import usable_cores
 from conclab.base.specs import ServerSpec
 from conclab.measuring.stats import max_overlap
@@ -373,6 +374,7 @@ def test_a_def_health_check_waits_for_a_token_an_async_one_does_not(fastapi_pool
 
 
 @pytest.mark.faults
+@pytest.mark.skipif(not system.is_linux(), reason="the parent-death signal (PR_SET_PDEATHSIG) is Linux's")
 @pytest.mark.parametrize("kind", ["asgi", "fastapi"])
 def test_pool_processes_die_with_a_sigkilled_server(kind):
     # No launcher and no guard here: the kernel's parent-death signal alone
