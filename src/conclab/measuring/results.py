@@ -43,6 +43,8 @@ def machine() -> dict:
         "pinning": placement(),
         "memory": system.memory_kind(),
         "packages": versions,
+        # One line per number this system measures differently (none on Linux).
+        **({"notes": system.notes()} if system.notes() else {}),
     }
 
 
