@@ -135,6 +135,26 @@ def test_a_low_open_files_limit_is_raised_or_named(hard, fixed):
         assert "ulimit -n 320" in note and int(soft) == 300
 
 
+def test_on_macos_servers_start_with_the_fork_safety_variable(as_macos):
+    from conclab.processes.launcher import serve
+
+    with serve(ServerSpec("wsgi")) as server:
+        envs = [psutil.Process(pid).environ() for pid in server.worker_pids]
+    assert envs and all(env.get("OBJC_DISABLE_INITIALIZE_FORK_SAFETY") == "YES" for env in envs)
+
+
+def test_a_figure_footer_says_unpinned(as_macos):
+    from matplotlib.figure import Figure
+
+    from conclab.figures.plotting import footer
+    from conclab.measuring.results import machine
+
+    fig = Figure()
+    footer(fig, {"machine": machine(), "client_cpu": cores.client_cpu(), "points": []}, note=False)
+    text = " ".join(t.get_text() for t in fig.texts)
+    assert "unpinned: no CPU affinity on macOS" in text and "spread wider" in text
+
+
 # --- the lab as on macOS, a real CLI in an interpreter without the Linux calls -------------
 
 
