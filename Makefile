@@ -14,7 +14,7 @@ MANAGER ?= uvicorn
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-fast charts figures notebooks lessons jupyter serve-wsgi serve-asgi serve-nginx serve-fastapi \
-        calibrate handout grade try lint clean
+        calibrate handout grade try lint clean slow-limits
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,9 @@ serve-nginx: $(STAMP) ## nginx at 127.0.0.1:8000 (PORT=...) in front of Gunicorn
 
 serve-fastapi: $(STAMP) ## FastAPI on Uvicorn at 127.0.0.1:8000 (MANAGER=gunicorn: Gunicorn managing Uvicorn workers)
 	$(BIN)/conclab serve fastapi --manager $(MANAGER) --port $(PORT)
+
+slow-limits: $(STAMP) ## measure --limit-concurrency under slow clients and nginx's memory per idle client (needs nginx)
+	$(BIN)/python -m conclab.figures.slow_limits
 
 calibrate: $(STAMP) ## measure the load driver's own ceiling against /hello
 	$(BIN)/conclab calibrate

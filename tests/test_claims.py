@@ -60,7 +60,9 @@ def test_changed_committed_data_fails_naming_the_sentence(scratch):
     after = [p for p in check(scratch, [scratch / "docs" / "reliability.md"]) if p not in before]
     assert after, "tripling the measured per-client memory went unnoticed"
     assert all(p.path == "docs/reliability.md" and "committed data say nginx_memory.json" in p.message
-               and "per idle connection" in p.message for p in after), _report(after)
+               for p in after), _report(after)
+    assert any('"About 10 KB per idle connection' in p.message for p in after), _report(after)
+    assert any('"| 1,000 | 14.9 MB | 9.8 KB |"' in p.message for p in after), _report(after)
 
 
 def test_a_package_upgrade_that_changes_a_default_fails_with_the_sentence_to_update(monkeypatch):
@@ -128,3 +130,16 @@ def test_a_file_source_must_still_hold_the_number(tmp_path):
     problems = check(tmp_path, [doc])
     assert [p.line for p in problems] == [3], _report(problems)
     assert "no longer holds 75" in problems[0].message
+
+
+def test_a_ratio_of_two_data_is_checked(tmp_path):
+    data = tmp_path / "figures" / "data"
+    data.mkdir(parents=True)
+    (data / "c.json").write_text(json.dumps({"points": [{"rate": 200, "us": [340, 350, 360]},
+                                                        {"rate": 1000, "us": [120, 124, 130]}]}))
+    doc = tmp_path / "README.md"
+    doc.write_text("It costs 2.82 times more. <!-- claim: 2.82 = ratio(median(c.json:points[rate=200].us.*), "
+                   "median(c.json:points[rate=1000].us.*)) -->\n\nOr 4 times. <!-- claim: 4 = ratio(c.json:points.0.us.0, "
+                   "c.json:points.1.us.0) -->\n")
+    problems = check(tmp_path, [doc])
+    assert [p.line for p in problems] == [3], _report(problems)

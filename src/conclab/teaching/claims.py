@@ -170,6 +170,7 @@ ALLOWED = (
     ("a list or heading number", lambda before, n, after: (re.fullmatch(r"\s*", before) is not None
                                                         and re.match(r"[.)]\s", after) is not None)
      or (re.fullmatch(r"\s*#+\s*", before) is not None and re.match(r"(?:\.\d+)*\.?\s", after) is not None)),
+    ("a class of HTTP statuses (4xx)", lambda before, n, after: n in "12345" and after.startswith("xx")),
     ("a lesson's name (01-topic)", lambda before, n, after: re.fullmatch(r"0\d", n) is not None
      and after.startswith("-")),
 )
@@ -186,7 +187,9 @@ def _strip(text: str) -> str:
 
 
 def sentence_at(text: str, pos: int) -> str:
-    """The sentence of ``text`` around ``pos``, on one line."""
+    """The sentence of ``text`` around ``pos``, on one line (a table row: the whole row)."""
+    if text.lstrip().startswith("|"):
+        return " ".join(MARKER.sub("", text).split())[:240]
     starts = [m.end() for m in re.finditer(r"[.!?:](?=\s+[A-Z*(`\[])|\n\s*\n|\|", text[:pos])]
     start = starts[-1] if starts else 0
     end_match = re.search(r"[.!?](?=\s|$)|\n\s*\n|\|", text[pos:])
@@ -206,6 +209,7 @@ class Number:
     text: str  # as written, e.g. "1,000"
     sentence: str
     allowed: str | None  # the ALLOWED rule it meets, if any
+    pos: int = 0  # where in the block
 
 
 def numbers_in(block: Block) -> list[Number]:
@@ -219,7 +223,7 @@ def numbers_in(block: Block) -> list[Number]:
         allowed = next((name for name, rule in ALLOWED
                         if rule(line_before if name.startswith("a list") else before, m.group(), after)), None)
         line = block.lines[text.count("\n", 0, m.start())][0]
-        out.append(Number(block.path, line, m.group(), sentence_at(text, m.start()), allowed))
+        out.append(Number(block.path, line, m.group(), sentence_at(text, m.start()), allowed, m.start()))
     return out
 
 
@@ -232,6 +236,7 @@ class Claim:
     path: str
     line: int
     sentence: str
+    pos: int = 0  # where its marker starts in the block
 
 
 def claims_in(block: Block) -> tuple[list[Claim], list[str]]:
@@ -249,7 +254,7 @@ def claims_in(block: Block) -> tuple[list[Claim], list[str]]:
                 errors.append(f"{block.path}:{line}: cannot read the marker part {part!r}: "
                               f"write NUMBER = SOURCE (see {FORMAT_DOC})")
                 continue
-            claims.append(Claim(number, source, block.path, line, sentence))
+            claims.append(Claim(number, source, block.path, line, sentence, m.start()))
     return claims, errors
 
 
@@ -357,6 +362,15 @@ DATA = re.compile(r"(?:(?P<agg>\w+)\()?(?P<file>[\w.-]+\.json):(?P<key>[^()]+?)\
 
 def data_value(root: Path, source: str) -> tuple[float, float | None]:
     """The datum a source names, scaled, and its tolerance (None: the digits written)."""
+    ratio = re.fullmatch(r"ratio\((?P<a>.+?),\s*(?P<b>\w*\(?[\w.-]+\.json:.+)\)(?:\s*±\s*(?P<tol>[\d.]+)(?P<pct>%)?)?",
+                         source)
+    if ratio:  # ratio(A, B): one datum over another
+        a, b = data_value(root, ratio["a"])[0], data_value(root, ratio["b"])[0]
+        value = a / b
+        tol = None
+        if ratio["tol"]:
+            tol = float(ratio["tol"]) / 100 * abs(value) if ratio["pct"] else float(ratio["tol"])
+        return value, tol
     m = DATA.fullmatch(source)
     if not m:
         raise LookupError(f"cannot read the data source {source!r} (see {FORMAT_DOC})")
@@ -415,8 +429,8 @@ def check_claim(root: Path, claim: Claim) -> str | None:
             path = Path(root) / source[5:].strip()
             if not path.is_file():
                 return f"{source[5:].strip()} does not exist"
-            if not re.search(rf"(?<![\w.]){re.escape(normal(claim.number))}(?![\w]|\.\d)",
-                             path.read_text(errors="replace").replace(claim.number, normal(claim.number))):
+            if not re.search(rf"(?<![\w.]){re.escape(normal(claim.number))}(?:\.0+)?(?![\w.]?\d)",
+                             re.sub(r"(?<=\d)[_,](?=\d{3})", "", path.read_text(errors="replace"))):
                 return f"{source[5:].strip()} no longer holds {claim.number}: update"
             return None
         if source.startswith("pkg:"):
@@ -455,8 +469,9 @@ def check(root: Path = ROOT, files: list[Path] | None = None) -> list[Problem]:
                 claimed.add(normal(claim.number))
                 wrong = check_claim(root, claim)
                 if wrong:
-                    sentence = next((n.sentence for n in numbers if normal(n.text) == normal(claim.number)),
-                                    claim.sentence)
+                    same = [n for n in numbers if normal(n.text) == normal(claim.number)]
+                    before = [n for n in same if n.pos < claim.pos]
+                    sentence = (before[-1] if before else same[0]).sentence
                     problems.append(Problem(claim.path, claim.line, f"{wrong}: \"{sentence}\""))
             for n in numbers:
                 if n.allowed is None and normal(n.text) not in claimed:
