@@ -235,7 +235,7 @@ teach.task_timeline({
 # `time.sleep` *waits*. CPU work *computes*, and in CPython a thread needs the **GIL** (global
 # interpreter lock) to run Python code: only one thread of a process holds it at a time
 # (notebook 04). A thread running Python bytecode is asked to hand the GIL over every
-# `sys.getswitchinterval()` - 5 ms by default - so the loop's thread gets its turns. A single
+# `sys.getswitchinterval()` - 5 ms by default - so the loop's thread gets its turns. A single <!-- claim: 5 = pkg:python.switch_interval_ms -->
 # long call into C code keeps the GIL until it returns *unless* that C code lets go of it
 # ([Python docs: `sys.setswitchinterval`](https://docs.python.org/3/library/sys.html#sys.setswitchinterval),
 # [the GIL](https://docs.python.org/3/glossary.html#term-global-interpreter-lock)).
@@ -247,8 +247,9 @@ teach.task_timeline({
 # - **one C call that holds the GIL**: built-in `sum(range(n))` - a single call that returns
 #   only when the sum is done;
 # - **a C call that releases the GIL**: `hashlib.sha256` on a large buffer - hashlib lets go
-#   of the GIL while it hashes data larger than 2 KiB
+#   of the GIL while it hashes more than 2047 bytes at once
 #   ([hashlib docs](https://docs.python.org/3/library/hashlib.html#hash-algorithms)).
+#   <!-- claim: 2047 = pkg:python.hashlib_gil_maxkeep -->
 #
 # Meanwhile a task on the loop tries to tick every 10 ms (`TICK_S`). The longest gap between
 # two ticks is how long the loop was stalled. **Predict** it for each kind: about 10 ms (the
@@ -312,7 +313,7 @@ teach.Table(["work in asyncio.to_thread", "took (ms)", "longest stall of the loo
 # %% [markdown]
 # **Reading the table.** With pure Python in the thread, the loop's longest stall is a few
 # ticks at most - a tick plus a switch interval, plus whatever else this shared machine was
-# doing - far below the call's length: the GIL changes hands every 5 ms. The
+# doing - far below the call's length: the GIL changes hands every 5 ms. The <!-- claim: 5 = pkg:python.switch_interval_ms -->
 # `sum(range(...))` call froze the loop for about as long as it ran, thread or not: it never
 # let go of the GIL. hashlib released it, so the loop ticked on time. So `asyncio.to_thread`
 # frees the loop from *waiting* and from *pure-Python* work, but not from a long C call that

@@ -76,7 +76,7 @@ WARMUP_S = 0.3 if QUICK else 1.0       # seconds of load before measuring, not c
 # Gunicorn switches to its **gthread** worker, which serves one request per thread
 # ([Gunicorn settings: threads](https://docs.gunicorn.org/en/stable/settings.html#threads)).
 # Connections that find every worker busy wait in the socket's listen queue (`--backlog`,
-# 2048 by default). Because a slow client ties up a sync worker, Gunicorn's docs expect a
+# 2048 by default). Because a slow client ties up a sync worker, Gunicorn's docs expect a <!-- claim: 2048 = pkg:gunicorn.backlog -->
 # buffering proxy such as nginx in front of it.
 #
 # Gunicorn is not WSGI-only, though. Its worker class decides what it runs: since
@@ -279,8 +279,14 @@ figure(REGISTRY["cost_per_request"], data)
 #   495 (sync, which ignores keep-alive, so each request also pays for a new connection;
 #   [Gunicorn: Design](https://docs.gunicorn.org/en/stable/design.html))
 #   and 566 (gthread).
-# - **The cost falls as the load rises.** Every stack's cost at 200 req/s is two to three
-#   times its cost at 1,000 (uvloop+httptools: 348 us vs 124). A request that arrives alone pays for
+# - **The cost falls as the load rises.** Every stack's cost at 200 req/s is 1.86 to 2.80
+#   times its cost at 1,000: from asyncio+h11 on `/hello` (631 us vs 340) to uvloop+httptools
+#   on `/hello` (348 us vs 124).
+#   <!-- claim: 200 = file:src/conclab/figures/cpu_offload.py; 1,000 = file:src/conclab/figures/cpu_offload.py;
+#   1.86 = ratio(median(cost_per_request.json:points[series=/hello at 200 req/s,x=2].cost.us_per_request), median(cost_per_request.json:points[series=/hello at 1000 req/s,x=2].cost.us_per_request));
+#   2.80 = ratio(median(cost_per_request.json:points[series=/hello at 200 req/s,x=4].cost.us_per_request), median(cost_per_request.json:points[series=/hello at 1000 req/s,x=4].cost.us_per_request));
+#   631 = median(cost_per_request.json:points[series=/hello at 200 req/s,x=2].cost.us_per_request); 340 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=2].cost.us_per_request);
+#   348 = median(cost_per_request.json:points[series=/hello at 200 req/s,x=4].cost.us_per_request); 124 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=4].cost.us_per_request) --> A request that arrives alone pays for
 #   waking a sleeping server; under heavy load one turn of the loop handles many events.
 # - **So the cost at a low rate underestimates capacity.** 1e6 / 124 us implies about
 #   8,000 req/s on one core; `wrk` (a client in C, `apt-get install wrk`) drove the same

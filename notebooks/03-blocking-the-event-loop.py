@@ -114,7 +114,10 @@ teach.probe_table(data)
 #   ([libuv#3696](https://github.com/libuv/libuv/pull/3696)). A trace of the server's system
 #   calls (`strace -f -e epoll_pwait,accept4,clock_nanosleep`) shows it: one `accept4` after
 #   each `epoll_pwait`, then the users' 50 ms sleeps. The monitor opens 20 connections a second
-#   and the loop turns about twice a second, so the monitor's connections pile up in the
+#   and the loop turns about twice a second (10 users × 50 ms = 0.5 s a turn), so the
+#   monitor's connections pile up in the
+#   <!-- claim: 50 = file:src/conclab/figures/io_wait.py; 20 = file:src/conclab/figures/io_wait.py;
+#   10 = file:src/conclab/figures/io_wait.py; 0.5 = calc:10 * 50 / 1000 -->
 #   listen queue, and each probe waits behind every probe that came before it. Its wait
 #   grows for as long as the load lasts - the p50 and p99 of that bar say how long the run
 #   was, not a property of the server (the open loop above capacity of notebook 08 again).
@@ -150,7 +153,7 @@ teach.timeline_figure(data)
 # asyncio has a debug mode, switched on by `PYTHONASYNCIODEBUG=1` in the environment, by
 # `python -X dev`, or by `asyncio.run(main(), debug=True)`. Among other checks, it logs every
 # callback or task step that held the loop for longer than `loop.slow_callback_duration`
-# - 0.1 s by default ([Developing with asyncio: debug mode](https://docs.python.org/3/library/asyncio-dev.html#debug-mode)).
+# - 0.1 s by default ([Developing with asyncio: debug mode](https://docs.python.org/3/library/asyncio-dev.html#debug-mode)). <!-- claim: 0.1 = pkg:asyncio.slow_callback_s -->
 # So a blocked loop names its culprit:
 
 # %%
@@ -200,7 +203,7 @@ for line in teach.run_in_debug_mode(main, slow_callback_duration=SLOW_CALLBACK_S
 #    free; the call occupies one pool thread. Pools are bounded - notebook 04 measures what
 #    happens when one is full.
 # 3. **CPU-heavy work** is different, because a thread needs the GIL to compute. In a thread,
-#    pure-Python work is asked to hand the GIL over every `sys.getswitchinterval()` (5 ms by
+#    pure-Python work is asked to hand the GIL over every `sys.getswitchinterval()` (5 ms by <!-- claim: 5 = pkg:python.switch_interval_ms -->
 #    default), so the loop still gets turns, only slower; one long C call that holds the GIL
 #    (built-in `sum` over a big `range`) freezes the loop as if it ran on it; C code that
 #    releases the GIL (hashlib on large data) leaves the loop free. Notebook 01 (section 6)
@@ -249,8 +252,12 @@ for line in teach.run_in_debug_mode(main, slow_callback_duration=SLOW_CALLBACK_S
 #    same work in its pool). Predict the throughput of each with 4 users and `ms=20`, then
 #    measure both with `serve(ServerSpec("asgi"))` and `run_load`. Explain the result with
 #    notebook 04.
-# 3. CPython's own event loop accepts up to 100 waiting connections each time the listening
-#    socket is ready (`_accept_connection` in CPython's `Lib/asyncio/selector_events.py`).
+# 3. With `loop="asyncio"`, Uvicorn runs on CPython's own selector event loop, which accepts
+#    up to `backlog` waiting connections each time the listening socket is ready
+#    (`_accept_connection` in CPython's `Lib/asyncio/selector_events.py`); Uvicorn passes
+#    its `--backlog`, 2048 by default. Under uvloop (Uvicorn's default loop when it is
+#    installed) this does not apply: libuv accepts in its own way.
+#    <!-- claim: 2048 = pkg:uvicorn.backlog -->
 #    Predict the `/health` p50 of section 2's new-connection probe on
 #    `ServerSpec("asgi", loop="asyncio")`. Then measure it: inside `with serve(spec) as
 #    server:`, start `run_load(server.url, path="/health", rate=20, duration=4)` in a

@@ -61,7 +61,7 @@ DURATION_S = 1.5 if QUICK else 3.0      # seconds measured in section 4
 #   the GIL while they wait, so many threads can wait at once. For I/O, threads scale.
 # - **Computing holds it.** Pure-Python CPU work needs the GIL the whole time, so threads
 #   take turns: the running thread is asked to hand over every `sys.getswitchinterval()`,
-#   5 ms by default. Two threads computing finish no sooner than one thread doing both
+#   5 ms by default. Two threads computing finish no sooner than one thread doing both <!-- claim: 5 = pkg:python.switch_interval_ms -->
 #   jobs. For pure-Python CPU work, threads do not scale - processes do. (C code that
 #   releases the GIL, such as hashlib on large data, is the exception; section 7.)
 #
@@ -80,9 +80,9 @@ print(teach.gil_status())
 # - **An async app's offload pool**: blocking calls run in a pool while the loop stays free
 #   (notebook 03). `asyncio.to_thread` uses the loop's default `ThreadPoolExecutor`.
 #   Starlette and FastAPI use **AnyIO**'s `anyio.to_thread.run_sync`, whose default
-#   *limiter* lets **40** threads run at once. Starlette sends plain `def` endpoints, sync
+#   *limiter* lets **40** threads run at once. Starlette sends plain `def` endpoints, sync <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #   background tasks and file handling (`FileResponse`, `UploadFile`) through it, and
-#   FastAPI adds its sync dependencies - all sharing the same 40 tokens
+#   FastAPI adds its sync dependencies - all sharing the same 40 tokens <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #   ([Starlette: Thread Pool](https://www.starlette.io/threadpool/),
 #   [AnyIO: Working with threads](https://anyio.readthedocs.io/en/stable/threads.html)).
 #
@@ -99,7 +99,7 @@ await default_tokens()
 # ## 3. Predict, then measure: a full pool
 #
 # We start `n` blocking calls of 0.1 s at the same moment through `anyio.to_thread.run_sync`,
-# for n = 10, 40, 41, 80 and 100. How long does each batch take?
+# for n = 10, 40, 41, 80 and 100. How long does each batch take? <!-- claim: 40 = pkg:anyio.thread_tokens -->
 
 # %%
 my_guess_41 = None   # seconds for 41 calls at once
@@ -207,8 +207,8 @@ figure(REGISTRY["gil"], data)
 # the dashed theory - the footer says how many cores there were.)
 #
 # The same holds for an async app's pool: `/offload-cpu` adds no computing capacity, and it
-# keeps the loop answering `/health` only to within a few switch intervals - section 7
-# measures that.
+# keeps the loop answering `/health` only after one switch interval or several, as many as
+# there are threads computing - section 7 measures that.
 
 # %% [markdown]
 # ## 7. Should CPU work go to a thread pool?
@@ -218,17 +218,21 @@ figure(REGISTRY["gil"], data)
 # GIL for every step of every request, so what the loop gets depends on who holds the GIL
 # while the work runs:
 #
-# - **Pure Python** holds the GIL while it runs bytecode. A thread waiting for the GIL asks
-#   for it, and the running thread is made to hand it over after at most
-#   [`sys.getswitchinterval()`](https://docs.python.org/3/library/sys.html#sys.setswitchinterval)
-#   seconds - 5 ms by default. So a pool thread keeps the loop responsive only to within
-#   about one switch interval per step of a request - and adds no computing capacity.
+# - **Pure Python** holds the GIL while it runs bytecode. A thread that has waited for the
+#   GIL for one switch interval -
+#   [`sys.getswitchinterval()`](https://docs.python.org/3/library/sys.html#sys.setswitchinterval),
+#   5 ms by default - asks for it, and the running thread hands it over at its next check
+#   between bytecodes. The interval is when the drop is *requested*, not a bound on the wait:
+#   with several threads computing, the loop's thread is not always the one that gets the GIL
+#   next, and waits several intervals. So a pool thread keeps the loop responsive only to
+#   within one switch interval or several per step of a request - and adds no computing
+#   capacity. <!-- claim: 5 = pkg:python.switch_interval_ms -->
 # - **A long C call that keeps the GIL** - the built-in `sum` over a `range`, for one - is
 #   never made to hand over: the interpreter asks between bytecodes, and the whole call is
 #   one of them. The loop waits for the whole call, exactly as if it ran on the loop.
 # - **C code that releases the GIL** runs beside the loop, on other cores: `hashlib` lets go
 #   of the GIL while it hashes more than 2047 bytes at once
-#   ([hashlib](https://docs.python.org/3/library/hashlib.html)).
+#   ([hashlib](https://docs.python.org/3/library/hashlib.html)). <!-- claim: 2047 = pkg:python.hashlib_gil_maxkeep -->
 #
 # First in this notebook's own process. `beat` is a thread that wants to wake up every
 # millisecond - as an event loop with requests to answer does - while this thread computes
@@ -288,7 +292,7 @@ teach.check_guess(my_guess_sum_ms, late["sum(range(...))"][1], what="worst laten
 # Pure Python: `beat` waits about one switch interval each time. `sum(range(...))`: its
 # worst wait is the whole call. `hashlib`: hardly any wait at all.
 #
-# **Now on a server.** The `cpu_offload` experiment sends 1 to 4 users of 40 ms CPU
+# **Now on a server.** The `cpu_offload` experiment sends 1 to 4 users of 40 ms CPU <!-- claim: 40 = file:src/conclab/figures/cpu_offload.py -->
 # requests to the raw ASGI app four ways: `/cpu` (on the loop), `/offload-cpu` (pure Python
 # in the thread pool), `/hash-cpu` (hashlib in the thread pool) and `/process-cpu` (a
 # `ProcessPoolExecutor` with one process per usable core, each with its own interpreter and
@@ -323,25 +327,39 @@ teach.probe_table(list(most.values()))
 
 # %% [markdown]
 # **Reading the chart** (the reference run in `figures/cpu_offload.png`, 2 usable cores):
+# <!-- claim: 2 = cpu_offload.json:machine.usable_cores -->
 #
 # - **Throughput.** On the loop (`/cpu`) and in the pure-Python pool (`/offload-cpu`) alike,
 #   about 24 requests/s however many users: one core's worth, 1 / 40 ms = 25. hashlib in the
 #   pool and the process pool climb to 44-47 requests/s from 2 users on: both cores, close to
 #   Little's law's min(users, 2) / 40 ms = 50 (the loop, the probe and the load driver use
-#   the rest).
+#   the rest). <!-- claim: 24 = mean(cpu_offload.json:points[0,1,2,3,4,5,6,7].summary.throughput_rps);
+#   1 = calc:1; 40 = file:src/conclab/figures/cpu_offload.py; 25 = calc:1000 / 40;
+#   44 = min(cpu_offload.json:points[9,10,11,13,14,15].summary.throughput_rps);
+#   47 = max(cpu_offload.json:points[9,10,11,13,14,15].summary.throughput_rps);
+#   2 = cpu_offload.json:machine.usable_cores; 50 = calc:2 * 1000 / 40 -->
 # - **/health on the loop** waits for the handlers: median 19 ms with one user, 187 ms with
-#   four (p99 929 ms).
+#   four (p99 929 ms). <!-- claim: 19 = cpu_offload.json:points.0.probe.latency_ms.p50;
+#   187 = cpu_offload.json:points.3.probe.latency_ms.p50; 929 = cpu_offload.json:points.3.probe.latency_ms.p99 -->
 # - **/health beside the pure-Python pool**: median 7 ms with one user - about one 5 ms
 #   switch interval - and 41 ms with four, because the loop's thread now competes with four
 #   computing threads for the GIL and is not always the one that gets it next. With a 1 ms
 #   switch interval the same pool gives 2.9 and 12.7 ms: shorter turns, more hand-overs.
+#   <!-- claim: 7 = cpu_offload.json:points.4.probe.latency_ms.p50; 5 = pkg:python.switch_interval_ms;
+#   41 = cpu_offload.json:points.7.probe.latency_ms.p50; 1 = file:figures/data/cpu_offload.json;
+#   2.9 = cpu_offload.json:points.16.probe.latency_ms.p50; 12.7 = cpu_offload.json:points.19.probe.latency_ms.p50 -->
 # - **/health beside hashlib threads and the process pool**: a median of 1.1-1.7 ms at every
 #   load - the loop hardly waits at all. (All from `figures/data/cpu_offload.json`.)
+#   <!-- claim: 1.1 = min(cpu_offload.json:points[8,9,10,11,12,13,14,15].probe.latency_ms.p50);
+#   1.7 = max(cpu_offload.json:points[8,9,10,11,12,13,14,15].probe.latency_ms.p50) -->
 #
 # **So, should CPU work go to a thread pool?** Only half true:
 #
-# - For **pure Python**, a thread pool keeps the loop answering - within a few switch
-#   intervals rather than behind whole handlers - but adds no throughput: one GIL, one core.
+# - For **pure Python**, a thread pool keeps the loop answering - within one to about eight
+#   switch intervals here (median 7 to 41 ms) rather than behind whole handlers (19 to
+#   187 ms) - but adds no throughput: one GIL, one core.
+#   <!-- claim: 7 = cpu_offload.json:points.4.probe.latency_ms.p50; 41 = cpu_offload.json:points.7.probe.latency_ms.p50;
+#   19 = cpu_offload.json:points.0.probe.latency_ms.p50; 187 = cpu_offload.json:points.3.probe.latency_ms.p50 -->
 #   A smaller switch interval shortens the wait and costs more hand-overs.
 # - For a **long C call that keeps the GIL**, a thread pool buys nothing at all.
 # - For **throughput**, use a **process pool** (up to the usable cores; the price is
@@ -357,7 +375,7 @@ teach.probe_table(list(most.values()))
 # - For **computing** in pure Python, the threads of one process share one GIL: more threads
 #   add no throughput. More processes do, up to the usable cores.
 # - AnyIO's default thread limiter - used by Starlette and FastAPI for `def` endpoints, sync
-#   background tasks and file handling - has **40** tokens. When all are taken, more sync
+#   background tasks and file handling - has **40** tokens. When all are taken, more sync <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #   work queues silently.
 
 # %% [markdown]

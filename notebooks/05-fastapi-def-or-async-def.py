@@ -56,7 +56,7 @@ HOLD_S = 0.5                           # section 5: how long the pool stays full
 #
 # That pool is AnyIO's. Starlette, under FastAPI, sends every sync endpoint, sync background
 # task, `FileResponse` and `UploadFile` through `anyio.to_thread.run_sync`, whose default
-# limiter has **40 tokens** - 40 threads at once per process, shared by all of them
+# limiter has **40 tokens** - 40 threads at once per process, shared by all of them <!-- claim: 40 = pkg:anyio.thread_tokens -->
 # ([Starlette: Thread Pool](https://www.starlette.io/threadpool/)).
 #
 # The lab's FastAPI app (`servers/asgi_fastapi.py`) has the same 100 ms wait written three
@@ -75,7 +75,7 @@ for route in ("/io", "/def-io", "/blocking-io"):
 # | endpoint | where it waits | slots c |
 # | --- | --- | --- |
 # | `async def` + `await asyncio.sleep` | on the loop, which serves others meanwhile | no limit |
-# | `def` + `time.sleep` | in a pool thread, holding one of AnyIO's tokens | 40 (the tokens) |
+# | `def` + `time.sleep` | in a pool thread, holding one of AnyIO's tokens | 40 (the tokens) <!-- claim: 40 = pkg:anyio.thread_tokens --> |
 # | `async def` + `time.sleep` | on the loop, which it blocks | 1 |
 #
 # ## 2. Predict, then measure: 100 ms of waiting, three ways
@@ -114,8 +114,8 @@ teach.littles_law_table(data)
 
 # %% [markdown]
 # **Reading the chart.** Below 40 users the `def` and the `async def` + `await` endpoints are
-# the same: every request gets its own slot and takes 100 ms. Above 40 the `def` endpoint stops
-# at 40 tokens / 0.1 s = 400 req/s - extra users only queue for a token, and its latency grows
+# the same: every request gets its own slot and takes 100 ms. Above 40 the `def` endpoint stops <!-- claim: 40 = pkg:anyio.thread_tokens -->
+# at 40 tokens / 0.1 s = 400 req/s - extra users only queue for a token, and its latency grows <!-- claim: 40 = pkg:anyio.thread_tokens -->
 # as N / 400 req/s. `async def` + `await` has no such limit: on the full sweep
 # (`figures/fastapi.png`) it stops only where the server's CPU runs out. `async def` + `time.sleep` is a single slot: 1 / 0.1 s = 10 req/s
 # whatever the number of users, each waiting N x 100 ms. The dashed lines are Little's law
@@ -158,7 +158,7 @@ figure(REGISTRY["threadpool_cliff"], cliff)
 
 # %% [markdown]
 # **Reading the chart.** With 39 slow requests in flight one token is free, and the health check
-# answers at once. With 40 every token is held (the right panel: the server's own count), so
+# answers at once. With 40 every token is held (the right panel: the server's own count), so <!-- claim: 40 = pkg:anyio.thread_tokens -->
 # the health check is the 41st and waits until one of the slow requests ends - anything from
 # 0 to the slow request's full length, half of it on average (the theory printed above). It
 # does no work; it just queues. The `async def` `/health` next to it needs no token and never
@@ -180,7 +180,7 @@ figure(REGISTRY["threadpool_cliff"], cliff)
 #
 # Both on a fresh event loop: 100 blocking calls of 0.2 s each, all at once, through
 # `anyio.to_thread.run_sync` (what Starlette does for a `def` endpoint). **Predict** how long
-# the batch takes after each setting. (40 tokens, 100 calls: 40, then 40, then 20.)
+# the batch takes after each setting. (40 tokens, 100 calls: 40, then 40, then 20.) <!-- claim: 40 = pkg:anyio.thread_tokens -->
 
 # %%
 my_guess_executor_s = None   # seconds, after loop.set_default_executor(ThreadPoolExecutor(100))
@@ -223,7 +223,7 @@ teach.check_guess(my_guess_tokens_s, took["anyio, after total_tokens = 100"], wh
 
 # %% [markdown]
 # The bigger executor is real - `asyncio.to_thread` uses it - but AnyIO never asks for it, so
-# the batch still runs 40 at a time. Only the limiter's `total_tokens` changes what FastAPI does.
+# the batch still runs 40 at a time. Only the limiter's `total_tokens` changes what FastAPI does. <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #
 # On the server: `THREADPOOL_SIZE=50` makes our app set `total_tokens = 50` at startup.
 # **Predict**: with 50 tokens, at how many slow `def` requests in flight does `/def-health`
@@ -257,7 +257,7 @@ figure(REGISTRY["threadpool_cliff"], both)
 # That is why our app's `ms` parser is an `async def` dependency - its comment says so.
 #
 # Below, a tiny FastAPI app with two `async def` endpoints, one of them using a `def`
-# dependency that does no work. We hold all 40 tokens with blocking calls for 0.5 s and send
+# dependency that does no work. We hold all 40 tokens with blocking calls for 0.5 s and send <!-- claim: 40 = pkg:anyio.thread_tokens -->
 # one request to each, in-process (`httpx.ASGITransport`). **Predict** how long the endpoint
 # with the `def` dependency takes.
 
@@ -307,7 +307,7 @@ teach.check_guess(my_guess_dependency_ms, dependency_ms, what="with a def depend
 #   `httpx.AsyncClient`, `asyncio.sleep`). No slot limit - and one blocking call freezes the
 #   worker.
 # - **`def`** when it calls a blocking library (a sync database driver, `requests`, file I/O).
-#   Safe for the loop, but capped at 40 at once per process, shared with every other sync
+#   Safe for the loop, but capped at 40 at once per process, shared with every other sync <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #   endpoint, dependency and background task.
 # - **`async def` with a blocking call inside**: never. If one `async def` must call something
 #   blocking, offload that call (`await run_in_threadpool(...)`, as our `/offload-io` does).
@@ -317,7 +317,7 @@ teach.check_guess(my_guess_dependency_ms, dependency_ms, what="with a def depend
 # ## Takeaway
 #
 # - FastAPI runs `async def` endpoints on the event loop and plain `def` endpoints (and `def`
-#   dependencies) in AnyIO's threadpool, which lets 40 run at once per process.
+#   dependencies) in AnyIO's threadpool, which lets 40 run at once per process. <!-- claim: 40 = pkg:anyio.thread_tokens -->
 # - Little's law gives each style its ceiling: unbounded for `async def` + `await`,
 #   tokens / S for `def`, 1 / S for `async def` + `time.sleep`.
 # - When slow `def` work holds every token, any other sync work - even a trivial `def` health
@@ -333,8 +333,8 @@ teach.check_guess(my_guess_dependency_ms, dependency_ms, what="with a def depend
 #    endpoint that waits 100 ms? Check it with `serve(ServerSpec("fastapi", threadpool=...))`
 #    and `run_load(server.url, path="/def-io?ms=100", concurrency=..., duration=2, warmup=0.5)`.
 # 2. In section 5, make `settings` an `async def` and run the cell again. Then put the pool
-#    under 39 blockers instead of 40 (`busy=39`): what changes, and why?
+#    under 39 blockers instead of 40 (`busy=39`): what changes, and why? <!-- claim: 40 = pkg:anyio.thread_tokens -->
 # 3. Gunicorn can run FastAPI as several Uvicorn worker processes:
-#    `ServerSpec("fastapi", manager="gunicorn", workers=2)`. Each process has its own 40 tokens.
+#    `ServerSpec("fastapi", manager="gunicorn", workers=2)`. Each process has its own 40 tokens. <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #    Predict the `def` plateau with 160 users on `/def-io?ms=100`, then measure it. Why might a
 #    `def` health check still wait with only 60 slow requests in flight?

@@ -51,7 +51,7 @@ MEMORY_SWEEP = not QUICK                     # the memory sweep holds requests 3
 # - **Gunicorn**: the master process forks N workers (`--workers N`). They all accept
 #   connections from the same socket, and the operating system decides which worker gets
 #   each one. The master only supervises: it restarts workers that die, and kills a worker
-#   that stays silent for longer than `--timeout` (30 s by default) - the "WORKER TIMEOUT"
+#   that stays silent for longer than `--timeout` (30 s by default) - the "WORKER TIMEOUT" <!-- claim: 30 = pkg:gunicorn.timeout -->
 #   you may meet in logs ([Gunicorn: Design](https://docs.gunicorn.org/en/stable/design.html),
 #   [settings](https://docs.gunicorn.org/en/stable/settings.html#timeout)). That timeout is a
 #   watchdog, not a request deadline: a sync worker stuck in one slow handler (try
@@ -64,7 +64,7 @@ MEMORY_SWEEP = not QUICK                     # the memory sweep holds requests 3
 # Each worker is a separate Python process, so each has
 #
 # - its **own memory**: module-level variables, caches, connection pools - nothing is shared;
-# - its **own event loop** (Uvicorn) and its **own thread pool** - 40 AnyIO tokens *per
+# - its **own event loop** (Uvicorn) and its **own thread pool** - 40 AnyIO tokens *per <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #   worker*, in a Starlette app;
 # - its **own GIL**: workers compute in parallel, on different cores.
 

@@ -122,7 +122,7 @@ else:
 # listen queue until a slow client gives up. Behind nginx the app never sees the slow
 # clients: nginx holds them, and the probe goes straight through.
 #
-# Gunicorn has its own last resort: a worker silent for longer than `--timeout` (30 s by
+# Gunicorn has its own last resort: a worker silent for longer than `--timeout` (30 s by <!-- claim: 30 = pkg:gunicorn.timeout -->
 # default) is killed and replaced - the "WORKER TIMEOUT" of its log
 # ([settings: timeout](https://docs.gunicorn.org/en/stable/settings.html#timeout)). That
 # frees the worker, but the next slow client in the queue takes it again.
@@ -157,7 +157,7 @@ else:
 # one in turn ([nginx: upstream](https://nginx.org/en/docs/http/ngx_http_upstream_module.html)).
 # Each instance here is a separate Gunicorn with one sync worker: one slot.
 #
-# **Predict** with Little's law (notebook 01): 8 users on `/io?ms=100` - throughput with 1, 2,
+# **Predict** with Little's law (notebook 02): 8 users on `/io?ms=100` - throughput with 1, 2,
 # 3, 4 instances? And on `/cpu?ms=20`, when the servers may use the cores this machine
 # leaves them?
 

@@ -19,6 +19,8 @@ must be one of:
     read from the package, so an upgrade that changes it fails the check;
   - ``file:PATH``: a setting in a file of this repository that holds the number;
   - ``https://...``: the page it comes from; ``ref:TEXT``: a reference with no URL;
+  - ``calc:EXPR``: arithmetic on numbers the paragraph states (checked);
+  - ``given``: a value the sentence chooses (an example, an exercise's load);
 * **allowed**: years, notebook/lab/step/issue/PEP numbers, versions, HTTP
   status codes, list numbers (``ALLOWED``);
 * inside code (a code span, a code block, a notebook code cell): code prints
@@ -146,7 +148,7 @@ def blocks_of(root: Path, path: Path) -> list[Block]:
 # --- numbers in a block --------------------------------------------------------------------
 
 MARKER = re.compile(r"<!--\s*claim:(.*?)-->", re.S)
-NUMBER = re.compile(r"(?<![\w#./\\:$-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)*(?![\w.,]?\d)")
+NUMBER = re.compile(r"(?<![\w#./\\:$])(?<![A-Za-z]-)(?<!--)(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)*(?![\w.,]?\d)")
 UNIT = (r"\s*(?:ms|s|µs|us|ns|seconds?|minutes?|min|req/s|rps|requests?|users?|connections?|clients?|"
         r"workers?|threads?|tasks?|calls?|MB|KB|kB|KiB|MiB|GB|bytes?|%|x|×|times|cores?|tokens?)\b")
 PACKAGES = (r"Gunicorn|Uvicorn|aiohttp|FastAPI|Starlette|AnyIO|anyio|httpx|Flask|uvloop|httptools|nginx|"
@@ -154,7 +156,7 @@ PACKAGES = (r"Gunicorn|Uvicorn|aiohttp|FastAPI|Starlette|AnyIO|anyio|httpx|Flask
             r"uvicorn-worker|Windows|WSL|macOS|Node|Werkzeug|pytest|ruff|Chromium|Playwright|HTTP/|TLS|IPv")
 LABELS = (r"notebooks?|Notebooks?|lab|labs|Lab|Labs|[Ss]teps?|[Ss]ections?|[Pp]arts?|[Ii]ssues?|PR|PRs|PEP|RFC|"
           r"[Ff]igures?|[Cc]hapters?|[Ll]ines?|[Ii]tems?|[Tt]asks?|[Qq]uestions?|[Ee]xercises?|[Pp]oints?|[Ss]cores?")
-STATUS = {"200", "201", "204", "301", "302", "304", "400", "401", "403", "404", "405", "408", "413", "414",
+STATUS = {"200", "201", "202", "204", "301", "302", "304", "400", "401", "403", "404", "405", "408", "413", "414",
           "422", "429", "500", "502", "503", "504"}
 CHAIN = r"(?:\s*(?:,|and|or|to|-|–|/)\s*\d+(?:\.\d+)*)*\s*(?:,|and|or|to|-|–|/)?\s*$"
 
@@ -336,8 +338,8 @@ def _lookup(doc, key: str, where: str):
         for value in values:
             if part in ("*", "[*]"):
                 nxt.extend(value.values() if isinstance(value, dict) else value)
-            elif re.fullmatch(r"\[-?\d+\]", part) and isinstance(value, list):
-                nxt.append(value[int(part[1:-1])])
+            elif re.fullmatch(r"\[-?\d+(?:,\s*-?\d+)*\]", part) and isinstance(value, list):
+                nxt.extend(value[int(i)] for i in part[1:-1].split(","))
             elif part.startswith("["):
                 wanted = dict(f.split("=", 1) for f in part[1:-1].split(","))
                 nxt.extend(item for item in value if isinstance(item, dict)
@@ -356,8 +358,8 @@ def _lookup(doc, key: str, where: str):
 
 AGGREGATES = {"min": min, "max": max, "mean": statistics.fmean, "median": statistics.median, "count": len,
               "sum": sum}
-DATA = re.compile(r"(?:(?P<agg>\w+)\()?(?P<file>[\w.-]+\.json):(?P<key>[^()]+?)\)?"
-                  r"(?:\s*(?P<op>[*/])\s*(?P<scale>[\d.e+-]+))?(?:\s*±\s*(?P<tol>[\d.]+)(?P<pct>%)?)?$")
+DATA = re.compile(r"(?P<body>.+?)(?:\s*(?P<op>[*/])\s*(?P<scale>[\d.]+(?:e[+-]?\d+)?))?"
+                  r"(?:\s*±\s*(?P<tol>[\d.]+)(?P<pct>%)?)?")
 
 
 def data_value(root: Path, source: str) -> tuple[float, float | None]:
@@ -372,22 +374,26 @@ def data_value(root: Path, source: str) -> tuple[float, float | None]:
             tol = float(ratio["tol"]) / 100 * abs(value) if ratio["pct"] else float(ratio["tol"])
         return value, tol
     m = DATA.fullmatch(source)
-    if not m:
+    agg = re.fullmatch(r"(\w+)\((.+)\)", m["body"])
+    ref = agg.group(2) if agg else m["body"]
+    name, colon, key = ref.partition(":")
+    if not colon or not name.endswith(".json"):
         raise LookupError(f"cannot read the data source {source!r} (see {FORMAT_DOC})")
-    path = Path(root) / DATA_DIR / m["file"]
+    path = Path(root) / DATA_DIR / name
     if not path.is_file():
-        raise LookupError(f"{DATA_DIR / m['file']} does not exist")
-    values = _lookup(json.loads(path.read_text()), m["key"].strip(), m["file"])
-    if m["agg"]:
-        if m["agg"] not in AGGREGATES:
-            raise LookupError(f"unknown aggregate {m['agg']!r}: one of {', '.join(AGGREGATES)}")
-        value = AGGREGATES[m["agg"]](values if m["agg"] == "count" else [float(v) for v in values])
+        raise LookupError(f"{DATA_DIR / name} does not exist")
+    values = _lookup(json.loads(path.read_text()), key.strip(), name)
+    if agg:
+        if agg.group(1) not in AGGREGATES:
+            raise LookupError(f"unknown aggregate {agg.group(1)!r}: one of {', '.join(AGGREGATES)}")
+        fn = AGGREGATES[agg.group(1)]
+        value = fn(values) if fn is len else fn([float(v) for v in values])
     elif len(values) != 1:
-        raise LookupError(f"{m['file']}:{m['key']} gives {len(values)} values: pick one or use min(...)/max(...)")
+        raise LookupError(f"{ref} gives {len(values)} values: pick one or use min(...)/max(...)")
     else:
         value = values[0]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise LookupError(f"{m['file']}:{m['key']} is {value!r}, not a number")
+        raise LookupError(f"{ref} is {value!r}, not a number")
     value = float(value)
     if m["op"]:
         value = value * float(m["scale"]) if m["op"] == "*" else value / float(m["scale"])
@@ -404,6 +410,29 @@ def matches(written: str, value: float, tol: float | None) -> bool:
         decimals = len(normal(written).split(".")[1]) if "." in written else 0
         tol = 0.5 * 10 ** -decimals
     return math.isclose(n, value, abs_tol=tol + 1e-9)
+
+
+def _calc(expression: str) -> float:
+    """The value of an arithmetic expression: numbers, + - * / ( ), min and max."""
+    import ast
+    import operator
+
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+    def ev(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("min", "max"):
+            return {"min": min, "max": max}[node.func.id](ev(a) for a in node.args)
+        raise ValueError(f"calc: only numbers, + - * / ( ), min and max, not {ast.unparse(node)!r}")
+    try:
+        return float(ev(ast.parse(re.sub(r"(?<=\d),(?=\d{3})", "", expression.strip()), mode="eval").body))
+    except SyntaxError:
+        raise ValueError(f"calc: cannot read {expression.strip()!r}") from None
 
 
 @dataclass
@@ -423,6 +452,13 @@ def check_claim(root: Path, claim: Claim) -> str | None:
     try:
         if source.startswith(("https://", "http://")):
             return None if re.fullmatch(r"https?://[\w.-]+\.\w+\S*", source) else f"{source!r} is not a URL"
+        if source.startswith("calc:"):
+            value = _calc(source[5:])
+            if not matches(claim.number, value, None):
+                return f"{source[5:].strip()} = {value:.6g}, not {claim.number}"
+            return None
+        if source == "given":  # a value the sentence chooses: an example, a load, an exercise's parameter
+            return None
         if source.startswith("ref:"):
             return None if source[4:].strip() else "ref: needs the reference's name"
         if source.startswith("file:"):
@@ -503,8 +539,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = sorted({"\t".join(p.key) for p in check(ROOT) if p.key})
         (ROOT / BACKLOG).write_text("".join(row + "\n" for row in rows), encoding="utf-8")
         return 0
-    files = [Path(a).resolve() for a in args] or None
+    everything = "--all" in args  # the backlog's numbers too
+    files = [Path(a).resolve() for a in args if a != "--all"] or None
     problems, stale = check_with_backlog(ROOT, files)
+    if everything:
+        problems, stale = check(ROOT, files), set()
     for problem in problems:
         print(problem)
     if files is None:
