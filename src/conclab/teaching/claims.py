@@ -151,10 +151,10 @@ MARKER = re.compile(r"<!--\s*claim:(.*?)-->", re.S)
 NUMBER = re.compile(r"(?<![\w#./\\:$])(?<![A-Za-z]-)(?<!--)(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)*(?![\w.,]?\d)")
 UNIT = (r"\s*(?:ms|s|µs|us|ns|seconds?|minutes?|min|req/s|rps|requests?|users?|connections?|clients?|"
         r"workers?|threads?|tasks?|calls?|MB|KB|kB|KiB|MiB|GB|bytes?|%|x|×|times|cores?|tokens?)\b")
-PACKAGES = (r"Gunicorn|Uvicorn|aiohttp|FastAPI|Starlette|AnyIO|anyio|httpx|Flask|uvloop|httptools|nginx|"
+PACKAGES = (r"Gunicorn|Uvicorn|aiohttp|FastAPI|Starlette|AnyIO|anyio|httpx|httpcore|psycopg|SQLAlchemy|NumPy|Flask|uvloop|httptools|nginx|"
             r"Python|CPython|python|python3|Jupyter|JupyterLab|jupytext|Debian|Ubuntu|Locust|k6|wrk|wrk2|"
             r"uvicorn-worker|Windows|WSL|macOS|Node|Werkzeug|pytest|ruff|Chromium|Playwright|HTTP/|TLS|IPv")
-LABELS = (r"notebooks?|Notebooks?|lab|labs|Lab|Labs|[Ss]teps?|[Ss]ections?|[Pp]arts?|[Ii]ssues?|PR|PRs|PEP|RFC|"
+LABELS = (r"[Pp]orts?|notebooks?|Notebooks?|lab|labs|Lab|Labs|[Ss]teps?|[Ss]ections?|[Pp]arts?|[Ii]ssues?|PR|PRs|PEP|RFC|"
           r"[Ff]igures?|[Cc]hapters?|[Ll]ines?|[Ii]tems?|[Tt]asks?|[Qq]uestions?|[Ee]xercises?|[Pp]oints?|[Ss]cores?")
 STATUS = {"200", "201", "202", "204", "301", "302", "304", "400", "401", "403", "404", "405", "408", "413", "414",
           "422", "429", "500", "502", "503", "504"}
@@ -182,7 +182,7 @@ def _strip(text: str) -> str:
     """The block's prose, with what is not prose blanked out (same length, so positions hold)."""
     def blank(m):
         return re.sub(r"[^\n]", " ", m.group())
-    for pattern in (MARKER.pattern, r"<!--.*?-->", r"`[^`\n]*`", r"\]\([^)\s]*\)", r"<https?://[^>]*>", r"https?://\S+",
+    for pattern in (MARKER.pattern, r"<!--.*?-->", r"`[^`]*`", r"\]\([^)\s]*\)", r"<https?://[^>]*>", r"https?://\S+",
                     r"\{\{[^}]*\}\}", r"\$[^$\n]+\$"):
         text = re.sub(pattern, blank, text, flags=re.S)
     return text
@@ -463,6 +463,8 @@ def check_claim(root: Path, claim: Claim) -> str | None:
             return None if source[4:].strip() else "ref: needs the reference's name"
         if source.startswith("file:"):
             path = Path(root) / source[5:].strip()
+            if source[5:].strip() == claim.path:
+                return "file: must name another file (the prose itself always holds the number)"
             if not path.is_file():
                 return f"{source[5:].strip()} does not exist"
             if not re.search(rf"(?<![\w.]){re.escape(normal(claim.number))}(?:\.0+)?(?![\w.]?\d)",
