@@ -218,8 +218,9 @@ teach.littles_law_table(data)
 #
 # And async is not "faster". At the fewest users, where every server has a slot for every
 # user, all three answer in the route's 100 ms plus a millisecond or so (the `R` column of
-# the table above; in `figures/data/wsgi_vs_asgi.json`, 101-103 ms at one user). What async
-# buys is *concurrency while waiting*.
+# the table above; in `figures/data/wsgi_vs_asgi.json`, 102-103 ms at one user). What async
+# buys is *concurrency while waiting*. <!-- claim: 100 = file:src/conclab/figures/io_wait.py; 102 = min(wsgi_vs_asgi.json:points[0,5,10].summary.latency_ms.mean);
+# 103 = max(wsgi_vs_asgi.json:points[0,5,10].summary.latency_ms.mean) -->
 #
 # What about Flask's `async def` views? Flask stays a WSGI app: for each request to such a
 # view it starts an event loop in a thread, runs the view there and returns the result, so
@@ -278,7 +279,7 @@ figure(REGISTRY["cost_per_request"], data)
 #   framework's routing, middleware and response objects run in Python too. Gunicorn costs
 #   495 (sync, which ignores keep-alive, so each request also pays for a new connection;
 #   [Gunicorn: Design](https://docs.gunicorn.org/en/stable/design.html))
-#   and 566 (gthread).
+#   and 566 (gthread). <!-- claim: 166 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=3].cost.us_per_request); 254 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=5].cost.us_per_request); 495 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=0].cost.us_per_request); 566 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=1].cost.us_per_request) -->
 # - **The cost falls as the load rises.** Every stack's cost at 200 req/s is 1.86 to 2.80
 #   times its cost at 1,000: from asyncio+h11 on `/hello` (631 us vs 340) to uvloop+httptools
 #   on `/hello` (348 us vs 124).
@@ -292,6 +293,8 @@ figure(REGISTRY["cost_per_request"], data)
 #   8,000 req/s on one core; `wrk` (a client in C, `apt-get install wrk`) drove the same
 #   server to 26,336 req/s, where it cost 38 us per request and kept one core 99% busy. When
 #   `wrk` is not installed the right panel shows only the implied capacities.
+#   <!-- claim: 8,000 = calc:1e6 / 124 ±2%; 26,336 = cost_per_request.json:extra.wrk.rps; 38 = cost_per_request.json:extra.wrk.us_per_request;
+#   99 = cost_per_request.json:extra.wrk.server_busy *100 -->
 #
 # `/state` (a small JSON answer) costs about the same as `/hello`: at this size, the
 # server's work is the HTTP around the answer, not the answer.

@@ -176,7 +176,7 @@ teach.Table(["server", "workers", "memory of all its processes (MiB, PSS)"], row
 # Each worker adds memory before it serves a single request: the note under the table gives
 # the step per idle worker. A worker that holds a request grows a little more: the `memory`
 # figure measures about 16 MiB of PSS per forked sync worker of this small Flask app, from 1
-# to 16 workers; a real app with more imports costs more. Uvicorn's step is larger for two
+# to 16 workers; a real app with more imports costs more. <!-- claim: 16 = calc:(memory.json:points.2.rss_bytes.loaded - memory.json:points.0.rss_bytes.loaded) / 15 / 1048576 ±5%; 1 = memory.json:points.0.x --> Uvicorn's step is larger for two
 # reasons: it *spawns* fresh interpreters for its workers rather than forking, so they share
 # less with their parent, and each worker of our ASGI app starts its own process pool (one
 # process per usable core) - the README's "The servers, by hand" says why.
@@ -195,9 +195,9 @@ else:
     print("Quick mode: memory sweep skipped. Set MEMORY_SWEEP = True in the setup cell to run it (about a minute).")
 
 # %% [markdown]
-# ## 5. How many workers? The (2 × cores) + 1 rule
+# ## 5. How many workers? The (2 × cores) + 1 rule <!-- claim: 2 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers --> <!-- claim: 1 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers -->
 #
-# Gunicorn's docs suggest **(2 × cores) + 1** workers as a place to *start*, then tuning
+# Gunicorn's docs suggest **(2 × cores) + 1** workers as a place to *start*, then tuning <!-- claim: 2 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers --> <!-- claim: 1 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers -->
 # under real load; the reasoning is that, per core, one worker can be reading or writing the
 # socket while another processes a request. The same section warns against scaling workers
 # to the number of clients you expect: a handful of workers should handle hundreds or
@@ -238,7 +238,7 @@ print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 # - State in module globals exists once per worker. The OS balances connections, not
 #   requests.
 # - Every worker costs memory - about 16 MiB of PSS for a forked sync worker of this small
-#   app, more for a real one. (2 × cores) + 1 is a starting point for sync workers with
+#   app, more for a real one. (2 × cores) + 1 is a starting point for sync workers with <!-- claim: 16 = calc:(memory.json:points.2.rss_bytes.loaded - memory.json:points.0.rss_bytes.loaded) / 15 / 1048576 ±5%; 2 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers; 1 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers -->
 #   short requests; size for real by measuring, and with Little's law when requests wait.
 
 # %% [markdown]

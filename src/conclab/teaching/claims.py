@@ -21,6 +21,7 @@ must be one of:
   - ``https://...``: the page it comes from; ``ref:TEXT``: a reference with no URL;
   - ``calc:EXPR``: arithmetic on numbers the paragraph states (checked);
   - ``given``: a value the sentence chooses (an example, an exercise's load);
+  - ``cell``: (notebooks) a code cell of the same notebook holds it;
 * **allowed**: years, notebook/lab/step/issue/PEP numbers, versions, HTTP
   status codes, list numbers (``ALLOWED``);
 * inside code (a code span, a code block, a notebook code cell): code prints
@@ -172,6 +173,8 @@ ALLOWED = (
     ("a list or heading number", lambda before, n, after: (re.fullmatch(r"\s*", before) is not None
                                                         and re.match(r"[.)]\s", after) is not None)
      or (re.fullmatch(r"\s*#+\s*", before) is not None and re.match(r"(?:\.\d+)*\.?\s", after) is not None)),
+    ("a table's numbering column", lambda before, n, after: re.fullmatch(r"\s*\|\s*", before) is not None
+     and re.match(r"\s*\|", after) is not None and len(n) <= 2),
     ("a class of HTTP statuses (4xx)", lambda before, n, after: n in "12345" and after.startswith("xx")),
     ("a lesson's name (01-topic)", lambda before, n, after: re.fullmatch(r"0\d", n) is not None
      and after.startswith("-")),
@@ -223,7 +226,7 @@ def numbers_in(block: Block) -> list[Number]:
         line_start = prose.rfind("\n", 0, m.start()) + 1
         line_before = prose[line_start:m.start()]
         allowed = next((name for name, rule in ALLOWED
-                        if rule(line_before if name.startswith("a list") else before, m.group(), after)), None)
+                        if rule(line_before if name.startswith(("a list", "a table")) else before, m.group(), after)), None)
         line = block.lines[text.count("\n", 0, m.start())][0]
         out.append(Number(block.path, line, m.group(), sentence_at(text, m.start()), allowed, m.start()))
     return out
@@ -412,6 +415,20 @@ def matches(written: str, value: float, tol: float | None) -> bool:
     return math.isclose(n, value, abs_tol=tol + 1e-9)
 
 
+def _code_cells(path: Path) -> str | None:
+    """The code cells of a jupytext notebook, as one text (None: not a notebook)."""
+    if path.suffix != ".py" or path.parent.name != "notebooks":
+        return None
+    out, code = [], False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# %%"):
+            code = not line.startswith("# %% [markdown]")
+            continue
+        if code:
+            out.append(line)
+    return "\n".join(out)
+
+
 def _calc(expression: str) -> float:
     """The value of an arithmetic expression: numbers, + - * / ( ), min and max."""
     import ast
@@ -453,9 +470,24 @@ def check_claim(root: Path, claim: Claim) -> str | None:
         if source.startswith(("https://", "http://")):
             return None if re.fullmatch(r"https?://[\w.-]+\.\w+\S*", source) else f"{source!r} is not a URL"
         if source.startswith("calc:"):
-            value = _calc(source[5:])
-            if not matches(claim.number, value, None):
+            expression, _, tolerance = source[5:].partition("±")
+            # A datum may stand in the expression: FILE.json:KEY, a key without spaces or operators.
+            expression = re.sub(r"[\w-]+\.json:[\w.\[\]=]+",
+                                lambda m: repr(data_value(root, m.group())[0]), expression)
+            value = _calc(expression)
+            tol = None
+            if tolerance.strip():
+                tol = float(tolerance.strip().rstrip("%")) / (100 / abs(value) if tolerance.strip().endswith("%") else 1)
+            if not matches(claim.number, value, tol):
                 return f"{source[5:].strip()} = {value:.6g}, not {claim.number}"
+            return None
+        if source == "cell":  # a notebook's own code cell sets it
+            code = _code_cells(Path(root) / claim.path)
+            if code is None:
+                return "cell: only a notebook's text can cite its own code cells"
+            if not re.search(rf"(?<![\w.]){re.escape(normal(claim.number))}(?:\.0+)?(?![\w.]?\d)",
+                             re.sub(r"(?<=\d)[_,](?=\d{3})", "", code)):
+                return f"no code cell of {claim.path} holds {claim.number} any more: update"
             return None
         if source == "given":  # a value the sentence chooses: an example, a load, an exercise's parameter
             return None
