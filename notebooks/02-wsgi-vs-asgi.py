@@ -315,11 +315,11 @@ figure(REGISTRY["cost_per_request"], data)
 # 1. Set `USERS = 1` in the setup cell and re-run section 3. Which server wins now, and why
 #    is that no contradiction?
 # 2. Use Little's law to predict throughput and latency for `ServerSpec("wsgi", threads=8)`
-#    with 16 users on `/io?ms=50`. Then measure it with `serve` and `run_load` and compare,
+#    with 16 users on `/io?ms=50`. Then measure it with `serve` and `run_load` and compare, <!-- claim: 16 = given -->
 #    using `teach.littles_law_table([teach.point(spec, result)])`.
 # 3. Start Uvicorn as `ServerSpec("asgi", limit_concurrency=8)` and send `/io?ms=100` from
-#    7 users, then from 8 (`run_load(..., concurrency=...)`; each user keeps one connection
+#    7 users, then from 8 (`run_load(..., concurrency=...)`; each user keeps one connection <!-- claim: 7 = given --> <!-- claim: 8 = given -->
 #    open). Predict first: how many requests get a 503 in each run? Then look at the `req/s`
-#    and `errors` columns of `teach.summary_table`. Why does the 8th open connection already
+#    and `errors` columns of `teach.summary_table`. Why does the 8th open connection already <!-- claim: 8 = given -->
 #    cross the limit - and why are the refused requests so many more than the served ones?
 #    When would you want such a limit in production?

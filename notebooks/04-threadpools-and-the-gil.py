@@ -174,7 +174,7 @@ figure(REGISTRY["threadpool"], data)
 #
 # ## 6. Threads on CPU work: the GIL caps them
 #
-# **Predict.** `/cpu?ms=40` burns 40 ms of pure-Python CPU time per request. The `gil`
+# **Predict.** `/cpu?ms=40` burns 40 ms of pure-Python CPU time per request. The `gil` <!-- claim: 40 = given -->
 # experiment sends two users per thread (or per process):
 #
 # - one gthread worker with **2 threads** - throughput?
@@ -301,7 +301,7 @@ teach.check_guess(my_guess_sum_ms, late["sum(range(...))"][1], what="worst laten
 # probe runs during each load. The server may use every core (the process pool needs them);
 # the load driver shares one.
 #
-# **Predict** for 4 users on this machine: the throughput of each way, and roughly how long
+# **Predict** for 4 users on this machine: the throughput of each way, and roughly how long <!-- claim: 4 = given -->
 # `/health` waits - tens of milliseconds, a few, or none?
 
 # %%
@@ -382,9 +382,9 @@ teach.probe_table(list(most.values()))
 # ## Exercises
 #
 # 1. In section 3, add `anyio.to_thread.current_default_thread_limiter().total_tokens = 100`
-#    as the first line of `blocking_calls` and re-run. What changes for 100 calls - and what
+#    as the first line of `blocking_calls` and re-run. What changes for 100 calls - and what <!-- claim: 100 = given -->
 #    would the same change cost a real server?
-# 2. With Little's law, work out how many gthread threads one worker needs for 200 req/s of
+# 2. With Little's law, work out how many gthread threads one worker needs for 200 req/s of <!-- claim: 200 = given -->
 #    `/io?ms=100`. Check it with `serve(ServerSpec("wsgi", threads=...))` and `run_load`.
-# 3. Measure `/offload-cpu?ms=20` on `ServerSpec("asgi", threadpool=4)` with 8 users.
-#    Predict first: does a pool of 4 threads add throughput over `/cpu?ms=20`?
+# 3. Measure `/offload-cpu?ms=20` on `ServerSpec("asgi", threadpool=4)` with 8 users. <!-- claim: 8 = given -->
+#    Predict first: does a pool of 4 threads add throughput over `/cpu?ms=20`? <!-- claim: 4 = given -->

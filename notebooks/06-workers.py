@@ -74,7 +74,7 @@ MEMORY_SWEEP = not QUICK                     # the memory sweep holds requests 3
 # Both apps have a route `/state` that adds one to a module-level counter and answers
 # `{"pid": ..., "count": ...}`.
 #
-# **Predict.** We start **2 sync Gunicorn workers** and send 40 requests, one after another.
+# **Predict.** We start **2 sync Gunicorn workers** and send 40 requests, one after another. <!-- claim: 2 = given --> <!-- claim: 40 = given -->
 # What is the highest `count` any answer shows?
 
 # %%
@@ -122,8 +122,8 @@ for pid, n in served.items():
 #
 # ## 3. Spreading CPU work across cores
 #
-# **Predict.** 8 users send `/cpu?ms=40` (40 ms of pure-Python CPU work) to Gunicorn sync
-# workers. What throughput with 1 worker, and with 2?
+# **Predict.** 8 users send `/cpu?ms=40` (40 ms of pure-Python CPU work) to Gunicorn sync <!-- claim: 40 = given --> <!-- claim: 8 = given -->
+# workers. What throughput with 1 worker, and with 2? <!-- claim: 1 = given --> <!-- claim: 2 = given -->
 
 # %%
 print(f"usable cores: {CORES} (the load driver needs some CPU too)")
@@ -245,9 +245,9 @@ print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 # ## Exercises
 #
 # 1. Re-run the `/state` experiment of section 2 with `ServerSpec("asgi", workers=2)`. Why
-#    may all 40 answers come from one pid? Then send each request on a new connection
+#    may all 40 answers come from one pid? Then send each request on a new connection <!-- claim: 40 = given -->
 #    (`httpx.get(...)` instead of `client.get(...)`) and compare.
-# 2. With Little's law, how many sync workers does 100 req/s of `/io?ms=50` need? Check it
+# 2. With Little's law, how many sync workers does 100 req/s of `/io?ms=50` need? Check it <!-- claim: 100 = given -->
 #    with `serve(ServerSpec("wsgi", workers=...))` and `run_load`, then compare the memory
 #    with one gthread worker that has as many threads.
 # 3. Run this notebook outside quick mode (without `CONCLAB_QUICK` in the environment) so that
