@@ -110,7 +110,7 @@ await brew(0, NAP_S)
 # %% [markdown]
 # ## 4. Predict, then measure: ten naps
 #
-# We run `N_TASKS` = 10 coroutines that each `await asyncio.sleep(0.1)`, in two ways:
+# We run `N_TASKS` = 10 coroutines that each `await asyncio.sleep(0.1)`, in two ways: <!-- claim: 10 = cell -->
 #
 # - **one after another**: a `for` loop that awaits each nap before starting the next;
 # - **together**: `await asyncio.gather(...)` of all ten, which makes them tasks that the
@@ -170,7 +170,7 @@ teach.task_timeline({
 # **Predict.** We gather ten naps again, but task 5 first calls `time.sleep(0.3)`
 # (`BLOCK_S`) and only then naps. Tasks 0-4 start before it.
 #
-# - When does **task 0** (an innocent 0.1 s nap) finish?
+# - When does **task 0** (an innocent 0.1 s nap) finish? <!-- claim: 0.1 = cell -->
 # - When is **everything** done?
 
 # %%
@@ -220,9 +220,9 @@ teach.task_timeline({
 })
 
 # %% [markdown]
-# **Reading the chart.** At the top, the dark red bar is the 0.3 s during which task 5 held
-# the thread. Tasks 0-4 had finished waiting after 0.1 s but could not resume until the
-# thread was free, so their bars stretch to 0.3 s; tasks 6-9 could not even *start*. In a
+# **Reading the chart.** At the top, the dark red bar is the 0.3 s during which task 5 held <!-- claim: 0.3 = cell -->
+# the thread. Tasks 0-4 had finished waiting after 0.1 s but could not resume until the <!-- claim: 0.1 = cell -->
+# thread was free, so their bars stretch to 0.3 s; tasks 6-9 could not even *start*. In a <!-- claim: 0.3 = cell -->
 # server each task is a request, and "everyone" includes the health check of your load
 # balancer - notebook 03 measures that.
 #
@@ -251,7 +251,7 @@ teach.task_timeline({
 #   ([hashlib docs](https://docs.python.org/3/library/hashlib.html#hash-algorithms)).
 #   <!-- claim: 2047 = pkg:python.hashlib_gil_maxkeep -->
 #
-# Meanwhile a task on the loop tries to tick every 10 ms (`TICK_S`). The longest gap between
+# Meanwhile a task on the loop tries to tick every 10 ms (`TICK_S`). The longest gap between <!-- claim: 10 = cell -->
 # two ticks is how long the loop was stalled. **Predict** it for each kind: about 10 ms (the
 # loop stays free), or about `BLOCK_S` (the loop stalls for the whole call)?
 
@@ -327,13 +327,13 @@ teach.Table(["work in asyncio.to_thread", "took (ms)", "longest stall of the loo
 # - `async def` makes a coroutine. Its code runs only when it is awaited or scheduled as a
 #   task, and it can pause at each `await`.
 # - The event loop is a scheduler on **one** thread: while one task waits, others run. Ten
-#   waits of 0.1 s take 0.1 s, not 1 s.
+#   waits of 0.1 s take 0.1 s, not 1 s. <!-- claim: 0.1 = cell --> <!-- claim: 1 = calc:10 * 0.1 -->
 # - Nothing interrupts a running task. A blocking call (`time.sleep`, a sync database
 #   driver, heavy CPU work) inside `async def` stalls **every** task on that loop. Await a
 #   non-blocking version instead (`asyncio.sleep`, an async driver), or run the blocking
 #   call in a thread (`asyncio.to_thread`).
 # - A thread frees the loop only while the call lets go of the GIL - waiting, pure Python
-#   (every 5 ms), hashlib - not during one long C call such as `sum(range(n))` (section 6).
+#   (every 5 ms), hashlib - not during one long C call such as `sum(range(n))` (section 6). <!-- claim: 5 = pkg:python.switch_interval_ms -->
 
 # %% [markdown]
 # ## Exercises

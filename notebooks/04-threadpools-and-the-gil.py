@@ -98,8 +98,8 @@ await default_tokens()
 # %% [markdown]
 # ## 3. Predict, then measure: a full pool
 #
-# We start `n` blocking calls of 0.1 s at the same moment through `anyio.to_thread.run_sync`,
-# for n = 10, 40, 41, 80 and 100. How long does each batch take? <!-- claim: 40 = pkg:anyio.thread_tokens -->
+# We start `n` blocking calls of 0.1 s at the same moment through `anyio.to_thread.run_sync`, <!-- claim: 0.1 = cell -->
+# for n = 10, 40, 41, 80 and 100. How long does each batch take? <!-- claim: 40 = pkg:anyio.thread_tokens --> <!-- claim: 10 = cell --> <!-- claim: 41 = cell --> <!-- claim: 80 = cell --> <!-- claim: 100 = cell -->
 
 # %%
 my_guess_41 = None   # seconds for 41 calls at once
@@ -120,8 +120,8 @@ teach.check_guess(my_guess_41, took[41], what="41 calls", unit="s", theory=2 * C
 teach.check_guess(my_guess_100, took[100], what="100 calls", unit="s", theory=3 * CALL_S)
 
 # %% [markdown]
-# A full pool does not fail: call 41 simply **waits for a token**, silently. In a Starlette
-# or FastAPI app, that means when 40 slow `def` endpoints are running, *all* other sync work
+# A full pool does not fail: call 41 simply **waits for a token**, silently. In a Starlette <!-- claim: 41 = calc:40 + 1 -->
+# or FastAPI app, that means when 40 slow `def` endpoints are running, *all* other sync work <!-- claim: 40 = pkg:anyio.thread_tokens -->
 # of that worker - another `def` endpoint, a sync health check, a `FileResponse` - queues
 # behind them, while the event loop itself sits idle. You can raise the limit at startup
 # (`anyio.to_thread.current_default_thread_limiter().total_tokens = 100`), at some cost in
@@ -131,7 +131,7 @@ teach.check_guess(my_guess_100, took[100], what="100 calls", unit="s", theory=3 
 # ## 4. Predict, then measure: a small pool on a server
 #
 # Our ASGI app's `/offload-io` route uses a pool whose size the lab sets:
-# `ServerSpec("asgi", threadpool=4)`. `USERS` = 16 users send `/offload-io?ms=100`.
+# `ServerSpec("asgi", threadpool=4)`. `USERS` = 16 users send `/offload-io?ms=100`. <!-- claim: 16 = cell -->
 # What throughput, and what mean latency?
 
 # %%
@@ -150,8 +150,8 @@ teach.check_guess(my_guess_latency_ms, run["summary"]["latency_ms"]["mean"], wha
 teach.littles_law_table([run])
 
 # %% [markdown]
-# The pool size is the slot count c of Little's law: X = min(16, 4) / 0.1 s = 40 req/s, and
-# each request spends R = 16 / 40 req/s = 0.4 s in the server - 0.1 s in a thread and 0.3 s
+# The pool size is the slot count c of Little's law: X = min(16, 4) / 0.1 s = 40 req/s, and <!-- claim: 0.1 = cell --> <!-- claim: 16 = cell --> <!-- claim: 4 = cell --> <!-- claim: 40 = calc:min(16, 4) / 0.1 -->
+# each request spends R = 16 / 40 req/s = 0.4 s in the server - 0.1 s in a thread and 0.3 s <!-- claim: 0.1 = cell --> <!-- claim: 16 = cell --> <!-- claim: 40 = calc:min(16, 4) / 0.1 --> <!-- claim: 0.4 = calc:16 / 40 --> <!-- claim: 0.3 = calc:0.4 - 0.1 -->
 # queued for one.
 #
 # ## 5. Threads on I/O: they scale
@@ -177,8 +177,8 @@ figure(REGISTRY["threadpool"], data)
 # **Predict.** `/cpu?ms=40` burns 40 ms of pure-Python CPU time per request. The `gil` <!-- claim: 40 = given -->
 # experiment sends two users per thread (or per process):
 #
-# - one gthread worker with **2 threads** - throughput?
-# - **2 sync worker processes** - throughput?
+# - one gthread worker with **2 threads** - throughput? <!-- claim: 2 = given -->
+# - **2 sync worker processes** - throughput? <!-- claim: 2 = given -->
 
 # %%
 teach.plan(REGISTRY["gil"])
@@ -199,7 +199,7 @@ teach.check_guess(my_guess_2_processes, processes["summary"]["throughput_rps"], 
 figure(REGISTRY["gil"], data)
 
 # %% [markdown]
-# **Reading the chart.** Threads stay flat at one core's worth - 1 / 40 ms = 25 req/s - however
+# **Reading the chart.** Threads stay flat at one core's worth - 1 / 40 ms = 25 req/s - however <!-- claim: 1 = given --> <!-- claim: 40 = file:src/conclab/figures/cpu_offload.py --> <!-- claim: 25 = calc:1000 / 40 -->
 # many there are: they take turns holding the GIL. Processes each have their own
 # interpreter and their own GIL, so they compute on separate cores, up to the usable
 # cores (the CPU affinity or the container's CPU quota, whichever is smaller). (The load
@@ -292,7 +292,7 @@ teach.check_guess(my_guess_sum_ms, late["sum(range(...))"][1], what="worst laten
 # Pure Python: `beat` waits about one switch interval each time. `sum(range(...))`: its
 # worst wait is the whole call. `hashlib`: hardly any wait at all.
 #
-# **Now on a server.** The `cpu_offload` experiment sends 1 to 4 users of 40 ms CPU <!-- claim: 40 = file:src/conclab/figures/cpu_offload.py -->
+# **Now on a server.** The `cpu_offload` experiment sends 1 to 4 users of 40 ms CPU <!-- claim: 40 = file:src/conclab/figures/cpu_offload.py --> <!-- claim: 1 = file:src/conclab/figures/cpu_offload.py --> <!-- claim: 4 = file:src/conclab/figures/cpu_offload.py -->
 # requests to the raw ASGI app four ways: `/cpu` (on the loop), `/offload-cpu` (pure Python
 # in the thread pool), `/hash-cpu` (hashlib in the thread pool) and `/process-cpu` (a
 # `ProcessPoolExecutor` with one process per usable core, each with its own interpreter and

@@ -57,7 +57,7 @@ MEMORY_SWEEP = not QUICK                     # the memory sweep holds requests 3
 #   watchdog, not a request deadline: a sync worker stuck in one slow handler (try
 #   `ServerSpec("wsgi", timeout=2)` and `/io?ms=4000`) is killed and replaced, and the
 #   client gets a 500 from Gunicorn itself - one slow request costs a whole worker restart.
-# - **Uvicorn**: `--workers N` (by default the `WEB_CONCURRENCY` environment variable, or 1)
+# - **Uvicorn**: `--workers N` (by default the `WEB_CONCURRENCY` environment variable, or 1) <!-- claim: 1 = https://www.uvicorn.org/settings/ -->
 #   starts N worker processes that share the socket
 #   ([Uvicorn settings](https://www.uvicorn.org/settings/)).
 #
@@ -103,7 +103,7 @@ teach.check_guess(my_guess_max_count, max(a["count"] for a in answers), what="hi
 # requests. Gunicorn's sync workers close the connection after every response (they ignore
 # keep-alive), so every request above was a new connection. A client that keeps its
 # connection open - browsers do, and so does our load driver - sends all of that
-# connection's requests to the same worker. Here are 4 keep-alive users against 2 Uvicorn
+# connection's requests to the same worker. Here are 4 keep-alive users against 2 Uvicorn <!-- claim: 4 = cell --> <!-- claim: 2 = cell -->
 # workers:
 
 # %%
@@ -117,7 +117,7 @@ for pid, n in served.items():
 
 # %% [markdown]
 # Anything from an even split to "all on one worker" can happen: it depends on which worker
-# happened to accept each of the 4 connections. Balancing across workers is only as fine as
+# happened to accept each of the 4 connections. Balancing across workers is only as fine as <!-- claim: 4 = cell -->
 # the connections are.
 #
 # ## 3. Spreading CPU work across cores
@@ -184,7 +184,7 @@ teach.Table(["server", "workers", "memory of all its processes (MiB, PSS)"], row
 # For comparison, the `memory` experiment holds N slow requests in flight and measures the
 # extra memory per request for processes, threads and coroutines. On the coroutine side
 # that is one whole in-flight Uvicorn request - connection, transport, HTTP parser, task and
-# coroutine - not a bare coroutine object. It holds every point for 3 s, so quick mode
+# coroutine - not a bare coroutine object. It holds every point for 3 s, so quick mode <!-- claim: 3 = calc:3000 / 1000 -->
 # skips it:
 
 # %%
@@ -214,9 +214,9 @@ print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 # It is a starting point, and it is wrong whenever its assumption - short requests that keep
 # a CPU or the network busy - is wrong:
 #
-# - **Long waits in sync workers.** A sync worker waiting 500 ms for another service is a
-#   slot doing nothing. By Little's law, 100 req/s × 0.5 s needs 50 slots, not 5 workers.
-#   Rather than 50 processes, use threads (gthread) or an async server - notebook 02.
+# - **Long waits in sync workers.** A sync worker waiting 500 ms for another service is a <!-- claim: 500 = given -->
+#   slot doing nothing. By Little's law, 100 req/s × 0.5 s needs 50 slots, not 5 workers. <!-- claim: 100 = given --> <!-- claim: 0.5 = calc:500 / 1000 --> <!-- claim: 50 = calc:100 * 0.5 --> <!-- claim: 5 = calc:2 * 2 + 1 -->
+#   Rather than 50 processes, use threads (gthread) or an async server - notebook 02. <!-- claim: 50 = calc:100 * 0.5 -->
 # - **Pure CPU work.** More workers than cores add memory and context switches, not
 #   throughput (section 3).
 # - **Async workers.** One Uvicorn worker serves many waiting requests at once, so waiting
@@ -224,8 +224,8 @@ print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 #   handlers' own work - and, like CPU work above, they help up to the usable cores. Measure
 #   with your own load.
 # - **Containers and shared machines.** `os.cpu_count()` counts the machine's cores, and the
-#   CPU affinity does not know about a container's CPU quota: a container limited to 2 CPUs
-#   on a 64-core host would start 129 workers. Count the cores you actually get - the lab's
+#   CPU affinity does not know about a container's CPU quota: a container limited to 2 CPUs <!-- claim: 2 = given -->
+#   on a 64-core host would start 129 workers. Count the cores you actually get - the lab's <!-- claim: 64 = given --> <!-- claim: 129 = calc:2 * 64 + 1 -->
 #   `usable_cores()` takes the affinity and the cgroup's `cpu.max` quota, whichever is
 #   smaller.
 # - **Memory.** Workers × memory per worker must fit, with room to spare (section 4).

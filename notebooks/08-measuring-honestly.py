@@ -108,8 +108,8 @@ teach.latency_table(data)
 # is the worst one seen. Report how many requests a percentile is based on. The lab computes
 # percentiles with `numpy.percentile` and its default *linear* method
 # ([numpy.percentile](https://numpy.org/doc/stable/reference/generated/numpy.percentile.html)):
-# of n sorted values, the p-th percentile sits at position (n - 1) · p / 100, between two
-# values. For 50 requests the p99 lies between the second-slowest and the slowest, 51 % of
+# of n sorted values, the p-th percentile sits at position (n - 1) · p / 100, between two <!-- claim: 1 = given --> <!-- claim: 100 = given -->
+# values. For 50 requests the p99 lies between the second-slowest and the slowest, 51 % of <!-- claim: 50 = given --> <!-- claim: 51 = calc:((50 - 1) * 0.99 - 48) * 100 -->
 # the way to the slowest - two requests decide it:
 
 # %%
@@ -118,7 +118,7 @@ print(f"p50 = {np.percentile(fifty, 50):.2f} ms, p90 = {np.percentile(fifty, 90)
       f"p99 = {np.percentile(fifty, 99):.2f} ms, max = {fifty.max()} ms")
 
 # %% [markdown]
-# Users meet the tail more often than "1 %" suggests:
+# Users meet the tail more often than "1 %" suggests: <!-- claim: 1 = given -->
 
 # %%
 share = 1 - 0.99 ** PAGE_REQUESTS
@@ -150,8 +150,8 @@ print(f"A page that makes {PAGE_REQUESTS} requests waits for at least one reques
 #
 # The `client_ceiling` experiment sends the same load to one Uvicorn process through two
 # clients: the lab's (httpx with the aiohttp transport) and httpx with its default
-# transport. On `/io?ms=100`, Little's law says the server can serve N users at N / 0.1 s -
-# 1,000 req/s for 100 users. What throughput will the client with **httpx's default
+# transport. On `/io?ms=100`, Little's law says the server can serve N users at N / 0.1 s - <!-- claim: 0.1 = calc:100 / 1000 -->
+# 1,000 req/s for 100 users. What throughput will the client with **httpx's default <!-- claim: 1,000 = calc:100 / 0.1 --> <!-- claim: 100 = given -->
 # transport** report, at the most users in the plan?
 
 # %%
@@ -174,7 +174,7 @@ teach.summary_table(data)
 # %% [markdown]
 # **Reading the chart and the table.** Same server, same load; only the client differs. With
 # httpx's default transport the *client* cannot keep up under concurrency, and a naive benchmark would conclude that the server manages a
-# fraction of what it can. Watch the client CPU column: a client near 100 % of its core is
+# fraction of what it can. Watch the client CPU column: a client near 100 % of its core is <!-- claim: 100 = given -->
 # measuring itself.
 #
 # ## 5. Client and server on one laptop
@@ -191,7 +191,7 @@ print(f"load driver pinned to core {client_cpu()}; servers run on cores {list(se
 # - **Loopback is not a network**: no latency, no bandwidth limit, no lost packets. These
 #   charts show the servers' concurrency models, not what a user across the internet sees.
 # - **The machine is not still.** Turbo boost, thermal throttling, a browser tab, a file
-#   indexer: repeat a run and look at the spread before you trust a difference of 10 %.
+#   indexer: repeat a run and look at the spread before you trust a difference of 10 %. <!-- claim: 10 = given -->
 # - **State the setup.** Every chart of the lab carries a footer with the cores, the Python
 #   version, the date, where the driver ran and whether it was quick mode.
 #
