@@ -153,3 +153,15 @@ def test_arithmetic_in_the_prose_is_checked(tmp_path):
     problems = check(tmp_path, [doc])
     wrong = [p for p in problems if "has no source" not in p.message]  # the inputs need sources of their own
     assert [p.line for p in wrong] == [5] and "= 956.48, not 965" in wrong[0].message, _report(problems)
+
+
+def test_the_examples_in_the_format_doc_pass_the_check(tmp_path):
+    examples = [line.strip() for line in (ROOT / "docs" / "claims.md").read_text().splitlines()
+                if line.startswith("    ") and "<!-- claim:" in line]
+    assert len(examples) >= 2
+    shutil.copytree(ROOT / "figures" / "data", tmp_path / "figures" / "data")
+    (tmp_path / "src" / "conclab" / "figures").mkdir(parents=True)
+    shutil.copy(ROOT / "src" / "conclab" / "figures" / "fastapi.py", tmp_path / "src" / "conclab" / "figures")
+    doc = tmp_path / "README.md"
+    doc.write_text("\n\n".join(examples) + "\n")
+    assert check(tmp_path, [doc]) == []

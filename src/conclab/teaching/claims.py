@@ -9,7 +9,7 @@ must be one of:
 
 * **claimed** by a marker in the same block, usually right after its sentence::
 
-      ... 41 ms beside the pool. <!-- claim: 41 = cpu_offload.json:points[4].probe.p50_ms -->
+      ... 41 ms beside the pool. <!-- claim: 41 = cpu_offload.json:points.7.probe.latency_ms.p50 -->
 
   The source after ``=`` is one of (docs/claims.md has the full format):
 
