@@ -46,9 +46,6 @@ from ..base.paths import ROOT
 
 DATA_DIR = Path("figures") / "data"
 FORMAT_DOC = "docs/claims.md"
-# Numbers written before the check existed and not yet sourced, one per line:
-# path<TAB>number<TAB>sentence. It only shrinks: a new number is never added here.
-BACKLOG = Path("docs") / "claims-backlog.tsv"
 
 
 def scope(root: Path) -> list[Path]:
@@ -310,10 +307,6 @@ def _asyncio_slow_callback_s() -> float:
         loop.close()
 
 
-def _starlette_threadpool_doc() -> int:
-    return _anyio_tokens()
-
-
 # name -> (read the installed value, what it is)
 PACKAGE_FACTS = {
     "anyio.thread_tokens": (_anyio_tokens, "AnyIO's default thread limiter (total_tokens)"),
@@ -457,7 +450,6 @@ class Problem:
     path: str
     line: int
     message: str
-    key: tuple[str, str, str] | None = None  # (path, number, sentence) for a number with no source
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.message}"
@@ -547,44 +539,18 @@ def check(root: Path = ROOT, files: list[Path] | None = None) -> list[Problem]:
                 if n.allowed is None and normal(n.text) not in claimed:
                     problems.append(Problem(n.path, n.line, f"{n.text} has no source: \"{n.sentence}\" "
                                                             f"(add <!-- claim: {n.text} = SOURCE -->, "
-                                                            f"see {FORMAT_DOC})", (n.path, n.text, n.sentence)))
+                                                            f"see {FORMAT_DOC})"))
     return problems
-
-
-def read_backlog(root: Path = ROOT) -> set[tuple[str, str, str]]:
-    path = Path(root) / BACKLOG
-    if not path.is_file():
-        return set()
-    rows = (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return {tuple(row) for row in rows if len(row) == 3}
-
-
-def check_with_backlog(root: Path = ROOT, files: list[Path] | None = None) -> tuple[list[Problem], set]:
-    """The problems not in the backlog, and the backlog entries that no longer match a number (stale)."""
-    backlog = read_backlog(root)
-    problems = check(root, files)
-    found = {p.key for p in problems if p.key}
-    return [p for p in problems if p.key not in backlog], backlog - found
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args == ["--write-backlog"]:  # once, when the check was introduced; never to hide a new number
-        rows = sorted({"\t".join(p.key) for p in check(ROOT) if p.key})
-        (ROOT / BACKLOG).write_text("".join(row + "\n" for row in rows), encoding="utf-8")
-        return 0
-    everything = "--all" in args  # the backlog's numbers too
-    files = [Path(a).resolve() for a in args if a != "--all"] or None
-    problems, stale = check_with_backlog(ROOT, files)
-    if everything:
-        problems, stale = check(ROOT, files), set()
+    files = [Path(a).resolve() for a in args] or None
+    problems = check(ROOT, files)
     for problem in problems:
         print(problem)
-    if files is None:
-        for entry in sorted(stale):
-            print(f"{BACKLOG}: stale entry (the number is sourced or gone now; remove the line): {entry}")
     print(f"{len(problems)} number{'s' if len(problems) != 1 else ''} without a good source", file=sys.stderr)
-    return 1 if problems or (files is None and stale) else 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
