@@ -19,7 +19,7 @@ MANAGER ?= uvicorn
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-fast charts figures notebooks lessons jupyter serve-wsgi serve-asgi serve-nginx serve-fastapi \
-        calibrate handout grade try lint clean doctor
+        calibrate handout grade try lint clean doctor slow-limits
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,9 @@ serve-fastapi: $(STAMP) ## FastAPI on Uvicorn at 127.0.0.1:8000 (MANAGER=gunicor
 
 doctor: $(STAMP) ## what runs on this machine (system, Python, cores, tools) and how to fix the rest
 	$(BIN)/conclab doctor
+
+slow-limits: $(STAMP) ## measure --limit-concurrency under slow clients and nginx's memory per idle client (needs nginx)
+	$(BIN)/python -m conclab.figures.slow_limits
 
 calibrate: $(STAMP) ## measure the load driver's own ceiling against /hello
 	$(BIN)/conclab calibrate

@@ -110,7 +110,7 @@ await brew(0, NAP_S)
 # %% [markdown]
 # ## 4. Predict, then measure: ten naps
 #
-# We run `N_TASKS` = 10 coroutines that each `await asyncio.sleep(0.1)`, in two ways:
+# We run `N_TASKS` = 10 coroutines that each `await asyncio.sleep(0.1)`, in two ways: <!-- claim: 10 = cell -->
 #
 # - **one after another**: a `for` loop that awaits each nap before starting the next;
 # - **together**: `await asyncio.gather(...)` of all ten, which makes them tasks that the
@@ -170,7 +170,7 @@ teach.task_timeline({
 # **Predict.** We gather ten naps again, but task 5 first calls `time.sleep(0.3)`
 # (`BLOCK_S`) and only then naps. Tasks 0-4 start before it.
 #
-# - When does **task 0** (an innocent 0.1 s nap) finish?
+# - When does **task 0** (an innocent 0.1 s nap) finish? <!-- claim: 0.1 = cell -->
 # - When is **everything** done?
 
 # %%
@@ -220,9 +220,9 @@ teach.task_timeline({
 })
 
 # %% [markdown]
-# **Reading the chart.** At the top, the dark red bar is the 0.3 s during which task 5 held
-# the thread. Tasks 0-4 had finished waiting after 0.1 s but could not resume until the
-# thread was free, so their bars stretch to 0.3 s; tasks 6-9 could not even *start*. In a
+# **Reading the chart.** At the top, the dark red bar is the 0.3 s during which task 5 held <!-- claim: 0.3 = cell -->
+# the thread. Tasks 0-4 had finished waiting after 0.1 s but could not resume until the <!-- claim: 0.1 = cell -->
+# thread was free, so their bars stretch to 0.3 s; tasks 6-9 could not even *start*. In a <!-- claim: 0.3 = cell -->
 # server each task is a request, and "everyone" includes the health check of your load
 # balancer - notebook 03 measures that.
 #
@@ -235,7 +235,7 @@ teach.task_timeline({
 # `time.sleep` *waits*. CPU work *computes*, and in CPython a thread needs the **GIL** (global
 # interpreter lock) to run Python code: only one thread of a process holds it at a time
 # (notebook 04). A thread running Python bytecode is asked to hand the GIL over every
-# `sys.getswitchinterval()` - 5 ms by default - so the loop's thread gets its turns. A single
+# `sys.getswitchinterval()` - 5 ms by default - so the loop's thread gets its turns. A single <!-- claim: 5 = pkg:python.switch_interval_ms -->
 # long call into C code keeps the GIL until it returns *unless* that C code lets go of it
 # ([Python docs: `sys.setswitchinterval`](https://docs.python.org/3/library/sys.html#sys.setswitchinterval),
 # [the GIL](https://docs.python.org/3/glossary.html#term-global-interpreter-lock)).
@@ -247,10 +247,11 @@ teach.task_timeline({
 # - **one C call that holds the GIL**: built-in `sum(range(n))` - a single call that returns
 #   only when the sum is done;
 # - **a C call that releases the GIL**: `hashlib.sha256` on a large buffer - hashlib lets go
-#   of the GIL while it hashes data larger than 2 KiB
+#   of the GIL while it hashes more than 2047 bytes at once
 #   ([hashlib docs](https://docs.python.org/3/library/hashlib.html#hash-algorithms)).
+#   <!-- claim: 2047 = pkg:python.hashlib_gil_maxkeep -->
 #
-# Meanwhile a task on the loop tries to tick every 10 ms (`TICK_S`). The longest gap between
+# Meanwhile a task on the loop tries to tick every 10 ms (`TICK_S`). The longest gap between <!-- claim: 10 = cell -->
 # two ticks is how long the loop was stalled. **Predict** it for each kind: about 10 ms (the
 # loop stays free), or about `BLOCK_S` (the loop stalls for the whole call)?
 
@@ -312,7 +313,7 @@ teach.Table(["work in asyncio.to_thread", "took (ms)", "longest stall of the loo
 # %% [markdown]
 # **Reading the table.** With pure Python in the thread, the loop's longest stall is a few
 # ticks at most - a tick plus a switch interval, plus whatever else this shared machine was
-# doing - far below the call's length: the GIL changes hands every 5 ms. The
+# doing - far below the call's length: the GIL changes hands every 5 ms. The <!-- claim: 5 = pkg:python.switch_interval_ms -->
 # `sum(range(...))` call froze the loop for about as long as it ran, thread or not: it never
 # let go of the GIL. hashlib released it, so the loop ticked on time. So `asyncio.to_thread`
 # frees the loop from *waiting* and from *pure-Python* work, but not from a long C call that
@@ -326,13 +327,13 @@ teach.Table(["work in asyncio.to_thread", "took (ms)", "longest stall of the loo
 # - `async def` makes a coroutine. Its code runs only when it is awaited or scheduled as a
 #   task, and it can pause at each `await`.
 # - The event loop is a scheduler on **one** thread: while one task waits, others run. Ten
-#   waits of 0.1 s take 0.1 s, not 1 s.
+#   waits of 0.1 s take 0.1 s, not 1 s. <!-- claim: 0.1 = cell --> <!-- claim: 1 = calc:10 * 0.1 -->
 # - Nothing interrupts a running task. A blocking call (`time.sleep`, a sync database
 #   driver, heavy CPU work) inside `async def` stalls **every** task on that loop. Await a
 #   non-blocking version instead (`asyncio.sleep`, an async driver), or run the blocking
 #   call in a thread (`asyncio.to_thread`).
 # - A thread frees the loop only while the call lets go of the GIL - waiting, pure Python
-#   (every 5 ms), hashlib - not during one long C call such as `sum(range(n))` (section 6).
+#   (every 5 ms), hashlib - not during one long C call such as `sum(range(n))` (section 6). <!-- claim: 5 = pkg:python.switch_interval_ms -->
 
 # %% [markdown]
 # ## Exercises

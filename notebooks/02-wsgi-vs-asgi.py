@@ -37,8 +37,8 @@ WARMUP_S = 0.3 if QUICK else 1.0       # seconds of load before measuring, not c
 # %% [markdown]
 # # 02 · WSGI vs ASGI: Flask on Gunicorn vs an ASGI app on Uvicorn
 #
-# **Question.** Two servers run the same routes, and one request that waits 50 ms takes
-# 50 ms on both. Why, then, can one of them serve ten users ten times faster than the other?
+# **Question.** Two servers run the same routes, and one request that waits 50 ms takes <!-- claim: 50 = cell -->
+# 50 ms on both. Why, then, can one of them serve ten users ten times faster than the other? <!-- claim: 50 = cell -->
 #
 # ## 1. Who does what
 #
@@ -72,16 +72,16 @@ WARMUP_S = 0.3 if QUICK else 1.0       # seconds of load before measuring, not c
 # **Gunicorn** uses a pre-fork model: a master process starts worker processes and replaces
 # any that die; the master never handles a request itself. Its default **sync** worker
 # handles **one request at a time** ([Gunicorn: Design](https://docs.gunicorn.org/en/stable/design.html)).
-# Serving more at once takes more workers (`--workers`) or threads: with `--threads` above 1,
+# Serving more at once takes more workers (`--workers`) or threads: with `--threads` above 1, <!-- claim: 1 = https://docs.gunicorn.org/en/stable/settings.html#threads -->
 # Gunicorn switches to its **gthread** worker, which serves one request per thread
 # ([Gunicorn settings: threads](https://docs.gunicorn.org/en/stable/settings.html#threads)).
 # Connections that find every worker busy wait in the socket's listen queue (`--backlog`,
-# 2048 by default). Because a slow client ties up a sync worker, Gunicorn's docs expect a
+# 2048 by default). Because a slow client ties up a sync worker, Gunicorn's docs expect a <!-- claim: 2048 = pkg:gunicorn.backlog -->
 # buffering proxy such as nginx in front of it.
 #
 # Gunicorn is not WSGI-only, though. Its worker class decides what it runs: since
-# version 24 it ships a native ASGI worker (`--worker-class asgi`, beta in 24.0;
-# [Gunicorn: ASGI Worker](https://gunicorn.org/asgi)), and the usual way to deploy FastAPI
+# 24.0.0 it ships a native ASGI worker (`--worker-class asgi`; its guide still calls it a
+# beta feature, [Gunicorn: ASGI Worker](https://gunicorn.org/asgi)), and a common way to deploy FastAPI
 # with Gunicorn is Gunicorn managing **Uvicorn workers**:
 # `gunicorn -k uvicorn_worker.UvicornWorker` from the `uvicorn-worker` package
 # ([uvicorn-worker](https://github.com/Kludex/uvicorn-worker); Uvicorn's own
@@ -126,7 +126,7 @@ for spec in (SYNC_1, UVICORN):
 # %% [markdown]
 # ## 3. Predict, then measure
 #
-# `USERS` = 10 users each send `GET /io?ms=50`, back to back: a user sends the next request
+# `USERS` = 10 users each send `GET /io?ms=50`, back to back: a user sends the next request <!-- claim: 10 = cell -->
 # as soon as the previous answer arrives (a *closed loop*). How many requests per second
 # does each server complete?
 #
@@ -156,7 +156,7 @@ teach.summary_table(runs)
 # %% [markdown]
 # ## 4. Little's law
 #
-# Why about 20 and 200? **Little's law**: in any stable system, the average number of
+# Why about 20 and 200? **Little's law**: in any stable system, the average number of <!-- claim: 20 = calc:1 / 0.05 -->
 # requests inside it, L, equals the throughput X times the average time each one spends
 # inside, R: **L = X · R** ([Little's law](https://en.wikipedia.org/wiki/Little%27s_law)).
 #
@@ -164,12 +164,12 @@ teach.summary_table(runs)
 # one request in flight, so L = N. If the server can work on c requests at once (its
 # *slots*) and each takes S seconds:
 #
-# - throughput **X = min(N, c) / S** - every busy slot finishes 1/S requests per second;
+# - throughput **X = min(N, c) / S** - every busy slot finishes 1/S requests per second; <!-- claim: 1 = given -->
 # - latency **R = N / X** - whatever the slots cannot take waits in a queue.
 #
-# One sync worker: c = 1, S = 0.05 s, so X = 20 req/s and R = 10 / 20 = 0.5 s: each request
+# One sync worker: c = 1, S = 0.05 s, so X = 20 req/s and R = 10 / 20 = 0.5 s: each request <!-- claim: 10 = cell --> <!-- claim: 20 = calc:1 / 0.05 --> <!-- claim: 1 = given --> <!-- claim: 0.05 = calc:50 / 1000 --> <!-- claim: 0.5 = calc:10 / 20 -->
 # waits for the nine ahead of it. Uvicorn awaiting `asyncio.sleep` has no slot limit, so
-# X = 10 / 0.05 s = 200 req/s and R = 50 ms. The lab also measures L directly (the
+# X = 10 / 0.05 s = 200 req/s and R = 50 ms. The lab also measures L directly (the <!-- claim: 10 = cell --> <!-- claim: 200 = calc:10 / 0.05 --> <!-- claim: 0.05 = calc:50 / 1000 --> <!-- claim: 50 = calc:0.05 * 1000 -->
 # time-averaged number of requests in flight), so the law checks the measurement itself:
 
 # %%
@@ -178,7 +178,7 @@ teach.littles_law_table(runs)
 # %% [markdown]
 # ## 5. Timelines: watch it happen
 #
-# 12 requests that each wait 100 ms, all sent at once, one bar per request: light for the
+# 12 requests that each wait 100 ms, all sent at once, one bar per request: light for the <!-- claim: 12 = file:src/conclab/figures/io_wait.py --> <!-- claim: 100 = file:src/conclab/figures/io_wait.py -->
 # client's view (sent → answered), dark for when the handler actually ran, one lane per
 # worker thread. This is the `timelines` experiment of `make charts`, limited to its `/io`
 # cases.
@@ -189,9 +189,9 @@ teach.timeline_figure(data)
 
 # %% [markdown]
 # **Reading the chart.** One sync worker: a single lane, handlers strictly one after
-# another - 12 × 100 ms = 1.2 s, and the last client waited for all the others. gthread
-# with 4 threads: four lanes, three rounds, about 300 ms. Uvicorn: a single lane - one
-# thread! - yet all twelve handlers overlap, done in about 100 ms.
+# another - 12 × 100 ms = 1.2 s, and the last client waited for all the others. gthread <!-- claim: 12 = file:src/conclab/figures/io_wait.py --> <!-- claim: 100 = file:src/conclab/figures/io_wait.py --> <!-- claim: 1.2 = calc:12 * 100 / 1000 -->
+# with 4 threads: four lanes, three rounds, about 300 ms. Uvicorn: a single lane - one <!-- claim: 4 = file:src/conclab/figures/io_wait.py --> <!-- claim: 300 = calc:3 * 100 -->
+# thread! - yet all twelve handlers overlap, done in about 100 ms. <!-- claim: 100 = file:src/conclab/figures/io_wait.py -->
 
 # %% [markdown]
 # ## 6. Rising concurrency
@@ -218,8 +218,9 @@ teach.littles_law_table(data)
 #
 # And async is not "faster". At the fewest users, where every server has a slot for every
 # user, all three answer in the route's 100 ms plus a millisecond or so (the `R` column of
-# the table above; in `figures/data/wsgi_vs_asgi.json`, 101-103 ms at one user). What async
-# buys is *concurrency while waiting*.
+# the table above; in `figures/data/wsgi_vs_asgi.json`, 102-103 ms at one user). What async
+# buys is *concurrency while waiting*. <!-- claim: 100 = file:src/conclab/figures/io_wait.py; 102 = min(wsgi_vs_asgi.json:points[0,5,10].summary.latency_ms.mean);
+# 103 = max(wsgi_vs_asgi.json:points[0,5,10].summary.latency_ms.mean) -->
 #
 # What about Flask's `async def` views? Flask stays a WSGI app: for each request to such a
 # view it starts an event loop in a thread, runs the view there and returns the result, so
@@ -236,7 +237,7 @@ teach.littles_law_table(data)
 # performance; `--loop auto` and `--http auto`, the defaults, use them when they are installed
 # ([Uvicorn settings: Implementation](https://www.uvicorn.org/settings/#implementation)).
 #
-# Greater performance is not a shorter wait: a request that awaits 50 ms still takes 50 ms.
+# Greater performance is not a shorter wait: a request that awaits 50 ms still takes 50 ms. <!-- claim: 50 = cell -->
 # It is **less CPU per request** - more requests per core before the server is the
 # bottleneck. Measuring that as a maximum throughput needs a client faster than the
 # server, and this lab's Python driver is slower than Uvicorn on `/hello` (notebook 08
@@ -247,8 +248,8 @@ teach.littles_law_table(data)
 #
 # The `cost_per_request` experiment does this for Gunicorn (sync and gthread), Uvicorn with
 # asyncio+h11, asyncio+httptools and uvloop+httptools, and FastAPI on Uvicorn, at 200 and
-# 1,000 requests per second. **Predict:** which stack costs least per request? And does a
-# request cost more or less at 1,000 req/s than at 200?
+# 1,000 requests per second. **Predict:** which stack costs least per request? And does a <!-- claim: 1,000 = file:src/conclab/figures/cpu_offload.py -->
+# request cost more or less at 1,000 req/s than at 200? <!-- claim: 1,000 = file:src/conclab/figures/cpu_offload.py -->
 
 # %%
 # Quick mode measures the Uvicorn stacks only; `make charts` measures all six.
@@ -278,14 +279,22 @@ figure(REGISTRY["cost_per_request"], data)
 #   framework's routing, middleware and response objects run in Python too. Gunicorn costs
 #   495 (sync, which ignores keep-alive, so each request also pays for a new connection;
 #   [Gunicorn: Design](https://docs.gunicorn.org/en/stable/design.html))
-#   and 566 (gthread).
-# - **The cost falls as the load rises.** Every stack's cost at 200 req/s is two to three
-#   times its cost at 1,000 (uvloop+httptools: 348 us vs 124). A request that arrives alone pays for
+#   and 566 (gthread). <!-- claim: 166 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=3].cost.us_per_request); 254 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=5].cost.us_per_request); 495 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=0].cost.us_per_request); 566 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=1].cost.us_per_request) -->
+# - **The cost falls as the load rises.** Every stack's cost at 200 req/s is 1.86 to 2.80
+#   times its cost at 1,000: from asyncio+h11 on `/hello` (631 us vs 340) to uvloop+httptools
+#   on `/hello` (348 us vs 124).
+#   <!-- claim: 200 = file:src/conclab/figures/cpu_offload.py; 1,000 = file:src/conclab/figures/cpu_offload.py;
+#   1.86 = ratio(median(cost_per_request.json:points[series=/hello at 200 req/s,x=2].cost.us_per_request), median(cost_per_request.json:points[series=/hello at 1000 req/s,x=2].cost.us_per_request));
+#   2.80 = ratio(median(cost_per_request.json:points[series=/hello at 200 req/s,x=4].cost.us_per_request), median(cost_per_request.json:points[series=/hello at 1000 req/s,x=4].cost.us_per_request));
+#   631 = median(cost_per_request.json:points[series=/hello at 200 req/s,x=2].cost.us_per_request); 340 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=2].cost.us_per_request);
+#   348 = median(cost_per_request.json:points[series=/hello at 200 req/s,x=4].cost.us_per_request); 124 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=4].cost.us_per_request) --> A request that arrives alone pays for
 #   waking a sleeping server; under heavy load one turn of the loop handles many events.
 # - **So the cost at a low rate underestimates capacity.** 1e6 / 124 us implies about
 #   8,000 req/s on one core; `wrk` (a client in C, `apt-get install wrk`) drove the same
 #   server to 26,336 req/s, where it cost 38 us per request and kept one core 99% busy. When
 #   `wrk` is not installed the right panel shows only the implied capacities.
+#   <!-- claim: 8,000 = calc:1e6 / 124 ±2%; 26,336 = cost_per_request.json:extra.wrk.rps; 38 = cost_per_request.json:extra.wrk.us_per_request;
+#   99 = cost_per_request.json:extra.wrk.server_busy *100 -->
 #
 # `/state` (a small JSON answer) costs about the same as `/hello`: at this size, the
 # server's work is the HTTP around the answer, not the answer.
@@ -306,11 +315,11 @@ figure(REGISTRY["cost_per_request"], data)
 # 1. Set `USERS = 1` in the setup cell and re-run section 3. Which server wins now, and why
 #    is that no contradiction?
 # 2. Use Little's law to predict throughput and latency for `ServerSpec("wsgi", threads=8)`
-#    with 16 users on `/io?ms=50`. Then measure it with `serve` and `run_load` and compare,
+#    with 16 users on `/io?ms=50`. Then measure it with `serve` and `run_load` and compare, <!-- claim: 16 = given -->
 #    using `teach.littles_law_table([teach.point(spec, result)])`.
 # 3. Start Uvicorn as `ServerSpec("asgi", limit_concurrency=8)` and send `/io?ms=100` from
-#    7 users, then from 8 (`run_load(..., concurrency=...)`; each user keeps one connection
+#    7 users, then from 8 (`run_load(..., concurrency=...)`; each user keeps one connection <!-- claim: 7 = given --> <!-- claim: 8 = given -->
 #    open). Predict first: how many requests get a 503 in each run? Then look at the `req/s`
-#    and `errors` columns of `teach.summary_table`. Why does the 8th open connection already
+#    and `errors` columns of `teach.summary_table`. Why does the 8th open connection already <!-- claim: 8 = given -->
 #    cross the limit - and why are the refused requests so many more than the served ones?
 #    When would you want such a limit in production?

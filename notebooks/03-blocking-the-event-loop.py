@@ -62,8 +62,8 @@ SLOW_CALLBACK_S = 0.1                  # asyncio debug mode's threshold (0.1 s i
 # %% [markdown]
 # ## 2. Predict, then measure
 #
-# 10 users send `GET /blocking-io?ms=50` to one Uvicorn process. Meanwhile a monitor sends
-# `GET /health` 20 times a second, as a load balancer's health check would; `/health` does
+# 10 users send `GET /blocking-io?ms=50` to one Uvicorn process. Meanwhile a monitor sends <!-- claim: 10 = file:src/conclab/figures/io_wait.py -->
+# `GET /health` 20 times a second, as a load balancer's health check would; `/health` does <!-- claim: 20 = file:src/conclab/figures/io_wait.py -->
 # no work at all. This is the `blocking` experiment of `make charts`, which runs the two
 # healthy routes beside it, and runs `/blocking-io` a second time with a different monitor:
 # one user who sends `/health` on one kept-alive connection, the next as soon as the last
@@ -94,17 +94,17 @@ teach.probe_table(data)
 
 # %% [markdown]
 # **Reading the chart.** `/io` and `/offload-io` reach what Little's law predicts for
-# 10 users who each wait 50 ms: 10 / 0.05 s = 200 req/s. `/blocking-io` is stuck at
-# 1 / 0.05 s = 20 req/s: one request at a time, like a sync worker. Worse than a sync
+# 10 users who each wait 50 ms: 10 / 0.05 s = 200 req/s. `/blocking-io` is stuck at <!-- claim: 10 = file:src/conclab/figures/io_wait.py --> <!-- claim: 50 = file:src/conclab/figures/io_wait.py --> <!-- claim: 0.05 = calc:50 / 1000 --> <!-- claim: 200 = calc:10 / 0.05 -->
+# 1 / 0.05 s = 20 req/s: one request at a time, like a sync worker. Worse than a sync <!-- claim: 0.05 = calc:50 / 1000 --> <!-- claim: 1 = given --> <!-- claim: 20 = calc:1 / 0.05 -->
 # worker, in fact: while the loop is blocked, this process cannot accept connections, read
 # requests or answer anything - so the `/health` probe, which needs no work at all, waits
 # for the blocking handlers ahead of it (right panel, log scale).
 #
-# **How long does the probe wait?** The naive answer - ten handlers of 50 ms ahead of it,
-# so 0.5 s - holds only for the kept-alive monitor. The loop works in *turns*: it asks the
+# **How long does the probe wait?** The naive answer - ten handlers of 50 ms ahead of it, <!-- claim: 50 = file:src/conclab/figures/io_wait.py -->
+# so 0.5 s - holds only for the kept-alive monitor. The loop works in *turns*: it asks the <!-- claim: 0.5 = calc:10 * 50 / 1000 -->
 # kernel which sockets are ready, then runs every callback and task that is ready, one
-# after another. With `/blocking-io`, each of the 10 users' handlers holds the loop for
-# 50 ms when its turn comes, so one turn lasts up to 10 × 50 ms = 0.5 s (the dashed line).
+# after another. With `/blocking-io`, each of the 10 users' handlers holds the loop for <!-- claim: 10 = file:src/conclab/figures/io_wait.py -->
+# 50 ms when its turn comes, so one turn lasts up to 10 × 50 ms = 0.5 s (the dashed line). <!-- claim: 10 = file:src/conclab/figures/io_wait.py --> <!-- claim: 50 = file:src/conclab/figures/io_wait.py --> <!-- claim: 0.5 = calc:10 * 50 / 1000 -->
 #
 # - A probe on an **open connection** waits at most about one turn - users × handler time:
 #   the `probe kept alive` bar, under the dashed line.
@@ -114,7 +114,10 @@ teach.probe_table(data)
 #   ([libuv#3696](https://github.com/libuv/libuv/pull/3696)). A trace of the server's system
 #   calls (`strace -f -e epoll_pwait,accept4,clock_nanosleep`) shows it: one `accept4` after
 #   each `epoll_pwait`, then the users' 50 ms sleeps. The monitor opens 20 connections a second
-#   and the loop turns about twice a second, so the monitor's connections pile up in the
+#   and the loop turns about twice a second (10 users × 50 ms = 0.5 s a turn), so the
+#   monitor's connections pile up in the
+#   <!-- claim: 50 = file:src/conclab/figures/io_wait.py; 20 = file:src/conclab/figures/io_wait.py;
+#   10 = file:src/conclab/figures/io_wait.py; 0.5 = calc:10 * 50 / 1000 -->
 #   listen queue, and each probe waits behind every probe that came before it. Its wait
 #   grows for as long as the load lasts - the p50 and p99 of that bar say how long the run
 #   was, not a property of the server (the open loop above capacity of notebook 08 again).
@@ -127,7 +130,7 @@ teach.probe_table(data)
 # %% [markdown]
 # ## 3. See it: timelines
 #
-# The Uvicorn cases of the `timelines` experiment: 12 requests of 100 ms each, sent at once.
+# The Uvicorn cases of the `timelines` experiment: 12 requests of 100 ms each, sent at once. <!-- claim: 12 = file:src/conclab/figures/io_wait.py --> <!-- claim: 100 = file:src/conclab/figures/io_wait.py -->
 # Light: the client's view; dark: the handler running; one lane per thread.
 
 # %%
@@ -138,8 +141,8 @@ teach.timeline_figure(data)
 
 # %% [markdown]
 # **Reading the chart.** `/io`: one lane (the loop's thread) and all twelve handlers overlap,
-# done in about 100 ms. `/blocking-io`: the same single lane, but the handlers run one after
-# another - 1.2 s in all. `/offload-io` with a pool of 4 threads: four lanes (the pool's
+# done in about 100 ms. `/blocking-io`: the same single lane, but the handlers run one after <!-- claim: 100 = file:src/conclab/figures/io_wait.py -->
+# another - 1.2 s in all. `/offload-io` with a pool of 4 threads: four lanes (the pool's <!-- claim: 1.2 = calc:12 * 100 / 1000 --> <!-- claim: 4 = file:src/conclab/figures/io_wait.py -->
 # threads), three rounds.
 
 # %% [markdown]
@@ -150,7 +153,7 @@ teach.timeline_figure(data)
 # asyncio has a debug mode, switched on by `PYTHONASYNCIODEBUG=1` in the environment, by
 # `python -X dev`, or by `asyncio.run(main(), debug=True)`. Among other checks, it logs every
 # callback or task step that held the loop for longer than `loop.slow_callback_duration`
-# - 0.1 s by default ([Developing with asyncio: debug mode](https://docs.python.org/3/library/asyncio-dev.html#debug-mode)).
+# - 0.1 s by default ([Developing with asyncio: debug mode](https://docs.python.org/3/library/asyncio-dev.html#debug-mode)). <!-- claim: 0.1 = pkg:asyncio.slow_callback_s -->
 # So a blocked loop names its culprit:
 
 # %%
@@ -184,7 +187,7 @@ for line in teach.run_in_debug_mode(main, slow_callback_duration=SLOW_CALLBACK_S
 #
 # A health endpoint that does no work should answer in about a millisecond. If its latency
 # jumps to hundreds of milliseconds or more - the blocking handlers queued ahead of it, as
-# in section 2 - the loop is blocked. Monitoring tools measure the same thing as *event loop lag*: schedule a 10 ms
+# in section 2 - the loop is blocked. Monitoring tools measure the same thing as *event loop lag*: schedule a 10 ms <!-- claim: 10 = given -->
 # sleep and measure how late it wakes up. (The lab's load driver watches its own loop that
 # way - notebook 08.)
 
@@ -200,7 +203,7 @@ for line in teach.run_in_debug_mode(main, slow_callback_duration=SLOW_CALLBACK_S
 #    free; the call occupies one pool thread. Pools are bounded - notebook 04 measures what
 #    happens when one is full.
 # 3. **CPU-heavy work** is different, because a thread needs the GIL to compute. In a thread,
-#    pure-Python work is asked to hand the GIL over every `sys.getswitchinterval()` (5 ms by
+#    pure-Python work is asked to hand the GIL over every `sys.getswitchinterval()` (5 ms by <!-- claim: 5 = pkg:python.switch_interval_ms -->
 #    default), so the loop still gets turns, only slower; one long C call that holds the GIL
 #    (built-in `sum` over a big `range`) freezes the loop as if it ran on it; C code that
 #    releases the GIL (hashlib on large data) leaves the loop free. Notebook 01 (section 6)
@@ -243,15 +246,19 @@ for line in teach.run_in_debug_mode(main, slow_callback_duration=SLOW_CALLBACK_S
 # %% [markdown]
 # ## Exercises
 #
-# 1. In section 4a, set `SLOW_CALLBACK_S = 0.01` and make `handler_that_blocks` sleep 0.02 s.
-#    Is it caught now? What threshold would you pick for a test suite, and why not 0?
+# 1. In section 4a, set `SLOW_CALLBACK_S = 0.01` and make `handler_that_blocks` sleep 0.02 s. <!-- claim: 0.02 = given -->
+#    Is it caught now? What threshold would you pick for a test suite, and why not 0? <!-- claim: 0 = given -->
 # 2. The ASGI app also has `/cpu?ms=N` (CPU work on the loop) and `/offload-cpu?ms=N` (the
-#    same work in its pool). Predict the throughput of each with 4 users and `ms=20`, then
+#    same work in its pool). Predict the throughput of each with 4 users and `ms=20`, then <!-- claim: 4 = given -->
 #    measure both with `serve(ServerSpec("asgi"))` and `run_load`. Explain the result with
 #    notebook 04.
-# 3. CPython's own event loop accepts up to 100 waiting connections each time the listening
-#    socket is ready (`_accept_connection` in CPython's `Lib/asyncio/selector_events.py`).
+# 3. With `loop="asyncio"`, Uvicorn runs on CPython's own selector event loop, which accepts
+#    up to `backlog` waiting connections each time the listening socket is ready
+#    (`_accept_connection` in CPython's `Lib/asyncio/selector_events.py`); Uvicorn passes
+#    its `--backlog`, 2048 by default. Under uvloop (Uvicorn's default loop when it is
+#    installed) this does not apply: libuv accepts in its own way.
+#    <!-- claim: 2048 = pkg:uvicorn.backlog -->
 #    Predict the `/health` p50 of section 2's new-connection probe on
 #    `ServerSpec("asgi", loop="asyncio")`. Then measure it: inside `with serve(spec) as
 #    server:`, start `run_load(server.url, path="/health", rate=20, duration=4)` in a
-#    `threading.Thread`, and run the 10 users of `/blocking-io?ms=50` for 4 s meanwhile.
+#    `threading.Thread`, and run the 10 users of `/blocking-io?ms=50` for 4 s meanwhile. <!-- claim: 10 = given --> <!-- claim: 4 = given -->

@@ -61,7 +61,7 @@ DURATION_S = 1.5 if QUICK else 3.0      # seconds measured in section 4
 #   the GIL while they wait, so many threads can wait at once. For I/O, threads scale.
 # - **Computing holds it.** Pure-Python CPU work needs the GIL the whole time, so threads
 #   take turns: the running thread is asked to hand over every `sys.getswitchinterval()`,
-#   5 ms by default. Two threads computing finish no sooner than one thread doing both
+#   5 ms by default. Two threads computing finish no sooner than one thread doing both <!-- claim: 5 = pkg:python.switch_interval_ms -->
 #   jobs. For pure-Python CPU work, threads do not scale - processes do. (C code that
 #   releases the GIL, such as hashlib on large data, is the exception; section 7.)
 #
@@ -80,9 +80,9 @@ print(teach.gil_status())
 # - **An async app's offload pool**: blocking calls run in a pool while the loop stays free
 #   (notebook 03). `asyncio.to_thread` uses the loop's default `ThreadPoolExecutor`.
 #   Starlette and FastAPI use **AnyIO**'s `anyio.to_thread.run_sync`, whose default
-#   *limiter* lets **40** threads run at once. Starlette sends plain `def` endpoints, sync
+#   *limiter* lets **40** threads run at once. Starlette sends plain `def` endpoints, sync <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #   background tasks and file handling (`FileResponse`, `UploadFile`) through it, and
-#   FastAPI adds its sync dependencies - all sharing the same 40 tokens
+#   FastAPI adds its sync dependencies - all sharing the same 40 tokens <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #   ([Starlette: Thread Pool](https://www.starlette.io/threadpool/),
 #   [AnyIO: Working with threads](https://anyio.readthedocs.io/en/stable/threads.html)).
 #
@@ -98,8 +98,8 @@ await default_tokens()
 # %% [markdown]
 # ## 3. Predict, then measure: a full pool
 #
-# We start `n` blocking calls of 0.1 s at the same moment through `anyio.to_thread.run_sync`,
-# for n = 10, 40, 41, 80 and 100. How long does each batch take?
+# We start `n` blocking calls of 0.1 s at the same moment through `anyio.to_thread.run_sync`, <!-- claim: 0.1 = cell -->
+# for n = 10, 40, 41, 80 and 100. How long does each batch take? <!-- claim: 40 = pkg:anyio.thread_tokens --> <!-- claim: 10 = cell --> <!-- claim: 41 = cell --> <!-- claim: 80 = cell --> <!-- claim: 100 = cell -->
 
 # %%
 my_guess_41 = None   # seconds for 41 calls at once
@@ -120,8 +120,8 @@ teach.check_guess(my_guess_41, took[41], what="41 calls", unit="s", theory=2 * C
 teach.check_guess(my_guess_100, took[100], what="100 calls", unit="s", theory=3 * CALL_S)
 
 # %% [markdown]
-# A full pool does not fail: call 41 simply **waits for a token**, silently. In a Starlette
-# or FastAPI app, that means when 40 slow `def` endpoints are running, *all* other sync work
+# A full pool does not fail: call 41 simply **waits for a token**, silently. In a Starlette <!-- claim: 41 = calc:40 + 1 -->
+# or FastAPI app, that means when 40 slow `def` endpoints are running, *all* other sync work <!-- claim: 40 = pkg:anyio.thread_tokens -->
 # of that worker - another `def` endpoint, a sync health check, a `FileResponse` - queues
 # behind them, while the event loop itself sits idle. You can raise the limit at startup
 # (`anyio.to_thread.current_default_thread_limiter().total_tokens = 100`), at some cost in
@@ -131,7 +131,7 @@ teach.check_guess(my_guess_100, took[100], what="100 calls", unit="s", theory=3 
 # ## 4. Predict, then measure: a small pool on a server
 #
 # Our ASGI app's `/offload-io` route uses a pool whose size the lab sets:
-# `ServerSpec("asgi", threadpool=4)`. `USERS` = 16 users send `/offload-io?ms=100`.
+# `ServerSpec("asgi", threadpool=4)`. `USERS` = 16 users send `/offload-io?ms=100`. <!-- claim: 16 = cell -->
 # What throughput, and what mean latency?
 
 # %%
@@ -150,8 +150,8 @@ teach.check_guess(my_guess_latency_ms, run["summary"]["latency_ms"]["mean"], wha
 teach.littles_law_table([run])
 
 # %% [markdown]
-# The pool size is the slot count c of Little's law: X = min(16, 4) / 0.1 s = 40 req/s, and
-# each request spends R = 16 / 40 req/s = 0.4 s in the server - 0.1 s in a thread and 0.3 s
+# The pool size is the slot count c of Little's law: X = min(16, 4) / 0.1 s = 40 req/s, and <!-- claim: 0.1 = cell --> <!-- claim: 16 = cell --> <!-- claim: 4 = cell --> <!-- claim: 40 = calc:min(16, 4) / 0.1 -->
+# each request spends R = 16 / 40 req/s = 0.4 s in the server - 0.1 s in a thread and 0.3 s <!-- claim: 0.1 = cell --> <!-- claim: 16 = cell --> <!-- claim: 40 = calc:min(16, 4) / 0.1 --> <!-- claim: 0.4 = calc:16 / 40 --> <!-- claim: 0.3 = calc:0.4 - 0.1 -->
 # queued for one.
 #
 # ## 5. Threads on I/O: they scale
@@ -174,11 +174,11 @@ figure(REGISTRY["threadpool"], data)
 #
 # ## 6. Threads on CPU work: the GIL caps them
 #
-# **Predict.** `/cpu?ms=40` burns 40 ms of pure-Python CPU time per request. The `gil`
+# **Predict.** `/cpu?ms=40` burns 40 ms of pure-Python CPU time per request. The `gil` <!-- claim: 40 = given -->
 # experiment sends two users per thread (or per process):
 #
-# - one gthread worker with **2 threads** - throughput?
-# - **2 sync worker processes** - throughput?
+# - one gthread worker with **2 threads** - throughput? <!-- claim: 2 = given -->
+# - **2 sync worker processes** - throughput? <!-- claim: 2 = given -->
 
 # %%
 teach.plan(REGISTRY["gil"])
@@ -199,7 +199,7 @@ teach.check_guess(my_guess_2_processes, processes["summary"]["throughput_rps"], 
 figure(REGISTRY["gil"], data)
 
 # %% [markdown]
-# **Reading the chart.** Threads stay flat at one core's worth - 1 / 40 ms = 25 req/s - however
+# **Reading the chart.** Threads stay flat at one core's worth - 1 / 40 ms = 25 req/s - however <!-- claim: 1 = given --> <!-- claim: 40 = file:src/conclab/figures/cpu_offload.py --> <!-- claim: 25 = calc:1000 / 40 -->
 # many there are: they take turns holding the GIL. Processes each have their own
 # interpreter and their own GIL, so they compute on separate cores, up to the usable
 # cores (the CPU affinity or the container's CPU quota, whichever is smaller). (The load
@@ -207,8 +207,8 @@ figure(REGISTRY["gil"], data)
 # the dashed theory - the footer says how many cores there were.)
 #
 # The same holds for an async app's pool: `/offload-cpu` adds no computing capacity, and it
-# keeps the loop answering `/health` only to within a few switch intervals - section 7
-# measures that.
+# keeps the loop answering `/health` only after one switch interval or several, as many as
+# there are threads computing - section 7 measures that.
 
 # %% [markdown]
 # ## 7. Should CPU work go to a thread pool?
@@ -218,17 +218,21 @@ figure(REGISTRY["gil"], data)
 # GIL for every step of every request, so what the loop gets depends on who holds the GIL
 # while the work runs:
 #
-# - **Pure Python** holds the GIL while it runs bytecode. A thread waiting for the GIL asks
-#   for it, and the running thread is made to hand it over after at most
-#   [`sys.getswitchinterval()`](https://docs.python.org/3/library/sys.html#sys.setswitchinterval)
-#   seconds - 5 ms by default. So a pool thread keeps the loop responsive only to within
-#   about one switch interval per step of a request - and adds no computing capacity.
+# - **Pure Python** holds the GIL while it runs bytecode. A thread that has waited for the
+#   GIL for one switch interval -
+#   [`sys.getswitchinterval()`](https://docs.python.org/3/library/sys.html#sys.setswitchinterval),
+#   5 ms by default - asks for it, and the running thread hands it over at its next check
+#   between bytecodes. The interval is when the drop is *requested*, not a bound on the wait:
+#   with several threads computing, the loop's thread is not always the one that gets the GIL
+#   next, and waits several intervals. So a pool thread keeps the loop responsive only to
+#   within one switch interval or several per step of a request - and adds no computing
+#   capacity. <!-- claim: 5 = pkg:python.switch_interval_ms -->
 # - **A long C call that keeps the GIL** - the built-in `sum` over a `range`, for one - is
 #   never made to hand over: the interpreter asks between bytecodes, and the whole call is
 #   one of them. The loop waits for the whole call, exactly as if it ran on the loop.
 # - **C code that releases the GIL** runs beside the loop, on other cores: `hashlib` lets go
 #   of the GIL while it hashes more than 2047 bytes at once
-#   ([hashlib](https://docs.python.org/3/library/hashlib.html)).
+#   ([hashlib](https://docs.python.org/3/library/hashlib.html)). <!-- claim: 2047 = pkg:python.hashlib_gil_maxkeep -->
 #
 # First in this notebook's own process. `beat` is a thread that wants to wake up every
 # millisecond - as an event loop with requests to answer does - while this thread computes
@@ -288,7 +292,7 @@ teach.check_guess(my_guess_sum_ms, late["sum(range(...))"][1], what="worst laten
 # Pure Python: `beat` waits about one switch interval each time. `sum(range(...))`: its
 # worst wait is the whole call. `hashlib`: hardly any wait at all.
 #
-# **Now on a server.** The `cpu_offload` experiment sends 1 to 4 users of 40 ms CPU
+# **Now on a server.** The `cpu_offload` experiment sends 1 to 4 users of 40 ms CPU <!-- claim: 40 = file:src/conclab/figures/cpu_offload.py --> <!-- claim: 1 = file:src/conclab/figures/cpu_offload.py --> <!-- claim: 4 = file:src/conclab/figures/cpu_offload.py -->
 # requests to the raw ASGI app four ways: `/cpu` (on the loop), `/offload-cpu` (pure Python
 # in the thread pool), `/hash-cpu` (hashlib in the thread pool) and `/process-cpu` (a
 # `ProcessPoolExecutor` with one process per usable core, each with its own interpreter and
@@ -297,7 +301,7 @@ teach.check_guess(my_guess_sum_ms, late["sum(range(...))"][1], what="worst laten
 # probe runs during each load. The server may use every core (the process pool needs them);
 # the load driver shares one.
 #
-# **Predict** for 4 users on this machine: the throughput of each way, and roughly how long
+# **Predict** for 4 users on this machine: the throughput of each way, and roughly how long <!-- claim: 4 = given -->
 # `/health` waits - tens of milliseconds, a few, or none?
 
 # %%
@@ -323,25 +327,39 @@ teach.probe_table(list(most.values()))
 
 # %% [markdown]
 # **Reading the chart** (the reference run in `figures/cpu_offload.png`, 2 usable cores):
+# <!-- claim: 2 = cpu_offload.json:machine.usable_cores -->
 #
 # - **Throughput.** On the loop (`/cpu`) and in the pure-Python pool (`/offload-cpu`) alike,
 #   about 24 requests/s however many users: one core's worth, 1 / 40 ms = 25. hashlib in the
 #   pool and the process pool climb to 44-47 requests/s from 2 users on: both cores, close to
 #   Little's law's min(users, 2) / 40 ms = 50 (the loop, the probe and the load driver use
-#   the rest).
+#   the rest). <!-- claim: 24 = mean(cpu_offload.json:points[0,1,2,3,4,5,6,7].summary.throughput_rps);
+#   1 = calc:1; 40 = file:src/conclab/figures/cpu_offload.py; 25 = calc:1000 / 40;
+#   44 = min(cpu_offload.json:points[9,10,11,13,14,15].summary.throughput_rps);
+#   47 = max(cpu_offload.json:points[9,10,11,13,14,15].summary.throughput_rps);
+#   2 = cpu_offload.json:machine.usable_cores; 50 = calc:2 * 1000 / 40 -->
 # - **/health on the loop** waits for the handlers: median 19 ms with one user, 187 ms with
-#   four (p99 929 ms).
+#   four (p99 929 ms). <!-- claim: 19 = cpu_offload.json:points.0.probe.latency_ms.p50;
+#   187 = cpu_offload.json:points.3.probe.latency_ms.p50; 929 = cpu_offload.json:points.3.probe.latency_ms.p99 -->
 # - **/health beside the pure-Python pool**: median 7 ms with one user - about one 5 ms
 #   switch interval - and 41 ms with four, because the loop's thread now competes with four
 #   computing threads for the GIL and is not always the one that gets it next. With a 1 ms
 #   switch interval the same pool gives 2.9 and 12.7 ms: shorter turns, more hand-overs.
+#   <!-- claim: 7 = cpu_offload.json:points.4.probe.latency_ms.p50; 5 = pkg:python.switch_interval_ms;
+#   41 = cpu_offload.json:points.7.probe.latency_ms.p50; 1 = file:figures/data/cpu_offload.json;
+#   2.9 = cpu_offload.json:points.16.probe.latency_ms.p50; 12.7 = cpu_offload.json:points.19.probe.latency_ms.p50 -->
 # - **/health beside hashlib threads and the process pool**: a median of 1.1-1.7 ms at every
 #   load - the loop hardly waits at all. (All from `figures/data/cpu_offload.json`.)
+#   <!-- claim: 1.1 = min(cpu_offload.json:points[8,9,10,11,12,13,14,15].probe.latency_ms.p50);
+#   1.7 = max(cpu_offload.json:points[8,9,10,11,12,13,14,15].probe.latency_ms.p50) -->
 #
 # **So, should CPU work go to a thread pool?** Only half true:
 #
-# - For **pure Python**, a thread pool keeps the loop answering - within a few switch
-#   intervals rather than behind whole handlers - but adds no throughput: one GIL, one core.
+# - For **pure Python**, a thread pool keeps the loop answering - within one to about eight
+#   switch intervals here (median 7 to 41 ms) rather than behind whole handlers (19 to
+#   187 ms) - but adds no throughput: one GIL, one core.
+#   <!-- claim: 7 = cpu_offload.json:points.4.probe.latency_ms.p50; 41 = cpu_offload.json:points.7.probe.latency_ms.p50;
+#   19 = cpu_offload.json:points.0.probe.latency_ms.p50; 187 = cpu_offload.json:points.3.probe.latency_ms.p50 -->
 #   A smaller switch interval shortens the wait and costs more hand-overs.
 # - For a **long C call that keeps the GIL**, a thread pool buys nothing at all.
 # - For **throughput**, use a **process pool** (up to the usable cores; the price is
@@ -357,16 +375,16 @@ teach.probe_table(list(most.values()))
 # - For **computing** in pure Python, the threads of one process share one GIL: more threads
 #   add no throughput. More processes do, up to the usable cores.
 # - AnyIO's default thread limiter - used by Starlette and FastAPI for `def` endpoints, sync
-#   background tasks and file handling - has **40** tokens. When all are taken, more sync
+#   background tasks and file handling - has **40** tokens. When all are taken, more sync <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #   work queues silently.
 
 # %% [markdown]
 # ## Exercises
 #
 # 1. In section 3, add `anyio.to_thread.current_default_thread_limiter().total_tokens = 100`
-#    as the first line of `blocking_calls` and re-run. What changes for 100 calls - and what
+#    as the first line of `blocking_calls` and re-run. What changes for 100 calls - and what <!-- claim: 100 = given -->
 #    would the same change cost a real server?
-# 2. With Little's law, work out how many gthread threads one worker needs for 200 req/s of
+# 2. With Little's law, work out how many gthread threads one worker needs for 200 req/s of <!-- claim: 200 = given -->
 #    `/io?ms=100`. Check it with `serve(ServerSpec("wsgi", threads=...))` and `run_load`.
-# 3. Measure `/offload-cpu?ms=20` on `ServerSpec("asgi", threadpool=4)` with 8 users.
-#    Predict first: does a pool of 4 threads add throughput over `/cpu?ms=20`?
+# 3. Measure `/offload-cpu?ms=20` on `ServerSpec("asgi", threadpool=4)` with 8 users. <!-- claim: 8 = given -->
+#    Predict first: does a pool of 4 threads add throughput over `/cpu?ms=20`? <!-- claim: 4 = given -->

@@ -56,10 +56,10 @@ HOLD_S = 0.5                           # section 5: how long the pool stays full
 #
 # That pool is AnyIO's. Starlette, under FastAPI, sends every sync endpoint, sync background
 # task, `FileResponse` and `UploadFile` through `anyio.to_thread.run_sync`, whose default
-# limiter has **40 tokens** - 40 threads at once per process, shared by all of them
+# limiter has **40 tokens** - 40 threads at once per process, shared by all of them <!-- claim: 40 = pkg:anyio.thread_tokens -->
 # ([Starlette: Thread Pool](https://www.starlette.io/threadpool/)).
 #
-# The lab's FastAPI app (`servers/asgi_fastapi.py`) has the same 100 ms wait written three
+# The lab's FastAPI app (`servers/asgi_fastapi.py`) has the same 100 ms wait written three <!-- claim: 100 = file:src/conclab/figures/fastapi.py -->
 # ways:
 
 # %%
@@ -75,17 +75,17 @@ for route in ("/io", "/def-io", "/blocking-io"):
 # | endpoint | where it waits | slots c |
 # | --- | --- | --- |
 # | `async def` + `await asyncio.sleep` | on the loop, which serves others meanwhile | no limit |
-# | `def` + `time.sleep` | in a pool thread, holding one of AnyIO's tokens | 40 (the tokens) |
-# | `async def` + `time.sleep` | on the loop, which it blocks | 1 |
+# | `def` + `time.sleep` | in a pool thread, holding one of AnyIO's tokens | 40 (the tokens) <!-- claim: 40 = pkg:anyio.thread_tokens --> |
+# | `async def` + `time.sleep` | on the loop, which it blocks | 1 <!-- claim: 1 = given --> |
 #
-# ## 2. Predict, then measure: 100 ms of waiting, three ways
+# ## 2. Predict, then measure: 100 ms of waiting, three ways <!-- claim: 100 = file:src/conclab/figures/fastapi.py -->
 #
 # The `fastapi` experiment of `make charts` sends `N` closed-loop users at each endpoint, each
-# request waiting 100 ms; one more series raises AnyIO's limit to 50 tokens
+# request waiting 100 ms; one more series raises AnyIO's limit to 50 tokens <!-- claim: 100 = file:src/conclab/figures/fastapi.py --> <!-- claim: 50 = file:src/conclab/figures/fastapi.py -->
 # (`THREADPOOL_SIZE=50`, see section 4). **Predict** first:
 #
-# - the `def` endpoint with **64 users**: how many requests per second?
-# - the `async def` + `time.sleep` endpoint with **4 users**: how many requests per second?
+# - the `def` endpoint with **64 users**: how many requests per second? <!-- claim: 64 = given -->
+# - the `async def` + `time.sleep` endpoint with **4 users**: how many requests per second? <!-- claim: 4 = given -->
 
 # %%
 teach.plan(REGISTRY["fastapi"])
@@ -114,17 +114,17 @@ teach.littles_law_table(data)
 
 # %% [markdown]
 # **Reading the chart.** Below 40 users the `def` and the `async def` + `await` endpoints are
-# the same: every request gets its own slot and takes 100 ms. Above 40 the `def` endpoint stops
-# at 40 tokens / 0.1 s = 400 req/s - extra users only queue for a token, and its latency grows
-# as N / 400 req/s. `async def` + `await` has no such limit: on the full sweep
-# (`figures/fastapi.png`) it stops only where the server's CPU runs out. `async def` + `time.sleep` is a single slot: 1 / 0.1 s = 10 req/s
-# whatever the number of users, each waiting N x 100 ms. The dashed lines are Little's law
+# the same: every request gets its own slot and takes 100 ms. Above 40 the `def` endpoint stops <!-- claim: 40 = pkg:anyio.thread_tokens --> <!-- claim: 100 = file:src/conclab/figures/fastapi.py -->
+# at 40 tokens / 0.1 s = 400 req/s - extra users only queue for a token, and its latency grows <!-- claim: 40 = pkg:anyio.thread_tokens --> <!-- claim: 0.1 = calc:100 / 1000 --> <!-- claim: 400 = calc:40 / 0.1 -->
+# as N / 400 req/s. `async def` + `await` has no such limit: on the full sweep <!-- claim: 400 = calc:40 / 0.1 -->
+# (`figures/fastapi.png`) it stops only where the server's CPU runs out. `async def` + `time.sleep` is a single slot: 1 / 0.1 s = 10 req/s <!-- claim: 0.1 = calc:100 / 1000 --> <!-- claim: 10 = calc:1 / 0.1 --> <!-- claim: 1 = given -->
+# whatever the number of users, each waiting N x 100 ms. The dashed lines are Little's law <!-- claim: 100 = file:src/conclab/figures/fastapi.py -->
 # with the server's own overhead measured once (the footer gives it), not fitted to the points.
 #
 # So a plain `def` is the *safe* choice FastAPI's docs recommend when in doubt - it cannot
 # freeze the loop - but it is not free: it has a ceiling of its own.
 #
-# ## 3. Predict, then measure: the 41st request
+# ## 3. Predict, then measure: the 41st request <!-- claim: 41 = calc:40 + 1 -->
 #
 # Forty tokens are shared by *every* `def` endpoint of the process. Our app has a `def`
 # health check, `/def-health`, that does no work at all - yet it needs a token to run. The
@@ -133,7 +133,7 @@ teach.littles_law_table(data)
 # ten times a second. The server's own `/pool` route reports how many tokens are borrowed, so
 # we know the N is exact.
 #
-# **Predict** the `/def-health` latency (p50) with 39 slow requests in flight, and with 40.
+# **Predict** the `/def-health` latency (p50) with 39 slow requests in flight, and with 40. <!-- claim: 39 = given --> <!-- claim: 40 = given -->
 
 # %%
 cliff_40 = teach.only(REGISTRY["threadpool_cliff"], series=[f"{DEFAULT_TOKENS} tokens"], x=CLIFF_NS)
@@ -157,10 +157,10 @@ teach.check_guess(my_guess_40_ms, probe_p50(cliff, DEFAULT_TOKENS, 40), what="/d
 figure(REGISTRY["threadpool_cliff"], cliff)
 
 # %% [markdown]
-# **Reading the chart.** With 39 slow requests in flight one token is free, and the health check
-# answers at once. With 40 every token is held (the right panel: the server's own count), so
-# the health check is the 41st and waits until one of the slow requests ends - anything from
-# 0 to the slow request's full length, half of it on average (the theory printed above). It
+# **Reading the chart.** With 39 slow requests in flight one token is free, and the health check <!-- claim: 39 = calc:40 - 1 -->
+# answers at once. With 40 every token is held (the right panel: the server's own count), so <!-- claim: 40 = pkg:anyio.thread_tokens -->
+# the health check is the 41st and waits until one of the slow requests ends - anything from <!-- claim: 41 = calc:40 + 1 -->
+# 0 to the slow request's full length, half of it on average (the theory printed above). It <!-- claim: 0 = given -->
 # does no work; it just queues. The `async def` `/health` next to it needs no token and never
 # notices.
 #
@@ -178,9 +178,9 @@ figure(REGISTRY["threadpool_cliff"], cliff)
 # startup ([Starlette: Thread Pool](https://www.starlette.io/threadpool/)) - which is what our
 # app does with `THREADPOOL_SIZE` in its lifespan.
 #
-# Both on a fresh event loop: 100 blocking calls of 0.2 s each, all at once, through
+# Both on a fresh event loop: 100 blocking calls of 0.2 s each, all at once, through <!-- claim: 100 = cell --> <!-- claim: 0.2 = cell -->
 # `anyio.to_thread.run_sync` (what Starlette does for a `def` endpoint). **Predict** how long
-# the batch takes after each setting. (40 tokens, 100 calls: 40, then 40, then 20.)
+# the batch takes after each setting. (40 tokens, 100 calls: 40, then 40, then 20.) <!-- claim: 40 = pkg:anyio.thread_tokens --> <!-- claim: 100 = cell --> <!-- claim: 20 = calc:100 - 2 * 40 -->
 
 # %%
 my_guess_executor_s = None   # seconds, after loop.set_default_executor(ThreadPoolExecutor(100))
@@ -223,10 +223,10 @@ teach.check_guess(my_guess_tokens_s, took["anyio, after total_tokens = 100"], wh
 
 # %% [markdown]
 # The bigger executor is real - `asyncio.to_thread` uses it - but AnyIO never asks for it, so
-# the batch still runs 40 at a time. Only the limiter's `total_tokens` changes what FastAPI does.
+# the batch still runs 40 at a time. Only the limiter's `total_tokens` changes what FastAPI does. <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #
 # On the server: `THREADPOOL_SIZE=50` makes our app set `total_tokens = 50` at startup.
-# **Predict**: with 50 tokens, at how many slow `def` requests in flight does `/def-health`
+# **Predict**: with 50 tokens, at how many slow `def` requests in flight does `/def-health` <!-- claim: 50 = file:src/conclab/figures/fastapi.py -->
 # start to wait?
 
 # %%
@@ -244,8 +244,8 @@ both = {**cliff, "points": cliff["points"] + raised["points"]}
 figure(REGISTRY["threadpool_cliff"], both)
 
 # %% [markdown]
-# The cliff moved with the tokens, and so did the `def` plateau in section 2 (the 50-token
-# series, at 50 / 0.1 s = 500 req/s). Raising the limit is a trade, not a fix: every token can
+# The cliff moved with the tokens, and so did the `def` plateau in section 2 (the 50-token <!-- claim: 50 = file:src/conclab/figures/fastapi.py -->
+# series, at 50 / 0.1 s = 500 req/s). Raising the limit is a trade, not a fix: every token can <!-- claim: 50 = file:src/conclab/figures/fastapi.py --> <!-- claim: 0.1 = calc:100 / 1000 --> <!-- claim: 500 = calc:50 / 0.1 -->
 # become a thread with its own stack, and pure-Python work in those threads still shares one
 # GIL (notebook 04). It buys room for *waiting* calls.
 #
@@ -257,7 +257,7 @@ figure(REGISTRY["threadpool_cliff"], both)
 # That is why our app's `ms` parser is an `async def` dependency - its comment says so.
 #
 # Below, a tiny FastAPI app with two `async def` endpoints, one of them using a `def`
-# dependency that does no work. We hold all 40 tokens with blocking calls for 0.5 s and send
+# dependency that does no work. We hold all 40 tokens with blocking calls for 0.5 s and send <!-- claim: 40 = pkg:anyio.thread_tokens --> <!-- claim: 0.5 = cell -->
 # one request to each, in-process (`httpx.ASGITransport`). **Predict** how long the endpoint
 # with the `def` dependency takes.
 
@@ -307,7 +307,7 @@ teach.check_guess(my_guess_dependency_ms, dependency_ms, what="with a def depend
 #   `httpx.AsyncClient`, `asyncio.sleep`). No slot limit - and one blocking call freezes the
 #   worker.
 # - **`def`** when it calls a blocking library (a sync database driver, `requests`, file I/O).
-#   Safe for the loop, but capped at 40 at once per process, shared with every other sync
+#   Safe for the loop, but capped at 40 at once per process, shared with every other sync <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #   endpoint, dependency and background task.
 # - **`async def` with a blocking call inside**: never. If one `async def` must call something
 #   blocking, offload that call (`await run_in_threadpool(...)`, as our `/offload-io` does).
@@ -317,9 +317,9 @@ teach.check_guess(my_guess_dependency_ms, dependency_ms, what="with a def depend
 # ## Takeaway
 #
 # - FastAPI runs `async def` endpoints on the event loop and plain `def` endpoints (and `def`
-#   dependencies) in AnyIO's threadpool, which lets 40 run at once per process.
+#   dependencies) in AnyIO's threadpool, which lets 40 run at once per process. <!-- claim: 40 = pkg:anyio.thread_tokens -->
 # - Little's law gives each style its ceiling: unbounded for `async def` + `await`,
-#   tokens / S for `def`, 1 / S for `async def` + `time.sleep`.
+#   tokens / S for `def`, 1 / S for `async def` + `time.sleep`. <!-- claim: 1 = given -->
 # - When slow `def` work holds every token, any other sync work - even a trivial `def` health
 #   check - waits for one: the cliff sits exactly at the token count.
 # - `loop.set_default_executor` does not change FastAPI's pool; AnyIO's
@@ -329,12 +329,12 @@ teach.check_guess(my_guess_dependency_ms, dependency_ms, what="with a def depend
 # %% [markdown]
 # ## Exercises
 #
-# 1. With Little's law, how many tokens does one worker need to serve 1,000 req/s of a `def`
-#    endpoint that waits 100 ms? Check it with `serve(ServerSpec("fastapi", threadpool=...))`
+# 1. With Little's law, how many tokens does one worker need to serve 1,000 req/s of a `def` <!-- claim: 1,000 = given -->
+#    endpoint that waits 100 ms? Check it with `serve(ServerSpec("fastapi", threadpool=...))` <!-- claim: 100 = given -->
 #    and `run_load(server.url, path="/def-io?ms=100", concurrency=..., duration=2, warmup=0.5)`.
 # 2. In section 5, make `settings` an `async def` and run the cell again. Then put the pool
-#    under 39 blockers instead of 40 (`busy=39`): what changes, and why?
+#    under 39 blockers instead of 40 (`busy=39`): what changes, and why? <!-- claim: 40 = pkg:anyio.thread_tokens --> <!-- claim: 39 = given -->
 # 3. Gunicorn can run FastAPI as several Uvicorn worker processes:
-#    `ServerSpec("fastapi", manager="gunicorn", workers=2)`. Each process has its own 40 tokens.
-#    Predict the `def` plateau with 160 users on `/def-io?ms=100`, then measure it. Why might a
-#    `def` health check still wait with only 60 slow requests in flight?
+#    `ServerSpec("fastapi", manager="gunicorn", workers=2)`. Each process has its own 40 tokens. <!-- claim: 40 = pkg:anyio.thread_tokens -->
+#    Predict the `def` plateau with 160 users on `/def-io?ms=100`, then measure it. Why might a <!-- claim: 160 = given -->
+#    `def` health check still wait with only 60 slow requests in flight? <!-- claim: 60 = given -->

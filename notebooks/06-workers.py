@@ -52,20 +52,20 @@ MEMORY_SWEEP = not QUICK                     # the memory sweep holds requests 3
 # - **Gunicorn**: the master process forks N workers (`--workers N`). They all accept
 #   connections from the same socket, and the operating system decides which worker gets
 #   each one. The master only supervises: it restarts workers that die, and kills a worker
-#   that stays silent for longer than `--timeout` (30 s by default) - the "WORKER TIMEOUT"
+#   that stays silent for longer than `--timeout` (30 s by default) - the "WORKER TIMEOUT" <!-- claim: 30 = pkg:gunicorn.timeout -->
 #   you may meet in logs ([Gunicorn: Design](https://docs.gunicorn.org/en/stable/design.html),
 #   [settings](https://docs.gunicorn.org/en/stable/settings.html#timeout)). That timeout is a
 #   watchdog, not a request deadline: a sync worker stuck in one slow handler (try
 #   `ServerSpec("wsgi", timeout=2)` and `/io?ms=4000`) is killed and replaced, and the
 #   client gets a 500 from Gunicorn itself - one slow request costs a whole worker restart.
-# - **Uvicorn**: `--workers N` (by default the `WEB_CONCURRENCY` environment variable, or 1)
+# - **Uvicorn**: `--workers N` (by default the `WEB_CONCURRENCY` environment variable, or 1) <!-- claim: 1 = https://www.uvicorn.org/settings/ -->
 #   starts N worker processes that share the socket
 #   ([Uvicorn settings](https://www.uvicorn.org/settings/)).
 #
 # Each worker is a separate Python process, so each has
 #
 # - its **own memory**: module-level variables, caches, connection pools - nothing is shared;
-# - its **own event loop** (Uvicorn) and its **own thread pool** - 40 AnyIO tokens *per
+# - its **own event loop** (Uvicorn) and its **own thread pool** - 40 AnyIO tokens *per <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #   worker*, in a Starlette app;
 # - its **own GIL**: workers compute in parallel, on different cores.
 
@@ -75,7 +75,7 @@ MEMORY_SWEEP = not QUICK                     # the memory sweep holds requests 3
 # Both apps have a route `/state` that adds one to a module-level counter and answers
 # `{"pid": ..., "count": ...}`.
 #
-# **Predict.** We start **2 sync Gunicorn workers** and send 40 requests, one after another.
+# **Predict.** We start **2 sync Gunicorn workers** and send 40 requests, one after another. <!-- claim: 2 = given --> <!-- claim: 40 = given -->
 # What is the highest `count` any answer shows?
 
 # %%
@@ -104,7 +104,7 @@ teach.check_guess(my_guess_max_count, max(a["count"] for a in answers), what="hi
 # requests. Gunicorn's sync workers close the connection after every response (they ignore
 # keep-alive), so every request above was a new connection. A client that keeps its
 # connection open - browsers do, and so does our load driver - sends all of that
-# connection's requests to the same worker. Here are 4 keep-alive users against 2 Uvicorn
+# connection's requests to the same worker. Here are 4 keep-alive users against 2 Uvicorn <!-- claim: 4 = cell --> <!-- claim: 2 = cell -->
 # workers:
 
 # %%
@@ -118,13 +118,13 @@ for pid, n in served.items():
 
 # %% [markdown]
 # Anything from an even split to "all on one worker" can happen: it depends on which worker
-# happened to accept each of the 4 connections. Balancing across workers is only as fine as
+# happened to accept each of the 4 connections. Balancing across workers is only as fine as <!-- claim: 4 = cell -->
 # the connections are.
 #
 # ## 3. Spreading CPU work across cores
 #
-# **Predict.** 8 users send `/cpu?ms=40` (40 ms of pure-Python CPU work) to Gunicorn sync
-# workers. What throughput with 1 worker, and with 2?
+# **Predict.** 8 users send `/cpu?ms=40` (40 ms of pure-Python CPU work) to Gunicorn sync <!-- claim: 40 = given --> <!-- claim: 8 = given -->
+# workers. What throughput with 1 worker, and with 2? <!-- claim: 1 = given --> <!-- claim: 2 = given -->
 
 # %%
 print(f"usable cores: {CORES} (the load driver needs some CPU too)")
@@ -179,7 +179,7 @@ teach.Table(["server", "workers", f"memory of all its processes (MiB, {system.me
 # Each worker adds memory before it serves a single request: the note under the table gives
 # the step per idle worker. A worker that holds a request grows a little more: the `memory`
 # figure measures about 16 MiB of PSS per forked sync worker of this small Flask app, from 1
-# to 16 workers; a real app with more imports costs more. Uvicorn's step is larger for two
+# to 16 workers; a real app with more imports costs more. <!-- claim: 16 = calc:(memory.json:points.2.rss_bytes.loaded - memory.json:points.0.rss_bytes.loaded) / 15 / 1048576 ±5%; 1 = memory.json:points.0.x --> Uvicorn's step is larger for two
 # reasons: it *spawns* fresh interpreters for its workers rather than forking, so they share
 # less with their parent, and each worker of our ASGI app starts its own process pool (one
 # process per usable core) - the README's "The servers, by hand" says why.
@@ -187,7 +187,7 @@ teach.Table(["server", "workers", f"memory of all its processes (MiB, {system.me
 # For comparison, the `memory` experiment holds N slow requests in flight and measures the
 # extra memory per request for processes, threads and coroutines. On the coroutine side
 # that is one whole in-flight Uvicorn request - connection, transport, HTTP parser, task and
-# coroutine - not a bare coroutine object. It holds every point for 3 s, so quick mode
+# coroutine - not a bare coroutine object. It holds every point for 3 s, so quick mode <!-- claim: 3 = calc:3000 / 1000 -->
 # skips it:
 
 # %%
@@ -198,9 +198,9 @@ else:
     print("Quick mode: memory sweep skipped. Set MEMORY_SWEEP = True in the setup cell to run it (about a minute).")
 
 # %% [markdown]
-# ## 5. How many workers? The (2 × cores) + 1 rule
+# ## 5. How many workers? The (2 × cores) + 1 rule <!-- claim: 2 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers --> <!-- claim: 1 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers -->
 #
-# Gunicorn's docs suggest **(2 × cores) + 1** workers as a place to *start*, then tuning
+# Gunicorn's docs suggest **(2 × cores) + 1** workers as a place to *start*, then tuning <!-- claim: 2 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers --> <!-- claim: 1 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers -->
 # under real load; the reasoning is that, per core, one worker can be reading or writing the
 # socket while another processes a request. The same section warns against scaling workers
 # to the number of clients you expect: a handful of workers should handle hundreds or
@@ -217,9 +217,9 @@ print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 # It is a starting point, and it is wrong whenever its assumption - short requests that keep
 # a CPU or the network busy - is wrong:
 #
-# - **Long waits in sync workers.** A sync worker waiting 500 ms for another service is a
-#   slot doing nothing. By Little's law, 100 req/s × 0.5 s needs 50 slots, not 5 workers.
-#   Rather than 50 processes, use threads (gthread) or an async server - notebook 02.
+# - **Long waits in sync workers.** A sync worker waiting 500 ms for another service is a <!-- claim: 500 = given -->
+#   slot doing nothing. By Little's law, 100 req/s × 0.5 s needs 50 slots, not 5 workers. <!-- claim: 100 = given --> <!-- claim: 0.5 = calc:500 / 1000 --> <!-- claim: 50 = calc:100 * 0.5 --> <!-- claim: 5 = calc:2 * 2 + 1 -->
+#   Rather than 50 processes, use threads (gthread) or an async server - notebook 02. <!-- claim: 50 = calc:100 * 0.5 -->
 # - **Pure CPU work.** More workers than cores add memory and context switches, not
 #   throughput (section 3).
 # - **Async workers.** One Uvicorn worker serves many waiting requests at once, so waiting
@@ -227,8 +227,8 @@ print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 #   handlers' own work - and, like CPU work above, they help up to the usable cores. Measure
 #   with your own load.
 # - **Containers and shared machines.** `os.cpu_count()` counts the machine's cores, and the
-#   CPU affinity does not know about a container's CPU quota: a container limited to 2 CPUs
-#   on a 64-core host would start 129 workers. Count the cores you actually get - the lab's
+#   CPU affinity does not know about a container's CPU quota: a container limited to 2 CPUs <!-- claim: 2 = given -->
+#   on a 64-core host would start 129 workers. Count the cores you actually get - the lab's <!-- claim: 64 = given --> <!-- claim: 129 = calc:2 * 64 + 1 -->
 #   `usable_cores()` takes the affinity and the cgroup's `cpu.max` quota, whichever is
 #   smaller.
 # - **Memory.** Workers × memory per worker must fit, with room to spare (section 4).
@@ -241,16 +241,16 @@ print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 # - State in module globals exists once per worker. The OS balances connections, not
 #   requests.
 # - Every worker costs memory - about 16 MiB of PSS for a forked sync worker of this small
-#   app, more for a real one. (2 × cores) + 1 is a starting point for sync workers with
+#   app, more for a real one. (2 × cores) + 1 is a starting point for sync workers with <!-- claim: 16 = calc:(memory.json:points.2.rss_bytes.loaded - memory.json:points.0.rss_bytes.loaded) / 15 / 1048576 ±5%; 2 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers; 1 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers -->
 #   short requests; size for real by measuring, and with Little's law when requests wait.
 
 # %% [markdown]
 # ## Exercises
 #
 # 1. Re-run the `/state` experiment of section 2 with `ServerSpec("asgi", workers=2)`. Why
-#    may all 40 answers come from one pid? Then send each request on a new connection
+#    may all 40 answers come from one pid? Then send each request on a new connection <!-- claim: 40 = given -->
 #    (`httpx.get(...)` instead of `client.get(...)`) and compare.
-# 2. With Little's law, how many sync workers does 100 req/s of `/io?ms=50` need? Check it
+# 2. With Little's law, how many sync workers does 100 req/s of `/io?ms=50` need? Check it <!-- claim: 100 = given -->
 #    with `serve(ServerSpec("wsgi", workers=...))` and `run_load`, then compare the memory
 #    with one gthread worker that has as many threads.
 # 3. Run this notebook outside quick mode (without `CONCLAB_QUICK` in the environment) so that

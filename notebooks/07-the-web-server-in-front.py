@@ -77,7 +77,7 @@ if MISSING:
 # line per second, and never the blank line that ends the header. Meanwhile we send a normal
 # `/hello` and time it.
 #
-# **Predict.** Gunicorn with **2 sync workers**, **4 slow clients** that give up after
+# **Predict.** Gunicorn with **2 sync workers**, **4 slow clients** that give up after <!-- claim: 2 = given --> <!-- claim: 4 = given -->
 # `SLOW_SECONDS`. How long does the `/hello` probe take? And with nginx in front of the same
 # Gunicorn?
 
@@ -122,7 +122,7 @@ else:
 # listen queue until a slow client gives up. Behind nginx the app never sees the slow
 # clients: nginx holds them, and the probe goes straight through.
 #
-# Gunicorn has its own last resort: a worker silent for longer than `--timeout` (30 s by
+# Gunicorn has its own last resort: a worker silent for longer than `--timeout` (30 s by <!-- claim: 30 = pkg:gunicorn.timeout -->
 # default) is killed and replaced - the "WORKER TIMEOUT" of its log
 # ([settings: timeout](https://docs.gunicorn.org/en/stable/settings.html#timeout)). That
 # frees the worker, but the next slow client in the queue takes it again.
@@ -132,8 +132,8 @@ else:
 #
 # The figure `slow_clients` adds slow clients one after another while a `/hello` probe runs at
 # a steady rate. **Predict** for each server the number of slow clients at which the probe
-# stalls: Gunicorn sync (2 workers), gthread (2 workers x 4 threads), Uvicorn, nginx in front
-# of 2 sync workers. The dotted lines mark the threads that read requests; dashed vertical
+# stalls: Gunicorn sync (2 workers), gthread (2 workers x 4 threads), Uvicorn, nginx in front <!-- claim: 2 = file:src/conclab/figures/proxy.py --> <!-- claim: 4 = file:src/conclab/figures/proxy.py -->
+# of 2 sync workers. The dotted lines mark the threads that read requests; dashed vertical <!-- claim: 2 = file:src/conclab/figures/proxy.py -->
 # lines mark workers Gunicorn killed for their timeout.
 
 # %%
@@ -157,8 +157,8 @@ else:
 # one in turn ([nginx: upstream](https://nginx.org/en/docs/http/ngx_http_upstream_module.html)).
 # Each instance here is a separate Gunicorn with one sync worker: one slot.
 #
-# **Predict** with Little's law (notebook 01): 8 users on `/io?ms=100` - throughput with 1, 2,
-# 3, 4 instances? And on `/cpu?ms=20`, when the servers may use the cores this machine
+# **Predict** with Little's law (notebook 02): 8 users on `/io?ms=100` - throughput with 1, 2, <!-- claim: 1 = given --> <!-- claim: 2 = given --> <!-- claim: 8 = given -->
+# 3, 4 instances? And on `/cpu?ms=20`, when the servers may use the cores this machine <!-- claim: 3 = given --> <!-- claim: 4 = given -->
 # leaves them?
 
 # %%
@@ -194,7 +194,7 @@ else:
 #    http://127.0.0.1:8000 --clients 50 --duration 20`. Time `curl http://127.0.0.1:8000/hello`
 #    meanwhile. Then stop it and try the same against `make serve-wsgi` (one sync worker).
 #    Which answers, and why?
-# 2. In section 3, gthread with 2 workers x 4 threads stalls at a different count of slow
+# 2. In section 3, gthread with 2 workers x 4 threads stalls at a different count of slow <!-- claim: 2 = given --> <!-- claim: 4 = given -->
 #    clients than the sync workers. Predict the count from the slots, then read it off the
 #    chart. Why did the probe sometimes still get through before that count?
 # 3. Change `servers/nginx.conf` to `proxy_request_buffering off;` and run section 2 again

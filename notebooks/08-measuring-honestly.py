@@ -61,7 +61,8 @@ PAGE_REQUESTS = 20                            # requests one page load makes (se
 #
 # One sync Gunicorn worker on `/io?ms=50` can serve 20 req/s. The `open_vs_closed`
 # experiment runs a closed loop of 4 users, an open loop below capacity (15 req/s) and one
-# above it (25 req/s), for a few seconds each:
+# above it (25 req/s), for a few seconds each: <!-- claim: 20 = calc:1 / 0.05; 4 = file:src/conclab/figures/honesty.py;
+# 15 = file:src/conclab/figures/honesty.py; 25 = file:src/conclab/figures/honesty.py -->
 
 # %%
 teach.plan(REGISTRY["open_vs_closed"])
@@ -89,6 +90,8 @@ figure(REGISTRY["open_vs_closed"], data)
 # server's pace. The open loop at 15 req/s is fine, about 50 ms. At 25 req/s five more
 # requests arrive every second than leave, so the queue - and the latency - grows for as
 # long as the overload lasts; its p99 is set by how long we chose to run, not by the server.
+# <!-- claim: 200 = open_vs_closed.json:points.0.summary.latency_ms.mean ±5%; 4 = file:src/conclab/figures/honesty.py; 20 = calc:1 / 0.05;
+# 15 = file:src/conclab/figures/honesty.py; 50 = open_vs_closed.json:points.1.summary.latency_ms.mean ±10%; 25 = file:src/conclab/figures/honesty.py -->
 #
 # The dotted lines measure from the moment each request actually left the client. Here they
 # match the solid ones because the driver kept to its schedule; a client that falls behind
@@ -105,8 +108,8 @@ teach.latency_table(data)
 # is the worst one seen. Report how many requests a percentile is based on. The lab computes
 # percentiles with `numpy.percentile` and its default *linear* method
 # ([numpy.percentile](https://numpy.org/doc/stable/reference/generated/numpy.percentile.html)):
-# of n sorted values, the p-th percentile sits at position (n - 1) · p / 100, between two
-# values. For 50 requests the p99 lies between the second-slowest and the slowest, 51 % of
+# of n sorted values, the p-th percentile sits at position (n - 1) · p / 100, between two <!-- claim: 1 = given --> <!-- claim: 100 = given -->
+# values. For 50 requests the p99 lies between the second-slowest and the slowest, 51 % of <!-- claim: 50 = given --> <!-- claim: 51 = calc:((50 - 1) * 0.99 - 48) * 100 -->
 # the way to the slowest - two requests decide it:
 
 # %%
@@ -115,7 +118,7 @@ print(f"p50 = {np.percentile(fifty, 50):.2f} ms, p90 = {np.percentile(fifty, 90)
       f"p99 = {np.percentile(fifty, 99):.2f} ms, max = {fifty.max()} ms")
 
 # %% [markdown]
-# Users meet the tail more often than "1 %" suggests:
+# Users meet the tail more often than "1 %" suggests: <!-- claim: 1 = given -->
 
 # %%
 share = 1 - 0.99 ** PAGE_REQUESTS
@@ -134,6 +137,8 @@ print(f"A page that makes {PAGE_REQUESTS} requests waits for at least one reques
 # for its standard `HttpUser` and about 16,000 for `FastHttpUser` (a 2021 M1 laptop,
 # Python 3.11)
 # ([Locust: Increase performance](https://docs.locust.io/en/stable/increase-performance.html)).
+# <!-- claim: 90 = https://github.com/locustio/locust/blob/master/locust/runners.py; 4,000 = https://docs.locust.io/en/stable/increase-performance.html;
+# 16,000 = https://docs.locust.io/en/stable/increase-performance.html -->
 #
 # The lab's driver uses httpx's API but sends through the aiohttp transport, because httpx's
 # default async transport spends so much CPU per request that it falls apart under
@@ -145,8 +150,8 @@ print(f"A page that makes {PAGE_REQUESTS} requests waits for at least one reques
 #
 # The `client_ceiling` experiment sends the same load to one Uvicorn process through two
 # clients: the lab's (httpx with the aiohttp transport) and httpx with its default
-# transport. On `/io?ms=100`, Little's law says the server can serve N users at N / 0.1 s -
-# 1,000 req/s for 100 users. What throughput will the client with **httpx's default
+# transport. On `/io?ms=100`, Little's law says the server can serve N users at N / 0.1 s - <!-- claim: 0.1 = calc:100 / 1000 -->
+# 1,000 req/s for 100 users. What throughput will the client with **httpx's default <!-- claim: 1,000 = calc:100 / 0.1 --> <!-- claim: 100 = given -->
 # transport** report, at the most users in the plan?
 
 # %%
@@ -169,7 +174,7 @@ teach.summary_table(data)
 # %% [markdown]
 # **Reading the chart and the table.** Same server, same load; only the client differs. With
 # httpx's default transport the *client* cannot keep up under concurrency, and a naive benchmark would conclude that the server manages a
-# fraction of what it can. Watch the client CPU column: a client near 100 % of its core is
+# fraction of what it can. Watch the client CPU column: a client near 100 % of its core is <!-- claim: 100 = given -->
 # measuring itself.
 #
 # ## 5. Client and server on one laptop
@@ -186,7 +191,7 @@ print(placement())
 # - **Loopback is not a network**: no latency, no bandwidth limit, no lost packets. These
 #   charts show the servers' concurrency models, not what a user across the internet sees.
 # - **The machine is not still.** Turbo boost, thermal throttling, a browser tab, a file
-#   indexer: repeat a run and look at the spread before you trust a difference of 10 %.
+#   indexer: repeat a run and look at the spread before you trust a difference of 10 %. <!-- claim: 10 = given -->
 # - **State the setup.** Every chart of the lab carries a footer with the cores, the Python
 #   version, the date, where the driver ran and whether it was quick mode.
 #
@@ -196,7 +201,7 @@ print(placement())
 # His best rows, by p99, were sync frameworks on Gunicorn with the meinheld worker and on
 # uWSGI. Plain Gunicorn with Flask (14 workers) beat Uvicorn with Starlette (5 workers) on
 # p99 - 42 ms against 75 - but not on p50 (28 ms against 16) nor on throughput (3,473 req/s
-# against 4,952).
+# against 4,952). <!-- claim: 14 = https://calpaterson.com/async-python-is-not-faster.html; 5 = https://calpaterson.com/async-python-is-not-faster.html; 42 = https://calpaterson.com/async-python-is-not-faster.html; 75 = https://calpaterson.com/async-python-is-not-faster.html; 28 = https://calpaterson.com/async-python-is-not-faster.html; 16 = https://calpaterson.com/async-python-is-not-faster.html; 3,473 = https://calpaterson.com/async-python-is-not-faster.html; 4,952 = https://calpaterson.com/async-python-is-not-faster.html -->
 # Miguel Grinberg fixed problems in that benchmark, re-ran it and got another ranking -
 # greenlet-based servers ahead, coroutine-based ones close behind - and called his write-up
 # [Ignore All Web Performance Benchmarks, Including This One](https://blog.miguelgrinberg.com/post/ignore-all-web-performance-benchmarks-including-this-one).
@@ -229,12 +234,12 @@ teach.littles_law_table(data)
 # %% [markdown]
 # ## Exercises
 #
-# 1. Run an open loop at 15 req/s with `arrivals="poisson"` against `serve(ServerSpec("wsgi"))`
-#    on `/io?ms=50` for 8 s (`run_load(server.url, path=..., rate=15, arrivals="poisson",
+# 1. Run an open loop at 15 req/s with `arrivals="poisson"` against `serve(ServerSpec("wsgi"))` <!-- claim: 15 = given -->
+#    on `/io?ms=50` for 8 s (`run_load(server.url, path=..., rate=15, arrivals="poisson", <!-- claim: 8 = given -->
 #    duration=8)`). The average rate is below capacity - so why is p99 higher than with
 #    constant arrivals?
-# 2. Find the driver's own ceiling on this machine: `/hello` on `ServerSpec("asgi")` with 10,
-#    50 and 100 users. Where does `client_saturated` appear? (`make calibrate` does this too.)
-# 3. A closed loop of 4 users reports p99 = 200 ms for a server that freezes for 1 s once a
-#    minute. Roughly what would an open loop at 20 req/s report for the requests around the
+# 2. Find the driver's own ceiling on this machine: `/hello` on `ServerSpec("asgi")` with 10, <!-- claim: 10 = given -->
+#    50 and 100 users. Where does `client_saturated` appear? (`make calibrate` does this too.) <!-- claim: 100 = given --> <!-- claim: 50 = given -->
+# 3. A closed loop of 4 users reports p99 = 200 ms for a server that freezes for 1 s once a <!-- claim: 1 = given --> <!-- claim: 200 = given --> <!-- claim: 4 = given -->
+#    minute. Roughly what would an open loop at 20 req/s report for the requests around the <!-- claim: 20 = given -->
 #    freeze - and which number would you show your users?
