@@ -1,5 +1,6 @@
 """The three lab servers, measured for real: Gunicorn + Flask, Uvicorn + raw ASGI
-and FastAPI (on Uvicorn, and under Gunicorn managing Uvicorn workers).
+and FastAPI (on Uvicorn, and under Gunicorn managing Uvicorn workers), and the
+other runners of conclab.base.servers (Granian ...) on the shared routes.
 
 Concurrency is read from the servers' own X-Start-Ns/X-End-Ns stamps (one
 system-wide monotonic clock), never from the client's wall time.
@@ -19,6 +20,7 @@ import httpx
 import psutil
 import pytest
 from procs import kill_leftovers, wait_gone
+from runners import each_app_and_runner, spec_id
 
 from conclab.base.cores import usable_cores
 from conclab.base.specs import ServerSpec
@@ -67,23 +69,51 @@ def server_times(responses):
     return [s for s, _ in spans], [e for _, e in spans]
 
 
+SERVERS = each_app_and_runner()  # every app on its default runner, every other runner once per interface
+
+
 @pytest.fixture(scope="module")
-def fastapi_server():
+def started():
+    """Servers started on first use and kept for the module, one per spec."""
+    with contextlib.ExitStack() as stack:
+        running = {}
+
+        def get(spec):
+            if spec not in running:
+                running[spec] = stack.enter_context(serve(spec))
+            return running[spec]
+
+        yield get
+
+
+@pytest.fixture
+def wsgi_server(started):
+    """Flask on one sync Gunicorn worker."""
+    return started(ServerSpec("wsgi"))
+
+
+@pytest.fixture
+def asgi_server(started):
+    """The raw ASGI app on one Uvicorn process."""
+    return started(ServerSpec("asgi"))
+
+
+@pytest.fixture
+def fastapi_server(started):
     """FastAPI on one Uvicorn process."""
-    with serve(ServerSpec("fastapi")) as server:
-        yield server
+    return started(ServerSpec("fastapi"))
 
 
-@pytest.fixture(params=["wsgi", "asgi", "fastapi"])
-def server(request):
-    """Each of the three apps: the shared routes must answer alike."""
-    return request.getfixturevalue(f"{request.param}_server")
+@pytest.fixture(params=SERVERS, ids=spec_id)
+def server(request, started):
+    """Each app, and each runner: the shared routes must answer alike."""
+    return started(request.param)
 
 
-@pytest.fixture(params=["asgi", "fastapi"])
-def async_server(request):
-    """The two ASGI apps (raw and FastAPI): the routes that need an event loop."""
-    return request.getfixturevalue(f"{request.param}_server")
+@pytest.fixture(params=[spec for spec in SERVERS if spec.interface == "asgi"], ids=spec_id)
+def async_server(request, started):
+    """The ASGI apps (raw and FastAPI) on each ASGI runner: the routes that need an event loop."""
+    return started(request.param)
 
 
 # --- routes ------------------------------------------------------------------

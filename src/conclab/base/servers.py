@@ -20,10 +20,10 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from .specs import ServerSpec
+# A conclab.base.specs.ServerSpec; specs imports this module, so not the other way round.
+ServerSpec = Any
 
 WSGI, ASGI = "wsgi", "asgi"
 SHARED_ROUTES = ("/health", "/hello", "/io", "/cpu", "/state")

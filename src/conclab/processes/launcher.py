@@ -227,13 +227,14 @@ def start_on_a_free_port(start: Callable[[int], Server], port: int | None = None
     """``start(port)`` on ``port``, or on a free port: another program may take a free
     port between our check and the server's bind, so a start whose port was taken
     (``ServerStartError.port_in_use``) is tried again on another, up to ``attempts`` times."""
-    for attempt in range(1 if port else attempts):
+    tries = 1 if port else attempts
+    for attempt in range(1, tries + 1):
         try:
             return start(port or free_port())
         except ServerStartError as err:
-            if not err.port_in_use or attempt == attempts - 1:
+            if not err.port_in_use or attempt == tries:
                 raise
-    raise AssertionError("unreachable")
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _start(spec: ServerSpec, port: int, start_timeout: float, log_dir: Path) -> Server:
