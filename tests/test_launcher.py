@@ -118,6 +118,28 @@ def test_serve_yields_url_and_pids_and_leaves_no_process(spec):
     assert (server.master_pid, server.worker_pids) == (None, [])
 
 
+@pytest.mark.parametrize("spec", [s for s in each_app_and_runner() if s.interface == "asgi"], ids=spec_id)
+def test_a_server_busy_with_a_request_stops_within_its_grace_and_leaves_no_process(spec):
+    # Granian does not stop an ASGI app with a request in flight: the KILL after the
+    # grace must. The app's process pool (started at lifespan startup) goes too.
+    def slow(url):
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(url + "/io?ms=30000", timeout=40, trust_env=False)
+
+    with serve(spec) as server:
+        httpx.get(server.url + "/process-cpu?ms=1", timeout=10, trust_env=False).raise_for_status()
+        threading.Thread(target=slow, args=(server.url,), daemon=True).start()
+        time.sleep(0.3)
+        procs = snapshot(server.pids)
+        assert pool_processes(server.worker_pids)
+        started = time.monotonic()
+    try:
+        assert time.monotonic() - started < spec.runner.grace + 3
+        assert wait_gone(procs, timeout=5) == []
+    finally:
+        kill_leftovers(procs)
+
+
 class Boom(Exception):
     pass
 
