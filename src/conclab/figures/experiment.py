@@ -212,7 +212,7 @@ def point_doc(job: Job, result, probe_result=None, rss=None, overhead: Overhead 
 
 def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> dict:
     """Measure one job against a running server."""
-    if hasattr(job, "measure"):  # a job that measures in its own way (e.g. proxy.SlowClientsJob)
+    if hasattr(job, "measure"):  # a job that measures in its own way (e.g. front.SlowClientsJob)
         return job.measure(server)
     probe_box = {}
     rss_box = {}
