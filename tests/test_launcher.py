@@ -24,7 +24,7 @@ import pytest
 from procs import descendants, kill_leftovers, snapshot, wait_gone
 from runners import each_app_and_runner, other_runners, spec_id
 
-from conclab.base.errors import ServerStartError
+from conclab.base.errors import ServerStartError, SpecError
 from conclab.base.specs import ServerSpec
 from conclab.measuring.theory import server_cores
 from conclab.processes import launcher
@@ -260,6 +260,17 @@ def test_a_reworded_server_message_still_triggers_the_port_retry(tmp_path, monke
 def test_server_spec_rejects_bad_values(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         ServerSpec(**bad)
+
+
+def test_a_package_the_runner_needs_missing_is_one_line_before_anything_starts(monkeypatch):
+    from conclab.base import servers
+
+    app = servers.APPS["asgi"]
+    monkeypatch.setitem(servers.APPS, "asgi", dataclasses.replace(app, needs=("no_such_package_here",)))
+    with pytest.raises(SpecError, match="needs no_such_package_here, not installed") as info:
+        with serve(ServerSpec("asgi")):
+            pytest.fail("must not start")
+    assert "\n" not in str(info.value)
 
 
 def test_serve_rejects_bad_overrides_before_starting_anything():

@@ -145,6 +145,11 @@ class ServerSpec:
         return runner_for(self.interface, self.manager)
 
     @property
+    def needs(self) -> tuple[str, ...]:
+        """The Python packages (import names) the app and its runner need."""
+        return tuple(dict.fromkeys((*self.runner.needs, *self.app_entry.needs)))
+
+    @property
     def serves_in_master(self) -> bool:
         """True when the first process serves requests itself (one Uvicorn process, no workers)."""
         return self.runner.master_serves and self.workers == 1

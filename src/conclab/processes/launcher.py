@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import importlib.util
 import os
 import shlex
 import shutil
@@ -37,7 +38,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from ..base.errors import ServerStartError
+from ..base.errors import ServerStartError, SpecError
 from ..base.specs import LOOPBACK, ServerSpec
 
 GRACE = 5.0  # seconds between TERM and KILL, unless the runner says otherwise
@@ -237,6 +238,16 @@ def start_on_a_free_port(start: Callable[[int], Server], port: int | None = None
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+def check_installed(spec: ServerSpec) -> None:
+    """A runner or app whose package the lab's Python lacks is one clear line, not a
+    server that dies starting. (Another interpreter, ``spec.python``, speaks for itself.)"""
+    if spec.python is None:
+        missing = [name for name in spec.needs if importlib.util.find_spec(name) is None]
+        if missing:
+            raise SpecError(f"{spec.label} needs {', '.join(missing)}, not installed in {sys.executable}: "
+                            "install the lab again (make setup)")
+
+
 def _start(spec: ServerSpec, port: int, start_timeout: float, log_dir: Path) -> Server:
     env = dict(os.environ, PYTHONUNBUFFERED="1", THREADPOOL_SIZE=str(spec.threadpool))
     env.pop("WEB_CONCURRENCY", None)  # Uvicorn would read it as --workers
@@ -307,6 +318,7 @@ def stop_server(server: Server, grace: float = GRACE) -> None:
 def serve(spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrides: object) -> Iterator[Server]:
     """Run a server for the duration of a ``with`` block. See the module docstring."""
     spec = dataclasses.replace(spec or ServerSpec(), **overrides) if overrides else (spec or ServerSpec())
+    check_installed(spec)
     log_dir = Path(tempfile.mkdtemp(prefix="conclab-server-"))
     try:
         server = start_on_a_free_port(lambda port: _start(spec, port, start_timeout, log_dir), spec.port)
