@@ -186,4 +186,5 @@ def managers_help() -> str:
         runs = [f"{r.what} ({'/'.join(i.upper() for i in r.interfaces)})"
                 for r in RUNNERS.values() if r.manager == word]
         parts.append(f"{word}: {' or '.join(runs)}")
-    return "who runs the app (default: the first listed for its interface); " + "; ".join(parts)
+    defaults = ", ".join(f"{runner_for(i, None).manager} for {i.upper()} apps" for i in (WSGI, ASGI))
+    return f"who runs the app (default: {defaults}); " + "; ".join(parts)
