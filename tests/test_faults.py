@@ -383,9 +383,10 @@ def test_servers_started_at_the_same_time_get_their_own_ports():
 
 def test_a_port_another_server_holds_is_never_handed_back(monkeypatch):
     with serve(ServerSpec("asgi")) as other:
-        with pytest.raises(ServerStartError, match="already in use"):
+        with pytest.raises(ServerStartError, match="already in use") as info:
             with serve(ServerSpec("asgi", port=other.port)):
                 pass
+        assert info.value.port_in_use
         # Two labs picked the same free port at once: the loser must move on, not
         # take the winner's /health answer as its own.
         ports = iter([other.port])
