@@ -53,7 +53,8 @@ class App:
 APPS: dict[str, App] = {app.name: app for app in (
     App("wsgi", "wsgi_flask:app", WSGI, "Flask", needs=("flask",)),
     App("asgi", "asgi_minimal:app", ASGI, "raw ASGI", routes=ASYNC_ROUTES),
-    App("fastapi", "asgi_fastapi:app", ASGI, "FastAPI", routes=(*ASYNC_ROUTES, "/def-io", "/def-health", "/pool"),
+    App("fastapi", "asgi_fastapi:app", ASGI, "FastAPI",
+        routes=(*ASYNC_ROUTES, "/def-io", "/def-health", "/pool"),
         needs=("fastapi",), label_prefix="fastapi ", pool_word="tokens"),
 )}
 

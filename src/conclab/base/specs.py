@@ -99,7 +99,8 @@ class ServerSpec:
             serves = [r.manager for r in RUNNERS.values() if app.interface in r.interfaces]
             problems.append(f"manager {self.manager} does not run {app.interface.upper()} apps; "
                             f"a {app.interface.upper()} app runs on {_either(serves, quote='')}")
-        elif any(getattr(self, name) != ServerSpec.__dataclass_fields__[name].default for name in runner.rejects):
+        elif any(getattr(self, name) != ServerSpec.__dataclass_fields__[name].default
+                 for name in runner.rejects):
             problems.append(_rejected(runner))
         for name, low, high in (("workers", 1, 64), ("threads", 1, 1024), ("threadpool", 1, 1024), ("timeout", 1, 3600)):
             value = getattr(self, name)
@@ -121,7 +122,8 @@ class ServerSpec:
         ):
             problems.append(f"cpus must be None, 'all' or core numbers from {sorted(usable)}, not {self.cpus!r}")
         if self.config is not None and not (runner and runner.takes_config and isinstance(self.config, str)):
-            problems.append(f"config (a gunicorn.conf.py path) is for a WSGI app on Gunicorn only, not {self.config!r}")
+            problems.append("config (a gunicorn.conf.py path) is for a WSGI app on Gunicorn only, "
+                            f"not {self.config!r}")
         if problems:
             raise SpecError("; ".join(problems))
 

@@ -224,7 +224,8 @@ def launch(spec, command: list[str], port: int, log_path: Path, start_timeout: f
         raise
 
 
-def start_on_a_free_port(start: Callable[[int], Server], port: int | None = None, attempts: int = 3) -> Server:
+def start_on_a_free_port(start: Callable[[int], Server], port: int | None = None,
+                         attempts: int = 3) -> Server:
     """``start(port)`` on ``port``, or on a free port: another program may take a free
     port between our check and the server's bind, so a start whose port was taken
     (``ServerStartError.port_in_use``) is tried again on another, up to ``attempts`` times."""
@@ -327,4 +328,5 @@ def serve(spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrid
         finally:
             server.stop()
     finally:
-        shutil.rmtree(log_dir, ignore_errors=True)  # the log was only needed while it ran (an error carries its tail)
+        # The log was only needed while it ran (a start error carries its tail).
+        shutil.rmtree(log_dir, ignore_errors=True)

@@ -230,7 +230,8 @@ def _start(spec: NginxSpec, port: int, start_timeout: float) -> Server:
     # must still reach the temp folders under the prefix.
     prefix.chmod(0o755)
     try:
-        (prefix / "nginx.conf").write_text(render_conf(port, prefix, list(spec.upstreams), spec.client_header_timeout))
+        conf = render_conf(port, prefix, list(spec.upstreams), spec.client_header_timeout)
+        (prefix / "nginx.conf").write_text(conf)
         # nginx answers /health by forwarding it to an app server
         return launch(spec, command(prefix), port, prefix / "nginx.log", start_timeout)
     except BaseException:
@@ -252,7 +253,8 @@ def serve_nginx(spec: NginxSpec, start_timeout: float = 20.0) -> Iterator[Server
 
 
 @contextlib.contextmanager
-def serve_front(spec: FrontSpec | None = None, start_timeout: float = 20.0, **overrides: object) -> Iterator[Front]:
+def serve_front(spec: FrontSpec | None = None, start_timeout: float = 20.0,
+                **overrides: object) -> Iterator[Front]:
     """Start ``spec.instances`` app servers, then nginx in front of them; yield a :class:`Front`.
 
     On exit nginx stops first (no new requests reach the apps), then the apps.
