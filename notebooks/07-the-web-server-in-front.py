@@ -132,8 +132,8 @@ else:
 #
 # The figure `slow_clients` adds slow clients one after another while a `/hello` probe runs at
 # a steady rate. **Predict** for each server the number of slow clients at which the probe
-# stalls: Gunicorn sync (2 workers), gthread (2 workers x 4 threads), Uvicorn, nginx in front <!-- claim: 2 = file:src/conclab/figures/proxy.py --> <!-- claim: 4 = file:src/conclab/figures/proxy.py -->
-# of 2 sync workers. The dotted lines mark the threads that read requests; dashed vertical <!-- claim: 2 = file:src/conclab/figures/proxy.py -->
+# stalls: Gunicorn sync (2 workers), gthread (2 workers x 4 threads), Uvicorn, nginx in front <!-- claim: 2 = file:src/conclab/figures/front.py --> <!-- claim: 4 = file:src/conclab/figures/front.py -->
+# of 2 sync workers. The dotted lines mark the threads that read requests; dashed vertical <!-- claim: 2 = file:src/conclab/figures/front.py -->
 # lines mark workers Gunicorn killed for their timeout.
 
 # %%

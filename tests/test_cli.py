@@ -64,6 +64,25 @@ def test_bench_reports_the_servers_cpu_time_per_request():
     assert "server CPU" in done.stderr
 
 
+def test_bench_on_granian_names_the_runner_that_served():
+    done = conclab("bench", "--server", "asgi", "--manager", "granian", "--path", "/hello", "--requests", "200",
+                   "--concurrency", "4", "--json", "-", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["server"]["runner"] == "granian" and doc["server"]["spec"]["manager"] == "granian"
+    assert doc["server"]["command"][1:3] == ["-m", "granian"]
+    assert doc["completed"] == 200 and doc["errors"] == {}
+    assert "granian asgi 1w on http://127.0.0.1:" in done.stderr
+
+
+def test_the_server_choices_and_help_come_from_the_tables():
+    from conclab.base.servers import APPS, MANAGERS
+
+    help_text = conclab("bench", "--help").stdout
+    for word in [*APPS, *MANAGERS]:
+        assert word in help_text, word
+
+
 # --- bad input: one clear line, no traceback --------------------------------------
 
 

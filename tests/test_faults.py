@@ -25,6 +25,7 @@ import httpx
 import psutil
 import pytest
 from procs import descendants, snapshot, wait_gone
+from runners import other_runners, spec_id
 
 from conclab.base.errors import ServerStartError
 from conclab.base.specs import LoadSpec, ServerSpec
@@ -181,13 +182,15 @@ def test_a_killed_gunicorn_worker_is_restarted_and_its_requests_are_counted_as_e
 # --- 2. the whole server killed mid-run --------------------------------------------------
 
 
-@pytest.mark.parametrize("kind,load", [
-    pytest.param("wsgi", {"path": "/io?ms=100", "concurrency": 8}, id="gunicorn-closed-loop"),
-    pytest.param("asgi", {"path": "/io?ms=100", "rate": 50}, id="uvicorn-open-loop"),
-    pytest.param("asgi", {"path": "/io?ms=500", "concurrency": 200}, id="uvicorn-200-in-flight"),
+@pytest.mark.parametrize("spec,load", [
+    pytest.param(ServerSpec("wsgi", workers=2), {"path": "/io?ms=100", "concurrency": 8}, id="gunicorn-closed-loop"),
+    pytest.param(ServerSpec("asgi"), {"path": "/io?ms=100", "rate": 50}, id="uvicorn-open-loop"),
+    pytest.param(ServerSpec("asgi"), {"path": "/io?ms=500", "concurrency": 200}, id="uvicorn-200-in-flight"),
+    *(pytest.param(spec, {"path": "/io?ms=100", "rate": 50}, id=f"{spec_id(spec)}-open-loop")
+      for spec in other_runners()),  # every other runner of conclab.base.servers
 ])
-def test_a_server_killed_mid_run_stops_the_driver_early_with_a_reason(kind, load):
-    with serve(ServerSpec(kind, workers=2 if kind == "wsgi" else 1)) as server:
+def test_a_server_killed_mid_run_stops_the_driver_early_with_a_reason(spec, load):
+    with serve(spec) as server:
         procs = snapshot(server.pids)
         at(1.0, os.killpg, server.pgid, signal.SIGKILL)
         started = time.monotonic()
@@ -380,9 +383,10 @@ def test_servers_started_at_the_same_time_get_their_own_ports():
 
 def test_a_port_another_server_holds_is_never_handed_back(monkeypatch):
     with serve(ServerSpec("asgi")) as other:
-        with pytest.raises(ServerStartError, match="already in use"):
+        with pytest.raises(ServerStartError, match="already in use") as info:
             with serve(ServerSpec("asgi", port=other.port)):
                 pass
+        assert info.value.port_in_use
         # Two labs picked the same free port at once: the loser must move on, not
         # take the winner's /health answer as its own.
         ports = iter([other.port])

@@ -487,3 +487,42 @@ def test_a_traceback_in_a_server_log_is_cut_to_the_students_frames(tmp_path):
         "TypeError: 'str' object is not callable",
     ]
     assert tracebacks.last_in_log("no traceback here\n", folder) == []
+
+
+def test_trying_a_taken_port_or_a_broken_app_says_which_in_one_error(tmp_path):
+    from conclab.base.specs import ServerSpec
+    from conclab.labs.trying import serve_for_trying
+
+    (tmp_path / "broken.py").write_text("def app(:\n    pass\n")
+    with pytest.raises(LabError) as info, serve_for_trying(
+            ServerSpec("asgi", app="broken:app", app_dir=str(tmp_path)), "your app", quiet=True):
+        pytest.fail("a broken app must not start")
+    assert str(info.value).startswith("your app did not start:\n") and "SyntaxError" in str(info.value)
+    assert "command:" not in str(info.value)  # the server's output alone, not the launcher's summary
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(LabError, match=f"port {port} is taken"), serve_for_trying(
+                ServerSpec("asgi", port=port), "your app", quiet=True):
+            pytest.fail("the port was taken")
+
+
+def test_a_failed_start_is_cut_to_the_students_traceback():
+    from conclab.base.errors import ServerStartError
+    from conclab.labs.helpers import start_failure
+
+    output = ("Traceback (most recent call last):\n"
+              '  File "/venv/lib/uvicorn/importer.py", line 19, in import_from_string\n'
+              '  File "/home/me/lab/app.py", line 3, in <module>\n'
+              "    import nothing_here\n"
+              "ModuleNotFoundError: No module named 'nothing_here'\n"
+              "Some later line")
+    err = ServerStartError("uvicorn 1w exited while starting (code 1).", output=output, command=("uvicorn", "app:app"))
+    assert start_failure(err, "/home/me/lab", "your app") == (
+        "your app did not start:\n"
+        'File "/home/me/lab/app.py", line 3, in <module>\nimport nothing_here\n'
+        "ModuleNotFoundError: No module named 'nothing_here'")
+    no_frames = ServerStartError("uvicorn 1w exited while starting (code 1).", output="OSError: boom\nbye")
+    assert start_failure(no_frames, "/home/me/lab", "your app") == (
+        "your app did not start:\nuvicorn 1w exited while starting (code 1).\nOSError: boom")

@@ -5,6 +5,7 @@ about; "gone" means no such process, or a zombie waiting to be reaped by init.
 """
 
 import contextlib
+import dataclasses
 import json
 import queue
 import re
@@ -21,10 +22,12 @@ import httpx
 import psutil
 import pytest
 from procs import descendants, kill_leftovers, snapshot, wait_gone
+from runners import each_app_and_runner, other_runners, spec_id
 
-from conclab.base.errors import ServerStartError
+from conclab.base.errors import ServerStartError, SpecError
 from conclab.base.specs import ServerSpec
 from conclab.measuring.theory import server_cores
+from conclab.processes import launcher
 from conclab.processes.launcher import free_port, serve
 
 CONCLAB = str(Path(sys.executable).with_name("conclab"))
@@ -89,7 +92,7 @@ def stop_child(proc):
 @pytest.mark.parametrize(
     "spec",
     [ServerSpec("wsgi", workers=2), ServerSpec("asgi"), ServerSpec("asgi", workers=2),
-     ServerSpec("fastapi"), ServerSpec("fastapi", manager="gunicorn", workers=2)],
+     ServerSpec("fastapi"), ServerSpec("fastapi", manager="gunicorn", workers=2), *other_runners(workers=2)],
     ids=lambda s: s.label,
 )
 def test_serve_yields_url_and_pids_and_leaves_no_process(spec):
@@ -115,6 +118,28 @@ def test_serve_yields_url_and_pids_and_leaves_no_process(spec):
     assert (server.master_pid, server.worker_pids) == (None, [])
 
 
+@pytest.mark.parametrize("spec", [s for s in each_app_and_runner() if s.interface == "asgi"], ids=spec_id)
+def test_a_server_busy_with_a_request_stops_within_its_grace_and_leaves_no_process(spec):
+    # Granian does not stop an ASGI app with a request in flight: the KILL after the
+    # grace must. The app's process pool (started at lifespan startup) goes too.
+    def slow(url):
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(url + "/io?ms=30000", timeout=40, trust_env=False)
+
+    with serve(spec) as server:
+        httpx.get(server.url + "/process-cpu?ms=1", timeout=10, trust_env=False).raise_for_status()
+        threading.Thread(target=slow, args=(server.url,), daemon=True).start()
+        time.sleep(0.3)
+        procs = snapshot(server.pids)
+        assert pool_processes(server.worker_pids)
+        started = time.monotonic()
+    try:
+        assert time.monotonic() - started < spec.runner.grace + 3
+        assert wait_gone(procs, timeout=5) == []
+    finally:
+        kill_leftovers(procs)
+
+
 class Boom(Exception):
     pass
 
@@ -132,10 +157,13 @@ def test_server_stops_after_an_exception_in_the_block():
 # --- failed starts -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
-def test_broken_app_raises_start_error_quoting_the_server(tmp_path, kind):
+RUNNER_PER_INTERFACE = [spec for spec in each_app_and_runner() if spec.kind != "fastapi"]
+
+
+@pytest.mark.parametrize("base", RUNNER_PER_INTERFACE, ids=spec_id)
+def test_broken_app_raises_start_error_quoting_the_server(tmp_path, base):
     (tmp_path / "broken.py").write_text("def app(:\n    pass\n")
-    spec = ServerSpec(kind, app="broken:app", app_dir=str(tmp_path))
+    spec = dataclasses.replace(base, app="broken:app", app_dir=str(tmp_path))
     started = time.monotonic()
     with pytest.raises(ServerStartError) as info:
         with serve(spec, start_timeout=15):
@@ -143,27 +171,62 @@ def test_broken_app_raises_start_error_quoting_the_server(tmp_path, kind):
     assert time.monotonic() - started < 15
     message = str(info.value)
     assert "exited while starting" in message  # it noticed the exit, no timeout needed
-    assert "SyntaxError" in message  # the server's own words
+    assert "SyntaxError" in info.value.output  # the server's own words
+    assert info.value.output in message and not info.value.port_in_use
     assert wait_gone(processes_mentioning(str(tmp_path)), timeout=5) == []
 
 
-@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
-def test_taken_port_raises_start_error_quoting_the_server(kind):
+@pytest.mark.parametrize("base", RUNNER_PER_INTERFACE, ids=spec_id)
+def test_taken_port_raises_start_error_quoting_the_server(base):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        spec = dataclasses.replace(base, port=port)
         started = time.monotonic()
         with pytest.raises(ServerStartError) as info:
             # Gunicorn retries the bind for ~5 s before it gives up.
-            with serve(ServerSpec(kind, port=port), start_timeout=20):
+            with serve(spec, start_timeout=20):
                 pytest.fail("the port was taken")
         assert time.monotonic() - started < 20
-    message = str(info.value)
-    assert "exited while starting" in message
-    assert "in use" in message.lower()
-    needle = f"127.0.0.1:{port}" if kind == "wsgi" else f"--port {port} "
-    assert wait_gone(processes_mentioning(needle), timeout=5) == []
+    err = info.value
+    assert "exited while starting" in str(err)
+    assert err.port_in_use and f"port {port} is in use" in str(err)
+    assert err.output and err.output in str(err) and err.command == tuple(spec.command(port))
+    assert wait_gone(processes_mentioning(" ".join(spec.command(port))), timeout=5) == []
+
+
+FAKE_SERVER = """#!/bin/sh
+# A server that words its failure its own way: on port {port} it says nothing of
+# "in use" and exits; on any other port it is the real Python.
+case " $* " in
+  *" {port} "*) echo "kaput: cannot open the listening socket" >&2; exit 3;;
+esac
+exec {python} "$@"
+"""
+
+
+def test_a_reworded_server_message_still_triggers_the_port_retry(tmp_path, monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        fake = tmp_path / "python"
+        fake.write_text(FAKE_SERVER.format(port=port, python=sys.executable))
+        fake.chmod(0o755)
+        spec = ServerSpec("asgi", python=str(fake))
+        # Fixed on the taken port: one attempt, and the error knows the port was taken.
+        with pytest.raises(ServerStartError) as info:
+            with serve(dataclasses.replace(spec, port=port)):
+                pytest.fail("the port was taken")
+        assert info.value.port_in_use and "kaput" in info.value.output and "in use" not in info.value.output
+        # A free port that is taken by the time the server binds it: the launcher moves on.
+        ports = iter([port])
+        real_free_port = launcher.free_port
+        monkeypatch.setattr(launcher, "free_port", lambda: next(ports, None) or real_free_port())
+        with serve(spec) as server:
+            assert server.port != port
+            assert httpx.get(server.url + "/hello", timeout=10, trust_env=False).text == "hello\n"
 
 
 @pytest.mark.parametrize(
@@ -186,6 +249,8 @@ def test_taken_port_raises_start_error_quoting_the_server(kind):
         {"manager": "nginx"},
         {"manager": "uvicorn", "kind": "wsgi"},
         {"manager": "gunicorn", "kind": "fastapi", "http": "h11"},
+        {"manager": "granian", "kind": "asgi", "limit_concurrency": 8},
+        {"config": "gunicorn.conf.py", "manager": "uvicorn"},
         {"port": 0},
         {"port": 70000},
         {"port": "8000"},
@@ -195,6 +260,17 @@ def test_taken_port_raises_start_error_quoting_the_server(kind):
 def test_server_spec_rejects_bad_values(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         ServerSpec(**bad)
+
+
+def test_a_package_the_runner_needs_missing_is_one_line_before_anything_starts(monkeypatch):
+    from conclab.base import servers
+
+    app = servers.APPS["asgi"]
+    monkeypatch.setitem(servers.APPS, "asgi", dataclasses.replace(app, needs=("no_such_package_here",)))
+    with pytest.raises(SpecError, match="needs no_such_package_here, not installed") as info:
+        with serve(ServerSpec("asgi")):
+            pytest.fail("must not start")
+    assert "\n" not in str(info.value)
 
 
 def test_serve_rejects_bad_overrides_before_starting_anything():
@@ -236,7 +312,8 @@ def pool_processes(workers):
 @pytest.mark.faults
 @pytest.mark.parametrize(
     "kind,workers,manager",
-    [("wsgi", 2, ""), ("asgi", 1, ""), ("fastapi", 1, ""), ("fastapi", 2, "gunicorn")],
+    [("wsgi", 2, ""), ("asgi", 1, ""), ("fastapi", 1, ""), ("fastapi", 2, "gunicorn"),
+     *((spec.kind, 1, spec.manager) for spec in other_runners() if spec.manager != "gunicorn")],
 )
 def test_sigkilled_parent_leaves_no_server_behind(tmp_path, kind, workers, manager):
     script = tmp_path / "child.py"

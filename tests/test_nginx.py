@@ -15,6 +15,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,7 +32,7 @@ from conclab.processes.nginx import (
     NginxSpec,
     nginx_missing,
     render_conf,
-    serve_behind_nginx,
+    serve_front,
     serve_nginx,
 )
 
@@ -71,7 +72,7 @@ def test_the_template_is_filled_completely():
 
 
 def test_nginx_forwards_to_the_app_and_passes_its_headers_through():
-    with serve_behind_nginx(FrontSpec(ServerSpec("wsgi"))) as front:
+    with serve_front(FrontSpec(ServerSpec("wsgi"))) as front:
         r = httpx.get(front.url + "/state", trust_env=False, timeout=10)
         assert r.status_code == 200
         assert r.headers["server"].startswith("nginx")
@@ -95,7 +96,7 @@ def test_slow_clients_stall_sync_workers_alone_but_not_behind_nginx():
 
 
 def test_nginx_drops_a_client_that_takes_longer_than_client_header_timeout():
-    with serve_behind_nginx(FrontSpec(ServerSpec("asgi"), client_header_timeout=1)) as front:
+    with serve_front(FrontSpec(ServerSpec("asgi"), client_header_timeout=1)) as front:
         t = time.monotonic()
         result = run_slow_clients(front.url, clients=3, duration=8)
         assert time.monotonic() - t < 5
@@ -114,7 +115,7 @@ def test_scale_out_io_throughput_follows_littles_law():
         expected = predict(spec, load.path, concurrency=load.concurrency).throughput_rps
         assert expected == pytest.approx(10 * instances)
         runs = []
-        with serve_behind_nginx(spec) as front:
+        with serve_front(spec) as front:
             for _ in range(3):
                 result = run_load(front.url, load, progress=False, warn=False)
                 measured = result.summary["throughput_rps"]
@@ -127,23 +128,46 @@ def test_scale_out_io_throughput_follows_littles_law():
             assert set(shares) == set(front.worker_pids)
 
 
+def test_bench_behind_nginx_reports_the_app_servers_cpu_per_request():
+    # /cpu?ms=5 burns 5 ms in the app server; nginx's own CPU is not counted.
+    done = subprocess.run([str(Path(sys.executable).with_name("conclab")), "bench", "--server", "asgi",
+                           "--behind-nginx", "--path", "/cpu?ms=5", "--concurrency", "1", "--duration", "1",
+                           "--json", "-", "--no-progress"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert 5000 <= doc["server_cpu_us_per_request"] < 7000
+    assert doc["server"]["front"] == "nginx" and doc["server"]["runner"] == "uvicorn"
+    assert "the app servers behind nginx" in done.stderr
+
+
+def test_the_front_counts_the_cpu_of_every_app_server_behind_it():
+    with serve_front(FrontSpec(ServerSpec("asgi"), instances=2)) as front:
+        before = front.cpu_seconds()
+        for _ in range(8):  # round robin: 4 x 20 ms of CPU in each instance
+            httpx.get(front.url + "/cpu?ms=20", timeout=10, trust_env=False).raise_for_status()
+        used = front.cpu_seconds() - before
+        assert used >= 8 * 0.020  # both instances' work, not one's (4 x 20 ms)
+        assert front.nginx.cpu_seconds() < used  # nginx's own time is reported apart
+
+
 def test_a_failed_start_quotes_nginx_own_error():
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = holder.getsockname()[1]
-        with pytest.raises(ServerStartError, match=r"(?s)nginx.*bind\(\) to 127\.0\.0\.1:\d+ failed.*in use"):
+        with pytest.raises(ServerStartError, match=r"(?s)nginx.*bind\(\) to 127\.0\.0\.1:\d+ failed.*in use") as info:
             with serve_nginx(NginxSpec((1,), port=taken)):
                 pytest.fail("must not start")
+        assert info.value.port_in_use and "bind()" in info.value.output
 
 
 CHILD = textwrap.dedent(
     """
     import json, time
     from conclab.base.specs import ServerSpec
-    from conclab.processes.nginx import FrontSpec, serve_behind_nginx
+    from conclab.processes.nginx import FrontSpec, serve_front
 
-    with serve_behind_nginx(FrontSpec(ServerSpec("wsgi", workers=2), instances=2)) as front:
+    with serve_front(FrontSpec(ServerSpec("wsgi", workers=2), instances=2)) as front:
         print(json.dumps(front.pids), flush=True)
         time.sleep(60)
     """

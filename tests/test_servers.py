@@ -1,5 +1,6 @@
 """The three lab servers, measured for real: Gunicorn + Flask, Uvicorn + raw ASGI
-and FastAPI (on Uvicorn, and under Gunicorn managing Uvicorn workers).
+and FastAPI (on Uvicorn, and under Gunicorn managing Uvicorn workers), and the
+other runners of conclab.base.servers (Granian ...) on the shared routes.
 
 Concurrency is read from the servers' own X-Start-Ns/X-End-Ns stamps (one
 system-wide monotonic clock), never from the client's wall time.
@@ -19,9 +20,11 @@ import httpx
 import psutil
 import pytest
 from procs import kill_leftovers, wait_gone
+from runners import each_app_and_runner, spec_id
 
 from conclab.base import system
 from conclab.base.cores import usable_cores
+from conclab.base.servers import APPS, SHARED_ROUTES
 from conclab.base.specs import ServerSpec
 from conclab.measuring.stats import max_overlap
 from conclab.processes.launcher import free_port, serve
@@ -68,23 +71,51 @@ def server_times(responses):
     return [s for s, _ in spans], [e for _, e in spans]
 
 
+SERVERS = each_app_and_runner()  # every app on its default runner, every other runner once per interface
+
+
 @pytest.fixture(scope="module")
-def fastapi_server():
+def started():
+    """Servers started on first use and kept for the module, one per spec."""
+    with contextlib.ExitStack() as stack:
+        running = {}
+
+        def get(spec):
+            if spec not in running:
+                running[spec] = stack.enter_context(serve(spec))
+            return running[spec]
+
+        yield get
+
+
+@pytest.fixture
+def wsgi_server(started):
+    """Flask on one sync Gunicorn worker."""
+    return started(ServerSpec("wsgi"))
+
+
+@pytest.fixture
+def asgi_server(started):
+    """The raw ASGI app on one Uvicorn process."""
+    return started(ServerSpec("asgi"))
+
+
+@pytest.fixture
+def fastapi_server(started):
     """FastAPI on one Uvicorn process."""
-    with serve(ServerSpec("fastapi")) as server:
-        yield server
+    return started(ServerSpec("fastapi"))
 
 
-@pytest.fixture(params=["wsgi", "asgi", "fastapi"])
-def server(request):
-    """Each of the three apps: the shared routes must answer alike."""
-    return request.getfixturevalue(f"{request.param}_server")
+@pytest.fixture(params=SERVERS, ids=spec_id)
+def server(request, started):
+    """Each app, and each runner: the shared routes must answer alike."""
+    return started(request.param)
 
 
-@pytest.fixture(params=["asgi", "fastapi"])
-def async_server(request):
-    """The two ASGI apps (raw and FastAPI): the routes that need an event loop."""
-    return request.getfixturevalue(f"{request.param}_server")
+@pytest.fixture(params=[spec for spec in SERVERS if spec.interface == "asgi"], ids=spec_id)
+def async_server(request, started):
+    """The ASGI apps (raw and FastAPI) on each ASGI runner: the routes that need an event loop."""
+    return started(request.param)
 
 
 # --- routes ------------------------------------------------------------------
@@ -137,14 +168,16 @@ def test_state_reports_own_pid_and_a_count(server):
     assert isinstance(body["count"], int) and body["count"] >= 1
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["/blocking-io?ms=10", "/offload-io?ms=10", "/offload-cpu?ms=10", "/hash-cpu?ms=10",
-     "/process-cpu?ms=10", "/def-io?ms=10", "/def-health", "/pool"],
-)
-def test_wsgi_has_no_async_only_routes(wsgi_server, path):
-    r = httpx.get(wsgi_server.url + path, timeout=TIMEOUT, trust_env=False)
-    assert r.status_code == 404
+def test_an_app_has_exactly_the_routes_its_table_entry_lists(server):
+    # conclab.base.servers.APPS: the shared routes, plus each app's own; another app's are 404.
+    own = set(SHARED_ROUTES) | set(server.spec.app_entry.routes)
+    others = {route for app in APPS.values() for route in app.routes} - own
+    assert others or server.spec.kind == "fastapi"  # FastAPI has every route
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT, trust_env=False) as client:
+        for route in sorted(own):
+            assert client.get(route, params={"ms": 1}).status_code == 200, route
+        for route in sorted(others):
+            assert client.get(route, params={"ms": 1}).status_code == 404, route
 
 
 @pytest.mark.parametrize("path", ["/nope", "/health/extra", "/HELLO", "/"])
@@ -152,11 +185,6 @@ def test_unknown_path_is_404(server, path):
     r = httpx.get(server.url + path, timeout=TIMEOUT, trust_env=False)
     assert r.status_code == 404
     stamps(r)
-
-
-@pytest.mark.parametrize("path", ["/def-io?ms=10", "/def-health", "/pool"])
-def test_only_fastapi_has_def_endpoints(asgi_server, path):
-    assert httpx.get(asgi_server.url + path, timeout=TIMEOUT, trust_env=False).status_code == 404
 
 
 def test_blocking_io_runs_on_the_loop_thread(async_server):

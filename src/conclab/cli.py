@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from .base.errors import CliError, LoadError, ServerStartError, UserError
+from .base.errors import CliError, LoadError, RemoteTargetError, ServerStartError, UserError
 
 if TYPE_CHECKING:
     from .base.specs import ServerSpec
@@ -32,7 +32,8 @@ def shown(text: object) -> str:
 
 def one_line(err: BaseException) -> str:
     """An error as one line: control characters escaped, further lines joined."""
-    return " / ".join(shown(line) for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    lines = str(err).splitlines()
+    return " / ".join(shown(line) for line in lines if line.strip()) or type(err).__name__
 
 
 def positive_int(text: str) -> int:
@@ -55,15 +56,18 @@ def positive_float(text: str) -> float:
     return value
 
 
-SERVER_KINDS = ["wsgi", "asgi", "fastapi"]
-KINDS_HELP = "wsgi: Flask on Gunicorn; asgi: raw ASGI on Uvicorn; fastapi: FastAPI on Uvicorn"
+def server_choices() -> tuple[list[str], str, list[str], str]:
+    """The apps and managers the CLI offers, and their help, from conclab.base.servers."""
+    from .base.servers import APPS, MANAGERS, help_text, managers_help
+
+    return list(APPS), help_text(), list(MANAGERS), managers_help()
 
 
 def add_server_options(p: argparse.ArgumentParser, kind_positional: bool = False) -> None:
+    kinds, kinds_help, managers, managers_help = server_choices()
     if kind_positional:
-        p.add_argument("kind", choices=SERVER_KINDS, help=KINDS_HELP)
-    p.add_argument("--manager", choices=["uvicorn", "gunicorn"], default=None,
-                   help="ASGI: run by Uvicorn (default) or by Gunicorn managing Uvicorn workers")
+        p.add_argument("kind", choices=kinds, help=kinds_help)
+    p.add_argument("--manager", choices=managers, default=None, help=managers_help)
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes")
     p.add_argument("--threads", type=positive_int, default=1, help="WSGI: threads per worker (>1 = gthread)")
     p.add_argument("--threadpool", type=positive_int, default=40, help="ASGI: offload pool size (FastAPI: AnyIO's tokens)")
@@ -108,13 +112,11 @@ def spec_from_args(args: argparse.Namespace, kind: str) -> ServerSpec | FrontSpe
 def cmd_serve(args: argparse.Namespace) -> int:
     import time
 
-    from .processes import nginx
-    from .processes.launcher import describe
-    from .processes.stack import serve
+    from .processes.stack import running
 
     spec = spec_from_args(args, args.kind)
-    with serve(spec) as server:
-        print(nginx.describe(server) if isinstance(server, nginx.Front) else describe(server), flush=True)
+    with running(spec) as server:
+        print(server.describe(), flush=True)
         print("Serving until Ctrl-C ...", flush=True)
         try:
             while server.running():
@@ -156,19 +158,13 @@ def check_writable(option: str, path: str) -> None:
         raise CliError(f"{option} {shown(path)}: its folder is not writable")
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    import contextlib
-    import warnings
-    from urllib.parse import urlsplit
-
+def bench_load(args: argparse.Namespace):
+    """The LoadSpec of `conclab bench`, and its target checked; bad values are one line."""
     from .base.specs import LoadSpec
-    from .measuring.driver import Interrupted, check_target, run_load
-    from .measuring.results import save_run, to_json
-    from .measuring.stats import format_summary
-    from .processes.stack import serve
+    from .measuring.driver import check_target
 
     if (args.server is None) == (args.url is None):
-        raise CliError("give exactly one of --server wsgi|asgi|fastapi or --url BASE")
+        raise CliError("give exactly one of --server " + "|".join(server_choices()[0]) + " or --url BASE")
     try:
         load = LoadSpec(
             path=args.path, concurrency=args.concurrency, rate=args.rate, arrivals=args.arrivals,
@@ -177,52 +173,87 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         if args.url:
             check_target(args.url, args.allow_remote)
+    except RemoteTargetError as err:  # the driver's message names its Python argument
+        raise CliError(f"refusing to send load to {err.host}: not a loopback address "
+                       "(add --allow-remote to override)") from None
     except LoadError as err:
-        if "not a loopback address" in str(err):  # the driver's words name its Python argument
-            host = urlsplit(args.url).hostname
-            raise CliError(f"refusing to send load to {host}: not a loopback address "
-                           "(add --allow-remote to override)") from None
         raise CliError(str(err)) from None
+    return load
+
+
+def server_doc(spec, server) -> dict:
+    """What the saved run says about the server: its spec, label, command and runner."""
+    from .processes.nginx import FrontSpec
+
+    app = spec.app if isinstance(spec, FrontSpec) else spec
+    doc = {"spec": spec.to_dict(), "label": spec.label, "command": server.command, "runner": app.runner.name}
+    if isinstance(spec, FrontSpec):
+        doc["front"] = "nginx"
+    return doc
+
+
+def measure_bench(url: str, load, server, progress: bool, allow_remote: bool):
+    """Run the load; return (result, interrupted, server CPU us per request or None, warnings).
+
+    The server's CPU time is read only for a server we started (we know its
+    processes): over every request it answered, warm-up included.
+    """
+    import contextlib
+    import warnings
+
+    from .measuring.cost import ServerCpu, answered
+    from .measuring.driver import Interrupted, run_load
+
+    interrupted = False
+    with ServerCpu(server) if server else contextlib.nullcontext() as cpu, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = run_load(url, load, progress=progress, allow_remote=allow_remote)
+        except Interrupted as stop:
+            result, interrupted = stop.result, True
+        except LoadError as err:
+            raise CliError(str(err)) from None
+    return result, interrupted, cpu.us_per_request(answered(result)) if cpu else None, caught
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from .measuring.results import save_run, to_json
+    from .measuring.stats import format_summary
+    from .processes.stack import running
+
+    load = bench_load(args)
     spec = spec_from_args(args, args.server) if args.server else None
     for option, path in (("--json", args.json), ("--records", args.records)):
         if path and path != "-":
             check_writable(option, path)
     human = sys.stderr if args.json == "-" else sys.stdout
-    interrupted = False
-    with serve(spec) if spec else contextlib.nullcontext() as server:
+    with running(spec) if spec else contextlib.nullcontext() as server:
         url = server.url if server else args.url.rstrip("/")
         check_reachable(url)
-        server_doc = {"spec": spec.to_dict(), "label": spec.label, "command": server.command} if server else {"url": url}
         if server:
             from .base.system import pinned_label
+            from .processes.nginx import FrontSpec
 
-            print(f"{spec.label} on {url} ({pinned_label(spec.resolved_cpus())})", file=human)
-        cpu_seconds = getattr(server, "cpu_seconds", None)  # we started it, so we know its processes
-        cpu_before = cpu_seconds() if cpu_seconds else None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                result = run_load(url, load, progress=not args.no_progress, allow_remote=args.allow_remote)
-            except Interrupted as stop:
-                result, interrupted = stop.result, True
-            except LoadError as err:
-                raise CliError(str(err)) from None
-        if cpu_seconds:  # the server's CPU time over every request it answered, warm-up included
-            answered = int((result.columns()["status"] > 0).sum())
-            used = cpu_seconds() - cpu_before
-            result.summary["server_cpu_us_per_request"] = used / answered * 1e6 if answered else None
+            app = spec.app if isinstance(spec, FrontSpec) else spec
+            print(f"{spec.label} on {url} ({pinned_label(app.resolved_cpus())})", file=human)
+        result, interrupted, cpu_us, caught = measure_bench(url, load, server, not args.no_progress,
+                                                            args.allow_remote)
         for w in caught:
             print(f"WARNING: {w.message}", file=human)
     try:
         doc = save_run(result, json_path=args.json if args.json not in (None, "-") else None,
-                       records_path=args.records, server=server_doc)
+                       records_path=args.records, server=server_doc(spec, server) if server else {"url": url},
+                       extra={"server_cpu_us_per_request": cpu_us} if server else None)
     except OSError as err:
         print(format_summary(result.summary), file=human)
         raise CliError(f"could not save the results: {err}") from None
     print(format_summary(result.summary), file=human)
-    if result.summary.get("server_cpu_us_per_request") is not None:
-        print(f"server CPU  {result.summary['server_cpu_us_per_request']:.0f} us per request "
-              "(all its processes, warm-up included)", file=human)
+    if cpu_us is not None:
+        what = "the app servers behind nginx" if args.behind_nginx else "all its processes"
+        print(f"server CPU  {cpu_us:.0f} us per request ({what}, warm-up included)", file=human)
     if args.json == "-":
         sys.stdout.write(to_json(doc))
     if args.records:
@@ -243,9 +274,9 @@ def cmd_slowclients(args: argparse.Namespace) -> int:
                         stagger=args.stagger, path=args.path)
         check_reachable(args.url)
         result = run_slow_clients(args.url, load)
+    except RemoteTargetError:
+        raise CliError(f"slow clients go to loopback addresses only, not {shown(args.url)}") from None
     except LoadError as err:
-        if "not a loopback address" in str(err):
-            raise CliError(f"slow clients go to loopback addresses only, not {shown(args.url)}") from None
         raise CliError(str(err)) from None
     except KeyboardInterrupt:
         return 130
@@ -307,7 +338,8 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("bench", help="apply load and summarise throughput and latency")
     where = p.add_argument_group("target (one of)")
-    where.add_argument("--server", choices=SERVER_KINDS, help=f"start this lab server for the run ({KINDS_HELP})")
+    kinds, kinds_help, _, _ = server_choices()
+    where.add_argument("--server", choices=kinds, help=f"start this lab server for the run ({kinds_help})")
     where.add_argument("--url", help="an already running server, e.g. http://127.0.0.1:8000")
     add_server_options(p)
     p.add_argument("--path", required=True, help="route with query, e.g. '/io?ms=100'")

@@ -86,7 +86,7 @@ class Run:
 
 def hung_hint(err, timeout):
     """For the grader's 504 from the URL that hangs: why it got that far."""
-    if isinstance(err, httpx.HTTPStatusError) and err.response.status_code == 504 and "/hang" in str(err.request.url):
+    if isinstance(err, httpx.HTTPStatusError) and err.response.status_code == 504 and err.request.url.path == "/hang":
         return (f"That 504 is the URL that hangs: the grader's server gave up on it after {HANG_S} s, "
                 f"because nothing stopped waiting at timeout={timeout:g} s. Pass `timeout` to httpx "
                 "(httpx.AsyncClient(timeout=...)).\n")

@@ -1,6 +1,7 @@
 """The value types every layer shares: how a server runs, what load to apply, what one request left.
 
-    ServerSpec    kind (wsgi/asgi), workers, threads, loop, pools ... and the real command line
+    ServerSpec    which app (kind) on which runner (manager), workers, threads, loop, pools ...
+                  and the real command line (the apps and runners: conclab.base.servers)
     LoadSpec      closed loop (users) or open loop (rate), bounded in time or requests
     FIELDS        the columns of the per-request record the driver keeps
 
@@ -10,19 +11,16 @@ They check themselves when built: a bad value raises one clear line.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from . import system
 from .cores import server_cpus
 from .errors import LoadError, SpecError
 from .paths import SERVERS_DIR
+from .servers import APPS, MANAGERS, RUNNERS, App, Runner, runner_for
 
-DEFAULT_APPS = {"wsgi": "wsgi_flask:app", "asgi": "asgi_minimal:app", "fastapi": "asgi_fastapi:app"}
-MANAGERS = ("uvicorn", "gunicorn")
 LOOPBACK = "127.0.0.1"
 TRANSPORTS = ("aiohttp", "httpx")
 LIMITS = {"concurrency": 4096, "rate": 20_000.0, "duration": 600.0, "requests": 2_000_000, "timeout": 600.0}
@@ -35,38 +33,40 @@ FIELDS = (
 )
 
 
-@functools.cache
-def _gunicorn_extra_flags():
-    """Recent Gunicorn opens a control socket at one fixed path (~/.gunicorn/gunicorn.ctl):
-    two labs running at once would take it from each other. The lab never uses it."""
-    try:
-        from gunicorn.config import KNOWN_SETTINGS
-    except ImportError:
-        return ()
-    return ("--no-control-socket",) if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else ()
+def _either(words, quote="'") -> str:
+    """'a', 'b' or 'c'"""
+    words = [f"{quote}{w}{quote}" for w in words]
+    return ", ".join(words[:-1]) + f" or {words[-1]}" if len(words) > 1 else words[0]
+
+
+def _rejected(runner: Runner) -> str:
+    return (f"with manager {runner.manager}, {runner.what} takes no {', '.join(runner.rejects)} "
+            "of its own: leave them unset")
 
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """Everything that decides how a server runs. ``kind`` is "wsgi" (Flask),
-    "asgi" (the raw ASGI app) or "fastapi".
+    """Everything that decides how a server runs. ``kind`` names the app
+    (``conclab.base.servers.APPS``: "wsgi" Flask, "asgi" the raw ASGI app, "fastapi").
 
-    WSGI (Gunicorn): ``workers`` processes; ``threads`` > 1 selects the gthread
-    worker class (as Gunicorn itself does); ``timeout`` is Gunicorn's worker timeout.
-    ASGI (Uvicorn): ``workers``, ``loop``, ``http``, ``threadpool`` (size of the
-    app's offload pool; for FastAPI, AnyIO's thread tokens) and
-    ``limit_concurrency`` (Uvicorn answers 503 beyond it).
-    ``manager``: who runs an ASGI app. "uvicorn" (the default) or "gunicorn", the
-    production shape: Gunicorn managing Uvicorn workers (``-k
-    uvicorn_worker.UvicornWorker``); its workers pick loop and parser themselves
-    ("auto") and ``timeout`` is Gunicorn's worker timeout.
+    ``manager``: who runs it, a word of ``MANAGERS`` (None: the app's default runner).
+    "gunicorn" runs a WSGI app on Gunicorn's sync or gthread workers, and an ASGI
+    app as Gunicorn managing Uvicorn workers (``-k uvicorn_worker.UvicornWorker``:
+    the production shape; its workers pick loop and parser themselves); "uvicorn"
+    runs an ASGI app; "granian" either (``conclab.base.servers.RUNNERS``).
+    Gunicorn: ``workers`` processes; ``threads`` > 1 selects the gthread worker
+    class (as Gunicorn itself does); ``timeout`` is Gunicorn's worker timeout.
+    Uvicorn: ``workers``, ``loop``, ``http``, ``limit_concurrency`` (Uvicorn answers
+    503 beyond it). Granian: ``workers``, ``loop``, and for WSGI ``threads`` (its
+    blocking threads). ``threadpool``: the ASGI app's offload pool (for FastAPI,
+    AnyIO's thread tokens).
     ``cpus``: the cores the server may use; None means all but the driver's core,
     "all" means every core.
-    ``python``: the interpreter that runs the server (a path); None means the
-    lab's own Python.
-    ``config``: a gunicorn.conf.py (WSGI only). Then the file alone decides workers,
-    threads, worker class and timeouts; the launcher passes only where to listen
-    (``--bind``), ``--chdir`` and the app, which override the file's own.
+    ``python``: the interpreter that runs the server (a path), for every runner;
+    None means the lab's own Python.
+    ``config``: a gunicorn.conf.py (WSGI on Gunicorn only). Then the file alone decides
+    workers, threads, worker class and timeouts; the launcher passes only where to
+    listen (``--bind``), ``--chdir`` and the app, which override the file's own.
     """
 
     kind: str = "asgi"
@@ -89,17 +89,19 @@ class ServerSpec:
 
     def __post_init__(self):
         problems = []
-        if self.kind not in DEFAULT_APPS:
-            problems.append(f"kind must be 'wsgi', 'asgi' or 'fastapi', not {self.kind!r}")
-        if self.manager not in (None, *MANAGERS):
-            problems.append(f"manager must be uvicorn or gunicorn, not {self.manager!r}")
-        elif self.kind == "wsgi" and self.manager == "uvicorn":
-            problems.append("manager uvicorn is for ASGI apps; a WSGI app runs on Gunicorn")
-        elif self.kind != "wsgi" and self.manager == "gunicorn" and (
-            self.loop != "auto" or self.http != "auto" or self.limit_concurrency is not None
-        ):
-            problems.append("with manager gunicorn, Uvicorn's workers choose loop and http themselves "
-                            "and take no limit_concurrency: leave them unset")
+        app = APPS.get(self.kind)
+        runner = runner_for(app.interface, self.manager) if app else None
+        if app is None:
+            problems.append(f"kind must be {_either(APPS)}, not {self.kind!r}")
+        elif self.manager not in (None, *MANAGERS):
+            problems.append(f"manager must be {_either(MANAGERS)}, not {self.manager!r}")
+        elif runner is None:
+            serves = [r.manager for r in RUNNERS.values() if app.interface in r.interfaces]
+            problems.append(f"manager {self.manager} does not run {app.interface.upper()} apps; "
+                            f"a {app.interface.upper()} app runs on {_either(serves, quote='')}")
+        elif any(getattr(self, name) != ServerSpec.__dataclass_fields__[name].default
+                 for name in runner.rejects):
+            problems.append(_rejected(runner))
         for name, low, high in (("workers", 1, 64), ("threads", 1, 1024), ("threadpool", 1, 1024), ("timeout", 1, 3600)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -121,8 +123,9 @@ class ServerSpec:
             if not (isinstance(self.cpus, tuple | list) and self.cpus
                     and all(isinstance(c, int) and c in usable for c in self.cpus)):
                 problems.append(f"cpus must be None, 'all' or core numbers from {list(usable)}, not {self.cpus!r}")
-        if self.config is not None and (self.kind != "wsgi" or not isinstance(self.config, str)):
-            problems.append(f"config (a gunicorn.conf.py path) is for kind 'wsgi' only, not {self.config!r}")
+        if self.config is not None and not (runner and runner.takes_config and isinstance(self.config, str)):
+            problems.append("config (a gunicorn.conf.py path) is for a WSGI app on Gunicorn only, "
+                            f"not {self.config!r}")
         if problems:
             raise SpecError("; ".join(problems))
 
@@ -131,31 +134,41 @@ class ServerSpec:
         return self.worker_class or ("gthread" if self.threads > 1 else "sync")
 
     @property
-    def runner(self) -> str:
-        """The program that runs the app: "gunicorn" or "uvicorn"."""
-        return "gunicorn" if self.kind == "wsgi" else (self.manager or "uvicorn")
+    def app_entry(self) -> App:
+        """The app this spec serves (its table entry in conclab.base.servers)."""
+        return APPS[self.kind]
+
+    @property
+    def interface(self) -> str:
+        """"wsgi" or "asgi": how the runner calls the app."""
+        return self.app_entry.interface
+
+    @property
+    def runner(self) -> Runner:
+        """The program that runs the app (its table entry in conclab.base.servers)."""
+        return runner_for(self.interface, self.manager)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The Python packages (import names) the app and its runner need."""
+        return tuple(dict.fromkeys((*self.runner.needs, *self.app_entry.needs)))
 
     @property
     def serves_in_master(self) -> bool:
         """True when the first process serves requests itself (one Uvicorn process, no workers)."""
-        return self.runner == "uvicorn" and self.workers == 1
+        return self.runner.master_serves and self.workers == 1
+
+    @property
+    def one_at_a_time(self) -> bool:
+        """Each worker serves one request at a time: a WSGI app on one thread per worker (sync)."""
+        return self.interface == "wsgi" and self.gunicorn_class == "sync"
 
     @property
     def label(self) -> str:
         """A short name for legends: 'gunicorn sync 1w', 'uvicorn 2w pool=4',
-        'fastapi uvicorn 1w tokens=80', 'fastapi gunicorn+uvicorn 2w'."""
-        if self.kind == "wsgi" and self.config:
-            return f"gunicorn -c {Path(self.config).name}"
-        if self.kind == "wsgi":
-            cls = self.gunicorn_class
-            threads = f"x{self.threads}t" if cls == "gthread" else ""
-            return f"gunicorn {cls} {self.workers}w{threads}".strip()
-        runner = "gunicorn+uvicorn" if self.runner == "gunicorn" else "uvicorn"
-        if self.kind == "fastapi":
-            tokens = f" tokens={self.threadpool}" if self.threadpool != 40 else ""
-            return f"fastapi {runner} {self.workers}w{tokens}"
-        pool = f" pool={self.threadpool}" if self.threadpool != 40 else ""
-        return f"{runner} {self.workers}w{pool}"
+        'fastapi uvicorn 1w tokens=80', 'fastapi gunicorn+uvicorn 2w', 'granian 1w'."""
+        app = self.app_entry
+        return f"{app.label_prefix}{self.runner.describe(self)}{app.pool_label(self)}"
 
     def to_dict(self):
         doc = dataclasses.asdict(self)
@@ -169,34 +182,9 @@ class ServerSpec:
         return self.python or sys.executable
 
     def command(self, port: int, host: str = LOOPBACK) -> list[str]:
-        """The real gunicorn/uvicorn command line - the one a student could type."""
-        app = self.app or DEFAULT_APPS[self.kind]
-        app_dir = str(self.app_dir or SERVERS_DIR)
-        if self.kind == "wsgi" and self.config:
-            # Command-line flags beat the config file, so pass only these three.
-            return [
-                self.interpreter, "-m", "gunicorn", "--config", str(self.config),
-                "--bind", f"{host}:{port}", "--chdir", app_dir, app,
-            ]
-        if self.runner == "gunicorn":
-            # An ASGI app under Gunicorn: Gunicorn manages the processes, each
-            # worker is a Uvicorn server (the uvicorn-worker package).
-            worker = ["--worker-class", "uvicorn_worker.UvicornWorker"] if self.kind != "wsgi" else [
-                "--worker-class", self.gunicorn_class, "--threads", str(self.threads)]
-            return [
-                self.interpreter, "-m", "gunicorn", "--bind", f"{host}:{port}",
-                "--chdir", app_dir, "--workers", str(self.workers), *worker,
-                "--timeout", str(self.timeout), "--graceful-timeout", "3", *_gunicorn_extra_flags(), app,
-            ]
-        cmd = [
-            self.interpreter, "-m", "uvicorn", "--host", host, "--port", str(port),
-            "--app-dir", app_dir, "--workers", str(self.workers),
-            "--loop", self.loop, "--http", self.http, "--no-access-log",
-            "--timeout-graceful-shutdown", "3",
-        ]
-        if self.limit_concurrency:
-            cmd += ["--limit-concurrency", str(self.limit_concurrency)]
-        return cmd + [app]
+        """The real command line (gunicorn, uvicorn, granian ...) - the one a student could type."""
+        app = self.app or self.app_entry.target
+        return self.runner.command(self, host, port, app, str(self.app_dir or SERVERS_DIR))
 
     def resolved_cpus(self) -> tuple[int, ...]:
         if self.cpus == "all":

@@ -29,6 +29,7 @@ import numpy as np
 from ..base import system
 from ..base.cores import client_cpu, usable_cores
 from ..base.specs import LoadSpec, ServerSpec
+from ..measuring.cost import ServerCpu, answered
 from ..measuring.driver import ClientSaturatedWarning, LoadResult, run_load
 from ..processes.launcher import Server, serve
 from .experiment import Experiment, Job, closed_load, point_doc
@@ -143,15 +144,14 @@ def measure_cost(server: Server, load: LoadSpec) -> tuple[LoadResult, dict]:
     Every request the server answered counts, warm-up included - the CPU
     counters run through the warm-up too.
     """
-    before = server.cpu_seconds()
-    with warnings.catch_warnings():
+    with ServerCpu(server) as cpu, warnings.catch_warnings():
         warnings.simplefilter("ignore", ClientSaturatedWarning)
         result = run_load(server.url, load, progress=False, warn=False)
-    cpu_s = server.cpu_seconds() - before
-    answered = int(np.sum(result.columns()["status"] > 0))
+    n = answered(result)
+    us = cpu.us_per_request(n)
     return result, {
-        "server_cpu_s": cpu_s, "requests": answered,
-        "us_per_request": cpu_s / answered * 1e6 if answered else math.nan,
+        "server_cpu_s": cpu.seconds, "requests": n,
+        "us_per_request": us if us is not None else math.nan,
     }
 
 
@@ -193,17 +193,16 @@ def wrk_cost(quick):
     cmd = system.pinned_command(client_cpu(), cmd)  # wrk on the driver's core, the server on the others
     with serve(FAST) as server:
         run_load(server.url, path="/hello", concurrency=10, duration=0.5, progress=False, warn=False)  # warm up
-        before = server.cpu_seconds()
-        text = subprocess.run([*cmd, server.url + "/hello"], capture_output=True, text=True, timeout=60).stdout
-        cpu_s = server.cpu_seconds() - before
+        with ServerCpu(server) as cpu:
+            text = subprocess.run([*cmd, server.url + "/hello"], capture_output=True, text=True, timeout=60).stdout
     rps = next((float(line.split()[1]) for line in text.splitlines() if line.startswith("Requests/sec:")), None)
     done = WRK_LINE.search(text)
     if rps is None or done is None:
         return {"wrk": None, "note": f"could not read wrk's output: {text[-200:]!r}"}
     n = int(done.group(1))
     seconds = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
-    return {"wrk": {"rps": rps, "requests": n, "seconds": seconds, "server_cpu_s": cpu_s,
-                    "us_per_request": cpu_s / n * 1e6, "server_busy": cpu_s / seconds, "connections": 50,
+    return {"wrk": {"rps": rps, "requests": n, "seconds": seconds, "server_cpu_s": cpu.seconds,
+                    "us_per_request": cpu.us_per_request(n), "server_busy": cpu.seconds / seconds, "connections": 50,
                     "server_cores": len(FAST.resolved_cpus())}}
 
 

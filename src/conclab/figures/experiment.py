@@ -48,7 +48,7 @@ from ..base.specs import LoadSpec, ServerSpec
 from ..measuring import results
 from ..measuring.driver import ClientSaturatedWarning, Interrupted, run_load
 from ..measuring.theory import Overhead, parse_route, predict, slots
-from ..processes.stack import serve
+from ..processes.stack import running
 from .plotting import footer
 
 TIMELINE_FIELDS = ("intended_ns", "start_ns", "end_ns", "status", "worker_pid", "thread", "server_start_ns", "server_end_ns")
@@ -180,10 +180,8 @@ def wait_for_every_worker(server, path: str = "/io?ms=100", timeout: float = 30.
     worker has booted (imported the app) and the measurement can start. A worker
     that serves many requests at once gets a bigger wave, so its siblings get some.
     """
-    want = set(getattr(server, "worker_pids", None) or [])
-    spec = getattr(server, "spec", None)
-    one_each = getattr(spec, "kind", None) == "wsgi" and getattr(spec, "gunicorn_class", None) == "sync"
-    n = len(want) if one_each else 8 * len(want)
+    want = set(server.worker_pids)
+    n = len(want) if server.spec.one_at_a_time else 8 * len(want)
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
     while want and not want <= seen and time.monotonic() < deadline:
@@ -217,7 +215,7 @@ def point_doc(job: Job, result, probe_result=None, rss=None, overhead: Overhead 
 
 def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> dict:
     """Measure one job against a running server."""
-    if hasattr(job, "measure"):  # a job that measures in its own way (e.g. proxy.SlowClientsJob)
+    if hasattr(job, "measure"):  # a job that measures in its own way (e.g. front.SlowClientsJob)
         return job.measure(server)
     probe_box = {}
     rss_box = {}
@@ -315,7 +313,7 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=exp.name, unit="point", disable=not progress)
     try:
         for spec, group in _group_by_server(todo).items():
-            with serve(spec) as server:
+            with running(spec) as server:
                 overheads = {}
                 if isinstance(spec, ServerSpec):
                     bar.set_postfix_str(f"{spec.label}: booting every worker, calibrating", refresh=True)

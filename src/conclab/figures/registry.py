@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..base.paths import FIGURES_DIR
-from . import cpu_cores, cpu_offload, fastapi, honesty, io_wait, proxy
+from . import cpu_cores, cpu_offload, fastapi, front, honesty, io_wait
 from .experiment import Experiment, run_experiment
 
 EXPERIMENTS: list[Experiment] = [
@@ -24,7 +24,7 @@ EXPERIMENTS: list[Experiment] = [
     cpu_offload.COST_PER_REQUEST,
     honesty.OPEN_VS_CLOSED,
     honesty.CLIENT_CEILING,
-    proxy.SLOW_CLIENTS, proxy.SCALE_OUT,
+    front.SLOW_CLIENTS, front.SCALE_OUT,
 ]
 REGISTRY: dict[str, Experiment] = {e.name: e for e in EXPERIMENTS}
 

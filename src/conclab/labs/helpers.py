@@ -48,11 +48,11 @@ def import_student(folder: Path, name: str) -> ModuleType:
 EXCEPTION_LINE = re.compile(r"^\s*\w[\w.]*(Error|Exception|Exit)\b")
 
 
-def start_failure(err: BaseException, folder: Path, what: str) -> str:
+def start_failure(err: ServerStartError, folder: Path, what: str) -> str:
     """A short reason for a server that did not start: the traceback from the
     first line in the student's own files down to the exception; failing that,
     the launcher's summary and the exception lines of the server's output."""
-    lines = str(err).splitlines()
+    lines = [err.reason, *err.output.splitlines()]
     first = next((i for i, line in enumerate(lines) if "File " in line and str(folder) in line), None)
     if first is not None:
         end = next((i for i in range(first, len(lines)) if EXCEPTION_LINE.match(lines[i])), len(lines) - 1)

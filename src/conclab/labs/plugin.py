@@ -82,7 +82,8 @@ def _grading_plugin():
             if report.failed:
                 self.results[report.nodeid] = (False, "load the grader")
                 _say(f"  FAIL  could not load the grader {report.nodeid}:")
-                for line in str(report.longrepr).strip().splitlines()[-8:]:
+                text = str(report.longrepr).strip()
+                for line in text.splitlines()[-8:]:
                     _say(f"        {line}")
 
         def pytest_sessionfinish(self, session, exitstatus):

@@ -69,9 +69,9 @@ def serve_for_trying(spec: ServerSpec, what: str, env_shown: dict[str, str] | No
         try:
             server = stack.enter_context(serve(spec, start_timeout=start_timeout))
         except ServerStartError as err:
-            if "already in use" in str(err) and spec.port:
+            if err.port_in_use and spec.port:
                 raise LabError(f"port {spec.port} is taken: pick another, e.g. PORT={spec.port + 1} make try ...") from None
-            raise LabError(f"{what} did not start:\n{_output_of(err)}") from None
+            raise LabError(f"{what} did not start:\n{err.output}") from None
         if not quiet:
             env = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env_shown or {}).items())
             command = shlex.join(_short(server.command))
@@ -84,11 +84,6 @@ def _short(command):
     if len(command) > 2 and command[0] == sys.executable and command[1] == "-m":
         return [command[2], *command[3:]]
     return list(command)
-
-
-def _output_of(err):
-    text = str(err)
-    return text.split("--- server output ---", 1)[-1].strip() if "--- server output ---" in text else text
 
 
 def follow(*servers: Server, poll: float = 0.2) -> None:

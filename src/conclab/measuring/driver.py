@@ -38,7 +38,7 @@ import httpx
 
 from ..base import system
 from ..base.cores import client_cpu
-from ..base.errors import LoadError
+from ..base.errors import LoadError, RemoteTargetError
 from ..base.specs import LIMITS, LoadSpec
 from . import stats
 
@@ -70,7 +70,7 @@ def check_target(url: str, allow_remote: bool = False) -> None:
             raise LoadError(f"cannot resolve {host!r}") from None
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if not all(a.is_loopback for a in addresses):
-        raise LoadError(f"refusing to send load to {host} - not a loopback address (pass allow_remote=True, or --allow-remote on the command line, to override)")
+        raise RemoteTargetError(f"refusing to send load to {host} - not a loopback address (pass allow_remote=True, or --allow-remote on the command line, to override)", host)
 
 
 def error_kind(exc: BaseException) -> str:

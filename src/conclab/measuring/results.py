@@ -21,7 +21,7 @@ from ..base import system
 from ..base.cores import cgroup_quota, placement, usable_cores
 from ..base.specs import FIELDS
 
-PACKAGES = ("gunicorn", "uvicorn", "uvicorn-worker", "flask", "fastapi", "starlette", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "httptools", "anyio")
+PACKAGES = ("gunicorn", "uvicorn", "uvicorn-worker", "granian", "flask", "fastapi", "starlette", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "httptools", "anyio")
 
 
 def machine() -> dict:

@@ -53,6 +53,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..base.cores import usable_cores
 from ..base.specs import ServerSpec
+from ..processes.nginx import FrontSpec
 
 UNBOUNDED = math.inf
 
@@ -112,14 +113,14 @@ def server_cores(spec) -> int:
 
 def slots(spec: ServerSpec, route: str, cores: int | None = None) -> tuple[float, str]:
     """How many requests of this route the server can work on at once, and why."""
-    if hasattr(spec, "instances"):  # nginx in front of several app servers (processes/nginx.py FrontSpec)
+    if isinstance(spec, FrontSpec):  # nginx in front of several app servers
         per_instance, why = slots(spec.app, route, cores)
         if why == "cores":  # separate instances on one machine still share its cores
-            return min(spec.instances * spec.app.workers, cores or server_cores(spec)), why
+            return min(spec.instances * spec.app.workers, cores or server_cores(spec.app)), why
         return per_instance * spec.instances, why
     cores = cores or server_cores(spec)
     cpu_slots = min(spec.workers, cores)
-    if spec.kind == "wsgi":
+    if spec.interface == "wsgi":
         if route == "/cpu":
             return cpu_slots, "cores"
         per_worker = spec.threads if spec.gunicorn_class == "gthread" else 1

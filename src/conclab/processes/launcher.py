@@ -1,20 +1,27 @@
-"""Start Gunicorn or Uvicorn on a free loopback port, and always stop them.
+"""Start an app server (Gunicorn, Uvicorn, Granian ...) on a free loopback port, and always stop it.
 
     with serve(ServerSpec("asgi")) as server:
         httpx.get(server.url + "/hello")
 
 ``serve`` starts the server as its own process group under a small guard
 (``conclab.processes.guard``), waits for ``/health``, yields a :class:`Server` with the URL
-and the process ids, and on exit stops the whole group: TERM, then KILL after a
-grace period. A server that fails to start raises :class:`ServerStartError`
-quoting the server's own output. If the Python process that called ``serve`` dies -
-an exception, Ctrl-C, or a kernel killed with SIGKILL - the guard stops the server.
+and the process ids, and on exit stops the whole group: TERM, then KILL after the
+runner's grace period. A server that fails to start raises :class:`ServerStartError`
+carrying the server's own output; when its port was taken meanwhile
+(``port_in_use``), another free port is tried. If the Python process that called
+``serve`` dies - an exception, Ctrl-C, or a kernel killed with SIGKILL - the guard
+stops the server.
+
+:func:`launch` and :func:`start_on_a_free_port` are the one start-wait-retry path:
+nginx (``conclab.processes.nginx``) starts through them too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import importlib.util
 import os
 import shlex
 import shutil
@@ -32,21 +39,38 @@ import httpx
 import psutil
 
 from ..base import system
-from ..base.errors import ServerStartError
+from ..base.errors import ServerStartError, SpecError
 from ..base.specs import LIMITS, LOOPBACK, ServerSpec
+
+GRACE = 5.0  # seconds between TERM and KILL, unless the runner says otherwise
 
 
 @dataclass
 class Server:
     """A running server: where it listens and which processes it is."""
 
-    spec: ServerSpec
+    spec: ServerSpec  # or, for nginx, its NginxSpec
     url: str
     port: int
     guard_pid: int
     log_path: Path
     command: list[str]
     proc: subprocess.Popen | None = field(default=None, repr=False)  # the guard process
+    grace: float = GRACE  # seconds from TERM to KILL when it stops
+    serves_in_master: bool = False  # one process that serves requests itself (one Uvicorn process)
+
+    def stop(self) -> None:
+        """Stop every process of the server: TERM, then KILL after the grace period."""
+        stop_server(self, self.grace)
+
+    def describe(self) -> str:
+        """What runs where, as `conclab serve` prints it."""
+        return (
+            f"{self.spec.label} listening on {self.url}\n"
+            f"  command: {shlex.join(self.command)}\n"
+            f"  pids: guard {self.guard_pid}, master {self.master_pid}, workers {self.worker_pids}\n"
+            f"  log: {self.log_path}"
+        )
 
     def running(self) -> bool:
         """True while the server (its guard) has not exited."""
@@ -83,7 +107,7 @@ class Server:
         master = self.master_pid
         if master is None:
             return []
-        if getattr(self.spec, "serves_in_master", False):  # its children are the app's pool processes
+        if self.serves_in_master:  # its children are the app's pool processes
             return [master]
         try:
             workers = [p.pid for p in psutil.Process(master).children()
@@ -152,8 +176,74 @@ def tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _start(spec, port, start_timeout, log_path):
-    command = spec.command(port)
+def port_taken(port: int, host: str = LOOPBACK) -> bool:
+    """True if another socket holds ``port``: we try to bind it ourselves (EADDRINUSE).
+
+    SO_REUSEADDR, as servers set it, so that connections of a server that just
+    exited (TIME_WAIT) do not count; a listening socket still does.
+    """
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as err:
+            return err.errno == errno.EADDRINUSE
+    return False
+
+
+def launch(spec, command: list[str], port: int, log_path: Path, start_timeout: float, *,
+           env: dict[str, str] | None = None, grace: float = GRACE, serves_in_master: bool = False,
+           ready: Callable[[Server], bool] = lambda server: True) -> Server:
+    """Start ``command`` under the guard, on ``spec``'s cores, and wait until it serves.
+
+    ``spec`` gives the label and the cores (``resolved_cpus``); the server's output
+    goes to ``log_path``. See :func:`wait_for_health` for what "serves" means.
+    """
+    guard = [
+        sys.executable, "-m", "conclab.processes.guard", "--parent", str(os.getpid()),
+        "--cpus", ",".join(map(str, spec.resolved_cpus())), "--grace", f"{grace:g}",
+        "--log-dir", str(log_path.parent), "--", *command,
+    ]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            guard, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env,
+        )
+    server = Server(spec, f"http://{LOOPBACK}:{port}", port, proc.pid, log_path, command, proc, grace,
+                    serves_in_master)
+    try:
+        return wait_for_health(server, start_timeout, ready=lambda: ready(server))
+    except BaseException:  # Ctrl-C while starting: a notebook kernel lives on, so must not the server
+        server.stop()
+        raise
+
+
+def start_on_a_free_port(start: Callable[[int], Server], port: int | None = None,
+                         attempts: int = 3) -> Server:
+    """``start(port)`` on ``port``, or on a free port: another program may take a free
+    port between our check and the server's bind, so a start whose port was taken
+    (``ServerStartError.port_in_use``) is tried again on another, up to ``attempts`` times."""
+    tries = 1 if port else attempts
+    for attempt in range(1, tries + 1):
+        try:
+            return start(port or free_port())
+        except ServerStartError as err:
+            if not err.port_in_use or attempt == tries:
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def check_installed(spec: ServerSpec) -> None:
+    """A runner or app whose package the lab's Python lacks is one clear line, not a
+    server that dies starting. (Another interpreter, ``spec.python``, speaks for itself.)"""
+    if spec.python is None:
+        missing = [name for name in spec.needs if importlib.util.find_spec(name) is None]
+        if missing:
+            raise SpecError(f"{spec.label} needs {', '.join(missing)}, not installed in {sys.executable}: "
+                            "install the lab again (make setup)")
+
+
+def _start(spec: ServerSpec, port: int, start_timeout: float, log_dir: Path) -> Server:
     env = dict(os.environ, PYTHONUNBUFFERED="1", THREADPOOL_SIZE=str(spec.threadpool))
     env.pop("WEB_CONCURRENCY", None)  # Uvicorn would read it as --workers
     env.update(system.server_env())  # macOS: forked workers may touch Objective-C
@@ -161,23 +251,10 @@ def _start(spec, port, start_timeout, log_path):
     # 256-user run's sockets. Raised once here (a no-op where it is high enough).
     system.raise_open_files_limit(LIMITS["concurrency"])
     env.update(dict(spec.env))
-    guard = [
-        sys.executable, "-m", "conclab.processes.guard", "--parent", str(os.getpid()),
-        "--cpus", ",".join(map(str, spec.resolved_cpus())), "--log-dir", str(log_path.parent), "--",
-        *command,
-    ]
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            guard, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env,
-        )
-    server = Server(spec, f"http://{LOOPBACK}:{port}", port, proc.pid, log_path, command, proc)
-    try:
-        # every worker is up, not just the first to answer
-        return wait_for_health(server, start_timeout, ready=lambda: len(server.worker_pids) >= spec.workers)
-    except BaseException:  # Ctrl-C while starting: a notebook kernel lives on, so must not the server
-        stop_server(server)
-        raise
+    # every worker is up, not just the first to answer
+    return launch(spec, spec.command(port), port, log_dir / f"{spec.kind}-{port}.log", start_timeout, env=env,
+                  grace=spec.runner.grace, serves_in_master=spec.serves_in_master,
+                  ready=lambda server: len(server.worker_pids) >= spec.workers)
 
 
 def listens_on(server: Server) -> bool:
@@ -196,23 +273,23 @@ def listens_on(server: Server) -> bool:
     return False
 
 
-def wait_for_health(server: Server, start_timeout: float, ready: Callable[[], bool] = lambda: True,
-                    output: str = "server output") -> Server:
+def wait_for_health(server: Server, start_timeout: float, ready: Callable[[], bool] = lambda: True) -> Server:
     """Poll ``/health`` until it answers 200, ``ready()`` holds and one of the server's
     own processes holds the listening socket; a start that fails or takes too long
-    stops the server and raises ServerStartError quoting its ``output``."""
+    stops the server and raises ServerStartError with its output."""
     deadline = time.monotonic() + start_timeout
     with httpx.Client(timeout=1.0, trust_env=False) as client:
         while True:
             exited = server.proc.poll() is not None
             if exited or time.monotonic() > deadline:
-                stop_server(server)  # close our end of its stdin pipe; KILL any straggler in the group
+                server.stop()  # close our end of its stdin pipe; KILL any straggler in the group
                 what = (f"exited while starting (code {server.proc.returncode})" if exited
                         else f"did not answer /health within {start_timeout:g} s")
-                raise ServerStartError(
-                    f"{server.spec.label} {what}.\n"
-                    f"command: {shlex.join(server.command)}\n--- {output} ---\n{tail(server.log())}"
-                )
+                output = tail(server.log())
+                taken = port_taken(server.port)
+                in_use = f"; port {server.port} is in use" if taken else ""
+                raise ServerStartError(f"{server.spec.label} {what}{in_use}.", output=output,
+                                       command=server.command, port_in_use=taken)
             try:
                 ok = client.get(server.url + "/health").status_code == 200
             except httpx.HTTPError:
@@ -222,7 +299,7 @@ def wait_for_health(server: Server, start_timeout: float, ready: Callable[[], bo
             time.sleep(0.05)
 
 
-def stop_server(server: Server, grace: float = 5.0) -> None:
+def stop_server(server: Server, grace: float = GRACE) -> None:
     proc = server.proc
     with contextlib.suppress(OSError):
         proc.stdin.close()  # the guard sees EOF and stops the group gracefully
@@ -240,33 +317,14 @@ def stop_server(server: Server, grace: float = 5.0) -> None:
 def serve(spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrides: object) -> Iterator[Server]:
     """Run a server for the duration of a ``with`` block. See the module docstring."""
     spec = dataclasses.replace(spec or ServerSpec(), **overrides) if overrides else (spec or ServerSpec())
+    check_installed(spec)
     log_dir = Path(tempfile.mkdtemp(prefix="conclab-server-"))
-    attempts = 1 if spec.port else 3
-    for attempt in range(attempts):
-        port = spec.port or free_port()
-        log_path = log_dir / f"{spec.kind}-{port}.log"
-        try:
-            server = _start(spec, port, start_timeout, log_path)
-            break
-        except ServerStartError as err:
-            # Another program may grab the free port between our check and the bind.
-            if "already in use" not in str(err) or attempt == attempts - 1:
-                shutil.rmtree(log_dir, ignore_errors=True)  # the error quotes the log
-                raise
-        except BaseException:
-            shutil.rmtree(log_dir, ignore_errors=True)
-            raise
     try:
-        yield server
+        server = start_on_a_free_port(lambda port: _start(spec, port, start_timeout, log_dir), spec.port)
+        try:
+            yield server
+        finally:
+            server.stop()
     finally:
-        stop_server(server)
-        shutil.rmtree(log_dir, ignore_errors=True)  # the log was only needed while it ran
-
-
-def describe(server: Server) -> str:
-    return (
-        f"{server.spec.label} listening on {server.url}\n"
-        f"  command: {shlex.join(server.command)}\n"
-        f"  pids: guard {server.guard_pid}, master {server.master_pid}, workers {server.worker_pids}\n"
-        f"  log: {server.log_path}"
-    )
+        # The log was only needed while it ran (a start error carries its tail).
+        shutil.rmtree(log_dir, ignore_errors=True)

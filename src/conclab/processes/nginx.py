@@ -1,10 +1,14 @@
-"""nginx in front of the app servers: the web server of client <-> nginx <-> Gunicorn/Uvicorn.
+"""nginx in front of the app servers (the front): client <-> nginx <-> Gunicorn/Uvicorn/Granian.
 
-    with serve_behind_nginx(FrontSpec(ServerSpec("wsgi", workers=2))) as front:
+    with serve_front(FrontSpec(ServerSpec("wsgi", workers=2))) as front:
         httpx.get(front.url + "/hello")        # through nginx, to Gunicorn
 
-    with serve_behind_nginx(FrontSpec(ServerSpec("wsgi"), instances=3)) as front:
+    with serve_front(FrontSpec(ServerSpec("wsgi"), instances=3)) as front:
         ...                                    # nginx balancing over 3 separate Gunicorns
+
+In code the concept is called the front (``FrontSpec``, ``Front``, ``serve_front``);
+the command line says ``--behind-nginx``. ``serve_nginx`` runs nginx alone, in
+front of app servers that already run.
 
 nginx is a system program (Debian ``apt-get install nginx``, Homebrew ``brew
 install nginx``), not a Python package. The launcher runs it as the current
@@ -17,7 +21,9 @@ and every ``*_temp_path``; nginx listens on a free loopback port and logs
 errors to stderr. It runs under the same guard as the app servers
 (``python -m conclab.processes.guard``), so no nginx process outlives the
 Python process that started it - not even when that one is killed with SIGKILL.
-A failed start raises :class:`ServerStartError` quoting nginx's own error.
+nginx starts through the launcher's one start-wait-retry path
+(``launcher.launch``, ``launcher.start_on_a_free_port``): a failed start raises
+:class:`ServerStartError` carrying nginx's own error.
 
 Install policy: :func:`nginx_missing` is the one place that decides what a
 missing nginx means. Tests, experiments and notebook cells skip with its
@@ -31,26 +37,22 @@ import contextlib
 import os
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..base.errors import ServerStartError, SpecError
+from ..base.errors import SpecError
 from ..base.paths import SERVERS_DIR
 from ..base.specs import LOOPBACK, ServerSpec
 from ..base.system import ProgramMissing, missing
-from .launcher import Server, free_port, serve, stop_server, wait_for_health
+from .launcher import Server, launch, serve, start_on_a_free_port
 
 TEMPLATE = SERVERS_DIR / "nginx.conf"
 INSTALL_HINT = "install it with `apt-get install nginx` (Debian/Ubuntu) or `brew install nginx` (macOS)"
 # Debian installs nginx into /usr/sbin, which an ordinary user's PATH may lack.
 _EXTRA_PATHS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/opt/homebrew/bin")
 
-
-NginxMissing = ProgramMissing  # nginx is not installed, and this run cannot do without it
 
 def find_nginx() -> str | None:
     """The nginx executable: $CONCLAB_NGINX, else PATH, else the usual sbin folders."""
@@ -97,8 +99,6 @@ class NginxSpec:
     client_header_timeout: int = 60
     cpus: tuple[int, ...] | None = None
     port: int | None = None
-    kind: str = "nginx"
-    workers: int = 1  # nginx worker processes (the template says 1)
 
     @property
     def label(self) -> str:
@@ -138,11 +138,6 @@ class FrontSpec:
         if problems:
             raise SpecError("; ".join(problems))
 
-    # The fields the experiment machinery and the theory read, as for a ServerSpec.
-    @property
-    def kind(self) -> str:
-        return self.app.kind
-
     @property
     def label(self) -> str:
         many = f"{self.instances} x " if self.instances > 1 else ""
@@ -152,13 +147,10 @@ class FrontSpec:
         return {"front": "nginx", "instances": self.instances, "client_header_timeout": self.client_header_timeout,
                 "port": self.port, "app": self.app.to_dict()}
 
-    def resolved_cpus(self) -> tuple[int, ...]:
-        return self.app.resolved_cpus()
-
 
 @dataclass
 class Front:
-    """nginx and the app servers behind it, running."""
+    """nginx and the app servers behind it, running (a ``stack.RunningServer``)."""
 
     spec: FrontSpec
     nginx: Server
@@ -190,40 +182,60 @@ class Front:
         """Every process: nginx's and each instance's, guards included."""
         return self.nginx.pids + [pid for app in self.apps for pid in app.pids]
 
+    def cpu_seconds(self) -> float:
+        """CPU time of the app servers behind nginx (every instance), nginx's own left
+        out: the server's cost per request is the app's. nginx's: ``front.nginx.cpu_seconds()``."""
+        return sum(app.cpu_seconds() for app in self.apps)
+
     def log(self) -> str:
         return "\n".join(s.log() for s in (self.nginx, *self.apps))
 
     def rss_bytes(self) -> int:
+        """Memory of nginx and every app server (PSS, see ``Server.rss_bytes``)."""
         return self.nginx.rss_bytes() + sum(app.rss_bytes() for app in self.apps)
+
+    def stop(self) -> None:
+        """nginx first (no new requests reach the apps), then the apps."""
+        for server in (self.nginx, *self.apps):
+            server.stop()
+
+    def describe(self) -> str:
+        """What runs where, as `conclab serve --behind-nginx` prints it."""
+        lines = [
+            f"{self.spec.label} listening on {self.url}",
+            f"  nginx: {shlex.join(self.nginx.command)}",
+            f"  nginx pids: guard {self.nginx.guard_pid}, master {self.nginx.master_pid}, "
+            f"workers {self.nginx.worker_pids}",
+        ]
+        for i, app in enumerate(self.apps, 1):
+            lines.append(f"  app {i}: {app.url}  pids: guard {app.guard_pid}, master {app.master_pid}, "
+                         f"workers {app.worker_pids}")
+        return "\n".join(lines)
 
 
 def command(prefix: Path) -> list[str]:
     """The nginx command line - the one a student could type."""
     exe = find_nginx()
     if exe is None:
-        raise NginxMissing(f"nginx is not installed: {INSTALL_HINT}")
+        raise ProgramMissing(f"nginx is not installed: {INSTALL_HINT}")
     # -e stderr: without it nginx first opens its compiled-in error log
     # (/var/log/nginx/error.log), which an ordinary user may not write.
     return [exe, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr"]
 
 
-def _start(spec: NginxSpec, port: int, prefix: Path, start_timeout: float) -> Server:
-    (prefix / "nginx.conf").write_text(render_conf(port, prefix, list(spec.upstreams), spec.client_header_timeout))
-    cmd = command(prefix)
-    log_path = prefix / "nginx.log"
-    guard = [
-        sys.executable, "-m", "conclab.processes.guard", "--parent", str(os.getpid()),
-        "--cpus", ",".join(map(str, spec.resolved_cpus())), "--log-dir", str(prefix), "--", *cmd,
-    ]
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(guard, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    server = Server(spec, f"http://{LOOPBACK}:{port}", port, proc.pid, log_path, cmd, proc)
+def _start(spec: NginxSpec, port: int, start_timeout: float) -> Server:
+    """nginx on ``port``, from a fresh prefix folder (removed again if it fails to start)."""
+    prefix = Path(tempfile.mkdtemp(prefix="conclab-nginx-"))
+    # Started as root, nginx runs its workers as an unprivileged user, which
+    # must still reach the temp folders under the prefix.
+    prefix.chmod(0o755)
     try:
+        conf = render_conf(port, prefix, list(spec.upstreams), spec.client_header_timeout)
+        (prefix / "nginx.conf").write_text(conf)
         # nginx answers /health by forwarding it to an app server
-        return wait_for_health(server, start_timeout, output="nginx output")
+        return launch(spec, command(prefix), port, prefix / "nginx.log", start_timeout)
     except BaseException:
-        stop_server(server)
+        shutil.rmtree(prefix, ignore_errors=True)
         raise
 
 
@@ -231,59 +243,27 @@ def _start(spec: NginxSpec, port: int, prefix: Path, start_timeout: float) -> Se
 def serve_nginx(spec: NginxSpec, start_timeout: float = 20.0) -> Iterator[Server]:
     """Run nginx in front of already running app servers (``spec.upstreams``: their ports)."""
     if find_nginx() is None:
-        raise NginxMissing(f"nginx is not installed: {INSTALL_HINT}")
-    attempts = 1 if spec.port else 3
-    server = None
-    for attempt in range(attempts):
-        prefix = Path(tempfile.mkdtemp(prefix="conclab-nginx-"))
-        # Started as root, nginx runs its workers as an unprivileged user, which
-        # must still reach the temp folders under the prefix.
-        prefix.chmod(0o755)
-        try:
-            server = _start(spec, spec.port or free_port(), prefix, start_timeout)
-            break
-        except ServerStartError as err:
-            shutil.rmtree(prefix, ignore_errors=True)
-            # Another program may take the free port between our check and nginx's bind.
-            if "in use" not in str(err) or attempt == attempts - 1:
-                raise
-        except BaseException:
-            shutil.rmtree(prefix, ignore_errors=True)
-            raise
+        raise ProgramMissing(f"nginx is not installed: {INSTALL_HINT}")
+    server = start_on_a_free_port(lambda port: _start(spec, port, start_timeout), spec.port)
     try:
         yield server
     finally:
-        stop_server(server)
-        shutil.rmtree(prefix, ignore_errors=True)
+        server.stop()
+        shutil.rmtree(server.log_path.parent, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def serve_behind_nginx(spec: FrontSpec | None = None, start_timeout: float = 20.0,
-                       **overrides: object) -> Iterator[Front]:
+def serve_front(spec: FrontSpec | None = None, start_timeout: float = 20.0,
+                **overrides: object) -> Iterator[Front]:
     """Start ``spec.instances`` app servers, then nginx in front of them; yield a :class:`Front`.
 
     On exit nginx stops first (no new requests reach the apps), then the apps.
     """
     spec = replace(spec or FrontSpec(), **overrides)
     if find_nginx() is None:
-        raise NginxMissing(f"nginx is not installed: {INSTALL_HINT}")
+        raise ProgramMissing(f"nginx is not installed: {INSTALL_HINT}")
     with contextlib.ExitStack() as stack:
         apps = [stack.enter_context(serve(spec.app, start_timeout)) for _ in range(spec.instances)]
         nginx_spec = NginxSpec(tuple(app.port for app in apps), spec.client_header_timeout, port=spec.port)
         nginx = stack.enter_context(serve_nginx(nginx_spec, start_timeout))
         yield Front(spec, nginx, apps)
-
-
-def describe(front: Front) -> str:
-    """What runs where, as `conclab serve --behind-nginx` prints it."""
-    lines = [
-        f"{front.spec.label} listening on {front.url}",
-        f"  nginx: {shlex.join(front.nginx.command)}",
-        f"  nginx pids: guard {front.nginx.guard_pid}, master {front.nginx.master_pid}, "
-        f"workers {front.nginx.worker_pids}",
-    ]
-    for i, app in enumerate(front.apps, 1):
-        lines.append(f"  app {i}: {app.url}  pids: guard {app.guard_pid}, master {app.master_pid}, "
-                     f"workers {app.worker_pids}")
-    return "\n".join(lines)
-

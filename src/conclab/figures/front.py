@@ -31,7 +31,7 @@ from ..base.specs import LoadSpec, ServerSpec
 from ..measuring.driver import ClientSaturatedWarning, run_load
 from ..measuring.slowclients import OUTCOMES, SlowLoad, run_slow_clients
 from ..measuring.theory import slots
-from ..processes.nginx import FrontSpec, nginx_missing
+from ..processes.nginx import Front, FrontSpec, nginx_missing
 from .experiment import Experiment, Job, point_doc
 from .plotting import COLORS, by_series, plot_throughput
 
@@ -94,7 +94,7 @@ class SlowClientsJob(Job):
 def _worker_pids(server) -> set[int]:
     """The processes serving requests, masters left out (a master briefly stands in for its
     workers while Gunicorn replaces a killed one)."""
-    apps = getattr(server, "apps", None) or [server]
+    apps = server.apps if isinstance(server, Front) else [server]
     return {pid for app in apps for pid in app.worker_pids if pid != app.master_pid}
 
 
@@ -123,7 +123,7 @@ def jobs_slow_clients(quick: bool) -> list[Job]:
 def _held_slots(spec) -> float:
     """How many slow clients it takes to stall the server: one per thread that reads a request."""
     app = spec.app if isinstance(spec, FrontSpec) else spec
-    if isinstance(spec, FrontSpec) or app.kind != "wsgi":
+    if isinstance(spec, FrontSpec) or app.interface != "wsgi":
         return math.inf  # nginx and the event loop wait for every client at once
     return slots(app, "/io")[0]
 
