@@ -261,9 +261,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_charts(args: argparse.Namespace) -> int:
     import time
 
-    from .base.paths import quick_mode
+    from .base.paths import FIGURES_DIR, quick_mode
+    from .figures.experiment import read_timing, timing_table
     from .figures.registry import REGISTRY, run
 
+    if args.timing:
+        return print_timing(args.out)
     names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else list(REGISTRY)
     if not names:  # `--only ""` must not mean "measure everything"
         raise CliError("--only needs experiment names, e.g. --only gil,workers")
@@ -291,6 +294,27 @@ def cmd_charts(args: argparse.Namespace) -> int:
             return 130
         print(f"  wrote {png} ({time.monotonic() - t_exp:.0f} s)", flush=True)
     print(f"done in {time.monotonic() - t:.0f} s")
+    if not args.replot:
+        measured = read_timing(args.out or FIGURES_DIR).get("quick" if quick_mode() else "full", {})
+        measured = {n: measured[n] for n in names if n in measured}
+        if measured:
+            print("where the time went (seconds; also in data/timing.json):")
+            print(timing_table(measured))
+    return 0
+
+
+def print_timing(out: str | None) -> int:
+    """`conclab charts --timing`: the seconds per figure and phase kept by the last measuring runs."""
+    from .base.paths import FIGURES_DIR
+    from .figures.experiment import read_timing, timing_table
+
+    doc = read_timing(out or FIGURES_DIR)
+    if not doc:
+        raise CliError(f"no timing saved in {out or FIGURES_DIR}/data/timing.json: run `conclab charts` first")
+    for mode in ("quick", "full"):
+        if doc.get(mode):
+            print(f"\n{mode} ({'CONCLAB_QUICK=1 ' if mode == 'quick' else ''}conclab charts):\n")
+            print(timing_table(doc[mode]))
     return 0
 
 
@@ -339,6 +363,8 @@ def build_parser() -> Parser:
     p.add_argument("--fresh", action="store_true", help="re-measure even points cached in results/")
     p.add_argument("--out", default=None, help="output folder (default: figures/)")
     p.add_argument("--results", default=None, metavar="DIR", help="cache of measured points (default: results/)")
+    p.add_argument("--timing", action="store_true",
+                   help="print the seconds per figure and phase of the last measuring runs (data/timing.json)")
     p.set_defaults(func=cmd_charts)
 
     p = sub.add_parser("calibrate", help="measure the load driver's own ceiling against /hello")

@@ -261,6 +261,52 @@ def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> di
     return point_doc(job, result, probe_box.get("r"), rss_box or None, overhead)
 
 
+PHASES = ("startup", "calibration", "warmup", "measuring", "extra", "drawing")
+
+
+@dataclass
+class Timing:
+    """Where one experiment's seconds went, phase by phase and point by point.
+
+    * startup - starting each server, waiting for every worker, and stopping it;
+    * calibration - measuring each server's own overhead before its points;
+    * warmup / measuring - each point's warm-up and measured window (the rest of
+      the point: a job that measures in its own way counts whole as measuring);
+    * extra - what an experiment measures besides its points (e.g. wrk's numbers);
+    * drawing - rendering and saving the PNG.
+
+    Cached points cost nothing and are only counted (``cached``).
+    """
+
+    name: str
+    quick: bool
+    cached: int = 0
+    servers: int = 0
+    seconds: dict = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    points: list = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.monotonic() - started
+
+    def point(self, job: Job, seconds: float) -> None:
+        warm = 0.0 if hasattr(job, "measure") else min(job.load.warmup, seconds)
+        self.seconds["warmup"] += warm
+        self.seconds["measuring"] += seconds - warm
+        self.points.append({"series": job.series, "x": job.x, "warmup_s": round(warm, 3),
+                            "measuring_s": round(seconds - warm, 3)})
+
+    def to_dict(self) -> dict:
+        seconds = {k: round(v, 2) for k, v in self.seconds.items()}
+        return {"name": self.name, "quick": self.quick, "total_s": round(sum(self.seconds.values()), 2),
+                "seconds": seconds, "servers": self.servers, "measured": len(self.points),
+                "cached": self.cached, "points": self.points}
+
+
 def _calibration_key(job: Job):
     if hasattr(job, "measure") or calibration_path(job.load.path) is None:
         return None
@@ -310,17 +356,22 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
                     continue
         todo.append(job)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=exp.name, unit="point", disable=not progress)
+    clock = Timing(exp.name, quick, cached=len(jobs) - len(todo))
     try:
         for spec, group in _group_by_server(todo).items():
-            with serve(spec) as server:
-                overheads = {}
-                if isinstance(spec, ServerSpec):
-                    bar.set_postfix_str(f"{spec.label}: booting every worker, calibrating", refresh=True)
-                    wait_for_every_worker(server)
-                    overheads = _calibrate_group(server, spec, group)
+            with contextlib.ExitStack() as stack:
+                with clock.phase("startup"):
+                    server = stack.enter_context(serve(spec))
+                    clock.servers += 1
+                    if isinstance(spec, ServerSpec):
+                        bar.set_postfix_str(f"{spec.label}: booting every worker, calibrating", refresh=True)
+                        wait_for_every_worker(server)
+                with clock.phase("calibration"):
+                    overheads = _calibrate_group(server, spec, group) if isinstance(spec, ServerSpec) else {}
                 for job in group:
                     bar.set_postfix_str(f"{job.series} x={job.x}", refresh=True)
                     overhead = overheads.get(_calibration_key(job))
+                    started = time.monotonic()
                     try:
                         doc = _run_job(job, server.url, server, overhead)
                     except Interrupted as stop:
@@ -328,9 +379,12 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
                         doc = point_doc(job, stop.result, overhead=overhead)
                         results.write_json(cache / f"{job.key()}.json", doc)
                         raise
+                    clock.point(job, time.monotonic() - started)
                     results.write_json(cache / f"{job.key()}.json", doc)
                     points[job.key()] = doc
                     bar.update(1)
+                with clock.phase("startup"):  # stopping the server counts with starting it
+                    stack.close()
     finally:
         bar.close()
     data = {
@@ -340,7 +394,9 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
         "points": [points[j.key()] for j in jobs if j.key() in points],
     }
     if exp.extra:
-        data["extra"] = exp.extra(quick)
+        with clock.phase("extra"):
+            data["extra"] = exp.extra(quick)
+    data["timing"] = clock.to_dict()
     return data
 
 
@@ -362,17 +418,69 @@ def save_png(exp: Experiment, data: dict, png: Path) -> Path:
     return png
 
 
+TIMING_FILE = "timing.json"
+
+
+def save_timing(out_dir: Path, timing: dict) -> Path:
+    """Keep an experiment's timing in ``<out>/data/timing.json``, beside its data, by mode and name."""
+    path = Path(out_dir) / "data" / TIMING_FILE
+    doc = {}
+    if path.exists():
+        with contextlib.suppress(ValueError, OSError):
+            doc = results.read_json(path)
+    doc.setdefault("quick" if timing["quick"] else "full", {})[timing["name"]] = timing
+    results.write_json(path, doc)
+    return path
+
+
 def run_experiment(exp: Experiment, out_dir: Path = FIGURES_DIR, results_dir: Path | None = None,
                    quick: bool | None = None, replot: bool = False, fresh: bool = False,
                    progress: bool = True) -> Path:
-    """Measure (unless ``replot``) and draw one experiment; return the PNG path."""
+    """Measure (unless ``replot``) and draw one experiment; return the PNG path.
+
+    A measured experiment's timing (see :class:`Timing`) goes to ``<out>/data/timing.json``.
+    """
     out_dir = Path(out_dir)
     data_path = out_dir / "data" / f"{exp.name}.json"
     if replot:
         if not data_path.exists():
             raise FileNotFoundError(f"no saved results for {exp.name!r} at {data_path}: run `make charts ONLY={exp.name}` first")
-        data = results.read_json(data_path)
-    else:
-        data = measure(exp, quick=quick, results_dir=results_dir, fresh=fresh, progress=progress)
-        results.write_json(data_path, data)
-    return save_png(exp, data, out_dir / f"{exp.name}.png")
+        return save_png(exp, results.read_json(data_path), out_dir / f"{exp.name}.png")
+    data = measure(exp, quick=quick, results_dir=results_dir, fresh=fresh, progress=progress)
+    timing = data.pop("timing")
+    results.write_json(data_path, data)
+    started = time.monotonic()
+    png = save_png(exp, data, out_dir / f"{exp.name}.png")
+    timing["seconds"]["drawing"] = round(time.monotonic() - started, 2)
+    timing["total_s"] = round(sum(timing["seconds"].values()), 2)
+    save_timing(out_dir, timing)
+    return png
+
+
+def timing_table(timings: dict) -> str:
+    """A markdown table of seconds per figure and phase, from ``{name: timing}`` (one mode).
+
+    The last row sums the figures; the last column says how many servers were
+    started and how many points were measured (and how many came from the cache).
+    """
+    head = ["figure", "total s", *(f"{p} s" for p in PHASES), "servers", "points (cached)"]
+    rows = [head, ["---"] * len(head)]
+    total = dict.fromkeys(["total_s", *PHASES], 0.0)
+    servers = measured = cached = 0
+    for name, t in timings.items():
+        rows.append([name, f"{t['total_s']:.1f}", *(f"{t['seconds'].get(p, 0):.1f}" for p in PHASES),
+                     str(t["servers"]), f"{t['measured']} ({t['cached']})"])
+        total["total_s"] += t["total_s"]
+        for p in PHASES:
+            total[p] += t["seconds"].get(p, 0)
+        servers, measured, cached = servers + t["servers"], measured + t["measured"], cached + t["cached"]
+    if len(timings) > 1:
+        rows.append(["**all**", f"**{total['total_s']:.1f}**", *(f"{total[p]:.1f}" for p in PHASES),
+                     str(servers), f"{measured} ({cached})"])
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def read_timing(out_dir: Path = FIGURES_DIR) -> dict:
+    """``{"quick": {name: timing}, "full": {...}}`` from ``<out>/data/timing.json`` ({} when absent)."""
+    path = Path(out_dir) / "data" / TIMING_FILE
+    return results.read_json(path) if path.exists() else {}
