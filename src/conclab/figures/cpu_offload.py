@@ -18,16 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
-import shutil
-import subprocess
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..base.cores import client_cpu, usable_cores
+from ..base.cores import usable_cores
 from ..base.specs import LoadSpec, ServerSpec
+from ..measuring import wrk
 from ..measuring.driver import ClientSaturatedWarning, LoadResult, run_load
 from ..processes.launcher import Server, serve
 from .experiment import Experiment, Job, closed_load, point_doc
@@ -180,32 +178,22 @@ def jobs_cost(quick):
     ]
 
 
-WRK_LINE = re.compile(r"(\d+) requests in ([\d.]+)(m?s)")
-
-
 def wrk_cost(quick):
     """wrk (C) drives uvloop+httptools as hard as it can: its maximum, and the CPU per request there."""
-    wrk = shutil.which("wrk")
-    if not wrk:
-        return {"wrk": None, "note": "wrk not installed (apt-get install wrk): no measured maximum"}
-    cmd = [wrk, "-t1", "-c50", f"-d{2 if quick else 5}s"]
-    cpu = client_cpu()
-    if cpu is not None and shutil.which("taskset"):
-        cmd = ["taskset", "-c", str(cpu), *cmd]  # wrk on the driver's core, the server on the others
+    if not wrk.installed():
+        return {"wrk": None, "note": f"wrk not installed ({wrk.INSTALL_HINT}): no measured maximum"}
+    # wrk runs on the driver's core, the server on the others.
     with serve(FAST) as server:
         run_load(server.url, path="/hello", concurrency=10, duration=0.5, progress=False, warn=False)  # warm up
         before = server.cpu_seconds()
-        text = subprocess.run([*cmd, server.url + "/hello"], capture_output=True, text=True, timeout=60).stdout
+        try:
+            done = wrk.run_wrk(server.url + "/hello", 50, 2 if quick else 5)
+        except wrk.WrkError as err:
+            return {"wrk": None, "note": str(err)}
         cpu_s = server.cpu_seconds() - before
-    rps = next((float(line.split()[1]) for line in text.splitlines() if line.startswith("Requests/sec:")), None)
-    done = WRK_LINE.search(text)
-    if rps is None or done is None:
-        return {"wrk": None, "note": f"could not read wrk's output: {text[-200:]!r}"}
-    n = int(done.group(1))
-    seconds = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
-    return {"wrk": {"rps": rps, "requests": n, "seconds": seconds, "server_cpu_s": cpu_s,
-                    "us_per_request": cpu_s / n * 1e6, "server_busy": cpu_s / seconds, "connections": 50,
-                    "server_cores": len(FAST.resolved_cpus())}}
+    return {"wrk": {"rps": done.rps, "requests": done.requests, "seconds": done.seconds, "server_cpu_s": cpu_s,
+                    "us_per_request": cpu_s / done.requests * 1e6, "server_busy": cpu_s / done.seconds,
+                    "connections": 50, "server_cores": len(FAST.resolved_cpus())}}
 
 
 def cost_table(points) -> dict:
