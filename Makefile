@@ -13,7 +13,7 @@ PORT   ?= 8000
 MANAGER ?= uvicorn
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast charts figures notebooks lessons jupyter serve-wsgi serve-asgi serve-nginx serve-fastapi \
+.PHONY: help setup test test-fast test-stages timing charts figures notebooks lessons jupyter serve-wsgi serve-asgi serve-nginx serve-fastapi \
         calibrate handout grade try lint clean
 
 help: ## list the targets
@@ -28,14 +28,27 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the lab into it
 
-test: $(STAMP) ## run every test (quick mode: CONCLAB_QUICK=1)
-	CONCLAB_QUICK=1 $(BIN)/python -m pytest
+# `make test` lists its 25 slowest tests at the end (docs/timing.md says why each
+# takes that long). Long CI stages (marker `stage`) run from .ci/run instead.
+test: $(STAMP) ## run every test but the long CI stages (quick mode: CONCLAB_QUICK=1)
+	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not stage" --durations=25
+
+test-stages: $(STAMP) ## the long CI stages only (marker `stage`; .ci/run runs them after make test)
+	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m stage --durations=25 || [ $$? -eq 5 ]  # 5: no stage collected
 
 test-fast: $(STAMP) ## the tests without notebooks, browser, labs and faults
 	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not notebooks and not browser and not labs and not faults"
 
 charts: $(STAMP) ## measure everything and write figures/*.png (ONLY=name for one)
 	$(BIN)/conclab charts $(if $(ONLY),--only $(ONLY))
+
+# Seconds per figure and phase, for docs/timing.md: every quick figure measured
+# from scratch into build/timing/, then the tables (quick, and full from the
+# last `make charts`). Run it on a quiet machine.
+timing: $(STAMP) ## measure every quick figure from scratch and print where the time goes
+	CONCLAB_QUICK=1 $(BIN)/conclab charts --fresh --out build/timing --results build/timing/results
+	$(BIN)/conclab charts --timing --out build/timing
+	-$(BIN)/conclab charts --timing
 
 figures: $(STAMP) ## redraw figures/*.png from saved results, no measuring
 	$(BIN)/conclab charts --replot $(if $(ONLY),--only $(ONLY))
