@@ -230,3 +230,73 @@ def test_every_committed_point_agrees_with_its_theory_within_ten_percent():
             if abs(off) > 0.10:
                 misses.append(f"{path.stem}: {p['series']} x={p['x']}: {off:+.1%}")
     assert not misses, misses
+
+
+# --- quick mode is a real reduced sweep: the same lesson, from fewer and shorter points ----------
+
+THROUGHPUT_TOLERANCE = 0.25  # a 1 s quick window on a shared machine (see the Little's-law test above)
+COST_TOLERANCE = 0.5  # CPU per request: a few hundred requests in quick mode, and caches shared with others
+MEMORY_TOLERANCE = 0.5  # bytes per in-flight request: the difference of two RSS readings
+
+
+def _match_key(p) -> tuple:
+    load = p["load"]
+    return p["series"], p["x"], load["path"], load["concurrency"], load["rate"]
+
+
+def key_numbers(name: str, data: dict) -> dict:
+    """{what: (value, tolerance)} a figure teaches; tolerance None means the value must be equal.
+
+    Throughput of every point (keyed by series, x and load shape; client-saturated
+    points left out), and what else a figure's lesson rests on: where the
+    threadpool cliff falls, which servers slow clients stall, memory per
+    in-flight request, CPU per request.
+    """
+    out = {}
+    for p in data["points"]:
+        s = p["summary"]
+        if name == "threadpool_cliff":
+            p50 = (p.get("probes") or {}).get("/def-health", {}).get("latency_ms", {}).get("p50")
+            if p50 is not None:  # a def health check waits for a slow request to end, or not
+                out[f"{p['series']} x={p['x']}: /def-health waits"] = (p50 > 100, None)
+        elif name == "slow_clients":
+            out[f"{p['series']}: the probe stalls"] = (s["latency_ms"]["p99"] > 1000, None)
+        elif name == "cost_per_request":
+            continue
+        elif name != "memory" and not s.get("client_saturated") and s.get("throughput_rps"):
+            out[f"{_match_key(p)}: req/s"] = (s["throughput_rps"], THROUGHPUT_TOLERANCE)
+    if name == "cost_per_request":
+        from conclab.figures.cpu_offload import cost_table
+
+        for stack, series in cost_table(data["points"]).items():
+            for label, values in series.items():
+                out[f"{stack}, {label}: us/request"] = (sorted(values)[len(values) // 2], COST_TOLERANCE)
+    if name == "memory":
+        for series in {p["series"] for p in data["points"]}:
+            pts = {p["x"]: p["rss_bytes"]["loaded"] for p in data["points"] if p["series"] == series}
+            lo = min(pts)
+            for hi in (x for x in pts if x > lo):
+                out[f"{series}: bytes per request, {lo}..{hi}"] = ((pts[hi] - pts[lo]) / (hi - lo), MEMORY_TOLERANCE)
+    return out
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_quick_figure_teaches_what_the_committed_full_one_does(name, figures_dir):
+    """Each quick figure's key numbers agree with the committed full figure's, within a stated tolerance.
+
+    Quick points are a subset of the full sweep (fewer users, threads or workers,
+    shorter windows), so each can be compared with the full point of the same
+    series and load. Run in the same temporary folder as the quick figures above.
+    """
+    if why := REGISTRY[name].missing():
+        pytest.skip(why)
+    quick = key_numbers(name, {"points": _points(figures_dir, name)})
+    full = key_numbers(name, json.loads((FIGURES_DIR / "data" / f"{name}.json").read_text()))
+    shared = sorted(set(quick) & set(full))
+    assert shared, f"{name}: no quick point matches a full one (quick: {sorted(quick)[:3]} ...)"
+    misses = []
+    for what in shared:
+        (q, tolerance), (f, _) = quick[what], full[what]
+        if (q != f) if tolerance is None else (q != pytest.approx(f, rel=tolerance)):
+            misses.append(f"{what}: quick {q:.4g}, full {f:.4g}" + (f" (tolerance {tolerance:.0%})" if tolerance else ""))
+    assert not misses, f"{name}: the quick figure disagrees with the committed one:\n" + "\n".join(misses)

@@ -46,7 +46,8 @@ from ..base.cores import client_cpu
 from ..base.paths import FIGURES_DIR, quick_mode, results_root
 from ..base.specs import LoadSpec, ServerSpec
 from ..measuring import results
-from ..measuring.driver import ClientSaturatedWarning, Interrupted, run_load
+from ..measuring.driver import ClientSaturatedWarning, Interrupted, run_load, watching
+from ..measuring.stats import BIN_S, throughput_spread
 from ..measuring.theory import Overhead, parse_route, predict, slots
 from ..processes.stack import serve
 from .plotting import footer
@@ -176,8 +177,11 @@ def wait_for_every_worker(server, path: str = "/io?ms=100", timeout: float = 30.
     only be answered by that many workers: once every pid has answered, every
     worker has booted (imported the app) and the measurement can start. A worker
     that serves many requests at once gets a bigger wave, so its siblings get some.
+    A server of one process is ready once it answers /health, which serve() waited for.
     """
     want = set(getattr(server, "worker_pids", None) or [])
+    if len(want) <= 1:  # one process: it answered the start-up's /health, so it has booted
+        return want
     spec = getattr(server, "spec", None)
     one_each = getattr(spec, "kind", None) == "wsgi" and getattr(spec, "gunicorn_class", None) == "sync"
     n = len(want) if one_each else 8 * len(want)
@@ -210,6 +214,88 @@ def point_doc(job: Job, result, probe_result=None, rss=None, overhead: Overhead 
     if rss is not None:
         doc["rss_bytes"] = rss
     return doc
+
+
+STEADY_WINDOWS = 3  # the warm-up ends once this many successive short windows ...
+STEADY_TOLERANCE = 0.10  # ... each count within 10% of their mean (bounded by the load's warm-up)
+SPREAD_TARGET = 0.03  # a point stops once its throughput's standard error is under 3% ...
+MIN_WINDOW_S = 2 * BIN_S  # ... over at least two spread bins (bounded by the load's duration)
+
+
+class SteadyStop:
+    """Spend on a closed-loop point only the time its accuracy needs.
+
+    A watcher of the run (conclab.measuring.driver.watching), every 0.1 s:
+
+    * **warm-up**: the run is steady once ``STEADY_WINDOWS`` successive windows
+      (each two mean latencies long, at least 0.1 s) complete the same number of
+      requests within ``STEADY_TOLERANCE``; the measured window starts there. The
+      load's ``warmup`` is the longest it may take.
+    * **measuring**: the point stops once the window holds at least
+      ``MIN_WINDOW_S`` and the standard error of its throughput over the 0.5 s
+      spread bins is under ``SPREAD_TARGET``, or once the window is the load's
+      ``duration`` long, whichever comes first: a noisy point keeps measuring.
+
+    What it decided is kept in the point (``adaptive``).
+    """
+
+    def __init__(self, load: LoadSpec):
+        self.load = load
+        self.steady_ns: int | None = None
+        self.decided: dict = {}
+
+    @staticmethod
+    def applies(job: Job) -> bool:
+        """Plain closed-loop points for a duration; not points with probes, memory samples or own timing."""
+        load = job.load
+        return (not hasattr(job, "measure") and not job.probe and not job.sample_rss
+                and load.concurrency is not None and load.duration is not None and load.requests is None)
+
+    def __call__(self, progress) -> None:
+        t0 = progress.started_ns
+        if progress.finished or not t0 or "stopped_by" in self.decided:
+            return
+        now = time.monotonic_ns()
+        recs = progress.records[:]
+        ok = [(r[1], r[2]) for r in recs if r[3] == 200 and not r[4]]
+        if self.steady_ns is None and not self._find_steady(progress, ok, t0, now):
+            return
+        window_ns = now - self.steady_ns
+        if window_ns >= self.load.duration * 1e9:
+            self._stop(progress, "duration", window_ns)
+            return
+        if window_ns < MIN_WINDOW_S * 1e9 or not ok:
+            return
+        ends = np.fromiter((e for _, e in ok), dtype=np.int64)
+        cycle = float(np.mean([e - s for s, e in ok]))
+        spread = throughput_spread(ends, self.steady_ns, now, ramp_ns=cycle)
+        if spread:
+            rates = np.asarray(spread["bins_rps"])
+            if rates.mean() > 0 and spread["std"] / rates.mean() / math.sqrt(rates.size) <= SPREAD_TARGET:
+                self._stop(progress, "spread", window_ns)
+
+    def _find_steady(self, progress, ok, t0, now) -> bool:
+        warm_end = t0 + int(self.load.warmup * 1e9)
+        if ok:
+            width = max(int(2 * np.mean([e - s for s, e in ok])), 100_000_000)
+            whole = int((min(now, warm_end + width * STEADY_WINDOWS) - t0) // width)
+            counts = np.bincount([(e - t0) // width for _, e in ok if e < t0 + whole * width], minlength=whole)
+            for k in range(max(whole - STEADY_WINDOWS + 1, 0)):
+                c = counts[k:k + STEADY_WINDOWS]
+                if c.min() > 0 and c.max() - c.min() <= STEADY_TOLERANCE * c.mean():
+                    self.steady_ns = min(t0 + k * width, warm_end)
+                    break
+        if self.steady_ns is None and now >= warm_end:
+            self.steady_ns = warm_end
+        if self.steady_ns is None:
+            return False
+        progress.steady_from(self.steady_ns)
+        self.decided["warmup_s"] = round((self.steady_ns - t0) / 1e9, 3)
+        return True
+
+    def _stop(self, progress, why: str, window_ns: int) -> None:
+        self.decided.update(stopped_by=why, window_s=round(window_ns / 1e9, 3))
+        progress.stop()
 
 
 def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> dict:
@@ -250,15 +336,19 @@ def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> di
         helpers.append(threading.Thread(target=sample, daemon=True))
     for t in helpers:
         t.start()
+    steady = SteadyStop(job.load) if SteadyStop.applies(job) else None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), watching(steady, every=0.1) if steady else contextlib.nullcontext():
             warnings.simplefilter("ignore", ClientSaturatedWarning)
             result = run_load(url, job.load, progress=False, warn=False)
     finally:
         stop.set()
         for t in helpers:
             t.join(job.load.timeout + job.probe_after + (job.probe.duration or 0) + 5 if job.probe else 10)
-    return point_doc(job, result, probe_box.get("r"), rss_box or None, overhead)
+    doc = point_doc(job, result, probe_box.get("r"), rss_box or None, overhead)
+    if steady:
+        doc["adaptive"] = steady.decided
+    return doc
 
 
 PHASES = ("startup", "calibration", "warmup", "measuring", "extra", "drawing")
@@ -293,8 +383,9 @@ class Timing:
         finally:
             self.seconds[name] += time.monotonic() - started
 
-    def point(self, job: Job, seconds: float) -> None:
-        warm = 0.0 if hasattr(job, "measure") else min(job.load.warmup, seconds)
+    def point(self, job: Job, doc: dict, seconds: float) -> None:
+        warm = (doc.get("adaptive") or {}).get("warmup_s", 0.0 if hasattr(job, "measure") else job.load.warmup)
+        warm = min(warm, seconds)
         self.seconds["warmup"] += warm
         self.seconds["measuring"] += seconds - warm
         self.points.append({"series": job.series, "x": job.x, "warmup_s": round(warm, 3),
@@ -313,8 +404,17 @@ def _calibration_key(job: Job):
     return calibration_path(job.load.path), is_wave(job.load)
 
 
+_CALIBRATIONS: dict = {}  # (spec, calibration path, wave) -> Overhead, for every experiment of this process
+
+
 def _calibrate_group(server, spec: ServerSpec, group) -> dict:
-    """One calibration per route (and shape) the group's points need a theory for."""
+    """One calibration per route (and shape) the group's points need a theory for.
+
+    A server's overhead is a property of its spec and the machine, not of one
+    start: experiments that start the same spec again (wsgi_vs_asgi, timelines
+    and client_ceiling all start Uvicorn) share the first calibration of this
+    process. Its ``source`` still says how it was measured.
+    """
     out = {}
     for job in group:
         key = _calibration_key(job)
@@ -324,7 +424,10 @@ def _calibrate_group(server, spec: ServerSpec, group) -> dict:
             predict(spec, job.load.path, concurrency=1)
         except ValueError:  # no theory for this route
             continue
-        out[key] = calibrate(server, spec, job.load.path, wave=key[1])
+        shared = (spec, *key)
+        if shared not in _CALIBRATIONS:
+            _CALIBRATIONS[shared] = calibrate(server, spec, job.load.path, wave=key[1])
+        out[key] = _CALIBRATIONS[shared]
     return out
 
 
@@ -342,6 +445,8 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
 
     quick = quick_mode() if quick is None else quick
     jobs = exp.jobs(quick)
+    if fresh:  # measuring afresh (e.g. after a run disturbed by the machine) calibrates afresh too
+        _CALIBRATIONS.clear()
     cache = Path(results_dir or results_root()) / exp.name
     cache.mkdir(parents=True, exist_ok=True)
     points = {}
@@ -379,7 +484,7 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
                         doc = point_doc(job, stop.result, overhead=overhead)
                         results.write_json(cache / f"{job.key()}.json", doc)
                         raise
-                    clock.point(job, time.monotonic() - started)
+                    clock.point(job, doc, time.monotonic() - started)
                     results.write_json(cache / f"{job.key()}.json", doc)
                     points[job.key()] = doc
                     bar.update(1)
