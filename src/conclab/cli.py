@@ -262,8 +262,8 @@ def cmd_charts(args: argparse.Namespace) -> int:
     import time
 
     from .base.paths import FIGURES_DIR, quick_mode
-    from .figures.experiment import read_timing, timing_table
-    from .figures.registry import REGISTRY, run
+    from .figures.experiment import ServerPool, read_timing, timing_table
+    from .figures.registry import REGISTRY
 
     if args.timing:
         return print_timing(args.out)
@@ -276,6 +276,28 @@ def cmd_charts(args: argparse.Namespace) -> int:
     mode = "redrawing" if args.replot else ("measuring (QUICK mode)" if quick_mode() else "measuring")
     print(f"{mode} {len(names)} experiment(s): {', '.join(names)}", flush=True)
     t = time.monotonic()
+    # One server per spec for the whole run, where the experiments allow it.
+    plan = [REGISTRY[n] for n in names if not args.replot and not REGISTRY[n].missing()]
+    with ServerPool(plan, quick_mode()) as pool:
+        code = _charts(names, args, pool)
+    if code:
+        return code
+    print(f"done in {time.monotonic() - t:.0f} s")
+    if not args.replot:
+        measured = read_timing(args.out or FIGURES_DIR).get("quick" if quick_mode() else "full", {})
+        measured = {n: measured[n] for n in names if n in measured}
+        if measured:
+            print("where the time went (seconds; also in data/timing.json):")
+            print(timing_table(measured))
+    return 0
+
+
+def _charts(names: list[str], args: argparse.Namespace, pool) -> int:
+    """Measure (or redraw) each named experiment; 130 when interrupted."""
+    import time
+
+    from .figures.registry import REGISTRY, run
+
     for name in names:
         t_exp = time.monotonic()
         why = REGISTRY[name].missing() if not args.replot else None
@@ -285,7 +307,7 @@ def cmd_charts(args: argparse.Namespace) -> int:
         try:
             png = run(name, **({"out_dir": args.out} if args.out else {}),
                                  **({"results_dir": args.results} if args.results else {}),
-                                 replot=args.replot, fresh=args.fresh)
+                                 replot=args.replot, fresh=args.fresh, pool=pool)
         except FileNotFoundError as err:
             raise CliError(str(err)) from None
         except KeyboardInterrupt:
@@ -293,13 +315,6 @@ def cmd_charts(args: argparse.Namespace) -> int:
                   f"{args.results or 'results/'} and the same command resumes from them", file=sys.stderr)
             return 130
         print(f"  wrote {png} ({time.monotonic() - t_exp:.0f} s)", flush=True)
-    print(f"done in {time.monotonic() - t:.0f} s")
-    if not args.replot:
-        measured = read_timing(args.out or FIGURES_DIR).get("quick" if quick_mode() else "full", {})
-        measured = {n: measured[n] for n in names if n in measured}
-        if measured:
-            print("where the time went (seconds; also in data/timing.json):")
-            print(timing_table(measured))
     return 0
 
 

@@ -97,6 +97,10 @@ class Experiment:
     # () -> None, or one line saying which system program is missing and how to
     # install it (e.g. processes.nginx.nginx_missing); such an experiment is skipped.
     needs: Callable[[], str | None] | None = None
+    # False: every server of this experiment is started for it alone (a fresh
+    # server's memory is the baseline, or its workers get killed), never taken
+    # over from an earlier experiment of the same `conclab charts` run (ServerPool).
+    shares_servers: bool = True
 
     def missing(self) -> str | None:
         """Why this experiment cannot run on this machine, or None."""
@@ -438,8 +442,55 @@ def _group_by_server(jobs):
     return groups
 
 
+class ServerPool:
+    """Servers kept running from one experiment to the next of a `conclab charts` run.
+
+    Five figures start the same Uvicorn server, four the same one-worker
+    Gunicorn: each server is started once, by the first experiment of ``plan``
+    that needs it, and stopped after the last one. Experiments with
+    ``shares_servers=False`` start their own. Use as a context manager: leaving
+    it stops whatever still runs.
+    """
+
+    def __init__(self, plan: list[Experiment], quick: bool):
+        self.quick = quick
+        self.left: dict = {}  # spec -> experiments of the plan still to use it
+        for exp in plan:
+            for spec in self.specs(exp):
+                self.left[spec] = self.left.get(spec, 0) + 1
+        self.running: dict = {}  # spec -> (its ExitStack, the server)
+
+    def specs(self, exp: Experiment) -> set:
+        return {job.spec for job in exp.jobs(self.quick)} if exp.shares_servers else set()
+
+    def get(self, spec):
+        """(server, started now?): the running server of ``spec``, started if need be."""
+        if spec in self.running:
+            return self.running[spec][1], False
+        stack = contextlib.ExitStack()
+        self.running[spec] = (stack, stack.enter_context(serve(spec)))
+        return self.running[spec][1], True
+
+    def finished(self, exp: Experiment) -> None:
+        """``exp`` is done: stop the servers no later experiment of the plan needs."""
+        for spec in self.specs(exp):
+            self.left[spec] = self.left.get(spec, 1) - 1
+            if self.left[spec] <= 0 and spec in self.running:
+                self.running.pop(spec)[0].close()
+
+    def close(self) -> None:
+        while self.running:
+            self.running.popitem()[1][0].close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None = None, fresh: bool = False,
-            progress: bool = True) -> dict:
+            progress: bool = True, pool: ServerPool | None = None) -> dict:
     """Run (or resume) an experiment's jobs; return its assembled data."""
     from tqdm.auto import tqdm
 
@@ -466,9 +517,12 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
         for spec, group in _group_by_server(todo).items():
             with contextlib.ExitStack() as stack:
                 with clock.phase("startup"):
-                    server = stack.enter_context(serve(spec))
-                    clock.servers += 1
-                    if isinstance(spec, ServerSpec):
+                    if pool is not None and exp.shares_servers:
+                        server, started = pool.get(spec)
+                    else:
+                        server, started = stack.enter_context(serve(spec)), True
+                    clock.servers += started
+                    if started and isinstance(spec, ServerSpec):
                         bar.set_postfix_str(f"{spec.label}: booting every worker, calibrating", refresh=True)
                         wait_for_every_worker(server)
                 with clock.phase("calibration"):
@@ -490,6 +544,9 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
                     bar.update(1)
                 with clock.phase("startup"):  # stopping the server counts with starting it
                     stack.close()
+        if pool is not None:
+            with clock.phase("startup"):
+                pool.finished(exp)
     finally:
         bar.close()
     data = {
@@ -540,7 +597,7 @@ def save_timing(out_dir: Path, timing: dict) -> Path:
 
 def run_experiment(exp: Experiment, out_dir: Path = FIGURES_DIR, results_dir: Path | None = None,
                    quick: bool | None = None, replot: bool = False, fresh: bool = False,
-                   progress: bool = True) -> Path:
+                   progress: bool = True, pool: ServerPool | None = None) -> Path:
     """Measure (unless ``replot``) and draw one experiment; return the PNG path.
 
     A measured experiment's timing (see :class:`Timing`) goes to ``<out>/data/timing.json``.
@@ -551,7 +608,7 @@ def run_experiment(exp: Experiment, out_dir: Path = FIGURES_DIR, results_dir: Pa
         if not data_path.exists():
             raise FileNotFoundError(f"no saved results for {exp.name!r} at {data_path}: run `make charts ONLY={exp.name}` first")
         return save_png(exp, results.read_json(data_path), out_dir / f"{exp.name}.png")
-    data = measure(exp, quick=quick, results_dir=results_dir, fresh=fresh, progress=progress)
+    data = measure(exp, quick=quick, results_dir=results_dir, fresh=fresh, progress=progress, pool=pool)
     timing = data.pop("timing")
     results.write_json(data_path, data)
     started = time.monotonic()
