@@ -307,3 +307,57 @@ def test_quick_figure_teaches_what_the_committed_full_one_does(name, figures_dir
         if (q != f) if tolerance is None else (q != pytest.approx(f, rel=tolerance)):
             misses.append(f"{what}: quick {q:.4g}, full {f:.4g}" + (f" (tolerance {tolerance:.0%})" if tolerance else ""))
     assert not misses, f"{name}: the quick figure disagrees with the committed one:\n" + "\n".join(misses)
+
+
+# --- spending only what accuracy needs ----------------------------------------------------------
+
+
+def test_a_steady_point_ends_its_warm_up_and_its_window_early():
+    import time
+
+    from conclab.base.specs import LoadSpec
+    from conclab.figures.experiment import UVICORN, Job, _run_job
+    from conclab.processes.launcher import serve
+
+    load = LoadSpec(path="/io?ms=20", concurrency=8, warmup=1.5, duration=6, timeout=10)
+    with serve(UVICORN) as server:
+        started = time.monotonic()
+        doc = _run_job(Job("steady", UVICORN, load), server.url, server)
+        took = time.monotonic() - started
+    adaptive = doc["adaptive"]
+    assert adaptive["warmup_s"] < 1.0  # steady well before the longest warm-up
+    assert adaptive["stopped_by"] == "spread" and adaptive["window_s"] < 4
+    assert took < 5  # not the 7.5 s the load allows
+    assert doc["summary"]["window_s"] >= 1.0  # two spread bins at least
+    assert doc["summary"]["throughput_rps"] == pytest.approx(8 / 0.02, rel=0.25)
+
+
+def test_experiments_of_one_run_share_a_server_and_stop_it_after_the_last(tmp_path):
+    import dataclasses
+
+    from conclab.figures.experiment import (
+        UVICORN,
+        Job,
+        ServerPool,
+        closed_load,
+        read_timing,
+        run_experiment,
+    )
+
+    def exp(name):
+        return dataclasses.replace(REGISTRY["wsgi_vs_asgi"], name=name,
+                                   jobs=lambda quick: [Job(name, UVICORN, closed_load("/io?ms=20", 4, quick), x=4)])
+
+    first, second = exp("first"), exp("second")
+    with ServerPool([first, second], quick=True) as pool:
+        run_experiment(first, out_dir=tmp_path, results_dir=tmp_path / "r", pool=pool, progress=False)
+        (_, server), = pool.running.values()
+        pids = set(server.worker_pids)
+        run_experiment(second, out_dir=tmp_path, results_dir=tmp_path / "r", pool=pool, progress=False)
+        assert not pool.running  # stopped after the last experiment that needs it
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+    timing = read_timing(tmp_path)["quick"]
+    assert (timing["first"]["servers"], timing["second"]["servers"]) == (1, 0)
+    for t in timing.values():  # where the time went, phase by phase, adds up
+        assert t["total_s"] == pytest.approx(sum(t["seconds"].values()), abs=0.05)
+        assert t["seconds"]["measuring"] > 0 and t["measured"] == 1
