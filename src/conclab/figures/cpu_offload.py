@@ -166,12 +166,17 @@ class CostJob(Job):
         return doc
 
 
+# Quick mode keeps the steps of the lesson: Gunicorn sync, then h11 -> httptools -> uvloop.
+QUICK_STACKS = ("gunicorn sync", "uvicorn asyncio+h11", "uvicorn asyncio+httptools", "uvicorn uvloop+httptools")
+
+
 def jobs_cost(quick):
     repeats = 1 if quick else 3
     return [
         CostJob(f"{route} at {rate} req/s", spec, cost_load(route, rate, quick, r), x=i,
                 tags={"stack": name, "repeat": r})
         for i, (name, spec) in enumerate(STACKS)
+        if not quick or name in QUICK_STACKS
         for route in cost_routes(quick)
         for rate in RATES
         for r in range(repeats)
