@@ -381,3 +381,19 @@ def test_experiments_of_one_run_share_a_server_and_stop_it_after_the_last(tmp_pa
     for t in timing.values():  # where the time went, phase by phase, adds up
         assert t["total_s"] == pytest.approx(sum(t["seconds"].values()), abs=0.05)
         assert t["seconds"]["measuring"] > 0 and t["measured"] == 1
+
+
+def test_charts_timing_prints_the_saved_seconds_per_figure_and_phase(tmp_path, capsys):
+    from conclab.figures.experiment import PHASES, save_timing
+
+    assert conclab_main(["charts", "--timing", "--out", str(tmp_path)]) == 2
+    assert "no timing saved" in capsys.readouterr().err
+    seconds = dict.fromkeys(PHASES, 1.0)
+    for name in ("gil", "workers"):
+        save_timing(tmp_path, {"name": name, "quick": True, "total_s": 6.0, "seconds": seconds, "servers": 2,
+                               "measured": 4, "cached": 1, "points": []})
+    assert conclab_main(["charts", "--timing", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| gil | 6.0 | 1.0 |" in out and "| workers |" in out
+    assert "| **all** | **12.0** |" in out and "| 4 | 8 (2) |" in out
+    assert "full" not in out  # no full run saved
