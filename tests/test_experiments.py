@@ -21,15 +21,27 @@ def figures_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("figures")
 
 
+@pytest.fixture(scope="module")
+def server_pool(request):
+    """One server per spec for the quick figures below, as `conclab charts` keeps them:
+    planned over the figures this session runs, so the last one stops each server."""
+    from conclab.figures.experiment import ServerPool
+
+    names = [item.callspec.params["name"] for item in request.session.items
+             if item.originalname == "test_experiment_produces_a_nonempty_png_in_quick_mode"]
+    with ServerPool([REGISTRY[n] for n in names if not REGISTRY[n].missing()], quick=True) as pool:
+        yield pool
+
+
 def test_tests_run_in_quick_mode():
     assert quick_mode(), "tests must run with CONCLAB_QUICK=1"
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
-def test_experiment_produces_a_nonempty_png_in_quick_mode(name, figures_dir):
+def test_experiment_produces_a_nonempty_png_in_quick_mode(name, figures_dir, server_pool):
     if why := REGISTRY[name].missing():  # e.g. nginx not installed (under CI this raises instead)
         pytest.skip(why)
-    png = run_experiment(name, out_dir=figures_dir, progress=False)
+    png = run_experiment(name, out_dir=figures_dir, progress=False, pool=server_pool)
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert png.stat().st_size > 10_000
     data = json.loads((figures_dir / "data" / f"{name}.json").read_text())
