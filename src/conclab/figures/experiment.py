@@ -247,6 +247,10 @@ class SteadyStop:
         self.load = load
         self.steady_ns: int | None = None
         self.decided: dict = {}
+        # Read incrementally: the callback shares the GIL with the driver, so it stays short.
+        self.seen = 0
+        self.ends: list[int] = []  # end of each answered request
+        self.latency_ns = 0  # their summed latency
 
     @staticmethod
     def applies(job: Job) -> bool:
@@ -260,30 +264,33 @@ class SteadyStop:
         if progress.finished or not t0 or "stopped_by" in self.decided:
             return
         now = time.monotonic_ns()
-        recs = progress.records[:]
-        ok = [(r[1], r[2]) for r in recs if r[3] == 200 and not r[4]]
-        if self.steady_ns is None and not self._find_steady(progress, ok, t0, now):
+        new = progress.records[self.seen:]
+        self.seen += len(new)
+        for r in new:
+            if r[3] == 200 and not r[4]:
+                self.ends.append(r[2])
+                self.latency_ns += r[2] - r[1]
+        if self.steady_ns is None and not self._find_steady(progress, t0, now):
             return
         window_ns = now - self.steady_ns
         if window_ns >= self.load.duration * 1e9:
             self._stop(progress, "duration", window_ns)
             return
-        if window_ns < MIN_WINDOW_S * 1e9 or not ok:
+        if window_ns < MIN_WINDOW_S * 1e9 or not self.ends:
             return
-        ends = np.fromiter((e for _, e in ok), dtype=np.int64)
-        cycle = float(np.mean([e - s for s, e in ok]))
-        spread = throughput_spread(ends, self.steady_ns, now, ramp_ns=cycle)
+        ends = np.asarray(self.ends, dtype=np.int64)
+        spread = throughput_spread(ends, self.steady_ns, now, ramp_ns=self.latency_ns / len(self.ends))
         if spread:
             rates = np.asarray(spread["bins_rps"])
             if rates.mean() > 0 and spread["std"] / rates.mean() / math.sqrt(rates.size) <= SPREAD_TARGET:
                 self._stop(progress, "spread", window_ns)
 
-    def _find_steady(self, progress, ok, t0, now) -> bool:
+    def _find_steady(self, progress, t0, now) -> bool:
         warm_end = t0 + int(self.load.warmup * 1e9)
-        if ok:
-            width = max(int(2 * np.mean([e - s for s, e in ok])), 100_000_000)
+        if self.ends:
+            width = max(int(2 * self.latency_ns / len(self.ends)), 100_000_000)
             whole = int((min(now, warm_end + width * STEADY_WINDOWS) - t0) // width)
-            counts = np.bincount([(e - t0) // width for _, e in ok if e < t0 + whole * width], minlength=whole)
+            counts = np.bincount([(e - t0) // width for e in self.ends if e < t0 + whole * width], minlength=whole)
             for k in range(max(whole - STEADY_WINDOWS + 1, 0)):
                 c = counts[k:k + STEADY_WINDOWS]
                 if c.min() > 0 and c.max() - c.min() <= STEADY_TOLERANCE * c.mean():
