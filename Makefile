@@ -18,8 +18,8 @@ PORT   ?= 8000
 MANAGER ?= uvicorn
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast charts figures notebooks lessons jupyter serve-wsgi serve-asgi serve-nginx serve-fastapi \
-        calibrate handout grade try lint clean doctor slow-limits
+.PHONY: help setup test test-fast test-stages timing charts figures notebooks lessons jupyter serve-wsgi serve-asgi serve-nginx \
+        serve-fastapi calibrate handout grade try lint clean doctor slow-limits
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,14 +33,30 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the lab into it
 
-test: $(STAMP) ## run every test (quick mode: CONCLAB_QUICK=1)
-	CONCLAB_QUICK=1 $(BIN)/python -m pytest
+# `make test` lists its 25 slowest tests at the end (docs/timing.md says why each
+# takes that long). The long CI stages run from .ci/run after it: tests marked
+# `stage` (Python matrix, free-threaded build, batch grading) and the notebooks
+# in Chromium (marker `browser`, about 5 minutes).
+STAGES := stage or browser
+test: $(STAMP) ## run every test but the long CI stages (quick mode: CONCLAB_QUICK=1)
+	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not ($(STAGES))" --durations=25
+
+test-stages: $(STAMP) ## the long CI stages only (markers stage, browser; .ci/run runs them after make test)
+	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "$(STAGES)" --durations=25 || [ $$? -eq 5 ]  # 5: none collected
 
 test-fast: $(STAMP) ## the tests without notebooks, browser, labs and faults
 	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not notebooks and not browser and not labs and not faults"
 
 charts: $(STAMP) ## measure everything and write figures/*.png (ONLY=name for one)
 	$(BIN)/conclab charts $(if $(ONLY),--only $(ONLY))
+
+# Seconds per figure and phase, for docs/timing.md: every quick figure measured
+# from scratch into build/timing/, then the tables (quick, and full from the
+# last `make charts`). Run it on a quiet machine.
+timing: $(STAMP) ## measure every quick figure from scratch and print where the time goes
+	CONCLAB_QUICK=1 $(BIN)/conclab charts --fresh --out build/timing --results build/timing/results
+	$(BIN)/conclab charts --timing --out build/timing
+	-$(BIN)/conclab charts --timing
 
 figures: $(STAMP) ## redraw figures/*.png from saved results, no measuring
 	$(BIN)/conclab charts --replot $(if $(ONLY),--only $(ONLY))

@@ -404,3 +404,30 @@ def test_good_load_parameters_are_accepted():
     assert LoadSpec(concurrency=256, duration=3).shape == "closed"
     assert LoadSpec(rate=30.0, requests=100).shape == "open"
     assert LoadSpec(concurrency=1, duration=1, requests=5).requests == 5
+
+
+def test_a_watcher_can_end_the_warm_up_early_and_stop_the_run(servers):
+    """RunProgress.steady_from moves the window's start back, stop() ends the run and its window."""
+    from conclab.measuring.driver import watching
+
+    marks = {}
+
+    def watcher(progress):
+        t0 = progress.started_ns
+        if not t0 or progress.finished:
+            return
+        if "from" not in marks:
+            marks["from"] = t0 + 200_000_000
+            progress.steady_from(marks["from"])
+        if time.monotonic_ns() - t0 >= 1_200_000_000 and "stop" not in marks:
+            marks["stop"] = time.monotonic_ns()
+            progress.stop()
+
+    started = time.monotonic()
+    with watching(watcher, every=0.05):
+        r = run_load(servers(ASGI).url, LoadSpec(path="/io?ms=20", concurrency=4, warmup=2, duration=8, timeout=10),
+                     progress=False, warn=False)
+    assert time.monotonic() - started < 4  # not the 10 s the load asked for
+    assert r.window[0] == marks["from"]
+    assert abs(r.window[1] - marks["stop"]) < 5_000_000  # the window ends at the stop, not after the drain
+    assert r.summary["throughput_rps"] == pytest.approx(4 / 0.02, rel=0.25)

@@ -2,6 +2,8 @@
 Little's law, cached points are reused, and figures redraw from saved data."""
 
 import json
+import math
+import statistics
 
 import psutil
 import pytest
@@ -19,15 +21,27 @@ def figures_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("figures")
 
 
+@pytest.fixture(scope="module")
+def server_pool(request):
+    """One server per spec for the quick figures below, as `conclab charts` keeps them:
+    planned over the figures this session runs, so the last one stops each server."""
+    from conclab.figures.experiment import ServerPool
+
+    names = [item.callspec.params["name"] for item in request.session.items
+             if item.originalname == "test_experiment_produces_a_nonempty_png_in_quick_mode"]
+    with ServerPool([REGISTRY[n] for n in names if not REGISTRY[n].missing()], quick=True) as pool:
+        yield pool
+
+
 def test_tests_run_in_quick_mode():
     assert quick_mode(), "tests must run with CONCLAB_QUICK=1"
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
-def test_experiment_produces_a_nonempty_png_in_quick_mode(name, figures_dir):
+def test_experiment_produces_a_nonempty_png_in_quick_mode(name, figures_dir, server_pool):
     if why := REGISTRY[name].missing():  # e.g. nginx not installed (under CI this raises instead)
         pytest.skip(why)
-    png = run_experiment(name, out_dir=figures_dir, progress=False)
+    png = run_experiment(name, out_dir=figures_dir, progress=False, pool=server_pool)
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert png.stat().st_size > 10_000
     data = json.loads((figures_dir / "data" / f"{name}.json").read_text())
@@ -219,8 +233,12 @@ def test_memory_baseline_is_taken_after_every_worker_booted(figures_dir):
 def test_every_committed_point_agrees_with_its_theory_within_ten_percent():
     """The reference data: each point the driver measured accurately (not client-saturated)
     is within 10% of its Little's-law line, or the figure would teach a wrong number."""
+    from conclab.figures.experiment import TIMING_FILE
+
     misses = []
     for path in sorted((FIGURES_DIR / "data").glob("*.json")):
+        if path.name == TIMING_FILE:  # seconds per figure and phase, no points
+            continue
         data = json.loads(path.read_text())
         for p in data["points"]:
             predicted = (p.get("prediction") or {}).get("throughput_rps")
@@ -230,3 +248,164 @@ def test_every_committed_point_agrees_with_its_theory_within_ten_percent():
             if abs(off) > 0.10:
                 misses.append(f"{path.stem}: {p['series']} x={p['x']}: {off:+.1%}")
     assert not misses, misses
+
+
+# --- quick mode is a real reduced sweep: the same lesson, from fewer and shorter points ----------
+
+THROUGHPUT_TOLERANCE = 0.25  # a 1 s quick window on a shared machine (see the Little's-law test above)
+COST_TOLERANCE = 0.3  # CPU per request as a ratio to Gunicorn sync's: one quick repeat of ~1,000 requests vs the median of three
+MEMORY_FACTOR = 3  # bytes per in-flight request, the difference of two RSS readings: the same order of magnitude
+
+
+def _match_key(p) -> tuple:
+    load = p["load"]
+    return p["series"], p["x"], load["path"], load["concurrency"], load["rate"]
+
+
+def key_numbers(name: str, data: dict) -> dict:
+    """{what: (value, tolerance)} a figure teaches; tolerance None means the value must be equal.
+
+    Throughput of every point (keyed by series, x and load shape; client-saturated
+    points left out), and what else a figure's lesson rests on: where the
+    threadpool cliff falls, which servers slow clients stall, memory per
+    in-flight request, CPU per request.
+    """
+    out = {}
+    for p in data["points"]:
+        s = p["summary"]
+        if name == "threadpool_cliff":
+            p50 = (p.get("probes") or {}).get("/def-health", {}).get("latency_ms", {}).get("p50")
+            if p50 is not None:  # a def health check waits for a slow request to end, or not
+                out[f"{p['series']} x={p['x']}: /def-health waits"] = (p50 > 100, None)
+        elif name == "slow_clients":
+            out[f"{p['series']}: the probe stalls"] = (s["latency_ms"]["p99"] > 1000, None)
+        elif name in ("cost_per_request", "client_ceiling"):
+            continue
+        elif name != "memory" and not s.get("client_saturated") and s.get("throughput_rps"):
+            out[f"{_match_key(p)}: req/s"] = (s["throughput_rps"], THROUGHPUT_TOLERANCE)
+    if name == "cost_per_request":
+        from conclab.figures.cpu_offload import STACKS, cost_table
+
+        # Each stack's CPU per request relative to Gunicorn sync's at the same route and rate:
+        # the lesson (httptools and uvloop cut it), whatever the machine's speed that day.
+        table = {stack: {label: statistics.median(v) for label, v in series.items()}
+                 for stack, series in cost_table(data["points"]).items()}
+        first = STACKS[0][0]
+        for stack, series in table.items():
+            for label, us in series.items():
+                if stack != first and table.get(first, {}).get(label):
+                    out[f"{stack}, {label}: CPU per request / {first}'s"] = (us / table[first][label], COST_TOLERANCE)
+    if name == "memory":
+        for series in {p["series"] for p in data["points"]}:
+            pts = {p["x"]: p["rss_bytes"]["loaded"] for p in data["points"] if p["series"] == series}
+            lo = min(pts)
+            for hi in (x for x in pts if x > lo):
+                per_request = max((pts[hi] - pts[lo]) / (hi - lo), 1.0)
+                out[f"{series}: log10 bytes per request, {lo}..{hi}"] = (math.log10(per_request),
+                                                                         ("abs", math.log10(MEMORY_FACTOR)))
+    if name == "client_ceiling":
+        # The lesson: on the same waits, httpx's default transport falls far behind the aiohttp one.
+        io = {(p["tags"]["transport"], p["x"]): p["summary"]["throughput_rps"]
+              for p in data["points"] if "/io" in p["load"]["path"]}
+        for (transport, x), rps in io.items():
+            if transport == "aiohttp" and ("httpx", x) in io:
+                out[f"/io, {x} users: aiohttp carries twice httpx's default"] = (rps > 2 * io[("httpx", x)], None)
+    return out
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_quick_figure_teaches_what_the_committed_full_one_does(name, figures_dir):
+    """Each quick figure's key numbers agree with the committed full figure's, within a stated tolerance.
+
+    Quick points are a subset of the full sweep (fewer users, threads or workers,
+    shorter windows), so each can be compared with the full point of the same
+    series and load. Run in the same temporary folder as the quick figures above.
+    """
+    if why := REGISTRY[name].missing():
+        pytest.skip(why)
+    quick = key_numbers(name, {"points": _points(figures_dir, name)})
+    full = key_numbers(name, json.loads((FIGURES_DIR / "data" / f"{name}.json").read_text()))
+    shared = sorted(set(quick) & set(full))
+    assert shared, f"{name}: no quick point matches a full one (quick: {sorted(quick)[:3]} ...)"
+    misses = []
+    for what in shared:
+        (q, tolerance), (f, _) = quick[what], full[what]
+        if tolerance is None:
+            ok, said = q == f, ""
+        elif isinstance(tolerance, tuple):  # ("abs", tolerance) on a logarithm
+            ok, said = q == pytest.approx(f, abs=tolerance[1]), f" (tolerance {tolerance[1]:.2f})"
+        else:
+            ok, said = q == pytest.approx(f, rel=tolerance), f" (tolerance {tolerance:.0%})"
+        if not ok:
+            misses.append(f"{what}: quick {q:.4g}, full {f:.4g}{said}")
+    assert not misses, f"{name}: the quick figure disagrees with the committed one:\n" + "\n".join(misses)
+
+
+# --- spending only what accuracy needs ----------------------------------------------------------
+
+
+def test_a_steady_point_ends_its_warm_up_and_its_window_early():
+    import time
+
+    from conclab.base.specs import LoadSpec
+    from conclab.figures.experiment import UVICORN, Job, _run_job
+    from conclab.processes.launcher import serve
+
+    load = LoadSpec(path="/io?ms=20", concurrency=8, warmup=1.5, duration=6, timeout=10)
+    with serve(UVICORN) as server:
+        started = time.monotonic()
+        doc = _run_job(Job("steady", UVICORN, load), server.url, server)
+        took = time.monotonic() - started
+    adaptive = doc["adaptive"]
+    assert adaptive["warmup_s"] < 1.0  # steady well before the longest warm-up
+    assert adaptive["stopped_by"] == "spread" and adaptive["window_s"] < 4
+    assert took < 5  # not the 7.5 s the load allows
+    assert doc["summary"]["window_s"] >= 1.0  # two spread bins at least
+    assert doc["summary"]["throughput_rps"] == pytest.approx(8 / 0.02, rel=0.25)
+
+
+def test_experiments_of_one_run_share_a_server_and_stop_it_after_the_last(tmp_path):
+    import dataclasses
+
+    from conclab.figures.experiment import (
+        UVICORN,
+        Job,
+        ServerPool,
+        closed_load,
+        read_timing,
+        run_experiment,
+    )
+
+    def exp(name):
+        return dataclasses.replace(REGISTRY["wsgi_vs_asgi"], name=name,
+                                   jobs=lambda quick: [Job(name, UVICORN, closed_load("/io?ms=20", 4, quick), x=4)])
+
+    first, second = exp("first"), exp("second")
+    with ServerPool([first, second], quick=True) as pool:
+        run_experiment(first, out_dir=tmp_path, results_dir=tmp_path / "r", pool=pool, progress=False)
+        (_, server), = pool.running.values()
+        pids = set(server.worker_pids)
+        run_experiment(second, out_dir=tmp_path, results_dir=tmp_path / "r", pool=pool, progress=False)
+        assert not pool.running  # stopped after the last experiment that needs it
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+    timing = read_timing(tmp_path)["quick"]
+    assert (timing["first"]["servers"], timing["second"]["servers"]) == (1, 0)
+    for t in timing.values():  # where the time went, phase by phase, adds up
+        assert t["total_s"] == pytest.approx(sum(t["seconds"].values()), abs=0.05)
+        assert t["seconds"]["measuring"] > 0 and t["measured"] == 1
+
+
+def test_charts_timing_prints_the_saved_seconds_per_figure_and_phase(tmp_path, capsys):
+    from conclab.figures.experiment import PHASES, save_timing
+
+    assert conclab_main(["charts", "--timing", "--out", str(tmp_path)]) == 2
+    assert "no timing saved" in capsys.readouterr().err
+    seconds = dict.fromkeys(PHASES, 1.0)
+    for name in ("gil", "workers"):
+        save_timing(tmp_path, {"name": name, "quick": True, "total_s": 6.0, "seconds": seconds, "servers": 2,
+                               "measured": 4, "cached": 1, "points": []})
+    assert conclab_main(["charts", "--timing", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| gil | 6.0 | 1.0 |" in out and "| workers |" in out
+    assert "| **all** | **12.0** |" in out and "| 4 | 8 (2) |" in out
+    assert "full" not in out  # no full run saved

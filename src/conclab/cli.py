@@ -294,9 +294,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_charts(args: argparse.Namespace) -> int:
     import time
 
-    from .base.paths import quick_mode
-    from .figures.registry import REGISTRY, run
+    from .base.paths import FIGURES_DIR, quick_mode
+    from .figures.experiment import ServerPool, read_timing, timing_table
+    from .figures.registry import REGISTRY
 
+    if args.timing:
+        return print_timing(args.out)
     names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else list(REGISTRY)
     if not names:  # `--only ""` must not mean "measure everything"
         raise CliError("--only needs experiment names, e.g. --only gil,workers")
@@ -306,6 +309,28 @@ def cmd_charts(args: argparse.Namespace) -> int:
     mode = "redrawing" if args.replot else ("measuring (QUICK mode)" if quick_mode() else "measuring")
     print(f"{mode} {len(names)} experiment(s): {', '.join(names)}", flush=True)
     t = time.monotonic()
+    # One server per spec for the whole run, where the experiments allow it.
+    plan = [REGISTRY[n] for n in names if not args.replot and not REGISTRY[n].missing()]
+    with ServerPool(plan, quick_mode()) as pool:
+        code = _charts(names, args, pool)
+    if code:
+        return code
+    print(f"done in {time.monotonic() - t:.0f} s")
+    if not args.replot:
+        measured = read_timing(args.out or FIGURES_DIR).get("quick" if quick_mode() else "full", {})
+        measured = {n: measured[n] for n in names if n in measured}
+        if measured:
+            print("where the time went (seconds; also in data/timing.json):")
+            print(timing_table(measured))
+    return 0
+
+
+def _charts(names: list[str], args: argparse.Namespace, pool) -> int:
+    """Measure (or redraw) each named experiment; 130 when interrupted."""
+    import time
+
+    from .figures.registry import REGISTRY, run
+
     for name in names:
         t_exp = time.monotonic()
         why = REGISTRY[name].missing() if not args.replot else None
@@ -315,7 +340,7 @@ def cmd_charts(args: argparse.Namespace) -> int:
         try:
             png = run(name, **({"out_dir": args.out} if args.out else {}),
                                  **({"results_dir": args.results} if args.results else {}),
-                                 replot=args.replot, fresh=args.fresh)
+                                 replot=args.replot, fresh=args.fresh, pool=pool)
         except FileNotFoundError as err:
             raise CliError(str(err)) from None
         except KeyboardInterrupt:
@@ -323,7 +348,21 @@ def cmd_charts(args: argparse.Namespace) -> int:
                   f"{args.results or 'results/'} and the same command resumes from them", file=sys.stderr)
             return 130
         print(f"  wrote {png} ({time.monotonic() - t_exp:.0f} s)", flush=True)
-    print(f"done in {time.monotonic() - t:.0f} s")
+    return 0
+
+
+def print_timing(out: str | None) -> int:
+    """`conclab charts --timing`: the seconds per figure and phase kept by the last measuring runs."""
+    from .base.paths import FIGURES_DIR
+    from .figures.experiment import read_timing, timing_table
+
+    doc = read_timing(out or FIGURES_DIR)
+    if not doc:
+        raise CliError(f"no timing saved in {out or FIGURES_DIR}/data/timing.json: run `conclab charts` first")
+    for mode in ("quick", "full"):
+        if doc.get(mode):
+            print(f"\n{mode} ({'CONCLAB_QUICK=1 ' if mode == 'quick' else ''}conclab charts):\n")
+            print(timing_table(doc[mode]))
     return 0
 
 
@@ -373,6 +412,8 @@ def build_parser() -> Parser:
     p.add_argument("--fresh", action="store_true", help="re-measure even points cached in results/")
     p.add_argument("--out", default=None, help="output folder (default: figures/)")
     p.add_argument("--results", default=None, metavar="DIR", help="cache of measured points (default: results/)")
+    p.add_argument("--timing", action="store_true",
+                   help="print the seconds per figure and phase of the last measuring runs (data/timing.json)")
     p.set_defaults(func=cmd_charts)
 
     p = sub.add_parser("doctor", help="what runs on this machine (system, Python, cores, tools) and how to fix the rest")

@@ -149,4 +149,5 @@ MEMORY = Experiment(
     jobs_memory,
     draw=draw_memory, uses=("pss",),
     note=False,  # no throughput drawn: its own subtitle says what the bars are
+    shares_servers=False,  # each server's memory before the load is the baseline: a fresh one
 )

@@ -18,17 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
-import shutil
-import subprocess
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..base import system
-from ..base.cores import client_cpu, usable_cores
+from ..base.cores import usable_cores
 from ..base.specs import LoadSpec, ServerSpec
+from ..measuring import wrk
 from ..measuring.cost import ServerCpu, answered
 from ..measuring.driver import ClientSaturatedWarning, LoadResult, run_load
 from ..processes.launcher import Server, serve
@@ -57,7 +54,7 @@ PROBE_RATE = 25  # /health requests per second during the load
 
 
 def offload_users(quick: bool) -> list[int]:
-    return [1, 2, 4] if quick else [1, 2, 3, 4]
+    return [1, 4] if quick else [1, 2, 3, 4]  # quick: one core's worth, and every core busy
 
 
 def jobs_cpu_offload(quick):
@@ -169,41 +166,38 @@ class CostJob(Job):
         return doc
 
 
+# Quick mode keeps the steps of the lesson: Gunicorn sync, then h11 -> httptools -> uvloop.
+QUICK_STACKS = ("gunicorn sync", "uvicorn asyncio+h11", "uvicorn asyncio+httptools", "uvicorn uvloop+httptools")
+
+
 def jobs_cost(quick):
     repeats = 1 if quick else 3
     return [
         CostJob(f"{route} at {rate} req/s", spec, cost_load(route, rate, quick, r), x=i,
                 tags={"stack": name, "repeat": r})
         for i, (name, spec) in enumerate(STACKS)
+        if not quick or name in QUICK_STACKS
         for route in cost_routes(quick)
         for rate in RATES
         for r in range(repeats)
     ]
 
 
-WRK_LINE = re.compile(r"(\d+) requests in ([\d.]+)(m?s)")
-
-
 def wrk_cost(quick):
     """wrk (C) drives uvloop+httptools as hard as it can: its maximum, and the CPU per request there."""
-    wrk = shutil.which("wrk")
-    if not wrk:
-        return {"wrk": None, "note": "wrk not installed (apt-get install wrk): no measured maximum"}
-    cmd = [wrk, "-t1", "-c50", f"-d{2 if quick else 5}s"]
-    cmd = system.pinned_command(client_cpu(), cmd)  # wrk on the driver's core, the server on the others
+    if not wrk.installed():
+        return {"wrk": None, "note": f"wrk not installed ({wrk.INSTALL_HINT}): no measured maximum"}
+    # wrk runs on the driver's core, the server on the others.
     with serve(FAST) as server:
         run_load(server.url, path="/hello", concurrency=10, duration=0.5, progress=False, warn=False)  # warm up
-        with ServerCpu(server) as cpu:
-            text = subprocess.run([*cmd, server.url + "/hello"], capture_output=True, text=True, timeout=60).stdout
-    rps = next((float(line.split()[1]) for line in text.splitlines() if line.startswith("Requests/sec:")), None)
-    done = WRK_LINE.search(text)
-    if rps is None or done is None:
-        return {"wrk": None, "note": f"could not read wrk's output: {text[-200:]!r}"}
-    n = int(done.group(1))
-    seconds = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
-    return {"wrk": {"rps": rps, "requests": n, "seconds": seconds, "server_cpu_s": cpu.seconds,
-                    "us_per_request": cpu.us_per_request(n), "server_busy": cpu.seconds / seconds, "connections": 50,
-                    "server_cores": len(FAST.resolved_cpus())}}
+        try:
+            with ServerCpu(server) as cpu:
+                done = wrk.run_wrk(server.url + "/hello", 50, 2 if quick else 5)
+        except wrk.WrkError as err:
+            return {"wrk": None, "note": str(err)}
+    return {"wrk": {"rps": done.rps, "requests": done.requests, "seconds": done.seconds, "server_cpu_s": cpu.seconds,
+                    "us_per_request": cpu.us_per_request(done.requests), "server_busy": cpu.seconds / done.seconds,
+                    "connections": 50, "server_cores": len(FAST.resolved_cpus())}}
 
 
 def cost_table(points) -> dict:

@@ -46,7 +46,8 @@ from ..base.cores import client_cpu
 from ..base.paths import FIGURES_DIR, quick_mode, results_root
 from ..base.specs import LoadSpec, ServerSpec
 from ..measuring import results
-from ..measuring.driver import ClientSaturatedWarning, Interrupted, run_load
+from ..measuring.driver import ClientSaturatedWarning, Interrupted, run_load, watching
+from ..measuring.stats import BIN_S, throughput_spread
 from ..measuring.theory import Overhead, parse_route, predict, slots
 from ..processes.stack import running
 from .plotting import footer
@@ -99,6 +100,10 @@ class Experiment:
     # What else it uses where the system has it, each a key of conclab.teaching.doctor's
     # GAPS ("wrk", "pss", "schedstat"): without one the figure is drawn, with less in it.
     uses: tuple[str, ...] = ()
+    # False: every server of this experiment is started for it alone (a fresh
+    # server's memory is the baseline, or its workers get killed), never taken
+    # over from an earlier experiment of the same `conclab charts` run (ServerPool).
+    shares_servers: bool = True
 
     def missing(self) -> str | None:
         """Why this experiment cannot run on this machine, or None."""
@@ -179,8 +184,11 @@ def wait_for_every_worker(server, path: str = "/io?ms=100", timeout: float = 30.
     only be answered by that many workers: once every pid has answered, every
     worker has booted (imported the app) and the measurement can start. A worker
     that serves many requests at once gets a bigger wave, so its siblings get some.
+    A server of one process is ready once it answers /health, which serve() waited for.
     """
     want = set(server.worker_pids)
+    if len(want) <= 1:  # one process: it answered the start-up's /health, so it has booted
+        return want
     n = len(want) if server.spec.one_at_a_time else 8 * len(want)
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
@@ -211,6 +219,95 @@ def point_doc(job: Job, result, probe_result=None, rss=None, overhead: Overhead 
     if rss is not None:
         doc["rss_bytes"] = rss
     return doc
+
+
+STEADY_WINDOWS = 3  # the warm-up ends once this many successive short windows ...
+STEADY_TOLERANCE = 0.10  # ... each count within 10% of their mean (bounded by the load's warm-up)
+SPREAD_TARGET = 0.03  # a point stops once its throughput's standard error is under 3% ...
+MIN_WINDOW_S = 2 * BIN_S  # ... over at least two spread bins (bounded by the load's duration)
+
+
+class SteadyStop:
+    """Spend on a closed-loop point only the time its accuracy needs.
+
+    A watcher of the run (conclab.measuring.driver.watching), every 0.1 s:
+
+    * **warm-up**: the run is steady once ``STEADY_WINDOWS`` successive windows
+      (each two mean latencies long, at least 0.1 s) complete the same number of
+      requests within ``STEADY_TOLERANCE``; the measured window starts there. The
+      load's ``warmup`` is the longest it may take.
+    * **measuring**: the point stops once the window holds at least
+      ``MIN_WINDOW_S`` and the standard error of its throughput over the 0.5 s
+      spread bins is under ``SPREAD_TARGET``, or once the window is the load's
+      ``duration`` long, whichever comes first: a noisy point keeps measuring.
+
+    What it decided is kept in the point (``adaptive``).
+    """
+
+    def __init__(self, load: LoadSpec):
+        self.load = load
+        self.steady_ns: int | None = None
+        self.decided: dict = {}
+        # Read incrementally: the callback shares the GIL with the driver, so it stays short.
+        self.seen = 0
+        self.ends: list[int] = []  # end of each answered request
+        self.latency_ns = 0  # their summed latency
+
+    @staticmethod
+    def applies(job: Job) -> bool:
+        """Plain closed-loop points for a duration; not points with probes, memory samples or own timing."""
+        load = job.load
+        return (not hasattr(job, "measure") and not job.probe and not job.sample_rss
+                and load.concurrency is not None and load.duration is not None and load.requests is None)
+
+    def __call__(self, progress) -> None:
+        t0 = progress.started_ns
+        if progress.finished or not t0 or "stopped_by" in self.decided:
+            return
+        now = time.monotonic_ns()
+        new = progress.records[self.seen:]
+        self.seen += len(new)
+        for r in new:
+            if r[3] == 200 and not r[4]:
+                self.ends.append(r[2])
+                self.latency_ns += r[2] - r[1]
+        if self.steady_ns is None and not self._find_steady(progress, t0, now):
+            return
+        window_ns = now - self.steady_ns
+        if window_ns >= self.load.duration * 1e9:
+            self._stop(progress, "duration", window_ns)
+            return
+        if window_ns < MIN_WINDOW_S * 1e9 or not self.ends:
+            return
+        ends = np.asarray(self.ends, dtype=np.int64)
+        spread = throughput_spread(ends, self.steady_ns, now, ramp_ns=self.latency_ns / len(self.ends))
+        if spread:
+            rates = np.asarray(spread["bins_rps"])
+            if rates.mean() > 0 and spread["std"] / rates.mean() / math.sqrt(rates.size) <= SPREAD_TARGET:
+                self._stop(progress, "spread", window_ns)
+
+    def _find_steady(self, progress, t0, now) -> bool:
+        warm_end = t0 + int(self.load.warmup * 1e9)
+        if self.ends:
+            width = max(int(2 * self.latency_ns / len(self.ends)), 100_000_000)
+            whole = int((min(now, warm_end + width * STEADY_WINDOWS) - t0) // width)
+            counts = np.bincount([(e - t0) // width for e in self.ends if e < t0 + whole * width], minlength=whole)
+            for k in range(max(whole - STEADY_WINDOWS + 1, 0)):
+                c = counts[k:k + STEADY_WINDOWS]
+                if c.min() > 0 and c.max() - c.min() <= STEADY_TOLERANCE * c.mean():
+                    self.steady_ns = min(t0 + k * width, warm_end)
+                    break
+        if self.steady_ns is None and now >= warm_end:
+            self.steady_ns = warm_end
+        if self.steady_ns is None:
+            return False
+        progress.steady_from(self.steady_ns)
+        self.decided["warmup_s"] = round((self.steady_ns - t0) / 1e9, 3)
+        return True
+
+    def _stop(self, progress, why: str, window_ns: int) -> None:
+        self.decided.update(stopped_by=why, window_s=round(window_ns / 1e9, 3))
+        progress.stop()
 
 
 def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> dict:
@@ -251,15 +348,66 @@ def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> di
         helpers.append(threading.Thread(target=sample, daemon=True))
     for t in helpers:
         t.start()
+    steady = SteadyStop(job.load) if SteadyStop.applies(job) else None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), watching(steady, every=0.1) if steady else contextlib.nullcontext():
             warnings.simplefilter("ignore", ClientSaturatedWarning)
             result = run_load(url, job.load, progress=False, warn=False)
     finally:
         stop.set()
         for t in helpers:
             t.join(job.load.timeout + job.probe_after + (job.probe.duration or 0) + 5 if job.probe else 10)
-    return point_doc(job, result, probe_box.get("r"), rss_box or None, overhead)
+    doc = point_doc(job, result, probe_box.get("r"), rss_box or None, overhead)
+    if steady:
+        doc["adaptive"] = steady.decided
+    return doc
+
+
+PHASES = ("startup", "calibration", "warmup", "measuring", "extra", "drawing")
+
+
+@dataclass
+class Timing:
+    """Where one experiment's seconds went, phase by phase and point by point.
+
+    * startup - starting each server, waiting for every worker, and stopping it;
+    * calibration - measuring each server's own overhead before its points;
+    * warmup / measuring - each point's warm-up and measured window (the rest of
+      the point: a job that measures in its own way counts whole as measuring);
+    * extra - what an experiment measures besides its points (e.g. wrk's numbers);
+    * drawing - rendering and saving the PNG.
+
+    Cached points cost nothing and are only counted (``cached``).
+    """
+
+    name: str
+    quick: bool
+    cached: int = 0
+    servers: int = 0
+    seconds: dict = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    points: list = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.monotonic() - started
+
+    def point(self, job: Job, doc: dict, seconds: float) -> None:
+        warm = (doc.get("adaptive") or {}).get("warmup_s", 0.0 if hasattr(job, "measure") else job.load.warmup)
+        warm = min(warm, seconds)
+        self.seconds["warmup"] += warm
+        self.seconds["measuring"] += seconds - warm
+        self.points.append({"series": job.series, "x": job.x, "warmup_s": round(warm, 3),
+                            "measuring_s": round(seconds - warm, 3)})
+
+    def to_dict(self) -> dict:
+        seconds = {k: round(v, 2) for k, v in self.seconds.items()}
+        return {"name": self.name, "quick": self.quick, "total_s": round(sum(self.seconds.values()), 2),
+                "seconds": seconds, "servers": self.servers, "measured": len(self.points),
+                "cached": self.cached, "points": self.points}
 
 
 def _calibration_key(job: Job):
@@ -268,8 +416,17 @@ def _calibration_key(job: Job):
     return calibration_path(job.load.path), is_wave(job.load)
 
 
+_CALIBRATIONS: dict = {}  # (spec, calibration path, wave) -> Overhead, for every experiment of this process
+
+
 def _calibrate_group(server, spec: ServerSpec, group) -> dict:
-    """One calibration per route (and shape) the group's points need a theory for."""
+    """One calibration per route (and shape) the group's points need a theory for.
+
+    A server's overhead is a property of its spec and the machine, not of one
+    start: experiments that start the same spec again (wsgi_vs_asgi, timelines
+    and client_ceiling all start Uvicorn) share the first calibration of this
+    process. Its ``source`` still says how it was measured.
+    """
     out = {}
     for job in group:
         key = _calibration_key(job)
@@ -279,7 +436,10 @@ def _calibrate_group(server, spec: ServerSpec, group) -> dict:
             predict(spec, job.load.path, concurrency=1)
         except ValueError:  # no theory for this route
             continue
-        out[key] = calibrate(server, spec, job.load.path, wave=key[1])
+        shared = (spec, *key)
+        if shared not in _CALIBRATIONS:
+            _CALIBRATIONS[shared] = calibrate(server, spec, job.load.path, wave=key[1])
+        out[key] = _CALIBRATIONS[shared]
     return out
 
 
@@ -290,13 +450,62 @@ def _group_by_server(jobs):
     return groups
 
 
+class ServerPool:
+    """Servers kept running from one experiment to the next of a `conclab charts` run.
+
+    Five figures start the same Uvicorn server, four the same one-worker
+    Gunicorn: each server is started once, by the first experiment of ``plan``
+    that needs it, and stopped after the last one. Experiments with
+    ``shares_servers=False`` start their own. Use as a context manager: leaving
+    it stops whatever still runs.
+    """
+
+    def __init__(self, plan: list[Experiment], quick: bool):
+        self.quick = quick
+        self.left: dict = {}  # spec -> experiments of the plan still to use it
+        for exp in plan:
+            for spec in self.specs(exp):
+                self.left[spec] = self.left.get(spec, 0) + 1
+        self.running: dict = {}  # spec -> (its ExitStack, the server)
+
+    def specs(self, exp: Experiment) -> set:
+        return {job.spec for job in exp.jobs(self.quick)} if exp.shares_servers else set()
+
+    def get(self, spec):
+        """(server, started now?): the running server of ``spec``, started if need be."""
+        if spec in self.running:
+            return self.running[spec][1], False
+        stack = contextlib.ExitStack()
+        self.running[spec] = (stack, stack.enter_context(running(spec)))
+        return self.running[spec][1], True
+
+    def finished(self, exp: Experiment) -> None:
+        """``exp`` is done: stop the servers no later experiment of the plan needs."""
+        for spec in self.specs(exp):
+            self.left[spec] = self.left.get(spec, 1) - 1
+            if self.left[spec] <= 0 and spec in self.running:
+                self.running.pop(spec)[0].close()
+
+    def close(self) -> None:
+        while self.running:
+            self.running.popitem()[1][0].close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None = None, fresh: bool = False,
-            progress: bool = True) -> dict:
+            progress: bool = True, pool: ServerPool | None = None) -> dict:
     """Run (or resume) an experiment's jobs; return its assembled data."""
     from tqdm.auto import tqdm
 
     quick = quick_mode() if quick is None else quick
     jobs = exp.jobs(quick)
+    if fresh:  # measuring afresh (e.g. after a run disturbed by the machine) calibrates afresh too
+        _CALIBRATIONS.clear()
     cache = Path(results_dir or results_root()) / exp.name
     cache.mkdir(parents=True, exist_ok=True)
     points = {}
@@ -311,17 +520,25 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
                     continue
         todo.append(job)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=exp.name, unit="point", disable=not progress)
+    clock = Timing(exp.name, quick, cached=len(jobs) - len(todo))
     try:
         for spec, group in _group_by_server(todo).items():
-            with running(spec) as server:
-                overheads = {}
-                if isinstance(spec, ServerSpec):
-                    bar.set_postfix_str(f"{spec.label}: booting every worker, calibrating", refresh=True)
-                    wait_for_every_worker(server)
-                    overheads = _calibrate_group(server, spec, group)
+            with contextlib.ExitStack() as stack:
+                with clock.phase("startup"):
+                    if pool is not None and exp.shares_servers:
+                        server, started = pool.get(spec)
+                    else:
+                        server, started = stack.enter_context(running(spec)), True
+                    clock.servers += started
+                    if started and isinstance(spec, ServerSpec):
+                        bar.set_postfix_str(f"{spec.label}: booting every worker, calibrating", refresh=True)
+                        wait_for_every_worker(server)
+                with clock.phase("calibration"):
+                    overheads = _calibrate_group(server, spec, group) if isinstance(spec, ServerSpec) else {}
                 for job in group:
                     bar.set_postfix_str(f"{job.series} x={job.x}", refresh=True)
                     overhead = overheads.get(_calibration_key(job))
+                    started = time.monotonic()
                     try:
                         doc = _run_job(job, server.url, server, overhead)
                     except Interrupted as stop:
@@ -329,9 +546,15 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
                         doc = point_doc(job, stop.result, overhead=overhead)
                         results.write_json(cache / f"{job.key()}.json", doc)
                         raise
+                    clock.point(job, doc, time.monotonic() - started)
                     results.write_json(cache / f"{job.key()}.json", doc)
                     points[job.key()] = doc
                     bar.update(1)
+                with clock.phase("startup"):  # stopping the server counts with starting it
+                    stack.close()
+        if pool is not None:
+            with clock.phase("startup"):
+                pool.finished(exp)
     finally:
         bar.close()
     data = {
@@ -341,7 +564,9 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
         "points": [points[j.key()] for j in jobs if j.key() in points],
     }
     if exp.extra:
-        data["extra"] = exp.extra(quick)
+        with clock.phase("extra"):
+            data["extra"] = exp.extra(quick)
+    data["timing"] = clock.to_dict()
     return data
 
 
@@ -363,17 +588,69 @@ def save_png(exp: Experiment, data: dict, png: Path) -> Path:
     return png
 
 
+TIMING_FILE = "timing.json"
+
+
+def save_timing(out_dir: Path, timing: dict) -> Path:
+    """Keep an experiment's timing in ``<out>/data/timing.json``, beside its data, by mode and name."""
+    path = Path(out_dir) / "data" / TIMING_FILE
+    doc = {}
+    if path.exists():
+        with contextlib.suppress(ValueError, OSError):
+            doc = results.read_json(path)
+    doc.setdefault("quick" if timing["quick"] else "full", {})[timing["name"]] = timing
+    results.write_json(path, doc)
+    return path
+
+
 def run_experiment(exp: Experiment, out_dir: Path = FIGURES_DIR, results_dir: Path | None = None,
                    quick: bool | None = None, replot: bool = False, fresh: bool = False,
-                   progress: bool = True) -> Path:
-    """Measure (unless ``replot``) and draw one experiment; return the PNG path."""
+                   progress: bool = True, pool: ServerPool | None = None) -> Path:
+    """Measure (unless ``replot``) and draw one experiment; return the PNG path.
+
+    A measured experiment's timing (see :class:`Timing`) goes to ``<out>/data/timing.json``.
+    """
     out_dir = Path(out_dir)
     data_path = out_dir / "data" / f"{exp.name}.json"
     if replot:
         if not data_path.exists():
             raise FileNotFoundError(f"no saved results for {exp.name!r} at {data_path}: run `make charts ONLY={exp.name}` first")
-        data = results.read_json(data_path)
-    else:
-        data = measure(exp, quick=quick, results_dir=results_dir, fresh=fresh, progress=progress)
-        results.write_json(data_path, data)
-    return save_png(exp, data, out_dir / f"{exp.name}.png")
+        return save_png(exp, results.read_json(data_path), out_dir / f"{exp.name}.png")
+    data = measure(exp, quick=quick, results_dir=results_dir, fresh=fresh, progress=progress, pool=pool)
+    timing = data.pop("timing")
+    results.write_json(data_path, data)
+    started = time.monotonic()
+    png = save_png(exp, data, out_dir / f"{exp.name}.png")
+    timing["seconds"]["drawing"] = round(time.monotonic() - started, 2)
+    timing["total_s"] = round(sum(timing["seconds"].values()), 2)
+    save_timing(out_dir, timing)
+    return png
+
+
+def timing_table(timings: dict) -> str:
+    """A markdown table of seconds per figure and phase, from ``{name: timing}`` (one mode).
+
+    The last row sums the figures; the last column says how many servers were
+    started and how many points were measured (and how many came from the cache).
+    """
+    head = ["figure", "total s", *(f"{p} s" for p in PHASES), "servers", "points (cached)"]
+    rows = [head, ["---"] * len(head)]
+    total = dict.fromkeys(["total_s", *PHASES], 0.0)
+    servers = measured = cached = 0
+    for name, t in timings.items():
+        rows.append([name, f"{t['total_s']:.1f}", *(f"{t['seconds'].get(p, 0):.1f}" for p in PHASES),
+                     str(t["servers"]), f"{t['measured']} ({t['cached']})"])
+        total["total_s"] += t["total_s"]
+        for p in PHASES:
+            total[p] += t["seconds"].get(p, 0)
+        servers, measured, cached = servers + t["servers"], measured + t["measured"], cached + t["cached"]
+    if len(timings) > 1:
+        rows.append(["**all**", f"**{total['total_s']:.1f}**", *(f"{total[p]:.1f}" for p in PHASES),
+                     str(servers), f"{measured} ({cached})"])
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def read_timing(out_dir: Path = FIGURES_DIR) -> dict:
+    """``{"quick": {name: timing}, "full": {...}}`` from ``<out>/data/timing.json`` ({} when absent)."""
+    path = Path(out_dir) / "data" / TIMING_FILE
+    return results.read_json(path) if path.exists() else {}

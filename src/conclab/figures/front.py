@@ -193,6 +193,7 @@ SLOW_CLIENTS = Experiment(
     "wait for all of them at once, so the probe stays fast.",
     jobs_slow_clients, draw_slow_clients, size=(12, 5), needs=nginx_missing,
     note=False,  # latency over time: no throughput bars, no Little's-law line
+    shares_servers=False,  # slow clients get workers killed: every server starts fresh
 )
 
 

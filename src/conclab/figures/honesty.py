@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..base import system
-from ..base.cores import client_cpu
 from ..base.specs import LoadSpec, ServerSpec
+from ..measuring import wrk
 from ..processes.launcher import serve
 from .experiment import UVICORN, Experiment, Job, closed_load
 from .plotting import COLORS, by_series, mark_saturated, predicted, spread, xs
@@ -70,23 +66,12 @@ def jobs_client_ceiling(quick: bool) -> list[Job]:
 
 def wrk_ceiling(quick: bool) -> dict:
     """wrk (C) against the same server, when it is installed: the ceiling of a native client."""
-    wrk = shutil.which("wrk")
-    if not wrk:
-        return {
-            "wrk": None,
-            "note": "wrk not installed (apt-get install wrk) - no native-client reference",
-        }
+    if not wrk.installed():
+        return {"wrk": None, "note": f"wrk not installed ({wrk.INSTALL_HINT}) - no native-client reference"}
     out = {}
-    cpu = client_cpu()
-    ns = [10, 100] if quick else [1, 10, 50, 100, 256]
     with serve(UVICORN) as server:
-        for n in ns:
-            cmd = [wrk, "-t1", f"-c{n}", f"-d{2 if quick else 3}s", server.url + "/hello"]
-            cmd = system.pinned_command(cpu, cmd)
-            text = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
-            for line in text.splitlines():
-                if line.startswith("Requests/sec:"):
-                    out[str(n)] = float(line.split()[1])
+        for n in [10, 100] if quick else [1, 10, 50, 100, 256]:
+            out[str(n)] = wrk.run_wrk(server.url + "/hello", n, 2 if quick else 3).rps
     return {"wrk": out}
 
 

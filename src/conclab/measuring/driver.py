@@ -173,6 +173,9 @@ class _Run:
         self.failed = None
         self.gone_since = None  # end of the first failure of the current streak
         self.gone = {}  # kind -> count of failures in the streak, sent after it began
+        self.loop = None
+        self.window_start_ns = None  # set by a watcher that saw the warm-up end early (RunProgress.steady_from)
+        self.stopped_ns = None  # set by a watcher that has measured enough (RunProgress.stop)
 
     def record(self, rec):
         if len(self.records) < self.max_records:
@@ -278,6 +281,7 @@ class _Run:
 
     async def main(self, result):
         load = self.load
+        self.loop = asyncio.get_running_loop()
         self.stop = asyncio.Event()
         connections = int(load.concurrency or min(LIMITS["concurrency"], max(64, load.rate * load.timeout)))
         raise_fd_limit(connections)
@@ -309,7 +313,10 @@ class _Run:
         result.client_wait_s = wait1 - wait0 if wait0 is not None and wait1 is not None else None
         result.finished_ns = time.monotonic_ns()
         end = deadline if (deadline and not load.requests) else max((r[2] for r in self.records), default=result.finished_ns)
-        result.window = (warm_end, min(end, result.finished_ns) if deadline else end)
+        if self.stopped_ns:  # a watcher ended the run: the window ends then, without the drain
+            end = min(end, self.stopped_ns)
+        start = min(self.window_start_ns or warm_end, warm_end)
+        result.window = (start, min(end, result.finished_ns) if deadline else end)
 
     async def report_progress(self, t0, deadline):
         if not self.progress:
@@ -373,6 +380,23 @@ class RunProgress:
     def in_flight(self) -> int:
         """Requests sent and not yet answered, now."""
         return self._runner.issued - len(self._runner.records) - self._runner.dropped
+
+    def steady_from(self, ns: int) -> None:
+        """The warm-up ended at ``ns`` (before the load's own warm-up did): the window starts there.
+
+        For a watcher that judges when the server is steady (see
+        conclab.figures.experiment.SteadyStop); the load's warm-up stays the longest one.
+        """
+        self._runner.window_start_ns = ns
+
+    def stop(self) -> None:
+        """End the run now: no request is sent after this, and the measured window ends here
+        (answers still in flight are recorded but not counted). For a watcher that has
+        measured enough before the load's duration ran out."""
+        runner = self._runner
+        if runner.stopped_ns is None and runner.loop is not None and runner.stop is not None:
+            runner.stopped_ns = time.monotonic_ns()
+            runner.loop.call_soon_threadsafe(runner.stop.set)
 
 
 _watchers = threading.local()
