@@ -240,6 +240,8 @@ def test_every_committed_point_agrees_with_its_theory_within_ten_percent():
         if path.name == TIMING_FILE:  # seconds per figure and phase, no points
             continue
         data = json.loads(path.read_text())
+        if "points" not in data:  # a table measured by a script (slow_limits, lab 02's configs), no theory
+            continue
         for p in data["points"]:
             predicted = (p.get("prediction") or {}).get("throughput_rps")
             if not predicted or p["summary"].get("client_saturated"):
