@@ -47,6 +47,14 @@ test-stages: $(STAMP) ## the long CI stages only (markers stage, browser; .ci/ru
 test-fast: $(STAMP) ## the tests without notebooks, browser, labs and faults
 	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not notebooks and not browser and not labs and not faults"
 
+# Each Python of the supported range in a clean venv of its own (not .venv):
+# scripts/test-pythons says which it ran on, skips a missing one (fails with
+# CI=true) and, as root with debootstrap, gets a missing one from Debian.
+PYTHONS ?= python3.12 python3.13 python3.14
+.PHONY: test-pythons
+test-pythons: ## install the lab under each of PYTHONS in a clean venv and run the smoke set
+	scripts/test-pythons $(PYTHONS)
+
 charts: $(STAMP) ## measure everything and write figures/*.png (ONLY=name for one)
 	$(BIN)/conclab charts $(if $(ONLY),--only $(ONLY))
 

@@ -89,6 +89,9 @@ def test_grader_fails_the_untouched_starter(lab, handout, tmp_path):
     failed = {name for name, ok in checks.items() if not ok}
     assert code != 0, output
     assert failed == set(expectations(lab)["starter_fails"]), output
+    # Each failed check says under its line why it failed and where to look.
+    hinted = re.findall(r"^  FAIL  (\S+) - .*\n {8}\S", output, re.MULTILINE)
+    assert set(hinted) == failed, output
     passed = len(checks) - len(failed)
     assert re.search(rf"^score: {passed}/{len(checks)}$", output, re.MULTILINE), output
     assert seconds < 60, f"{lab.name}: the grader took {seconds:.0f} s (budget 60 s)"
