@@ -208,7 +208,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if cpu_seconds:  # the server's CPU time over every request it answered, warm-up included
             answered = int((result.columns()["status"] > 0).sum())
             used = cpu_seconds() - cpu_before
-            result.summary["server_cpu_us_per_request"] = used / answered * 1e6 if answered else None
+            result.summary = result.summary.replace(server_cpu_us_per_request=used / answered * 1e6 if answered else None)
         for w in caught:
             print(f"WARNING: {w.message}", file=human)
     try:
@@ -218,9 +218,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(format_summary(result.summary), file=human)
         raise CliError(f"could not save the results: {err}") from None
     print(format_summary(result.summary), file=human)
-    if result.summary.get("server_cpu_us_per_request") is not None:
-        print(f"server CPU  {result.summary['server_cpu_us_per_request']:.0f} us per request "
-              "(all its processes, warm-up included)", file=human)
     if args.json == "-":
         sys.stdout.write(to_json(doc))
     if args.records:

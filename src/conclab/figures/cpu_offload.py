@@ -76,8 +76,8 @@ def draw_cpu_offload(data, fig):
         plot_throughput(ax1, name, pts, color)
         probed = [p for p in pts if p.get("probe")]
         x = xs(probed)
-        ax2.plot(x, [p["probe"]["latency_ms"]["p50"] for p in probed], "o-", color=color, label=f"{name} p50")
-        ax2.plot(x, [p["probe"]["latency_ms"]["p99"] for p in probed], "^:", color=color, alpha=0.8)
+        ax2.plot(x, [p["probe"].latency_ms.p50 for p in probed], "o-", color=color, label=f"{name} p50")
+        ax2.plot(x, [p["probe"].latency_ms.p99 for p in probed], "^:", color=color, alpha=0.8)
     ax1.set_xlabel("concurrent users (closed loop), 40 ms of CPU each")
     ax1.set_ylabel("throughput (requests/s)")
     ax1.set_ylim(0, ax1.get_ylim()[1] * 1.5)  # room for the legend above the lines

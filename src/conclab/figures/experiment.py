@@ -47,6 +47,7 @@ from ..base.paths import FIGURES_DIR, quick_mode, results_root
 from ..base.specs import LoadSpec, ServerSpec
 from ..measuring import results
 from ..measuring.driver import ClientSaturatedWarning, Interrupted, run_load
+from ..measuring.summary import Summary
 from ..measuring.theory import Overhead, parse_route, predict, slots
 from ..processes.stack import serve
 from .plotting import footer
@@ -162,7 +163,7 @@ def calibrate(server, spec: ServerSpec, path: str, wave: bool = False) -> Overhe
     per_connection = 0.0
     k = int(min(CALIBRATION_WAVE, slots(spec, route)[0])) if wave else 1
     if k >= 2:
-        spans = [_quiet_run(server.url, LoadSpec(path=cal, concurrency=k, requests=k, timeout=30)).summary["window_s"]
+        spans = [_quiet_run(server.url, LoadSpec(path=cal, concurrency=k, requests=k, timeout=30)).summary.window_s
                  for _ in range(3)]
         per_connection = max(0.0, (statistics.median(spans) - (s_cal + per_request)) / (k - 1))
         source += f"; 3 waves of {k} new connections"
@@ -210,6 +211,24 @@ def point_doc(job: Job, result, probe_result=None, rss=None, overhead: Overhead 
     if rss is not None:
         doc["rss_bytes"] = rss
     return doc
+
+
+def read_point(doc: dict) -> dict:
+    """A saved point (JSON) with its summaries (``summary``, ``probe``, ``probes``) typed."""
+    doc = dict(doc)
+    for key in ("summary", "probe"):
+        if isinstance(doc.get(key), dict):
+            doc[key] = Summary.from_dict(doc[key])
+    if isinstance(doc.get("probes"), dict):
+        doc["probes"] = {path: Summary.from_dict(s) for path, s in doc["probes"].items()}
+    return doc
+
+
+def read_data(path: str | Path) -> dict:
+    """An experiment's saved data (``figures/data/<name>.json``), its points' summaries typed."""
+    data = results.read_json(path)
+    data["points"] = [read_point(p) for p in data["points"]]
+    return data
 
 
 def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> dict:
@@ -303,10 +322,10 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
     for job in jobs:
         path = cache / f"{job.key()}.json"
         if path.exists() and not fresh:
-            with contextlib.suppress(ValueError, OSError):
+            with contextlib.suppress(ValueError, OSError, KeyError, TypeError):
                 doc = results.read_json(path)
                 if doc.get("status") == "complete":
-                    points[job.key()] = doc
+                    points[job.key()] = read_point(doc)
                     continue
         todo.append(job)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=exp.name, unit="point", disable=not progress)
@@ -371,7 +390,7 @@ def run_experiment(exp: Experiment, out_dir: Path = FIGURES_DIR, results_dir: Pa
     if replot:
         if not data_path.exists():
             raise FileNotFoundError(f"no saved results for {exp.name!r} at {data_path}: run `make charts ONLY={exp.name}` first")
-        data = results.read_json(data_path)
+        data = read_data(data_path)
     else:
         data = measure(exp, quick=quick, results_dir=results_dir, fresh=fresh, progress=progress)
         results.write_json(data_path, data)

@@ -199,7 +199,9 @@ def jobs_cliff(quick: bool) -> list[Job]:
 
 
 def probe_p(point: dict, path: str, key: str) -> float:
-    value = ((point.get("probes") or {}).get(path) or {}).get("latency_ms", {}).get(key)
+    """One latency percentile (``key``: "p50", "p99" ...) of the probe of ``path`` in ms, NaN if none."""
+    probe = (point.get("probes") or {}).get(path)
+    value = getattr(probe.latency_ms, key) if probe else None
     return math.nan if value is None else value
 
 

@@ -30,9 +30,9 @@ def calibrate(duration: float = 3.0) -> dict[str, float]:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ClientSaturatedWarning)
                     s = run_load(server.url, load, progress=False, warn=False).summary
-                lat = s["latency_ms"]
-                print(f"{name:<26}{n:>6}{s['throughput_rps']:>10.0f}{lat['p50']:>9.1f}{lat['p99']:>9.1f}{s['client_cpu']:>11.0%}")
-                best[name] = max(best.get(name, 0.0), s["throughput_rps"])
+                lat = s.latency_ms
+                print(f"{name:<26}{n:>6}{s.throughput_rps:>10.0f}{lat.p50:>9.1f}{lat.p99:>9.1f}{s.client_cpu:>11.0%}")
+                best[name] = max(best.get(name, 0.0), s.throughput_rps)
     print()
     for name, rps in best.items():
         print(f"ceiling of {name}: about {rps:,.0f} req/s")

@@ -112,7 +112,7 @@ class LoadResult:
     dropped_records: int = 0
 
     @functools.cached_property
-    def summary(self) -> dict:
+    def summary(self) -> stats.Summary:
         """Computed once, when first asked for - after the run has finished."""
         return stats.summarize(self)
 
@@ -496,12 +496,12 @@ def run_load(
         watch.tick(final=True)
         for exc in watch.errors:
             warnings.warn(f"a watcher of the run failed and was dropped: {exc!r}", RuntimeWarning, stacklevel=2)
-    if warn and result.summary["client_saturated"]:
+    if warn and result.summary.client_saturated:
         s = result.summary
         warnings.warn(
-            f"the load driver was saturated (client CPU {s['client_cpu']:.0%}, waiting for a CPU "
-            f"{s['client_wait']:.0%}, loop lag p99 "
-            f"{s['loop_lag_ms_p99']:.1f} ms): throughput is a lower bound and latencies include client delay",
+            f"the load driver was saturated (client CPU {s.client_cpu:.0%}, waiting for a CPU "
+            f"{s.client_wait:.0%}, loop lag p99 "
+            f"{s.loop_lag_ms_p99:.1f} ms): throughput is a lower bound and latencies include client delay",
             ClientSaturatedWarning, stacklevel=2,
         )
     return result

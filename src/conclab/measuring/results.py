@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..base.cores import cgroup_quota, usable_cores
 from ..base.specs import FIELDS
+from .summary import Summary
 
 PACKAGES = ("gunicorn", "uvicorn", "uvicorn-worker", "flask", "fastapi", "starlette", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "httptools", "anyio")
 
@@ -71,7 +72,9 @@ def atomic_write(path: Path, data: str | bytes) -> None:
 
 
 def _clean(obj):
-    """JSON has no NaN or infinity: write them as null."""
+    """JSON has no NaN or infinity: write them as null. A Summary is written as its dict."""
+    if isinstance(obj, Summary):
+        return _clean(obj.to_dict())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
@@ -120,9 +123,8 @@ def read_records(path) -> list[tuple]:
 
 def run_document(result, server: dict | None = None, extra: dict | None = None) -> dict:
     """The JSON summary of one run: spec, load, machine, time and the numbers."""
-    summary = result.summary
     doc = {
-        **summary,
+        **result.summary.to_dict(),
         "url": result.url,
         "load": result.load.to_dict(),
         "server": server,
