@@ -21,14 +21,13 @@ import math
 import re
 import shutil
 import subprocess
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..base.cores import client_cpu, usable_cores
 from ..base.specs import LoadSpec, ServerSpec
-from ..measuring.driver import ClientSaturatedWarning, LoadResult, run_load
+from ..measuring.driver import LoadResult, run_load
 from ..processes.launcher import Server, serve
 from .experiment import Experiment, Job, closed_load, point_doc
 from .plotting import COLORS, by_series, plot_throughput, xs
@@ -143,9 +142,7 @@ def measure_cost(server: Server, load: LoadSpec) -> tuple[LoadResult, dict]:
     counters run through the warm-up too.
     """
     before = server.cpu_seconds()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ClientSaturatedWarning)
-        result = run_load(server.url, load, progress=False, warn=False)
+    result = run_load(server.url, load, progress=False, warn=False)
     cpu_s = server.cpu_seconds() - before
     answered = int(np.sum(result.columns()["status"] > 0))
     return result, {

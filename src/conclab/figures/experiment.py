@@ -43,10 +43,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..base.cores import client_cpu
+from ..base.files import atomic_write
 from ..base.paths import FIGURES_DIR, quick_mode, results_root
 from ..base.specs import LoadSpec, ServerSpec
 from ..measuring import results
-from ..measuring.driver import ClientSaturatedWarning, Interrupted, run_load
+from ..measuring.driver import Interrupted, run_load
 from ..measuring.summary import Summary
 from ..measuring.theory import Overhead, parse_route, predict, slots
 from ..processes.stack import serve
@@ -134,9 +135,7 @@ def calibration_path(path: str) -> str | None:
 
 
 def _quiet_run(url: str, load: LoadSpec):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ClientSaturatedWarning)
-        return run_load(url, load, progress=False, warn=False)
+    return run_load(url, load, progress=False, warn=False)
 
 
 def calibrate(server, spec: ServerSpec, path: str, wave: bool = False) -> Overhead:
@@ -242,9 +241,7 @@ def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> di
     def probe():
         if job.probe_after and stop.wait(job.probe_after):
             return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ClientSaturatedWarning)
-            probe_box["r"] = run_load(url, job.probe, progress=False, warn=False)
+        probe_box["r"] = run_load(url, job.probe, progress=False, warn=False)
 
     def sample():
         # Hold the load for a while and read the server's memory three times in
@@ -270,9 +267,7 @@ def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> di
     for t in helpers:
         t.start()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ClientSaturatedWarning)
-            result = run_load(url, job.load, progress=False, warn=False)
+        result = run_load(url, job.load, progress=False, warn=False)
     finally:
         stop.set()
         for t in helpers:
@@ -377,7 +372,7 @@ def save_png(exp: Experiment, data: dict, png: Path) -> Path:
     """Draw an experiment's figure and save it (atomically) as a PNG."""
     buf = io.BytesIO()
     figure(exp, data).savefig(buf, format="png", dpi=110)
-    results.atomic_write(Path(png), buf.getvalue())
+    atomic_write(Path(png), buf.getvalue())
     return png
 
 

@@ -22,14 +22,13 @@ import json
 import math
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 
 import httpx
 from matplotlib.ticker import FuncFormatter
 
 from ..base.specs import LoadSpec, ServerSpec
-from ..measuring.driver import ClientSaturatedWarning, run_load
+from ..measuring.driver import run_load
 from ..measuring.theory import parse_route, predict
 from .experiment import Experiment, Job, closed_load, point_doc
 from .plotting import COLORS, by_series, latencies, plot_throughput, predicted, xs
@@ -136,9 +135,7 @@ class CliffJob(Job):
         boxes: dict = {}
 
         def run(name, load):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ClientSaturatedWarning)
-                boxes[name] = run_load(server.url, load, progress=False, warn=False)
+            boxes[name] = run_load(server.url, load, progress=False, warn=False)
 
         slow = threading.Thread(target=run, args=("slow", self.load), daemon=True)
         slow.start()

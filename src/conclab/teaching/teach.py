@@ -23,7 +23,6 @@ import logging
 import math
 import shlex
 import sys
-import threading
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -33,6 +32,7 @@ from ..base.specs import ServerSpec
 from ..figures.experiment import Experiment, Job, point_doc
 from ..figures.experiment import measure as measure_experiment
 from ..figures.plotting import draw_timelines
+from ..measuring.background import Background
 from ..measuring.summary import Percentiles
 from .live import LiveChart  # also for notebooks: teach.LiveChart
 
@@ -313,27 +313,18 @@ def run_in_debug_mode(main, slow_callback_duration: float = 0.1) -> list[str]:
     logger = logging.getLogger("asyncio")
     logger.addHandler(handler)
     propagate, logger.propagate = logger.propagate, False
-    errors = []
 
     async def wrapper():
         asyncio.get_running_loop().slow_callback_duration = slow_callback_duration
         await main()
 
-    def thread_main():
-        try:
-            asyncio.run(wrapper(), debug=True)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            errors.append(exc)
-
+    thread = Background(lambda: asyncio.run(wrapper(), debug=True), name="debug-mode-demo")
     try:
-        thread = threading.Thread(target=thread_main, name="debug-mode-demo")
-        thread.start()
-        thread.join()
+        thread.start().wait()
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
-    if errors:
-        raise errors[0]
+    thread.result()
     return handler.messages
 
 
