@@ -25,7 +25,6 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 
@@ -73,8 +72,8 @@ class Spread:
 class LittlesLaw:
     """Little's law checked on the measurement: the two numbers should agree."""
 
-    L_measured: float  # requests, mean number in flight (integrated over the window)  # noqa: N815 - the law's own letters, as saved
-    X_times_R: float  # requests, throughput x mean latency (0 when nothing completed)  # noqa: N815
+    L_measured: float  # requests, mean number in flight (integrated over the window)
+    X_times_R: float  # requests, throughput x mean latency (0 when nothing completed)
 
     def to_dict(self) -> dict:
         return {"L_measured": self.L_measured, "X_times_R": self.X_times_R}
@@ -132,10 +131,10 @@ class Summary:
     server_gil_enabled: bool | None = None  # the GIL, as read from the server process (False: free-threaded)
     client_placement: str | None = None  # where the driver ran: "pinned to core 1", "unpinned: no CPU affinity on macOS"
     # Keys of a saved summary this version does not know, kept to be written back.
-    extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+        object.__setattr__(self, "extra", dict(self.extra))  # its own copy (a plain dict: it pickles)
 
     def to_dict(self) -> dict:
         """A plain, JSON-ready dict: the keys as saved ever since, optional ones when set, then ``extra``."""
