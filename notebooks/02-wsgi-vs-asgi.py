@@ -149,7 +149,7 @@ with teach.LiveChart(f"{USERS} users on /io?ms={IO_MS}: one sync worker, then on
         runs.append(teach.point(spec, result))
 
 for guess, run in zip((my_guess_sync, my_guess_uvicorn), runs, strict=True):
-    teach.check_guess(guess, run["summary"]["throughput_rps"], what=run["label"],
+    teach.check_guess(guess, run["summary"].throughput_rps, what=run["label"],
                       theory=run["prediction"]["throughput_rps"])
 teach.summary_table(runs)
 

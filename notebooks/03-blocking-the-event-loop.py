@@ -83,9 +83,9 @@ my_guess_health_ms = None   # p50 latency of /health, in milliseconds
 # %%
 data = teach.measure(REGISTRY["blocking"], results_dir=RESULTS_DIR, fresh=True)
 blocking = next(p for p in data["points"] if p["series"] == "/blocking-io")
-teach.check_guess(my_guess_rps, blocking["summary"]["throughput_rps"], what="/blocking-io throughput",
+teach.check_guess(my_guess_rps, blocking["summary"].throughput_rps, what="/blocking-io throughput",
                   theory=blocking["prediction"]["throughput_rps"])
-teach.check_guess(my_guess_health_ms, blocking["probe"]["latency_ms"]["p50"],
+teach.check_guess(my_guess_health_ms, blocking["probe"].latency_ms.p50,
                   what="/health p50 meanwhile", unit="ms")
 figure(REGISTRY["blocking"], data)
 

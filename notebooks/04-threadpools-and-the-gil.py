@@ -144,8 +144,8 @@ with teach.LiveChart(f"{USERS} users on /offload-io?ms=100, a pool of {POOL} thr
     result = run_load(server.url, path="/offload-io?ms=100", concurrency=USERS,
                       duration=DURATION_S, warmup=0.5, progress=True)
 run = teach.point(spec, result)
-teach.check_guess(my_guess_rps, run["summary"]["throughput_rps"], theory=run["prediction"]["throughput_rps"])
-teach.check_guess(my_guess_latency_ms, run["summary"]["latency_ms"]["mean"], what="mean latency", unit="ms",
+teach.check_guess(my_guess_rps, run["summary"].throughput_rps, theory=run["prediction"]["throughput_rps"])
+teach.check_guess(my_guess_latency_ms, run["summary"].latency_ms.mean, what="mean latency", unit="ms",
                   theory=run["prediction"]["latency_ms"])
 teach.littles_law_table([run])
 
@@ -192,9 +192,9 @@ my_guess_2_processes = None   # requests per second
 data = teach.measure(REGISTRY["gil"], results_dir=RESULTS_DIR, fresh=True)
 two = {p["series"]: p for p in data["points"] if p["x"] == 2}
 threads, processes = two["threads (gthread, 1 worker)"], two["processes (sync workers)"]
-teach.check_guess(my_guess_2_threads, threads["summary"]["throughput_rps"], what="2 threads",
+teach.check_guess(my_guess_2_threads, threads["summary"].throughput_rps, what="2 threads",
                   theory=threads["prediction"]["throughput_rps"])
-teach.check_guess(my_guess_2_processes, processes["summary"]["throughput_rps"], what="2 processes",
+teach.check_guess(my_guess_2_processes, processes["summary"].throughput_rps, what="2 processes",
                   theory=processes["prediction"]["throughput_rps"])
 figure(REGISTRY["gil"], data)
 
@@ -316,9 +316,9 @@ my_guess_processes_rps = None  # /process-cpu, 4 users (requests per second)
 data = teach.measure(REGISTRY["cpu_offload"], results_dir=RESULTS_DIR, fresh=True)
 most = {p["series"]: p for p in data["points"] if p["x"] == max(q["x"] for q in data["points"])}
 threads, processes = most["pure Python in threads (/offload-cpu)"], most["process pool (/process-cpu)"]
-teach.check_guess(my_guess_threads_rps, threads["summary"]["throughput_rps"], what="pure Python in threads",
+teach.check_guess(my_guess_threads_rps, threads["summary"].throughput_rps, what="pure Python in threads",
                   theory=threads["prediction"]["throughput_rps"])
-teach.check_guess(my_guess_processes_rps, processes["summary"]["throughput_rps"], what="process pool",
+teach.check_guess(my_guess_processes_rps, processes["summary"].throughput_rps, what="process pool",
                   theory=processes["prediction"]["throughput_rps"])
 figure(REGISTRY["cpu_offload"], data)
 

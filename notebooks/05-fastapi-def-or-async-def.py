@@ -103,9 +103,9 @@ def pick(data, series, x):
 data = teach.measure(REGISTRY["fastapi"], results_dir=RESULTS_DIR, fresh=True)
 def_64 = pick(data, DEF_SLEEP.format(DEFAULT_TOKENS), 64)
 blocking_4 = pick(data, "async def + time.sleep (/blocking-io)", 4)
-teach.check_guess(my_guess_def_64, def_64["summary"]["throughput_rps"], what="def, 64 users",
+teach.check_guess(my_guess_def_64, def_64["summary"].throughput_rps, what="def, 64 users",
                   theory=def_64["prediction"]["throughput_rps"])
-teach.check_guess(my_guess_blocking_4, blocking_4["summary"]["throughput_rps"], what="async def + time.sleep, 4 users",
+teach.check_guess(my_guess_blocking_4, blocking_4["summary"].throughput_rps, what="async def + time.sleep, 4 users",
                   theory=blocking_4["prediction"]["throughput_rps"])
 figure(REGISTRY["fastapi"], data)
 
@@ -147,7 +147,7 @@ my_guess_40_ms = None   # ... with 40 (ms)
 # %%
 def probe_p50(data, tokens, n, path="/def-health"):
     point = next(p for p in data["points"] if p["tokens"] == tokens and p["x"] == n)
-    return point["probes"][path]["latency_ms"]["p50"]
+    return point["probes"][path].latency_ms.p50
 
 cliff = teach.measure(cliff_40, results_dir=RESULTS_DIR, fresh=True)
 slow_ms = parse_route(cliff["points"][0]["load"]["path"])[1] * 1000
@@ -237,7 +237,7 @@ my_guess_cliff_n = None   # slow def requests in flight
 cliff_50 = teach.only(REGISTRY["threadpool_cliff"], series=[f"{RAISED_TOKENS} tokens"], x=CLIFF_NS)
 raised = teach.measure(cliff_50, results_dir=RESULTS_DIR, fresh=True)
 waited = [p["x"] for p in sorted(raised["points"], key=lambda p: p["x"])
-          if p["probes"]["/def-health"]["latency_ms"]["p50"] > slow_ms / 10]
+          if p["probes"]["/def-health"].latency_ms.p50 > slow_ms / 10]
 teach.check_guess(my_guess_cliff_n, waited[0] if waited else float("nan"), what="where the cliff starts",
                   unit="in flight", theory=RAISED_TOKENS)
 both = {**cliff, "points": cliff["points"] + raised["points"]}

@@ -141,9 +141,9 @@ teach.plan(REGISTRY["workers"])
 # %%
 data = teach.measure(REGISTRY["workers"], results_dir=RESULTS_DIR, fresh=True)
 cpu = {p["x"]: p for p in data["points"] if p["series"].startswith("CPU")}
-teach.check_guess(my_guess_1_worker, cpu[1]["summary"]["throughput_rps"], what="1 worker",
+teach.check_guess(my_guess_1_worker, cpu[1]["summary"].throughput_rps, what="1 worker",
                   theory=cpu[1]["prediction"]["throughput_rps"])
-teach.check_guess(my_guess_2_workers, cpu[2]["summary"]["throughput_rps"], what="2 workers",
+teach.check_guess(my_guess_2_workers, cpu[2]["summary"].throughput_rps, what="2 workers",
                   theory=cpu[2]["prediction"]["throughput_rps"])
 figure(REGISTRY["workers"], data)
 

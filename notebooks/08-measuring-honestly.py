@@ -78,9 +78,9 @@ my_guess_open_overload_p99_ms = None   # milliseconds
 data = teach.measure(REGISTRY["open_vs_closed"], results_dir=RESULTS_DIR, fresh=True)
 closed = next(p for p in data["points"] if p["load"]["concurrency"])
 overload = max((p for p in data["points"] if p["load"]["rate"]), key=lambda p: p["load"]["rate"])
-teach.check_guess(my_guess_closed_p99_ms, closed["summary"]["latency_ms"]["p99"],
+teach.check_guess(my_guess_closed_p99_ms, closed["summary"].latency_ms.p99,
                   what=f"{closed['series']}: p99", unit="ms")
-teach.check_guess(my_guess_open_overload_p99_ms, overload["summary"]["latency_ms"]["p99"],
+teach.check_guess(my_guess_open_overload_p99_ms, overload["summary"].latency_ms.p99,
                   what=f"{overload['series']}: p99", unit="ms")
 figure(REGISTRY["open_vs_closed"], data)
 
@@ -164,7 +164,7 @@ my_guess_httpx_default = None   # requests per second
 data = teach.measure(REGISTRY["client_ceiling"], results_dir=RESULTS_DIR, fresh=True)
 naive = max((p for p in data["points"] if p["tags"]["transport"] == "httpx" and p["load"]["path"].startswith("/io")),
             key=lambda p: p["x"])
-teach.check_guess(my_guess_httpx_default, naive["summary"]["throughput_rps"],
+teach.check_guess(my_guess_httpx_default, naive["summary"].throughput_rps,
                   what=f"httpx default transport, {naive['x']} users", theory=naive["prediction"]["throughput_rps"])
 figure(REGISTRY["client_ceiling"], data)
 

@@ -64,11 +64,11 @@ def measure_undisturbed(url, path, accurate, attempts=3, **load):
     for _ in range(attempts):
         result = measure(url, path, warn=False, **load)
         s = result.summary
-        runs.append({k: (round(s[k], 2) if isinstance(s[k], float) else s[k]) for k in
-                     ("throughput_rps", "client_cpu", "client_wait", "client_saturated", "errors")}
-                    | {"latency_ms": {k: round(v, 1) for k, v in s["latency_ms"].items()}})
-        good = accurate(s) and not s["client_saturated"]
-        disturbed = s["client_saturated"] or s["client_wait"] >= 0.05
+        numbers = {k: getattr(s, k) for k in ("throughput_rps", "client_cpu", "client_wait", "client_saturated", "errors")}
+        runs.append({k: (round(v, 2) if isinstance(v, float) else v) for k, v in numbers.items()}
+                    | {"latency_ms": {k: round(v, 1) for k, v in s.latency_ms.to_dict().items()}})
+        good = accurate(s) and not s.client_saturated
+        disturbed = s.client_saturated or s.client_wait >= 0.05
         if good or not disturbed:
             break
     return result, runs
@@ -115,20 +115,20 @@ def test_closed_loop_throughput_and_latency_match_littles_law(servers, spec, pat
     expected = predict(spec, path, concurrency=users)
 
     def accurate(s):
-        return (close(s["throughput_rps"], expected.throughput_rps, TOLERANCE)
-                and close(s["latency_ms"]["mean"], expected.latency_ms, TOLERANCE))
+        return (close(s.throughput_rps, expected.throughput_rps, TOLERANCE)
+                and close(s.latency_ms.mean, expected.latency_ms, TOLERANCE))
 
     result, runs = measure_undisturbed(server.url, path, accurate, concurrency=users, duration=duration, warmup=warmup)
     s = result.summary
-    assert s["errors"] == {}
-    assert not s["client_saturated"], runs
-    assert s["throughput_rps"] == pytest.approx(expected.throughput_rps, rel=TOLERANCE), runs
-    assert s["latency_ms"]["mean"] == pytest.approx(expected.latency_ms, rel=TOLERANCE), runs
+    assert s.errors == {}
+    assert not s.client_saturated, runs
+    assert s.throughput_rps == pytest.approx(expected.throughput_rps, rel=TOLERANCE), runs
+    assert s.latency_ms.mean == pytest.approx(expected.latency_ms, rel=TOLERANCE), runs
     # L measured by integrating the in-flight count agrees with X * R...
-    law = s["littles_law"]
-    assert law["L_measured"] == pytest.approx(law["X_times_R"], rel=TOLERANCE), law
+    law = s.littles_law
+    assert law.L_measured == pytest.approx(law.X_times_R, rel=TOLERANCE), law
     # ...and a closed loop keeps all its users in flight all the time.
-    assert law["L_measured"] == pytest.approx(users, rel=0.05), law
+    assert law.L_measured == pytest.approx(users, rel=0.05), law
 
 
 # --- open loop vs closed loop on an overloaded server --------------------------
@@ -141,20 +141,20 @@ def test_open_loop_latency_grows_on_an_overloaded_server_but_closed_loop_hides_i
     assert capacity.latency_ms == math.inf
 
     def on_schedule(s):  # every arrival sent, none late: the open loop held its rate
-        return s["sent"] == 120 and s["errors"] == {}
+        return s.sent == 120 and s.errors == {}
 
     opened, runs = measure_undisturbed(url, path, on_schedule, rate=30, duration=4.0, warmup=0.0)
     s = opened.summary
-    assert not s["client_saturated"], runs
-    assert s["errors"] == {}
-    assert s["sent"] == 120  # every arrival was sent, none skipped
-    assert s["throughput_rps"] == pytest.approx(capacity.throughput_rps, rel=0.2)
+    assert not s.client_saturated, runs
+    assert s.errors == {}
+    assert s.sent == 120  # every arrival was sent, none skipped
+    assert s.throughput_rps == pytest.approx(capacity.throughput_rps, rel=0.2)
     first, last = thirds(latencies_in_order(opened))
     assert last / first > 2, (first, last)  # the queue grew all run long
 
     closed = measure(url, path, concurrency=4, duration=2.0, warmup=0.5)
     s = closed.summary
-    assert s["throughput_rps"] == pytest.approx(capacity.throughput_rps, rel=TOLERANCE)
+    assert s.throughput_rps == pytest.approx(capacity.throughput_rps, rel=TOLERANCE)
     first, last = thirds(latencies_in_order(closed, since_ns=closed.window[0]))
     assert last / first < 1.5, (first, last)  # flat: the users slowed down instead
 
@@ -162,8 +162,8 @@ def test_open_loop_latency_grows_on_an_overloaded_server_but_closed_loop_hides_i
 def test_poisson_arrivals_average_the_requested_rate(servers):
     url = servers(ASGI).url
     r = measure(url, "/io?ms=5", rate=200, arrivals="poisson", duration=2.0, seed=7, warn=False)
-    assert r.summary["errors"] == {}
-    assert r.summary["sent"] == pytest.approx(400, rel=0.15)
+    assert r.summary.errors == {}
+    assert r.summary.sent == pytest.approx(400, rel=0.15)
     gaps = np.diff(np.sort(r.columns()["intended_ns"])) / 1e9
     assert gaps.std() == pytest.approx(gaps.mean(), rel=0.3)  # exponential: std == mean
 
@@ -176,9 +176,9 @@ def test_saturated_client_is_flagged_and_warned(servers):
     with pytest.warns(ClientSaturatedWarning, match="saturated"):
         r = measure(url, "/hello", concurrency=200, duration=1.0, warmup=0.5, transport="httpx")
     s = r.summary
-    assert s["client_saturated"] is True
+    assert s.client_saturated is True
     # Busy, or ready to run but starved of its core by other programs.
-    assert s["client_cpu"] + s["client_wait"] >= 0.9
+    assert s.client_cpu + s.client_wait >= 0.9
 
 
 def test_a_lightly_loaded_client_is_not_flagged(servers):
@@ -187,8 +187,8 @@ def test_a_lightly_loaded_client_is_not_flagged(servers):
     # (client_wait): only then is it measured again.
     r, runs = measure_undisturbed(url, "/io?ms=100", lambda s: True, concurrency=4, duration=1.5, warmup=0.5,
                                   transport="httpx")
-    assert r.summary["client_saturated"] is False, runs
-    assert r.summary["client_cpu"] < 0.9, runs
+    assert r.summary.client_saturated is False, runs
+    assert r.summary.client_cpu < 0.9, runs
 
 
 def test_driver_stays_accurate_at_256_concurrent_users(servers):
@@ -196,14 +196,14 @@ def test_driver_stays_accurate_at_256_concurrent_users(servers):
     url = servers(ASGI).url
 
     def accurate(s):
-        return close(s["throughput_rps"], 1280, 0.10) and close(s["latency_ms"]["p50"], 200, 0.15)
+        return close(s.throughput_rps, 1280, 0.10) and close(s.latency_ms.p50, 200, 0.15)
 
     result, runs = measure_undisturbed(url, "/io?ms=200", accurate, concurrency=256, duration=3.0, warmup=0.5)
     s = result.summary
-    assert s["errors"] == {}
-    assert not s["client_saturated"], runs
-    assert s["throughput_rps"] == pytest.approx(1280, rel=0.10), runs
-    assert s["latency_ms"]["p50"] == pytest.approx(200, rel=0.15), runs
+    assert s.errors == {}
+    assert not s.client_saturated, runs
+    assert s.throughput_rps == pytest.approx(1280, rel=0.10), runs
+    assert s.latency_ms.p50 == pytest.approx(200, rel=0.15), runs
 
 
 # --- every request leaves a record ---------------------------------------------
@@ -219,8 +219,8 @@ def test_a_request_past_its_timeout_is_recorded_as_a_timeout(servers, transport)
     assert len(r.records) == 8
     assert set(c["error"]) == {"timeout"}
     assert set(c["status"].tolist()) == {0}
-    assert r.summary["errors"] == {"timeout": 8}
-    assert r.summary["completed"] == 0
+    assert r.summary.errors == {"timeout": 8}
+    assert r.summary.completed == 0
 
 
 @pytest.mark.parametrize("spec", [SYNC, ASGI], ids=["wsgi", "asgi"])
@@ -231,8 +231,8 @@ def test_a_bad_request_is_recorded_as_http_400(servers, spec):
     assert len(r.records) == 10
     assert set(c["error"]) == {"http_400"}
     assert set(c["status"].tolist()) == {400}
-    assert r.summary["errors"] == {"http_400": 10}
-    assert r.summary["completed"] == 0
+    assert r.summary.errors == {"http_400": 10}
+    assert r.summary.completed == 0
 
 
 def test_requests_bound_sends_exactly_that_many(servers):
@@ -240,7 +240,7 @@ def test_requests_bound_sends_exactly_that_many(servers):
     before = state_count(url)
     r = measure(url, "/state", concurrency=8, requests=50, warn=False)
     assert len(r.records) == 50
-    assert r.summary["sent"] == 50
+    assert r.summary.sent == 50
     assert state_count(url) - before - 1 == 50  # the server saw exactly 50
 
 
@@ -259,15 +259,15 @@ def test_every_request_the_server_saw_has_a_record(servers, load):
     r = measure(url, "/state", duration=1.0, warn=False, **load)
     seen = state_count(url) - before - 1
     assert len(r.records) == seen > 0
-    assert r.summary["sent"] == seen
-    assert r.summary["errors"] == {}
+    assert r.summary.sent == seen
+    assert r.summary.errors == {}
 
 
 def test_open_loop_never_skips_an_arrival_even_when_every_request_fails(servers):
     url = servers(ASGI).url
     r = measure(url, "/io?ms=2000", rate=20, duration=1.0, timeout=0.3, warn=False)
     assert len(r.records) == 20  # arrivals at 0, 50, ..., 950 ms
-    assert r.summary["errors"] == {"timeout": 20}
+    assert r.summary.errors == {"timeout": 20}
     intended = np.sort(r.columns()["intended_ns"])
     assert np.diff(intended) == pytest.approx(50e6)  # on schedule, measured from the plan
 
@@ -281,7 +281,7 @@ def test_records_carry_the_servers_own_stamps(servers):
     assert np.all(c["server_start_ns"] >= c["start_ns"])
     assert np.all(c["server_end_ns"] <= c["end_ns"])
     # /io awaits: four requests overlapped on the server.
-    assert r.summary["mean_in_flight"] > 3
+    assert r.summary.mean_in_flight > 3
 
 
 def test_an_unreachable_server_stops_the_run_with_a_reason():
@@ -291,7 +291,7 @@ def test_an_unreachable_server_stops_the_run_with_a_reason():
     assert time.monotonic() - started < 20  # gave up long before the 30 s
     assert r.failed and "refused" in r.failed
     assert set(r.columns()["error"]) == {"refused"}
-    assert r.summary["failed"] == r.failed
+    assert r.summary.failed == r.failed
 
 
 def test_records_have_the_documented_fields(servers):
@@ -430,4 +430,4 @@ def test_a_watcher_can_end_the_warm_up_early_and_stop_the_run(servers):
     assert time.monotonic() - started < 4  # not the 10 s the load asked for
     assert r.window[0] == marks["from"]
     assert abs(r.window[1] - marks["stop"]) < 5_000_000  # the window ends at the stop, not after the drain
-    assert r.summary["throughput_rps"] == pytest.approx(4 / 0.02, rel=0.25)
+    assert r.summary.throughput_rps == pytest.approx(4 / 0.02, rel=0.25)

@@ -10,6 +10,7 @@ import pytest
 
 from conclab.base.paths import FIGURES_DIR, quick_mode, results_root
 from conclab.cli import main as conclab_main
+from conclab.figures.experiment import read_data
 from conclab.figures.registry import REGISTRY
 from conclab.figures.registry import run as run_experiment
 
@@ -44,7 +45,7 @@ def test_experiment_produces_a_nonempty_png_in_quick_mode(name, figures_dir, ser
     png = run_experiment(name, out_dir=figures_dir, progress=False, pool=server_pool)
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert png.stat().st_size > 10_000
-    data = json.loads((figures_dir / "data" / f"{name}.json").read_text())
+    data = read_data(figures_dir / "data" / f"{name}.json")
     assert data["quick"] is True
     assert data["points"], "no measured points"
     assert all(p["status"] == "complete" for p in data["points"])
@@ -55,7 +56,7 @@ def _points(figures_dir, name):
     path = figures_dir / "data" / f"{name}.json"
     if not path.exists():
         run_experiment(name, out_dir=figures_dir, progress=False)
-    return json.loads(path.read_text())["points"]
+    return read_data(path)["points"]
 
 
 def _theory_misses(points):
@@ -63,13 +64,13 @@ def _theory_misses(points):
     misses, checked = [], 0
     for p in points:
         pred = p["prediction"]
-        if not pred or p["summary"]["client_saturated"]:
+        if not pred or p["summary"].client_saturated:
             continue
         checked += 1
-        measured, expected = p["summary"]["throughput_rps"], pred["throughput_rps"]
+        measured, expected = p["summary"].throughput_rps, pred["throughput_rps"]
         if measured != pytest.approx(expected, rel=0.25):
             misses.append(f"{p['series']} x={p['x']}: measured {measured:.0f} req/s, Little's law says {expected:.0f} "
-                          f"(mean latency {p['summary']['latency_ms']['mean']:.0f} ms)")
+                          f"(mean latency {p['summary'].latency_ms.mean:.0f} ms)")
     return misses, checked
 
 
@@ -87,7 +88,7 @@ def test_io_experiments_agree_with_littles_law(name, figures_dir, tmp_path):
         if not misses:
             break
         run_experiment(name, out_dir=tmp_path, results_dir=tmp_path / "results", fresh=True, progress=False)
-        misses, checked = _theory_misses(json.loads((tmp_path / "data" / f"{name}.json").read_text())["points"])
+        misses, checked = _theory_misses(read_data(tmp_path / "data" / f"{name}.json")["points"])
         runs.append(misses)
     assert not misses, "every run missed the theory:\n" + "\n".join(f"run {i + 1}: {m}" for i, m in enumerate(runs))
     assert checked >= 2
@@ -211,11 +212,11 @@ def test_every_prediction_says_where_its_overhead_came_from(figures_dir):
 
 def test_every_timed_point_keeps_its_spread(figures_dir):
     for p in _points(figures_dir, "threadpool"):
-        spread = p["summary"]["throughput_spread"]
-        assert len(spread["bins_rps"]) >= 2
+        spread = p["summary"].throughput_spread
+        assert len(spread.bins_rps) >= 2
         # The bins bracket the whole window's throughput (up to how each weighs in its edges).
-        assert spread["min"] <= p["summary"]["throughput_rps"] * 1.03
-        assert spread["max"] >= p["summary"]["throughput_rps"] * 0.97
+        assert spread.min <= p["summary"].throughput_rps * 1.03
+        assert spread.max >= p["summary"].throughput_rps * 0.97
 
 
 def test_memory_baseline_is_taken_after_every_worker_booted(figures_dir):
@@ -239,14 +240,14 @@ def test_every_committed_point_agrees_with_its_theory_within_ten_percent():
     for path in sorted((FIGURES_DIR / "data").glob("*.json")):
         if path.name == TIMING_FILE:  # seconds per figure and phase, no points
             continue
-        data = json.loads(path.read_text())
+        data = read_data(path)
         if "points" not in data:  # a table measured by a script (slow_limits, lab 02's configs), no theory
             continue
         for p in data["points"]:
             predicted = (p.get("prediction") or {}).get("throughput_rps")
-            if not predicted or p["summary"].get("client_saturated"):
+            if not predicted or p["summary"].client_saturated:
                 continue
-            off = p["summary"]["throughput_rps"] / predicted - 1
+            off = p["summary"].throughput_rps / predicted - 1
             if abs(off) > 0.10:
                 misses.append(f"{path.stem}: {p['series']} x={p['x']}: {off:+.1%}")
     assert not misses, misses
@@ -307,7 +308,7 @@ def key_numbers(name: str, data: dict) -> dict:
                                                                          ("abs", math.log10(MEMORY_FACTOR)))
     if name == "client_ceiling":
         # The lesson: on the same waits, httpx's default transport falls far behind the aiohttp one.
-        io = {(p["tags"]["transport"], p["x"]): p["summary"]["throughput_rps"]
+        io = {(p["tags"]["transport"], p["x"]): p["summary"].throughput_rps
               for p in data["points"] if "/io" in p["load"]["path"]}
         for (transport, x), rps in io.items():
             if transport == "aiohttp" and ("httpx", x) in io:
@@ -362,8 +363,8 @@ def test_a_steady_point_ends_its_warm_up_and_its_window_early():
     assert adaptive["warmup_s"] < 1.0  # steady well before the longest warm-up
     assert adaptive["stopped_by"] == "spread" and adaptive["window_s"] < 4
     assert took < 5  # not the 7.5 s the load allows
-    assert doc["summary"]["window_s"] >= 1.0  # two spread bins at least
-    assert doc["summary"]["throughput_rps"] == pytest.approx(8 / 0.02, rel=0.25)
+    assert doc["summary"].window_s >= 1.0  # two spread bins at least
+    assert doc["summary"].throughput_rps == pytest.approx(8 / 0.02, rel=0.25)
 
 
 def test_experiments_of_one_run_share_a_server_and_stop_it_after_the_last(tmp_path):

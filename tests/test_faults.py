@@ -29,7 +29,15 @@ from runners import other_runners, spec_id
 
 from conclab.base.errors import ServerStartError
 from conclab.base.specs import LoadSpec, ServerSpec
-from conclab.figures.experiment import Experiment, Job, figure, measure, point_doc, save_png
+from conclab.figures.experiment import (
+    Experiment,
+    Job,
+    figure,
+    measure,
+    point_doc,
+    read_point,
+    save_png,
+)
 from conclab.figures.registry import REGISTRY
 from conclab.measuring import stats
 from conclab.measuring.driver import run_load
@@ -160,22 +168,22 @@ def test_a_killed_gunicorn_worker_is_restarted_and_its_requests_are_counted_as_e
 
     s = result.summary
     assert result.failed is None and not result.interrupted  # the run went on to its end
-    assert s["error_count"] >= 1 and set(s["errors"]) <= CONNECTION_ERRORS, s["errors"]
+    assert s.error_count >= 1 and set(s.errors) <= CONNECTION_ERRORS, s.errors
     failed = [r for r in result.records if r[4]]
-    assert len(failed) == s["error_count"]  # one record per failed request, none hidden by a retry
+    assert len(failed) == s.error_count  # one record per failed request, none hidden by a retry
     assert all(r[2] >= kill["ns"] for r in failed)  # they failed when the worker died, not before
-    assert s["completed"] > 10 * s["error_count"]
+    assert s.completed > 10 * s.error_count
 
     # The error count reaches the terminal summary, the saved run and the figure.
-    assert f"errors      {s['error_count']}" in stats.format_summary(s)
+    assert f"errors      {s.error_count}" in stats.format_summary(s)
     doc = save_run(result, json_path=tmp_path / "run.json", records_path=tmp_path / "run.csv")
-    assert read_json(tmp_path / "run.json")["errors"] == s["errors"] and doc["status"] == "complete"
-    assert len(read_records(tmp_path / "run.csv")) == s["sent"]
+    assert read_json(tmp_path / "run.json")["errors"] == s.errors and doc["status"] == "complete"
+    assert len(read_records(tmp_path / "run.csv")) == s.sent
     job = Job(spec.label, spec, result.load, x=16)
     data = {"name": "wsgi_vs_asgi", "title": "a worker killed mid-run", "lesson": "", "quick": True,
             "machine": machine(), "time": now_iso(), "client_cpu": None, "points": [point_doc(job, result)]}
     texts = [t.get_text() for t in figure(REGISTRY["wsgi_vs_asgi"], data).texts]
-    assert any(f"{s['error_count']} failed requests in 1 of 1 runs" in t for t in texts), texts
+    assert any(f"{s.error_count} failed requests in 1 of 1 runs" in t for t in texts), texts
     assert save_png(REGISTRY["wsgi_vs_asgi"], data, tmp_path / "fig.png").stat().st_size > 0
 
 
@@ -199,9 +207,9 @@ def test_a_server_killed_mid_run_stops_the_driver_early_with_a_reason(spec, load
     assert took < 1.0 + 10 + 10  # asked for 60 s; stopped within the request timeout of the death
     assert result.failed and result.failed.startswith("the server ")
     s = result.summary
-    assert s["failed"] == result.failed
-    assert s["completed"] > 0  # what was measured before is kept
-    assert s["errors"] and set(s["errors"]) <= CONNECTION_ERRORS, s["errors"]
+    assert s.failed == result.failed
+    assert s.completed > 0  # what was measured before is kept
+    assert s.errors and set(s.errors) <= CONNECTION_ERRORS, s.errors
     assert not wait_gone(procs)
 
 
@@ -229,7 +237,7 @@ def test_bench_whose_server_dies_saves_what_it_measured_and_fails_in_one_line(tm
 
 
 def point_files(folder):
-    return {p.name: (p.stat().st_mtime_ns, read_json(p)) for p in sorted(folder.glob("*.json"))}
+    return {p.name: (p.stat().st_mtime_ns, read_point(read_json(p))) for p in sorted(folder.glob("*.json"))}
 
 
 def test_ctrl_c_during_a_charts_sweep_keeps_finished_points_and_a_rerun_measures_only_the_rest(tmp_path):
@@ -252,7 +260,7 @@ def test_ctrl_c_during_a_charts_sweep_keeps_finished_points_and_a_rerun_measures
     assert not list(points.glob(".*.tmp"))
     assert {doc["status"] for _, doc in before.values()} <= {"complete", "interrupted"}
     for _, doc in before.values():
-        assert doc["status"] == "complete" or doc["summary"]["interrupted"]
+        assert doc["status"] == "complete" or doc["summary"].interrupted
     done = {name for name, (_, doc) in before.items() if doc["status"] == "complete"}
     assert done
 
@@ -341,7 +349,7 @@ def test_a_handler_past_gunicorns_timeout_gets_its_worker_replaced_and_the_drive
     s = result.summary
     assert result.failed is None
     # Gunicorn 27 answers 500 itself as the worker dies; older ones just close the socket.
-    assert s["error_count"] == 1 and set(s["errors"]) <= {"http_500", "disconnected", "reset"}, s["errors"]
+    assert s.error_count == 1 and set(s.errors) <= {"http_500", "disconnected", "reset"}, s.errors
     assert result.records[0][6] == 0  # no X-Worker-Pid: the app never finished the request
 
 
@@ -417,9 +425,9 @@ def test_two_sweeps_at_once_keep_their_own_results(tmp_path):
     assert not errors
     files = {name: list((tmp_path / name / "tiny").glob("*.json")) for name in ("a", "b")}
     assert [len(f) for f in files.values()] == [1, 1]
-    pids = {name: read_json(f[0])["summary"]["worker_pids"] for name, f in files.items()}
+    pids = {name: read_point(read_json(f[0]))["summary"].worker_pids for name, f in files.items()}
     assert pids["a"] != pids["b"]  # each sweep measured its own server
-    assert all(read_json(f[0])["summary"]["completed"] == 30 for f in files.values())
+    assert all(read_point(read_json(f[0]))["summary"].completed == 30 for f in files.values())
 
 
 WRITER = """
@@ -458,7 +466,7 @@ def test_records_past_max_records_are_counted_not_kept():
         result = run_load(server.url, path="/hello", concurrency=20, requests=3000, max_records=500,
                           progress=False, warn=False)
     assert len(result.records) == 500
-    assert result.dropped_records == 2500 and result.summary["dropped_records"] == 2500
+    assert result.dropped_records == 2500 and result.summary.dropped_records == 2500
 
 
 @pytest.mark.slow
@@ -489,20 +497,20 @@ def test_uvicorn_holds_1000_slow_connections_for_a_minute_and_the_driver_stays_b
     growth_mb = (max(samples) - rss0) / 2**20
     overlap = stats.max_overlap(c["server_start_ns"], c["server_end_ns"])
     report = {
-        "requests": s["sent"], "throughput_rps": round(s["throughput_rps"], 1),
+        "requests": s.sent, "throughput_rps": round(s.throughput_rps, 1),
         "driver_rss_start_mb": round(rss0 / 2**20, 1), "driver_rss_peak_mb": round(max(samples) / 2**20, 1),
         "driver_rss_growth_mb": round(growth_mb, 1),
         "server_pss_under_load_mb": round(server_rss[0] / 2**20, 1) if server_rss else None,
-        "max_in_flight_on_server": overlap, "client_cpu": round(s["client_cpu"], 2),
+        "max_in_flight_on_server": overlap, "client_cpu": round(s.client_cpu, 2),
     }
     for key, value in report.items():
         record_property(key, value)
     with capsys.disabled():
         print(f"\n1,000 connections x 60 s: {report}")
 
-    assert result.failed is None and s["errors"] == {}
-    assert result.dropped_records == 0 and len(result.records) == s["sent"]
+    assert result.failed is None and s.errors == {}
+    assert result.dropped_records == 0 and len(result.records) == s.sent
     assert (c["status"] == 200).all() and (c["worker_pid"] == worker).all()  # the server answered every one
-    assert s["sent"] >= 40_000  # ~1,000 users x 60 s / 1 s each, less a noisy machine's share
+    assert s.sent >= 40_000  # ~1,000 users x 60 s / 1 s each, less a noisy machine's share
     assert overlap >= 900  # the one event loop really held ~1,000 requests at once
     assert growth_mb < 200

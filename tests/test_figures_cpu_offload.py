@@ -54,7 +54,7 @@ def _until_no_misses(names, misses_of):
 def _off_by_more_than(by, series, expected, rel=0.15):
     misses = []
     for n in offload_users(True):
-        measured = by[(series, n)]["summary"]["throughput_rps"]
+        measured = by[(series, n)]["summary"].throughput_rps
         if measured != pytest.approx(expected(n), rel=rel):
             misses.append(f"{series} x={n}: {measured:.1f} req/s, expected {expected(n):.1f}")
     return misses
@@ -72,7 +72,7 @@ def test_pure_python_in_a_thread_pool_adds_no_throughput():
 @pytest.mark.skipif(usable_cores() < 2, reason="scaling past one core needs two usable cores")
 def test_hashlib_in_a_thread_pool_scales_past_one_core():
     def misses(by):
-        x = by[(HASH, MOST)]["summary"]["throughput_rps"]
+        x = by[(HASH, MOST)]["summary"].throughput_rps
         return [] if x >= 1.3 / S else [f"{MOST} users: {x:.1f} req/s, not above one core's {1 / S:.0f}"]
 
     _until_no_misses([HASH], misses)
@@ -80,8 +80,8 @@ def test_hashlib_in_a_thread_pool_scales_past_one_core():
 
 def test_health_is_answered_at_once_beside_a_process_pool_and_waits_behind_cpu_on_the_loop():
     def misses(by):
-        free = by[(PROCESSES, MOST)]["probe"]["latency_ms"]["p50"]
-        blocked = by[(LOOP, MOST)]["probe"]["latency_ms"]["p50"]
+        free = by[(PROCESSES, MOST)]["probe"].latency_ms.p50
+        blocked = by[(LOOP, MOST)]["probe"].latency_ms.p50
         out = []
         if blocked < CPU_MS / 2:  # a probe lands mid-handler and waits its rest, and the queue's
             out.append(f"/health p50 under /cpu only {blocked:.1f} ms")

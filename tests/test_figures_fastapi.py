@@ -54,10 +54,10 @@ def littles_law_misses(points):
     misses, checked = [], set()
     for p in points:
         assert p["status"] == "complete"
-        if p["summary"]["client_saturated"]:
+        if p["summary"].client_saturated:
             continue  # the driver says its own number is a lower bound
         checked.add(p["series"])
-        measured, expected = p["summary"]["throughput_rps"], p["prediction"]["throughput_rps"]
+        measured, expected = p["summary"].throughput_rps, p["prediction"]["throughput_rps"]
         if abs(measured / expected - 1) > TOLERANCE:
             misses.append(f"{p['series']} x={p['x']}: {measured:.0f} req/s, Little's law {expected:.0f}")
     unchecked = {p["series"] for p in points} - checked
@@ -88,7 +88,7 @@ def test_async_def_with_await_grows_with_the_users(fastapi_points):
     pts = series(fastapi_points, ASYNC_AWAIT)
     assert len(pts) >= 2 and all(p["prediction"]["bound"] == "clients" for p in pts)
     lo, hi = pts[0], pts[-1]
-    ratio = hi["summary"]["throughput_rps"] / lo["summary"]["throughput_rps"]
+    ratio = hi["summary"].throughput_rps / lo["summary"].throughput_rps
     assert ratio == pytest.approx(hi["x"] / lo["x"], rel=2 * TOLERANCE), "throughput did not grow with the users"
 
 
@@ -96,7 +96,7 @@ def test_time_sleep_inside_async_def_serves_one_request_at_a_time(fastapi_points
     pts = series(fastapi_points, ASYNC_SLEEP)
     assert len(pts) >= 2 and all(p["prediction"]["slots"] == 1 for p in pts)
     for p in pts:  # 1 / S however many users: the loop itself is the one slot
-        assert p["summary"]["throughput_rps"] == pytest.approx(p["prediction"]["throughput_rps"], rel=TOLERANCE)
+        assert p["summary"].throughput_rps == pytest.approx(p["prediction"]["throughput_rps"], rel=TOLERANCE)
 
 
 def test_every_fastapi_point_agrees_with_littles_law(fastapi_points):
@@ -107,7 +107,7 @@ def test_every_fastapi_point_agrees_with_littles_law(fastapi_points):
 
 
 def p50(point, path):
-    return point["probes"][path]["latency_ms"]["p50"]
+    return point["probes"][path].latency_ms.p50
 
 
 def cliff_problems(points):
@@ -140,7 +140,7 @@ def cliff(tmp_path_factory):
 def test_the_slow_requests_in_flight_are_exactly_n_as_the_server_counts_them(cliff):
     for p in cliff:
         assert p["pool"][0]["borrowed"] == min(p["x"], p["tokens"])
-        assert p["summary"]["mean_in_flight"] == pytest.approx(p["x"], rel=TOLERANCE)
+        assert p["summary"].mean_in_flight == pytest.approx(p["x"], rel=TOLERANCE)
 
 
 @pytest.mark.parametrize("tokens", [DEFAULT_TOKENS, RAISED_TOKENS])

@@ -102,17 +102,17 @@ def test_the_driver_stays_accurate_while_a_chart_draws_every_second(asgi_server)
             result = run_load(asgi_server.url, path="/io?ms=200", concurrency=256, duration=3.0, warmup=0.5,
                               progress=False, warn=False)
         s = result.summary
-        runs.append((round(s["throughput_rps"]), round(s["latency_ms"]["p50"], 1), round(s["client_wait"], 2),
-                     round(s["loop_lag_ms_p99"])))
-        good = (s["throughput_rps"] == pytest.approx(1280, rel=0.10)
-                and s["latency_ms"]["p50"] == pytest.approx(200, rel=0.15) and not s["client_saturated"])
+        runs.append((round(s.throughput_rps), round(s.latency_ms.p50, 1), round(s.client_wait, 2),
+                     round(s.loop_lag_ms_p99)))
+        good = (s.throughput_rps == pytest.approx(1280, rel=0.10)
+                and s.latency_ms.p50 == pytest.approx(200, rel=0.15) and not s.client_saturated)
         # A frame holds the GIL while it renders (70-190 ms here), and so does anything
         # else in this process: a run whose loop was held up shows it in its loop lag.
-        held_up = s["loop_lag_ms_p99"] > 50
-        if good or not (s["client_saturated"] or s["client_wait"] >= 0.05 or held_up):
+        held_up = s.loop_lag_ms_p99 > 50
+        if good or not (s.client_saturated or s.client_wait >= 0.05 or held_up):
             break
     assert len(frames) >= 3 and chart.frames == len(frames)
-    assert s["errors"] == {}
-    assert not s["client_saturated"], runs
-    assert s["throughput_rps"] == pytest.approx(1280, rel=0.10), runs
-    assert s["latency_ms"]["p50"] == pytest.approx(200, rel=0.15), runs
+    assert s.errors == {}
+    assert not s.client_saturated, runs
+    assert s.throughput_rps == pytest.approx(1280, rel=0.10), runs
+    assert s.latency_ms.p50 == pytest.approx(200, rel=0.15), runs

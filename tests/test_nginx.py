@@ -118,7 +118,7 @@ def test_scale_out_io_throughput_follows_littles_law():
         with serve_front(spec) as front:
             for _ in range(3):
                 result = run_load(front.url, load, progress=False, warn=False)
-                measured = result.summary["throughput_rps"]
+                measured = result.summary.throughput_rps
                 runs.append(round(measured, 1))
                 if measured == pytest.approx(expected, rel=0.10):
                     break

@@ -2,7 +2,6 @@
 
 import json
 import os
-import threading
 
 import pytest
 
@@ -10,7 +9,6 @@ from conclab.base import system
 from conclab.base.specs import FIELDS, LoadSpec, ServerSpec
 from conclab.measuring.driver import LoadResult, run_load
 from conclab.measuring.results import (
-    atomic_write,
     read_json,
     read_records,
     save_run,
@@ -125,51 +123,6 @@ def test_saving_leaves_no_temporary_files(tmp_path, real_run):
     out = tmp_path / "deep" / "folder"  # missing folders are made
     save_run(real_run, json_path=out / "run.json", records_path=out / "run.csv")
     assert sorted(p.name for p in out.iterdir()) == ["run.csv", "run.json"]
-
-
-def test_saving_replaces_an_old_file_rather_than_writing_into_it(tmp_path):
-    path = tmp_path / "run.json"
-    path.write_text("old\n")
-    before = os.stat(path).st_ino
-    atomic_write(path, "new\n")
-    assert path.read_text() == "new\n"
-    assert os.stat(path).st_ino != before  # a new file renamed over the old one
-
-
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
-    path = tmp_path / "run.json"
-    path.write_text('{"ok": true}\n')
-    with pytest.raises(TypeError):
-        atomic_write(path, 12345)  # not text: fails while writing
-    assert path.read_text() == '{"ok": true}\n'
-    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
-
-
-def test_a_reader_never_sees_a_half_written_file(tmp_path):
-    path = tmp_path / "run.json"
-    docs = [{"n": i, "pad": "x" * 200_000 * (1 + i % 3)} for i in range(40)]
-    atomic_write(path, to_json(docs[0]))
-    done = threading.Event()
-    seen, torn = [], []
-
-    def reader():
-        while not done.is_set():
-            text = path.read_text()
-            try:
-                seen.append(json.loads(text)["n"])
-            except ValueError:
-                torn.append(len(text))
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
-        for doc in docs:
-            atomic_write(path, to_json(doc))
-    finally:
-        done.set()
-        thread.join(10)
-    assert torn == []
-    assert len(seen) > 0
 
 
 @pytest.mark.skipif(not system.has_cgroups(), reason="cgroup CPU quotas are Linux's: this system has none")

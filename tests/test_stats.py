@@ -20,6 +20,7 @@ from conclab.measuring.stats import (
     smoothed_throughput,
     throughput_spread,
 )
+from conclab.measuring.summary import Percentiles
 
 MS = 1_000_000  # nanoseconds per millisecond
 S = 1_000_000_000
@@ -118,7 +119,7 @@ def test_n_closed_loop_users_keep_n_in_flight():
 
 def test_percentiles_of_0_to_100():
     p = percentiles(list(range(101)))
-    assert p == {"p50": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0, "mean": 50.0}
+    assert p == Percentiles(p50=50.0, p90=90.0, p99=99.0, max=100.0, mean=50.0)
 
 
 def test_percentiles_do_not_depend_on_order():
@@ -128,20 +129,19 @@ def test_percentiles_do_not_depend_on_order():
 
 
 def test_percentiles_of_one_value_are_that_value():
-    assert percentiles([7.5]) == {"p50": 7.5, "p90": 7.5, "p99": 7.5, "max": 7.5, "mean": 7.5}
+    assert percentiles([7.5]) == Percentiles(p50=7.5, p90=7.5, p99=7.5, max=7.5, mean=7.5)
 
 
 def test_percentiles_of_nothing_are_nan_not_an_exception():
     p = percentiles([])
-    assert set(p) == {"p50", "p90", "p99", "max", "mean"}
-    assert all(math.isnan(v) for v in p.values())
+    assert all(math.isnan(v) for v in (p.p50, p.p90, p.p99, p.max, p.mean))
 
 
 def test_a_slow_tail_shows_in_p99_and_max_but_not_p50():
     p = percentiles([10.0] * 98 + [1000.0] * 2)
-    assert p["p50"] == 10.0
-    assert p["p99"] > 500
-    assert p["max"] == 1000.0
+    assert p.p50 == 10.0
+    assert p.p99 > 500
+    assert p.max == 1000.0
 
 
 # --- columns -------------------------------------------------------------------
@@ -173,22 +173,22 @@ def two_users_for_two_seconds():
 
 def test_throughput_counts_completions_inside_the_window():
     s = two_users_for_two_seconds().summary
-    assert s["window_s"] == pytest.approx(1.0)
-    assert s["completed"] == 20
-    assert s["throughput_rps"] == pytest.approx(20.0)
+    assert s.window_s == pytest.approx(1.0)
+    assert s.completed == 20
+    assert s.throughput_rps == pytest.approx(20.0)
 
 
 def test_latency_is_from_intended_start_to_end():
     s = two_users_for_two_seconds().summary
-    assert s["latency_ms"]["p50"] == pytest.approx(100.0)
-    assert s["latency_ms"]["mean"] == pytest.approx(100.0)
+    assert s.latency_ms.p50 == pytest.approx(100.0)
+    assert s.latency_ms.mean == pytest.approx(100.0)
 
 
 def test_littles_law_holds_for_a_steady_closed_loop():
     s = two_users_for_two_seconds().summary
-    assert s["mean_in_flight"] == pytest.approx(2.0)
-    assert s["littles_law"]["L_measured"] == pytest.approx(2.0)
-    assert s["littles_law"]["X_times_R"] == pytest.approx(2.0)
+    assert s.mean_in_flight == pytest.approx(2.0)
+    assert s.littles_law.L_measured == pytest.approx(2.0)
+    assert s.littles_law.X_times_R == pytest.approx(2.0)
 
 
 def test_open_loop_latency_includes_time_queued_in_the_client():
@@ -196,9 +196,9 @@ def test_open_loop_latency_includes_time_queued_in_the_client():
     load = LoadSpec(path="/io?ms=100", rate=10.0, duration=1.0)
     r = result_of([rec(0, 400 * MS, start=300 * MS)], window=(0, 1 * S), load=load)
     s = r.summary
-    assert s["latency_ms"]["p50"] == pytest.approx(400.0)
-    assert s["service_ms"]["p50"] == pytest.approx(100.0)
-    assert s["send_lag_ms_p99"] == pytest.approx(300.0)
+    assert s.latency_ms.p50 == pytest.approx(400.0)
+    assert s.service_ms.p50 == pytest.approx(100.0)
+    assert s.send_lag_ms_p99 == pytest.approx(300.0)
 
 
 def test_errors_are_counted_by_kind_and_kept_out_of_throughput_and_latency():
@@ -209,11 +209,11 @@ def test_errors_are_counted_by_kind_and_kept_out_of_throughput_and_latency():
         rec(300 * MS, 320 * MS, status=400, error="http_400"),
     ]
     s = result_of(records, window=(0, 1 * S)).summary
-    assert s["errors"] == {"timeout": 1, "http_400": 2}
-    assert s["error_count"] == 3
-    assert s["completed"] == 1
-    assert s["sent"] == 4
-    assert s["latency_ms"]["max"] == pytest.approx(100.0)
+    assert s.errors == {"timeout": 1, "http_400": 2}
+    assert s.error_count == 3
+    assert s.completed == 1
+    assert s.sent == 4
+    assert s.latency_ms.max == pytest.approx(100.0)
 
 
 def test_warm_up_requests_are_left_out_of_latency_and_errors():
@@ -223,28 +223,28 @@ def test_warm_up_requests_are_left_out_of_latency_and_errors():
         rec(600 * MS, 700 * MS),
     ]
     s = result_of(records, window=(500 * MS, 1500 * MS)).summary
-    assert s["errors"] == {}
-    assert s["measured"] == 1
-    assert s["latency_ms"]["max"] == pytest.approx(100.0)
+    assert s.errors == {}
+    assert s.measured == 1
+    assert s.latency_ms.max == pytest.approx(100.0)
     # ...but a completion inside the window counts, whenever it started.
-    assert s["completed"] == 2
+    assert s.completed == 2
 
 
 def test_a_run_without_records_summarises_to_zeros_and_nan():
     s = result_of([], window=(0, 1 * S)).summary
-    assert s["completed"] == 0
-    assert s["throughput_rps"] == 0.0
-    assert math.isnan(s["latency_ms"]["p50"])
-    assert s["littles_law"]["X_times_R"] == 0.0
+    assert s.completed == 0
+    assert s.throughput_rps == 0.0
+    assert math.isnan(s.latency_ms.p50)
+    assert s.littles_law.X_times_R == 0.0
 
 
 def test_a_busy_client_is_flagged_saturated():
     wall = 2 * S
     busy = result_of([], window=(0, wall), started=0, finished=wall, cpu_s=1.9)
     idle = result_of([], window=(0, wall), started=0, finished=wall, cpu_s=0.2)
-    assert busy.summary["client_cpu"] == pytest.approx(0.95)
-    assert busy.summary["client_saturated"] is True
-    assert idle.summary["client_saturated"] is False
+    assert busy.summary.client_cpu == pytest.approx(0.95)
+    assert busy.summary.client_saturated is True
+    assert idle.summary.client_saturated is False
 
 
 def test_a_client_starved_of_its_core_is_flagged_saturated():
@@ -252,9 +252,9 @@ def test_a_client_starved_of_its_core_is_flagged_saturated():
     wall = 2 * S
     starved = result_of([], window=(0, wall), started=0, finished=wall, cpu_s=0.8, client_wait_s=1.2)
     s = starved.summary
-    assert s["client_cpu"] == pytest.approx(0.4)
-    assert s["client_wait"] == pytest.approx(0.6)
-    assert s["client_saturated"] is True
+    assert s.client_cpu == pytest.approx(0.4)
+    assert s.client_wait == pytest.approx(0.6)
+    assert s.client_saturated is True
 
 
 
@@ -262,23 +262,23 @@ def test_a_client_that_waits_long_for_its_core_is_flagged_even_at_low_cpu():
     wall = 2 * S
     shared = result_of([], window=(0, wall), started=0, finished=wall, cpu_s=0.6, client_wait_s=0.5)
     quiet = result_of([], window=(0, wall), started=0, finished=wall, cpu_s=0.6, client_wait_s=0.02)
-    assert shared.summary["client_saturated"] is True  # 30 % busy, 25 % waiting
-    assert quiet.summary["client_saturated"] is False
+    assert shared.summary.client_saturated is True  # 30 % busy, 25 % waiting
+    assert quiet.summary.client_saturated is False
 
 
 def test_an_open_loop_that_cannot_send_on_time_is_flagged_saturated():
     load = LoadSpec(path="/io?ms=1", rate=100.0, duration=1.0)
     late = [rec(i * 10 * MS, i * 10 * MS + 60 * MS, start=i * 10 * MS + 50 * MS) for i in range(50)]
     on_time = [rec(i * 10 * MS, i * 10 * MS + 2 * MS) for i in range(50)]
-    assert result_of(late, window=(0, 1 * S), load=load).summary["client_saturated"] is True
-    assert result_of(on_time, window=(0, 1 * S), load=load).summary["client_saturated"] is False
+    assert result_of(late, window=(0, 1 * S), load=load).summary.client_saturated is True
+    assert result_of(on_time, window=(0, 1 * S), load=load).summary.client_saturated is False
 
 
 def test_summary_names_the_workers_and_threads_that_answered():
     records = [rec(0, 10, pid=7, thread=1), rec(0, 10, pid=7, thread=2), rec(0, 10, pid=9, thread=1)]
     s = result_of(records, window=(0, 100)).summary
-    assert s["worker_pids"] == [7, 9]
-    assert s["threads"] == 3
+    assert s.worker_pids == [7, 9]
+    assert s.threads == 3
 
 
 def test_format_summary_says_when_a_run_was_interrupted_or_saturated():
@@ -288,6 +288,18 @@ def test_format_summary_says_when_a_run_was_interrupted_or_saturated():
     assert "SATURATED" in text
     quiet = format_summary(two_users_for_two_seconds().summary)
     assert "INTERRUPTED" not in quiet and "SATURATED" not in quiet
+
+
+def test_format_summary_prints_the_optional_fields_that_are_set():
+    plain = two_users_for_two_seconds().summary
+    assert not any(word in format_summary(plain) for word in ("server CPU", "served", "GIL", "client   "))
+    filled = plain.replace(server_cpu_us_per_request=612.4, runner="granian", server_python="3.13.1",
+                           server_gil_enabled=False, client_placement="unpinned: no CPU affinity on macOS")
+    text = format_summary(filled)
+    assert "server CPU  612 us per request" in text
+    assert "served      by granian, Python 3.13.1, GIL off" in text
+    assert "client      unpinned: no CPU affinity on macOS" in text
+    assert "served      by uvicorn" in format_summary(plain.replace(runner="uvicorn"))
 
 
 # --- throughput without steps, and its spread ------------------------------------
@@ -307,7 +319,7 @@ def test_closed_loop_throughput_is_exact_wherever_the_window_falls(w0_ms):
     w0 = w0_ms * MS
     load = LoadSpec(path="/io?ms=100", concurrency=1, duration=2.0, warmup=0.5)
     s = result_of(records, window=(w0, w0 + 2 * S), load=load, finished=4 * S).summary
-    assert s["throughput_rps"] == pytest.approx(1 / 0.101, rel=1e-6)
+    assert s.throughput_rps == pytest.approx(1 / 0.101, rel=1e-6)
 
 
 def test_counting_whole_completions_would_have_stepped():
@@ -326,7 +338,7 @@ def test_a_queue_still_filling_up_cannot_inflate_throughput():
         records.append(rec(0, end))
     load = LoadSpec(path="/io?ms=100", concurrency=256, duration=2.0, warmup=0.5)
     s = result_of(records, window=(500 * MS, 2500 * MS), load=load, finished=7 * S).summary
-    assert s["throughput_rps"] == pytest.approx(40.0, rel=0.01)
+    assert s.throughput_rps == pytest.approx(40.0, rel=0.01)
 
 
 def test_smoothing_weighs_completions_near_the_edges_linearly():
@@ -343,7 +355,7 @@ def test_open_loop_throughput_counts_completions_not_requests_in_flight():
     records = [rec(i * 100 * MS, i * 100 * MS + 50 * MS) for i in range(10)]
     records += [rec(900 * MS, 3 * S)]
     s = result_of(records, window=(0, 1 * S), load=load).summary
-    assert s["throughput_rps"] == pytest.approx(10.0, rel=0.06)
+    assert s.throughput_rps == pytest.approx(10.0, rel=0.06)
 
 
 def test_spread_gives_the_throughput_of_each_half_second():
@@ -352,11 +364,11 @@ def test_spread_gives_the_throughput_of_each_half_second():
     slow = [rec(t, t + 100 * MS) for t in range(1 * S, 2 * S, 100 * MS)]
     load = LoadSpec(path="/io?ms=100", concurrency=2, duration=2.0)
     s = result_of(fast + slow, window=(0, 2 * S), load=load, finished=2 * S).summary
-    spread = s["throughput_spread"]
-    assert spread["bin_s"] == 0.5
-    assert spread["bins_rps"] == pytest.approx([20.0, 20.0, 10.0, 10.0])
-    assert (spread["min"], spread["max"]) == pytest.approx((10.0, 20.0))
-    assert s["throughput_rps"] == pytest.approx(15.0, rel=0.03)
+    spread = s.throughput_spread
+    assert spread.bin_s == 0.5
+    assert spread.bins_rps == pytest.approx([20.0, 20.0, 10.0, 10.0])
+    assert (spread.min, spread.max) == pytest.approx((10.0, 20.0))
+    assert s.throughput_rps == pytest.approx(15.0, rel=0.03)
 
 
 def test_a_window_shorter_than_two_bins_has_no_spread():
@@ -366,7 +378,7 @@ def test_a_window_shorter_than_two_bins_has_no_spread():
 def test_a_run_bounded_by_its_requests_has_no_spread():
     load = LoadSpec(path="/io?ms=100", concurrency=1, requests=20)
     records = one_user(100 * MS, 2 * S)
-    assert result_of(records, window=(0, 2 * S), load=load, finished=2 * S).summary["throughput_spread"] is None
+    assert result_of(records, window=(0, 2 * S), load=load, finished=2 * S).summary.throughput_spread is None
 
 
 # --- where the time went -----------------------------------------------------------
@@ -381,19 +393,19 @@ def test_latency_splits_into_handler_time_and_the_time_outside_it():
     # 50 ms in the handler, 5 ms outside it (connect, accept, queue, transfer).
     records = [stamped(i * 100 * MS, i * 100 * MS + 55 * MS, i * 100 * MS + 2 * MS, i * 100 * MS + 52 * MS) for i in range(10)]
     s = result_of(records, window=(0, 1 * S)).summary
-    assert s["handler_ms"]["p50"] == pytest.approx(50.0)
-    assert s["handler_ms"]["mean"] == pytest.approx(50.0)
-    assert s["outside_ms"]["p50"] == pytest.approx(5.0)
-    assert s["outside_ms"]["max"] == pytest.approx(5.0)
-    assert s["latency_ms"]["mean"] == pytest.approx(s["handler_ms"]["mean"] + s["outside_ms"]["mean"])
+    assert s.handler_ms.p50 == pytest.approx(50.0)
+    assert s.handler_ms.mean == pytest.approx(50.0)
+    assert s.outside_ms.p50 == pytest.approx(5.0)
+    assert s.outside_ms.max == pytest.approx(5.0)
+    assert s.latency_ms.mean == pytest.approx(s.handler_ms.mean + s.outside_ms.mean)
 
 
 def test_requests_without_server_stamps_are_left_out_of_the_split():
     records = [stamped(0, 55 * MS, 2 * MS, 52 * MS), stamped(100 * MS, 300 * MS, 0, 0)]
     s = result_of(records, window=(0, 1 * S)).summary
-    assert s["handler_ms"]["max"] == pytest.approx(50.0)
-    assert s["outside_ms"]["max"] == pytest.approx(5.0)
-    assert s["latency_ms"]["max"] == pytest.approx(200.0)
+    assert s.handler_ms.max == pytest.approx(50.0)
+    assert s.outside_ms.max == pytest.approx(5.0)
+    assert s.latency_ms.max == pytest.approx(200.0)
 
 
 def test_format_summary_shows_where_the_time_went():

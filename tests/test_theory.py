@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from conclab.base import system
 from conclab.base.specs import ServerSpec
-from conclab.measuring.theory import UNBOUNDED, Overhead, curve, parse_route, predict, slots
+from conclab.measuring.theory import UNBOUNDED, Overhead, parse_route, predict, slots
 
 SYNC = ServerSpec("wsgi")
 GTHREAD_8 = ServerSpec("wsgi", threads=8)
@@ -138,14 +138,6 @@ def test_a_prediction_needs_a_load_shape():
 def test_an_asgi_route_without_a_theory_is_an_error():
     with pytest.raises(ValueError, match="no theory"):
         predict(ASGI, "/state?ms=5", concurrency=1)
-
-
-def test_curve_gives_one_point_per_concurrency():
-    xs, rs = curve(SYNC, "/io?ms=100", [1, 2, 4])
-    assert xs == pytest.approx([10.0, 10.0, 10.0])
-    assert rs == pytest.approx([100.0, 200.0, 400.0])
-    xs, rs = curve(ASGI, "/hello", [1, 2])
-    assert all(math.isnan(v) for v in xs + rs)
 
 
 def test_unbounded_slots_serialise_as_null():

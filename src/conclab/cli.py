@@ -243,17 +243,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                                             args.allow_remote)
         for w in caught:
             print(f"WARNING: {w.message}", file=human)
+    if server:  # what we know of a server we started
+        result.summary = result.summary.replace(server_cpu_us_per_request=cpu_us,
+                                                runner=server_doc(spec, server)["runner"])
     try:
         doc = save_run(result, json_path=args.json if args.json not in (None, "-") else None,
-                       records_path=args.records, server=server_doc(spec, server) if server else {"url": url},
-                       extra={"server_cpu_us_per_request": cpu_us} if server else None)
+                       records_path=args.records, server=server_doc(spec, server) if server else {"url": url})
     except OSError as err:
         print(format_summary(result.summary), file=human)
         raise CliError(f"could not save the results: {err}") from None
     print(format_summary(result.summary), file=human)
-    if cpu_us is not None:
-        what = "the app servers behind nginx" if args.behind_nginx else "all its processes"
-        print(f"server CPU  {cpu_us:.0f} us per request ({what}, warm-up included)", file=human)
+    if cpu_us is not None and args.behind_nginx:
+        print("            (server CPU: the app servers behind nginx; nginx's own is not counted)", file=human)
     if args.json == "-":
         sys.stdout.write(to_json(doc))
     if args.records:

@@ -63,7 +63,7 @@ def measure(conf, threads):
 
 
 def misses(summary):
-    return summary["throughput_rps"] < TARGET_RPS or summary["latency_ms"]["p99"] > TARGET_P99_MS
+    return summary.throughput_rps < TARGET_RPS or summary.latency_ms.p99 > TARGET_P99_MS
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +72,16 @@ def measured(submission, note):
     workers, threads = read_config(conf)
     runs = [measure(conf, threads)]
     # A config far below the target is not worth a second run.
-    if misses(runs[0]) and runs[0]["throughput_rps"] >= TARGET_RPS / 2:
+    if misses(runs[0]) and runs[0].throughput_rps >= TARGET_RPS / 2:
         note("missed a target: measuring once more, keeping the better run")
         runs.append(measure(conf, threads))
-    best = max(runs, key=lambda s: s["throughput_rps"])
-    lat = best["latency_ms"]
+    best = max(runs, key=lambda s: s.throughput_rps)
+    lat = best.latency_ms
     note(f"this machine: {usable_cores()} usable core(s) (CPU affinity and cgroup quota, whichever is smaller)")
     note(f"your config: {workers} worker(s) x {threads} thread(s) = {workers * threads} slots; "
-         f"{len(best['worker_pids']) or '?'} worker(s) served requests")
-    note(f"measured: {best['throughput_rps']:.1f} requests/s, mean {lat['mean']:.0f} ms, "
-         f"p99 {lat['p99']:.0f} ms, {best['error_count']} errors")
+         f"{len(best.worker_pids) or '?'} worker(s) served requests")
+    note(f"measured: {best.throughput_rps:.1f} requests/s, mean {lat.mean:.0f} ms, "
+         f"p99 {lat.p99:.0f} ms, {best.error_count} errors")
     return best, workers * threads
 
 
@@ -109,9 +109,9 @@ def slots_needed():
 def test_server_answers_every_request(measured):
     """Gunicorn runs with your config and answers every request"""
     summary, _ = measured
-    assert summary["error_count"] == 0 and summary["completed"] > 0, (
-        f"{summary['error_count']} requests failed ({summary['errors']}), "
-        f"{summary['completed']} completed. With timeout 10 s, requests that wait that long "
+    assert summary.error_count == 0 and summary.completed > 0, (
+        f"{summary.error_count} requests failed ({summary.errors}), "
+        f"{summary.completed} completed. With timeout 10 s, requests that wait that long "
         "for a free worker fail: look at workers and threads in gunicorn.conf.py."
     )
 
@@ -119,7 +119,7 @@ def test_server_answers_every_request(measured):
 def test_throughput_meets_the_target(measured):
     """at least 30 requests/s with 16 users"""
     summary, slots = measured
-    x = summary["throughput_rps"]
+    x = summary.throughput_rps
     assert x >= TARGET_RPS, (
         f"measured {x:.1f} requests/s; the target is {TARGET_RPS}. Your config has {slots} "
         f"slot(s) (workers x threads). Little's law: X = min(N, slots) / S = min({USERS}, "
@@ -132,7 +132,7 @@ def test_throughput_meets_the_target(measured):
 def test_p99_meets_the_target(measured):
     """99 % of requests answered within 1 s"""
     summary, slots = measured
-    p99 = summary["latency_ms"]["p99"]
+    p99 = summary.latency_ms.p99
     assert p99 <= TARGET_P99_MS, (
         f"p99 latency {p99:.0f} ms; the target is {TARGET_P99_MS} ms. With {USERS} users and "
         f"{slots} slot(s), requests queue for a free slot: R = N / X grows as X falls. "
@@ -147,7 +147,7 @@ def off_by(predicted, measured_value):
 def test_throughput_prediction_matches(measured, prediction):
     """predicted throughput within 30 % of the measurement"""
     summary, slots = measured
-    x, guess = summary["throughput_rps"], predicted(prediction, "throughput_rps")
+    x, guess = summary.throughput_rps, predicted(prediction, "throughput_rps")
     assert off_by(guess, x) <= TOLERANCE, (
         f"you predicted {guess:g} requests/s; measured {x:.1f} (off by {off_by(guess, x):.0%}, "
         f"{TOLERANCE:.0%} allowed). In prediction.toml apply Little's law to YOUR config: "
@@ -159,7 +159,7 @@ def test_throughput_prediction_matches(measured, prediction):
 def test_latency_prediction_matches(measured, prediction):
     """predicted mean latency within 30 % of the measurement"""
     summary, slots = measured
-    r, guess = summary["latency_ms"]["mean"], predicted(prediction, "mean_latency_ms")
+    r, guess = summary.latency_ms.mean, predicted(prediction, "mean_latency_ms")
     assert off_by(guess, r) <= TOLERANCE, (
         f"you predicted a mean latency of {guess:g} ms; measured {r:.0f} ms (off by "
         f"{off_by(guess, r):.0%}, {TOLERANCE:.0%} allowed). In a closed loop every user is "

@@ -15,7 +15,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from conclab.base.paths import FIGURES_DIR
-from conclab.measuring.results import atomic_write, machine, now_iso
+from conclab.base.files import atomic_write
+from conclab.measuring.results import machine, now_iso
 
 HERE = Path(__file__).resolve().parent
 GRADER = runpy.run_path(str(HERE.parent / "grader" / "test_sizing.py"))
@@ -35,8 +36,8 @@ def main(out: Path = FIGURES_DIR / "data" / "lab02_configs.json") -> None:
             slots = workers * threads
             rows.append({"workers": workers, "threads": threads, "slots": slots,
                          "predicted_rps": min(users, slots) / service_s,
-                         "throughput_rps": summary["throughput_rps"],
-                         "latency_ms": summary["latency_ms"]})
+                         "throughput_rps": summary.throughput_rps,
+                         "latency_ms": summary.latency_ms.to_dict()})
     atomic_write(out, json.dumps({"name": "lab02_configs", "users": users, "service_s": service_s,
                                   "machine": machine(), "time": now_iso(),
                                   "load_average_1min": [load_before, os.getloadavg()[0]], "configs": rows}, indent=1) + "\n")

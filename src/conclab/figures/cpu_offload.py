@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,7 @@ from ..base.cores import usable_cores
 from ..base.specs import LoadSpec, ServerSpec
 from ..measuring import wrk
 from ..measuring.cost import ServerCpu, answered
-from ..measuring.driver import ClientSaturatedWarning, LoadResult, run_load
+from ..measuring.driver import LoadResult, run_load
 from ..processes.launcher import Server, serve
 from .experiment import Experiment, Job, closed_load, point_doc
 from .plotting import COLORS, by_series, plot_throughput, xs
@@ -75,8 +74,8 @@ def draw_cpu_offload(data, fig):
         plot_throughput(ax1, name, pts, color)
         probed = [p for p in pts if p.get("probe")]
         x = xs(probed)
-        ax2.plot(x, [p["probe"]["latency_ms"]["p50"] for p in probed], "o-", color=color, label=f"{name} p50")
-        ax2.plot(x, [p["probe"]["latency_ms"]["p99"] for p in probed], "^:", color=color, alpha=0.8)
+        ax2.plot(x, [p["probe"].latency_ms.p50 for p in probed], "o-", color=color, label=f"{name} p50")
+        ax2.plot(x, [p["probe"].latency_ms.p99 for p in probed], "^:", color=color, alpha=0.8)
     ax1.set_xlabel("concurrent users (closed loop), 40 ms of CPU each")
     ax1.set_ylabel("throughput (requests/s)")
     ax1.set_ylim(0, ax1.get_ylim()[1] * 1.5)  # room for the legend above the lines
@@ -141,8 +140,7 @@ def measure_cost(server: Server, load: LoadSpec) -> tuple[LoadResult, dict]:
     Every request the server answered counts, warm-up included - the CPU
     counters run through the warm-up too.
     """
-    with ServerCpu(server) as cpu, warnings.catch_warnings():
-        warnings.simplefilter("ignore", ClientSaturatedWarning)
+    with ServerCpu(server) as cpu:
         result = run_load(server.url, load, progress=False, warn=False)
     n = answered(result)
     us = cpu.us_per_request(n)

@@ -43,11 +43,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..base.cores import client_cpu
+from ..base.files import atomic_write
 from ..base.paths import FIGURES_DIR, quick_mode, results_root
 from ..base.specs import LoadSpec, ServerSpec
 from ..measuring import results
-from ..measuring.driver import ClientSaturatedWarning, Interrupted, run_load, watching
+from ..measuring.driver import Interrupted, run_load, watching
 from ..measuring.stats import BIN_S, throughput_spread
+from ..measuring.summary import Summary
 from ..measuring.theory import Overhead, parse_route, predict, slots
 from ..processes.stack import running
 from .plotting import footer
@@ -141,9 +143,7 @@ def calibration_path(path: str) -> str | None:
 
 
 def _quiet_run(url: str, load: LoadSpec):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ClientSaturatedWarning)
-        return run_load(url, load, progress=False, warn=False)
+    return run_load(url, load, progress=False, warn=False)
 
 
 def calibrate(server, spec: ServerSpec, path: str, wave: bool = False) -> Overhead:
@@ -170,7 +170,7 @@ def calibrate(server, spec: ServerSpec, path: str, wave: bool = False) -> Overhe
     per_connection = 0.0
     k = int(min(CALIBRATION_WAVE, slots(spec, route)[0])) if wave else 1
     if k >= 2:
-        spans = [_quiet_run(server.url, LoadSpec(path=cal, concurrency=k, requests=k, timeout=30)).summary["window_s"]
+        spans = [_quiet_run(server.url, LoadSpec(path=cal, concurrency=k, requests=k, timeout=30)).summary.window_s
                  for _ in range(3)]
         per_connection = max(0.0, (statistics.median(spans) - (s_cal + per_request)) / (k - 1))
         source += f"; 3 waves of {k} new connections"
@@ -219,6 +219,24 @@ def point_doc(job: Job, result, probe_result=None, rss=None, overhead: Overhead 
     if rss is not None:
         doc["rss_bytes"] = rss
     return doc
+
+
+def read_point(doc: dict) -> dict:
+    """A saved point (JSON) with its summaries (``summary``, ``probe``, ``probes``) typed."""
+    doc = dict(doc)
+    for key in ("summary", "probe"):
+        if isinstance(doc.get(key), dict):
+            doc[key] = Summary.from_dict(doc[key])
+    if isinstance(doc.get("probes"), dict):
+        doc["probes"] = {path: Summary.from_dict(s) for path, s in doc["probes"].items()}
+    return doc
+
+
+def read_data(path: str | Path) -> dict:
+    """An experiment's saved data (``figures/data/<name>.json``), its points' summaries typed."""
+    data = results.read_json(path)
+    data["points"] = [read_point(p) for p in data["points"]]
+    return data
 
 
 STEADY_WINDOWS = 3  # the warm-up ends once this many successive short windows ...
@@ -282,8 +300,8 @@ class SteadyStop:
         ends = np.asarray(self.ends, dtype=np.int64)
         spread = throughput_spread(ends, self.steady_ns, now, ramp_ns=self.latency_ns / len(self.ends))
         if spread:
-            rates = np.asarray(spread["bins_rps"])
-            if rates.mean() > 0 and spread["std"] / rates.mean() / math.sqrt(rates.size) <= SPREAD_TARGET:
+            rates = np.asarray(spread.bins_rps)
+            if rates.mean() > 0 and spread.std / rates.mean() / math.sqrt(rates.size) <= SPREAD_TARGET:
                 self._stop(progress, "spread", window_ns)
 
     def _find_steady(self, progress, t0, now) -> bool:
@@ -321,9 +339,7 @@ def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> di
     def probe():
         if job.probe_after and stop.wait(job.probe_after):
             return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ClientSaturatedWarning)
-            probe_box["r"] = run_load(url, job.probe, progress=False, warn=False)
+        probe_box["r"] = run_load(url, job.probe, progress=False, warn=False)
 
     def sample():
         # Hold the load for a while and read the server's memory three times in
@@ -350,8 +366,7 @@ def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> di
         t.start()
     steady = SteadyStop(job.load) if SteadyStop.applies(job) else None
     try:
-        with warnings.catch_warnings(), watching(steady, every=0.1) if steady else contextlib.nullcontext():
-            warnings.simplefilter("ignore", ClientSaturatedWarning)
+        with watching(steady, every=0.1) if steady else contextlib.nullcontext():
             result = run_load(url, job.load, progress=False, warn=False)
     finally:
         stop.set()
@@ -513,10 +528,10 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
     for job in jobs:
         path = cache / f"{job.key()}.json"
         if path.exists() and not fresh:
-            with contextlib.suppress(ValueError, OSError):
+            with contextlib.suppress(ValueError, OSError, KeyError, TypeError):
                 doc = results.read_json(path)
                 if doc.get("status") == "complete":
-                    points[job.key()] = doc
+                    points[job.key()] = read_point(doc)
                     continue
         todo.append(job)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=exp.name, unit="point", disable=not progress)
@@ -584,7 +599,7 @@ def save_png(exp: Experiment, data: dict, png: Path) -> Path:
     """Draw an experiment's figure and save it (atomically) as a PNG."""
     buf = io.BytesIO()
     figure(exp, data).savefig(buf, format="png", dpi=110)
-    results.atomic_write(Path(png), buf.getvalue())
+    atomic_write(Path(png), buf.getvalue())
     return png
 
 
@@ -615,7 +630,7 @@ def run_experiment(exp: Experiment, out_dir: Path = FIGURES_DIR, results_dir: Pa
     if replot:
         if not data_path.exists():
             raise FileNotFoundError(f"no saved results for {exp.name!r} at {data_path}: run `make charts ONLY={exp.name}` first")
-        return save_png(exp, results.read_json(data_path), out_dir / f"{exp.name}.png")
+        return save_png(exp, read_data(data_path), out_dir / f"{exp.name}.png")
     data = measure(exp, quick=quick, results_dir=results_dir, fresh=fresh, progress=progress, pool=pool)
     timing = data.pop("timing")
     results.write_json(data_path, data)

@@ -22,14 +22,13 @@ import json
 import math
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 
 import httpx
 from matplotlib.ticker import FuncFormatter
 
 from ..base.specs import LoadSpec, ServerSpec
-from ..measuring.driver import ClientSaturatedWarning, run_load
+from ..measuring.driver import run_load
 from ..measuring.theory import parse_route, predict
 from .experiment import Experiment, Job, closed_load, point_doc
 from .plotting import COLORS, by_series, latencies, plot_throughput, predicted, xs
@@ -136,9 +135,7 @@ class CliffJob(Job):
         boxes: dict = {}
 
         def run(name, load):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ClientSaturatedWarning)
-                boxes[name] = run_load(server.url, load, progress=False, warn=False)
+            boxes[name] = run_load(server.url, load, progress=False, warn=False)
 
         slow = threading.Thread(target=run, args=("slow", self.load), daemon=True)
         slow.start()
@@ -199,7 +196,9 @@ def jobs_cliff(quick: bool) -> list[Job]:
 
 
 def probe_p(point: dict, path: str, key: str) -> float:
-    value = ((point.get("probes") or {}).get(path) or {}).get("latency_ms", {}).get(key)
+    """One latency percentile (``key``: "p50", "p99" ...) of the probe of ``path`` in ms, NaN if none."""
+    probe = (point.get("probes") or {}).get(path)
+    value = getattr(probe.latency_ms, key) if probe else None
     return math.nan if value is None else value
 
 

@@ -21,14 +21,13 @@ import json
 import math
 import threading
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..base.specs import LoadSpec, ServerSpec
-from ..measuring.driver import ClientSaturatedWarning, run_load
+from ..measuring.driver import run_load
 from ..measuring.slowclients import OUTCOMES, SlowLoad, run_slow_clients
 from ..measuring.theory import slots
 from ..processes.nginx import Front, FrontSpec, nginx_missing
@@ -73,9 +72,7 @@ class SlowClientsJob(Job):
         for t in helpers:
             t.start()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ClientSaturatedWarning)
-                result = run_load(server.url, self.load, progress=False, warn=False)
+            result = run_load(server.url, self.load, progress=False, warn=False)
         finally:
             done.set()
             for t in helpers:

@@ -132,7 +132,7 @@ def draw_client_ceiling(data: dict, fig: Figure) -> None:
         color = COLORS[(i // 2) % len(COLORS)]
         ax = ax1 if name.endswith("/hello") else ax2
         x = xs(pts)
-        thr = [p["summary"]["throughput_rps"] for p in pts]
+        thr = [p["summary"].throughput_rps for p in pts]
         ax.errorbar(x, thr, yerr=spread(pts), fmt="o-", color=color, capsize=3, label=name.split(":")[0])
         mark_saturated(ax, pts, thr)
         if ax is ax2 and i < 2:

@@ -101,7 +101,7 @@ def draw_blocking(data: dict, fig: Figure) -> None:
     ax1, ax2 = fig.subplots(1, 2)
     pts = data["points"]
     names = [p["series"] for p in pts]
-    thr = [p["summary"]["throughput_rps"] for p in pts]
+    thr = [p["summary"].throughput_rps for p in pts]
     pred = [p["prediction"]["throughput_rps"] if p.get("prediction") else math.nan for p in pts]
     x = np.arange(len(pts))
     lo, hi = spread(pts)
@@ -112,8 +112,8 @@ def draw_blocking(data: dict, fig: Figure) -> None:
     ax1.set_ylabel("throughput (requests/s)")
     ax1.set_title(f"{BLOCKING_USERS} users, {BLOCKING_MS} ms of waiting each")
     ax1.legend(fontsize=7)
-    probe_p50 = [p["probe"]["latency_ms"]["p50"] if p.get("probe") else math.nan for p in pts]
-    probe_p99 = [p["probe"]["latency_ms"]["p99"] if p.get("probe") else math.nan for p in pts]
+    probe_p50 = [p["probe"].latency_ms.p50 if p.get("probe") else math.nan for p in pts]
+    probe_p99 = [p["probe"].latency_ms.p99 if p.get("probe") else math.nan for p in pts]
     ax2.bar(x - 0.2, probe_p50, 0.4, label="p50", color=COLORS[1])
     ax2.bar(x + 0.2, probe_p99, 0.4, label="p99", color=COLORS[1], alpha=0.45)
     # Prediction for a probe on an open connection: it waits at most one turn of

@@ -26,7 +26,7 @@ def theory_note(data) -> str | None:
     points = data.get("points", [])
     overheads = [p["prediction"]["overhead"] for p in points
                  if p.get("prediction") and (p["prediction"].get("overhead") or {}).get("source")]
-    spread = any((p.get("summary") or {}).get("throughput_spread") for p in points)
+    spread = any(p["summary"].throughput_spread for p in points if p.get("summary"))
     parts = []
     if overheads:
         per_request = sorted(o["per_request_ms"] for o in overheads)
@@ -63,9 +63,9 @@ def footer(fig: Figure, data: dict, note: bool = True) -> None:
              fontsize=7, color="#555555", ha="left", va="bottom")
     # Failed requests are left out of throughput and latency: say so on the figure.
     points = data.get("points", [])
-    failed = [p for p in points if (p.get("summary") or {}).get("error_count")]
+    failed = [p for p in points if p.get("summary") and p["summary"].error_count]
     if failed:
-        n = sum(p["summary"]["error_count"] for p in failed)
+        n = sum(p["summary"].error_count for p in failed)
         fig.text(0.99, 0.002, f"{n} failed requests in {len(failed)} of {len(points)} runs (not counted above)",
                  fontsize=7, color="#d62728", ha="right", va="bottom")
 
@@ -84,7 +84,9 @@ def xs(points: list[dict]) -> list:
 
 
 def latencies(points: list[dict], key: str) -> list[float]:
-    return [p["summary"]["latency_ms"][key] if p["summary"]["latency_ms"][key] is not None else math.nan for p in points]
+    """One percentile (``key``: "p50", "p99", "mean" ...) of each point's latency, in ms (NaN when none)."""
+    values = [getattr(p["summary"].latency_ms, key) for p in points]
+    return [math.nan if v is None else v for v in values]
 
 
 def predicted(points: list[dict], key: str) -> list[float]:
@@ -93,7 +95,7 @@ def predicted(points: list[dict], key: str) -> list[float]:
 
 def mark_saturated(ax: Axes, points: list[dict], ys: list[float]) -> None:
     for p, y in zip(points, ys, strict=True):
-        if p["summary"].get("client_saturated"):
+        if p["summary"].client_saturated:
             ax.annotate("client\nsaturated", (p["x"], y), fontsize=6, color="red", ha="center", va="bottom")
 
 
@@ -102,17 +104,17 @@ def spread(points) -> tuple[list[float], list[float]]:
     below, above = [], []
     for p in points:
         s = p["summary"]
-        sp = s.get("throughput_spread")
-        thr = s["throughput_rps"]
-        below.append(max(thr - sp["min"], 0.0) if sp else 0.0)
-        above.append(max(sp["max"] - thr, 0.0) if sp else 0.0)
+        sp = s.throughput_spread
+        thr = s.throughput_rps
+        below.append(max(thr - sp.min, 0.0) if sp else 0.0)
+        above.append(max(sp.max - thr, 0.0) if sp else 0.0)
     return below, above
 
 
 def plot_throughput(ax: Axes, name: str, pts: list[dict], color: str) -> list:
     """Measured throughput (solid, with its spread) and Little's law (dashed) for one series; returns the x values."""
     x = xs(pts)
-    thr = [p["summary"]["throughput_rps"] for p in pts]
+    thr = [p["summary"].throughput_rps for p in pts]
     ax.errorbar(x, thr, yerr=spread(pts), fmt="o-", color=color, capsize=3, label=f"{name} (measured)")
     mark_saturated(ax, pts, thr)
     ax.plot(x, predicted(pts, "throughput_rps"), "--", color=color, alpha=0.6, label=f"{name} (Little's law)")

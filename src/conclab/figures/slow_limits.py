@@ -25,9 +25,10 @@ from pathlib import Path
 
 import httpx
 
+from ..base.files import atomic_write
 from ..base.paths import FIGURES_DIR, SERVERS_DIR
 from ..base.specs import ServerSpec
-from ..measuring.results import atomic_write, machine, now_iso
+from ..measuring.results import machine, now_iso
 from ..measuring.slowclients import SlowLoad, run_slow_clients
 from ..processes.launcher import serve
 from ..processes.nginx import FrontSpec, serve_behind_nginx

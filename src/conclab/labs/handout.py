@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 
 from ..base.errors import LabError
+from ..base.files import atomic_write
 from ..base.paths import LABS_DIR
-from ..measuring.results import atomic_write
 from .markers import student_version
 
 SKIPPED_NAMES = {"__pycache__", ".pytest_cache", ".ruff_cache", ".DS_Store"}

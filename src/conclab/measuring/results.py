@@ -1,7 +1,7 @@
 """Saving and loading runs: raw records as CSV, a JSON summary beside them.
 
-Every write is atomic - to a temporary file in the same folder, then renamed -
-so an interrupted run never leaves half a file, and a reader never sees one.
+Every write is atomic (conclab.base.files.atomic_write), so an interrupted run
+never leaves half a file, and a reader never sees one.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
 from ..base import system
 from ..base.cores import cgroup_quota, placement, usable_cores
+from ..base.files import atomic_write
 from ..base.specs import FIELDS
+from .summary import Summary
 
 PACKAGES = ("gunicorn", "uvicorn", "uvicorn-worker", "granian", "flask", "fastapi", "starlette", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "httptools", "anyio")
 
@@ -52,32 +53,10 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a results file is an ordinary file
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _clean(obj):
-    """JSON has no NaN or infinity: write them as null."""
+    """JSON has no NaN or infinity: write them as null. A Summary is written as its dict."""
+    if isinstance(obj, Summary):
+        return _clean(obj.to_dict())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
@@ -126,9 +105,8 @@ def read_records(path) -> list[tuple]:
 
 def run_document(result, server: dict | None = None, extra: dict | None = None) -> dict:
     """The JSON summary of one run: spec, load, machine, time and the numbers."""
-    summary = result.summary
     doc = {
-        **summary,
+        **result.summary.to_dict(),
         "url": result.url,
         "load": result.load.to_dict(),
         "server": server,

@@ -48,7 +48,9 @@ from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
 from ..base.errors import LoadError
-from .driver import check_target, raise_fd_limit
+from .background import Background
+from .driver import check_target
+from .transport import raise_fd_limit
 
 OUTCOMES = ("answered", "closed", "reset", "timed_out", "refused")
 LIMITS = {"clients": 2000, "duration": 600.0, "interval": 60.0}
@@ -230,15 +232,12 @@ def run_slow_clients(url: str, load: SlowLoad | None = None, *, stop: threading.
     host, port = parts.hostname, parts.port or 80
     result = SlowResult(url.rstrip("/"), load)
     stopper: dict = {}
-    errors: list = []
     loop = asyncio.new_event_loop()
 
     def main():
         raise_fd_limit(int(load.clients))
         try:
             loop.run_until_complete(_run(result, host, port, stopper))
-        except BaseException as exc:  # noqa: BLE001 - surfaced in the caller's thread
-            errors.append(exc)
         finally:
             loop.close()
 
@@ -248,19 +247,18 @@ def run_slow_clients(url: str, load: SlowLoad | None = None, *, stop: threading.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(stopper["stop"])
 
-    thread = threading.Thread(target=main, name="conclab-slowclients", daemon=True)
-    thread.start()
+    def check_stop():
+        if stop is not None and stop.is_set() and not result.stopped_early:
+            request_stop()
+
+    thread = Background(main, name="conclab-slowclients").start()
     try:
-        while thread.is_alive():
-            thread.join(0.1)
-            if stop is not None and stop.is_set() and not result.stopped_early:
-                request_stop()
+        thread.wait(tick=check_stop)
     except KeyboardInterrupt:
         request_stop()
-        thread.join(load.connect_timeout + 5)
+        thread.wait_at_most(load.connect_timeout + 5)
         raise
-    if errors:
-        raise errors[0]
+    thread.result()
     return result
 
 

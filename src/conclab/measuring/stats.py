@@ -30,6 +30,7 @@ import numpy as np
 
 from ..base import system
 from ..base.specs import FIELDS
+from .summary import LittlesLaw, Percentiles, Spread, Summary
 
 PERCENTILES = (50, 90, 99)
 SATURATION_CPU = 0.90
@@ -106,7 +107,7 @@ def smoothed_throughput(ends, w0, w1, ramp_ns) -> float:
     return float(np.sum(weight) / ((span - ramp) / 1e9))
 
 
-def throughput_spread(ends, w0, w1, ramp_ns=0, bin_s: float = BIN_S) -> dict | None:
+def throughput_spread(ends, w0, w1, ramp_ns=0, bin_s: float = BIN_S) -> Spread | None:
     """Throughput in consecutive bins of ``bin_s`` seconds: how much the run varied.
 
     None when the window holds fewer than two whole bins.
@@ -118,22 +119,21 @@ def throughput_spread(ends, w0, w1, ramp_ns=0, bin_s: float = BIN_S) -> dict | N
     edges = [w0 + i * step for i in range(n + 1)]
     rates = [smoothed_throughput(ends, a, b, ramp_ns) for a, b in zip(edges, edges[1:], strict=False)]
     arr = np.asarray(rates)
-    return {"bin_s": bin_s, "bins_rps": [float(r) for r in rates], "min": float(arr.min()),
-            "max": float(arr.max()), "std": float(arr.std(ddof=1))}
+    return Spread(bin_s=bin_s, bins_rps=[float(r) for r in rates], min=float(arr.min()),
+                  max=float(arr.max()), std=float(arr.std(ddof=1)))
 
 
-def percentiles(values_ms) -> dict[str, float]:
+def percentiles(values_ms) -> Percentiles:
+    """p50, p90, p99, max and mean of some times in ms (all NaN when there are none)."""
     if len(values_ms) == 0:
-        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"), "max": float("nan"), "mean": float("nan")}
+        return Percentiles.empty()
     arr = np.asarray(values_ms, dtype=float)
-    out = {f"p{p}": float(np.percentile(arr, p)) for p in PERCENTILES}
-    out["max"] = float(arr.max())
-    out["mean"] = float(arr.mean())
-    return out
+    p50, p90, p99 = (float(np.percentile(arr, p)) for p in PERCENTILES)
+    return Percentiles(p50=p50, p90=p90, p99=p99, max=float(arr.max()), mean=float(arr.mean()))
 
 
-def summarize(result) -> dict:
-    """The summary of a :class:`conclab.driver.LoadResult` (a plain, JSON-ready dict)."""
+def summarize(result) -> Summary:
+    """The summary of a :class:`conclab.measuring.driver.LoadResult`."""
     c = columns(result.records)
     w0, w1 = result.window
     window_s = max((w1 - w0) / 1e9, 1e-9)
@@ -180,70 +180,84 @@ def summarize(result) -> dict:
     saturated = bool(client_cpu + waited >= SATURATION_CPU or waited >= SATURATION_WAIT or (open_loop and send_lag_p99 > SATURATION_SEND_LAG_MS))
     lat = percentiles(latency_ms[good])
     in_flight = mean_in_flight(c["intended_ns"], c["end_ns"], w0, w1)
-    return {
-        "throughput_rps": throughput,
-        "latency_ms": lat,
-        "service_ms": percentiles(service_ms[good]),
-        "handler_ms": percentiles(handler_ms),
-        "outside_ms": percentiles(outside_ms),
-        "throughput_spread": spread,
-        "completed": completed,
-        "sent": int(len(c["intended_ns"])),
-        "measured": int(np.sum(measured)),
-        "errors": dict(errors),
-        "error_count": int(sum(errors.values())),
-        "window_s": window_s,
-        "client_cpu": client_cpu,
-        "client_wait": client_wait,
-        "client_placement": getattr(result, "client_placement", None),
-        "client_saturated": saturated,
-        "loop_lag_ms_p99": lag_p99,
-        "send_lag_ms_p99": send_lag_p99,
-        "mean_in_flight": in_flight,
-        "littles_law": {"L_measured": in_flight, "X_times_R": throughput * lat["mean"] / 1000 if completed else 0.0},
-        "worker_pids": sorted({int(p) for p in c["worker_pid"][good] if p}),
-        "threads": len({(int(p), int(t)) for p, t in zip(c["worker_pid"][good], c["thread"][good], strict=True) if t}),
-        "interrupted": bool(result.interrupted),
-        "failed": result.failed,
-        "dropped_records": int(result.dropped_records),
-    }
+    return Summary(
+        throughput_rps=throughput,
+        latency_ms=lat,
+        service_ms=percentiles(service_ms[good]),
+        handler_ms=percentiles(handler_ms),
+        outside_ms=percentiles(outside_ms),
+        throughput_spread=spread,
+        completed=completed,
+        sent=int(len(c["intended_ns"])),
+        measured=int(np.sum(measured)),
+        errors=dict(errors),
+        error_count=int(sum(errors.values())),
+        window_s=window_s,
+        client_cpu=client_cpu,
+        client_wait=client_wait,
+        client_placement=getattr(result, "client_placement", None),
+        client_saturated=saturated,
+        loop_lag_ms_p99=lag_p99,
+        send_lag_ms_p99=send_lag_p99,
+        mean_in_flight=in_flight,
+        littles_law=LittlesLaw(L_measured=in_flight, X_times_R=throughput * lat.mean / 1000 if completed else 0.0),
+        worker_pids=sorted({int(p) for p in c["worker_pid"][good] if p}),
+        threads=len({(int(p), int(t)) for p, t in zip(c["worker_pid"][good], c["thread"][good], strict=True) if t}),
+        interrupted=bool(result.interrupted),
+        failed=result.failed,
+        dropped_records=int(result.dropped_records),
+    )
 
 
-def _where_the_time_went(summary: dict) -> list[str]:
+def _where_the_time_went(summary: Summary) -> list[str]:
     lines = []
-    for key, name in (("handler_ms", "handler ms"), ("outside_ms", "outside ms")):
-        d = summary.get(key)
-        if d and d.get("p50") is not None and not math.isnan(d["p50"]):
-            lines.append(f"{name:<11} p50 {d['p50']:.1f}   p90 {d['p90']:.1f}   p99 {d['p99']:.1f}   max {d['max']:.1f}   mean {d['mean']:.1f}")
+    for d, name in ((summary.handler_ms, "handler ms"), (summary.outside_ms, "outside ms")):
+        if d.p50 is not None and not math.isnan(d.p50):
+            lines.append(f"{name:<11} p50 {d.p50:.1f}   p90 {d.p90:.1f}   p99 {d.p99:.1f}   max {d.max:.1f}   mean {d.mean:.1f}")
     if lines:
         lines[-1] += "   (outside = latency - handler: connect, accept, queue, transfer)"
-    spread = summary.get("throughput_spread")
+    spread = summary.throughput_spread
     if spread:
-        lines.append(f"spread      {spread['min']:.1f} .. {spread['max']:.1f} req/s over {len(spread['bins_rps'])} bins of {spread['bin_s']:g} s")
+        lines.append(f"spread      {spread.min:.1f} .. {spread.max:.1f} req/s over {len(spread.bins_rps)} bins of {spread.bin_s:g} s")
     return lines
 
 
-def _waiting(summary: dict) -> str:
-    wait = summary.get("client_wait", 0.0)
-    if wait is None:
+def _waiting(summary: Summary) -> str:
+    if summary.client_wait is None:
         return system.wait_note()
-    return f"{wait:.0%} waiting for it"
+    return f"{summary.client_wait:.0%} waiting for it"
 
 
-def format_summary(summary: dict) -> str:
+def _about_the_server(summary: Summary) -> list[str]:
+    """The optional fields, those that are set."""
+    lines = []
+    if summary.server_cpu_us_per_request is not None:
+        lines.append(f"server CPU  {summary.server_cpu_us_per_request:.0f} us per request "
+                     "(the app server's processes, warm-up included)")
+    served = [f"by {summary.runner}" if summary.runner else "",
+              f"Python {summary.server_python}" if summary.server_python else "",
+              "" if summary.server_gil_enabled is None else f"GIL {'on' if summary.server_gil_enabled else 'off'}"]
+    if any(served):
+        lines.append("served      " + ", ".join(s for s in served if s))
+    return lines
+
+
+def format_summary(summary: Summary) -> str:
     """A few human lines for the terminal."""
-    lat = summary["latency_ms"]
+    lat = summary.latency_ms
     lines = [
-        f"throughput  {summary['throughput_rps']:10.1f} req/s   ({summary['completed']} ok in {summary['window_s']:.1f} s)",
-        f"latency ms  p50 {lat['p50']:.1f}   p90 {lat['p90']:.1f}   p99 {lat['p99']:.1f}   max {lat['max']:.1f}   mean {lat['mean']:.1f}",
+        f"throughput  {summary.throughput_rps:10.1f} req/s   ({summary.completed} ok in {summary.window_s:.1f} s)",
+        f"latency ms  p50 {lat.p50:.1f}   p90 {lat.p90:.1f}   p99 {lat.p99:.1f}   max {lat.max:.1f}   mean {lat.mean:.1f}",
         *_where_the_time_went(summary),
-        f"errors      {summary['error_count']}" + (f"  {summary['errors']}" if summary["errors"] else ""),
-        f"client CPU  {summary['client_cpu']:.0%} of one core, {_waiting(summary)}" + ("   <-- SATURATED: the client is the bottleneck" if summary["client_saturated"] else ""),
-        *([f"client      {summary['client_placement']}"] if summary.get("client_placement") else []),
-        f"Little's law  L measured {summary['littles_law']['L_measured']:.1f}  vs  X*R {summary['littles_law']['X_times_R']:.1f}",
+        f"errors      {summary.error_count}" + (f"  {summary.errors}" if summary.errors else ""),
+        f"client CPU  {summary.client_cpu:.0%} of one core, {_waiting(summary)}"
+        + ("   <-- SATURATED: the client is the bottleneck" if summary.client_saturated else ""),
+        *([f"client      {summary.client_placement}"] if summary.client_placement else []),
+        f"Little's law  L measured {summary.littles_law.L_measured:.1f}  vs  X*R {summary.littles_law.X_times_R:.1f}",
+        *_about_the_server(summary),
     ]
-    if summary.get("interrupted"):
+    if summary.interrupted:
         lines.append("run INTERRUPTED: partial results")
-    if summary.get("failed"):
-        lines.append(f"run FAILED: {summary['failed']}")
+    if summary.failed:
+        lines.append(f"run FAILED: {summary.failed}")
     return "\n".join(lines)

@@ -172,10 +172,3 @@ def predict(spec: ServerSpec, path: str, concurrency: int | None = None, rate: f
         latency = s_eff * 1000 if rate < capacity else math.inf
         return Prediction(c, service, x, latency, "clients" if rate < capacity else why, o, min(rate, c / service))
     raise ValueError("give concurrency or rate")
-
-
-def curve(spec: ServerSpec, path: str, concurrencies: list[int], cores: int | None = None,
-          ) -> tuple[list[float], list[float]]:
-    """Predicted (throughput, latency) for each concurrency, for plotting beside measurements."""
-    preds = [predict(spec, path, concurrency=n, cores=cores) for n in concurrencies]
-    return [p.throughput_rps if p else math.nan for p in preds], [p.latency_ms if p else math.nan for p in preds]

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..base.files import atomic_write
 from ..base.paths import NOTEBOOKS_DIR
-from ..measuring.results import atomic_write
 
 NOTEBOOKS = NOTEBOOKS_DIR
 CELL_TIMEOUT = 600  # seconds one cell may take (a full-mode sweep is the longest)

@@ -23,7 +23,6 @@ import logging
 import math
 import shlex
 import sys
-import threading
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -33,6 +32,8 @@ from ..base.specs import ServerSpec
 from ..figures.experiment import Experiment, Job, point_doc
 from ..figures.experiment import measure as measure_experiment
 from ..figures.plotting import draw_timelines
+from ..measuring.background import Background
+from ..measuring.summary import Percentiles
 from .live import LiveChart  # also for notebooks: teach.LiveChart
 
 
@@ -169,10 +170,10 @@ def summary_table(points) -> Table:
     saturated = False
     for p in _points(points):
         s = p["summary"]
-        lat = s["latency_ms"]
-        saturated |= bool(s.get("client_saturated"))
-        rows.append([p["series"], p["load"]["path"], _load_label(p), s["throughput_rps"], lat["p50"], lat["p99"],
-                     lat["mean"], s["error_count"], f"{s['client_cpu']:.0%}" + (" SATURATED" if s.get("client_saturated") else "")])
+        lat = s.latency_ms
+        saturated |= s.client_saturated
+        rows.append([p["series"], p["load"]["path"], _load_label(p), s.throughput_rps, lat.p50, lat.p99,
+                     lat.mean, s.error_count, f"{s.client_cpu:.0%}" + (" SATURATED" if s.client_saturated else "")])
     note = "SATURATED: the load driver was the bottleneck - its numbers understate the server." if saturated else ""
     return Table(["run", "route", "load", "req/s", "p50 ms", "p99 ms", "mean ms", "errors", "client CPU"], rows, note)
 
@@ -186,8 +187,8 @@ def littles_law_table(points) -> Table:
         slots = pred.get("slots")
         rows.append([
             p["series"], _load_label(p), float(slots) if slots is not None else (math.inf if pred else None),
-            s["throughput_rps"], pred.get("throughput_rps"), s["latency_ms"]["mean"], pred.get("latency_ms"),
-            s["throughput_rps"] * s["latency_ms"]["mean"] / 1000 if s["completed"] else None, s["mean_in_flight"],
+            s.throughput_rps, pred.get("throughput_rps"), s.latency_ms.mean, pred.get("latency_ms"),
+            s.throughput_rps * s.latency_ms.mean / 1000 if s.completed else None, s.mean_in_flight,
         ])
     return Table(
         ["run", "load", "slots c", "X req/s", "X theory", "R ms", "R theory", "X*R", "L measured"], rows,
@@ -200,11 +201,11 @@ def latency_table(points) -> Table:
     """Mean vs percentiles vs max, per run - and, for open loops, the uncorrected view."""
     rows = []
     for p in _points(points):
-        lat = p["summary"]["latency_ms"]
-        rows.append([p["series"], lat["mean"], lat["p50"], lat["p90"], lat["p99"], lat["max"]])
+        lat = p["summary"].latency_ms
+        rows.append([p["series"], lat.mean, lat.p50, lat.p90, lat.p99, lat.max])
         if p["load"].get("rate"):
-            svc = p["summary"]["service_ms"]
-            rows.append(["  ...measured from the send (uncorrected)", svc["mean"], svc["p50"], svc["p90"], svc["p99"], svc["max"]])
+            svc = p["summary"].service_ms
+            rows.append(["  ...measured from the send (uncorrected)", svc.mean, svc.p50, svc.p90, svc.p99, svc.max])
     return Table(["run", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms"], rows)
 
 
@@ -212,9 +213,9 @@ def probe_table(points) -> Table:
     """Throughput of each run beside the latency of the /health probe sent during it."""
     rows = []
     for p in _points(points):
-        probe = p.get("probe") or {}
-        lat = probe.get("latency_ms", {})
-        rows.append([p["series"], p["summary"]["throughput_rps"], lat.get("p50"), lat.get("p99"), lat.get("max")])
+        probe = p.get("probe")
+        lat = probe.latency_ms if probe else Percentiles(None, None, None, None, None)
+        rows.append([p["series"], p["summary"].throughput_rps, lat.p50, lat.p99, lat.max])
     return Table(["route under load", "req/s", "/health p50 ms", "/health p99 ms", "/health max ms"], rows)
 
 
@@ -312,27 +313,18 @@ def run_in_debug_mode(main, slow_callback_duration: float = 0.1) -> list[str]:
     logger = logging.getLogger("asyncio")
     logger.addHandler(handler)
     propagate, logger.propagate = logger.propagate, False
-    errors = []
 
     async def wrapper():
         asyncio.get_running_loop().slow_callback_duration = slow_callback_duration
         await main()
 
-    def thread_main():
-        try:
-            asyncio.run(wrapper(), debug=True)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            errors.append(exc)
-
+    thread = Background(lambda: asyncio.run(wrapper(), debug=True), name="debug-mode-demo")
     try:
-        thread = threading.Thread(target=thread_main, name="debug-mode-demo")
-        thread.start()
-        thread.join()
+        thread.start().wait()
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
-    if errors:
-        raise errors[0]
+    thread.result()
     return handler.messages
 
 
