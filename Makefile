@@ -52,13 +52,14 @@ charts: $(STAMP) ## measure everything and write figures/*.png (ONLY=name for on
 
 # docs/timing.md's tables, re-measured (on a quiet machine: about the time of
 # `make test` plus two minutes): every quick figure from scratch into
-# build/timing/, its seconds into figures/data/timing.json (the full half is the
-# last `make charts`'), `make test` into figures/data/test_durations.json (kept
-# when a test fails), then the tables regenerated from both files.
+# build/timing/ and its seconds into figures/data/timing.json (the full half is
+# the last `make charts`'), the tables regenerated, then `make test` into
+# figures/data/test_durations.json (kept when a test fails) and the tables again.
 timing: $(STAMP) ## re-measure quick charts and make test, then regenerate docs/timing.md's tables
 	CONCLAB_QUICK=1 $(BIN)/conclab charts --fresh --out build/timing --results build/timing/results
-	-CONCLAB_TEST_DURATIONS=figures/data/test_durations.json $(MAKE) test
 	$(BIN)/python -m conclab.figures.timing_doc --quick build/timing
+	-CONCLAB_TEST_DURATIONS=figures/data/test_durations.json $(MAKE) test
+	$(BIN)/python -m conclab.figures.timing_doc
 
 figures: $(STAMP) ## redraw figures/*.png from saved results, no measuring
 	$(BIN)/conclab charts --replot $(if $(ONLY),--only $(ONLY))
