@@ -8,7 +8,8 @@ import textwrap
 
 from conclab.figures.suite_timing import ENV
 
-SUITE = textwrap.dedent("""
+SUITE = textwrap.dedent(f"""
+    import os
     import time
 
     import pytest
@@ -24,7 +25,8 @@ SUITE = textwrap.dedent("""
 
 
     def test_quick():
-        pass
+        # Taken out of the environment: a pytest run that this test started would not write over the file.
+        assert "{ENV}" not in os.environ
 
 
     def test_fails():
