@@ -58,13 +58,16 @@ test-pythons: ## install the lab under each of PYTHONS in a clean venv and run t
 charts: $(STAMP) ## measure everything and write figures/*.png (ONLY=name for one)
 	$(BIN)/conclab charts $(if $(ONLY),--only $(ONLY))
 
-# Seconds per figure and phase, for docs/timing.md: every quick figure measured
-# from scratch into build/timing/, then the tables (quick, and full from the
-# last `make charts`). Run it on a quiet machine.
-timing: $(STAMP) ## measure every quick figure from scratch and print where the time goes
+# docs/timing.md's tables, re-measured (on a quiet machine: about the time of
+# `make test` plus two minutes): every quick figure from scratch into
+# build/timing/ and its seconds into figures/data/timing.json (the full half is
+# the last `make charts`'), the tables regenerated, then `make test` into
+# figures/data/test_durations.json (kept when a test fails) and the tables again.
+timing: $(STAMP) ## re-measure quick charts and make test, then regenerate docs/timing.md's tables
 	CONCLAB_QUICK=1 $(BIN)/conclab charts --fresh --out build/timing --results build/timing/results
-	$(BIN)/conclab charts --timing --out build/timing
-	-$(BIN)/conclab charts --timing
+	$(BIN)/python -m conclab.figures.timing_doc --quick build/timing
+	-CONCLAB_TEST_DURATIONS=figures/data/test_durations.json $(MAKE) test
+	$(BIN)/python -m conclab.figures.timing_doc
 
 figures: $(STAMP) ## redraw figures/*.png from saved results, no measuring
 	$(BIN)/conclab charts --replot $(if $(ONLY),--only $(ONLY))

@@ -11,6 +11,10 @@ os.environ.setdefault("CONCLAB_QUICK", "1")
 from conclab.base.specs import ServerSpec
 from conclab.processes.launcher import serve
 
+# Each test's seconds and outcome into a JSON file when CONCLAB_TEST_DURATIONS names
+# one (`make timing`; docs/timing.md is generated from it).
+pytest_plugins = ("conclab.figures.suite_timing",)
+
 
 @pytest.fixture(scope="module")
 def wsgi_server():

@@ -396,6 +396,7 @@ def test_experiments_of_one_run_share_a_server_and_stop_it_after_the_last(tmp_pa
     for t in timing.values():  # where the time went, phase by phase, adds up
         assert t["total_s"] == pytest.approx(sum(t["seconds"].values()), abs=0.05)
         assert t["seconds"]["measuring"] > 0 and t["measured"] == 1
+        assert set(t["load_avg"]) == {"start", "end"}  # how busy the machine was, for docs/timing.md
 
 
 def test_charts_timing_prints_the_saved_seconds_per_figure_and_phase(tmp_path, capsys):

@@ -31,6 +31,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import statistics
 import threading
 import time
@@ -392,7 +393,9 @@ class Timing:
     * extra - what an experiment measures besides its points (e.g. wrk's numbers);
     * drawing - rendering and saving the PNG.
 
-    Cached points cost nothing and are only counted (``cached``).
+    Cached points cost nothing and are only counted (``cached``). ``load_avg``
+    keeps the machine's 1-minute load average at the start and the end: seconds
+    measured beside other work are inflated, and the tables say so.
     """
 
     name: str
@@ -401,6 +404,7 @@ class Timing:
     servers: int = 0
     seconds: dict = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     points: list = field(default_factory=list)
+    load_start: float = field(default_factory=lambda: round(os.getloadavg()[0], 2))
 
     @contextlib.contextmanager
     def phase(self, name: str):
@@ -422,7 +426,8 @@ class Timing:
         seconds = {k: round(v, 2) for k, v in self.seconds.items()}
         return {"name": self.name, "quick": self.quick, "total_s": round(sum(self.seconds.values()), 2),
                 "seconds": seconds, "servers": self.servers, "measured": len(self.points),
-                "cached": self.cached, "points": self.points}
+                "cached": self.cached, "points": self.points,
+                "load_avg": {"start": self.load_start, "end": round(os.getloadavg()[0], 2)}}
 
 
 def _calibration_key(job: Job):
