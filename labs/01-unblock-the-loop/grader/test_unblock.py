@@ -130,6 +130,7 @@ def test_route_still_does_its_job(route):
         )
 
 
+@pytest.mark.points(2)
 def test_requests_overlap(route):
     """the requests to this route are in progress at the same time"""
     name, answers, _, _ = route
@@ -142,6 +143,7 @@ def test_requests_overlap(route):
     )
 
 
+@pytest.mark.points(2)
 def test_health_stays_fast(route):
     """/health is answered while requests to this route are still running"""
     name, answers, probes, _ = route

@@ -193,6 +193,7 @@ def still_running(result, name):
                     f"must still take its time. See answers_unchanged[{name}].", pytrace=False)
 
 
+@pytest.mark.points(2)
 @pytest.mark.parametrize("name", ["report", "rates", "api-key"])
 def test_requests_overlap(burst, name):
     """the requests to this route are in progress at the same time"""
@@ -208,6 +209,7 @@ def test_requests_overlap(burst, name):
     )
 
 
+@pytest.mark.points(2)
 @pytest.mark.parametrize("name", ["report", "rates", "api-key", "pdf"])
 def test_health_answers_meanwhile(burst, name):
     """/health is answered while requests to this route are still running"""
