@@ -72,8 +72,9 @@ calibrate: $(STAMP) ## measure the load driver's own ceiling against /hello
 handout: $(STAMP) ## write student copies of the labs to dist/handout/
 	$(BIN)/conclab handout --out dist/handout
 
-grade: $(STAMP) ## grade a lab: make grade LAB=01 [SUBMISSION=path/to/folder]
-	$(BIN)/conclab grade $(LAB) $(if $(SUBMISSION),--submission $(SUBMISSION))
+grade: $(STAMP) ## grade a lab: make grade LAB=01 [SUBMISSION=folder] [FORMAT=text|json|gradescope] [CHECK=name] [OUT=file] [BATCH=dir JOBS=n]
+	$(BIN)/conclab grade $(LAB) $(if $(SUBMISSION),--submission $(SUBMISSION)) $(if $(FORMAT),--format $(FORMAT)) \
+	    $(if $(CHECK),--check '$(CHECK)') $(if $(OUT),--out $(OUT)) $(if $(BATCH),--batch $(BATCH)) $(if $(JOBS),--jobs $(JOBS))
 
 try: $(STAMP) ## run your copy of a lab by hand: make try LAB=01 SUBMISSION=path/to/folder [PORT=8000]
 	$(BIN)/conclab try $(LAB) --port $(PORT) $(if $(SUBMISSION),--submission $(SUBMISSION))

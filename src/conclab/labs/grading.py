@@ -154,3 +154,16 @@ def stop_group(proc):
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+IGNORED_FOLDERS = {"__MACOSX", "__pycache__", ".git"}
+
+
+def find_submission(folder: Path, files: list[str]) -> Path | None:
+    """The folder holding the lab's files: ``folder`` itself, or one folder down
+    (a student who uploads or zips the whole lab folder); None if neither does."""
+    folder = Path(folder)
+    if all((folder / name).is_file() for name in files):
+        return folder
+    inside = sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in IGNORED_FOLDERS) if folder.is_dir() else []
+    return next((p for p in inside if all((p / name).is_file() for name in files)), None)
