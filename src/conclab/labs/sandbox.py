@@ -18,7 +18,10 @@ runs the command as a **keeper** process that:
   ``RLIMIT_CORE`` 0, and, only where no memory cgroup could be made,
   ``RLIMIT_AS`` (per process, not in total);
 - pins the grader to ``--cpus`` (its own cores, so parallel graders never
-  share one), and points ``TMPDIR`` at ``--scratch``, removed at the end;
+  share one), and points ``TMPDIR`` at ``--scratch``, removed at the end; as
+  root, ``--scratch`` is a tmpfs of ``--disk-mb``, so all the files a grader
+  and the student's servers write there together are bounded (RLIMIT_FSIZE
+  bounds one file only: a server restarting its workers writes many);
 - keeps at most ``--output-kb`` of the command's output (a submission that
   prints megabytes fills nothing);
 - stops the command after ``--timeout`` seconds, and then everything it left.
@@ -182,6 +185,16 @@ def _own_groups() -> dict[str, str]:
     return groups
 
 
+def _mount_tmpfs(folder: Path, size_mb: int) -> bool:
+    """A tmpfs of ``size_mb`` at ``folder`` (root only): the disk a submission may fill,
+    all of it gone when unmounted. False where it cannot be mounted."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=1777", "tmpfs", str(folder)],
+                          capture_output=True)
+    return done.returncode == 0
+
+
 # --- the keeper ------------------------------------------------------------------
 
 
@@ -199,12 +212,16 @@ def _limits(file_mb: int, memory_mb: int | None, cpus: list[int] | None):
 
 
 def keep(command: list[str], *, timeout: float, memory_mb: int | None, cpus: list[int] | None,
-         cpu_quota: float | None, scratch: Path, file_mb: int, output_kb: int, name: str) -> int:
+         cpu_quota: float | None, scratch: Path, file_mb: int, output_kb: int, name: str,
+         disk_mb: int = 512) -> int:
     """Run ``command`` bounded; write its capped output to stdout; return its exit code (124: timed out)."""
     reaper = become_subreaper()
     groups = Cgroups(f"conclab-{name}-{os.getpid()}", memory_mb, cpu_quota)
     groups.join(os.getpid())  # what the keeper starts from now on starts inside
     scratch.mkdir(parents=True, exist_ok=True)
+    mounted = _mount_tmpfs(scratch, disk_mb)
+    if mounted:
+        groups.bounds.append(f"tmpfs TMPDIR of {disk_mb} MB")
     env = dict(os.environ, TMPDIR=str(scratch))
     # Without a memory cgroup, RLIMIT_AS bounds each process instead (address space, so
     # generously: threads reserve far more than they touch).
@@ -238,6 +255,8 @@ def keep(command: list[str], *, timeout: float, memory_mb: int | None, cpus: lis
         proc.wait()
         reader.join(5)
         groups.remove(os.getpid())
+        if mounted:
+            subprocess.run(["umount", "-l", str(scratch)], capture_output=True)
         shutil.rmtree(scratch, ignore_errors=True)
     sys.stdout.buffer.write(bytes(kept))
     if len(kept) >= output_kb * 1024:
@@ -267,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-quota", type=float, help="CPUs of CPU time (cgroup), e.g. 0.5")
     parser.add_argument("--scratch", type=Path, required=True, help="TMPDIR, removed at the end")
     parser.add_argument("--file-mb", type=int, default=64)
+    parser.add_argument("--disk-mb", type=int, default=512)
     parser.add_argument("--output-kb", type=int, default=256)
     parser.add_argument("--name", default="grade")
     parser.add_argument("command", nargs=argparse.REMAINDER)
@@ -274,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
     return keep(command, timeout=args.timeout, memory_mb=args.memory_mb, cpus=cpus, cpu_quota=args.cpu_quota,
-                scratch=args.scratch, file_mb=args.file_mb, output_kb=args.output_kb, name=args.name)
+                scratch=args.scratch, file_mb=args.file_mb, output_kb=args.output_kb, name=args.name,
+                disk_mb=args.disk_mb)
 
 
 if __name__ == "__main__":
