@@ -14,7 +14,7 @@ MANAGER ?= uvicorn
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-fast charts figures notebooks lessons jupyter serve-wsgi serve-asgi serve-nginx serve-fastapi \
-        calibrate handout grade try lint clean
+        calibrate handout grade try lint clean test-cgroup
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,7 +29,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) ## create .venv and install the lab into it
 
 test: $(STAMP) ## run every test (quick mode: CONCLAB_QUICK=1)
-	CONCLAB_QUICK=1 $(BIN)/python -m pytest
+	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not cgroup"
+
+test-cgroup: $(STAMP) ## grade every lab under a 0.5-CPU, 768 MB cgroup, as root (long)
+	$(BIN)/python -m pytest -m cgroup tests/test_grading_cgroup.py
 
 test-fast: $(STAMP) ## the tests without notebooks, browser, labs and faults
 	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not notebooks and not browser and not labs and not faults"
