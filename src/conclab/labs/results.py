@@ -74,8 +74,9 @@ class Grade:
 
     @property
     def all_passed(self) -> bool:
+        """Every counted check passed (a skipped check is not counted: never a failure)."""
         counted = [c for c in self.checks if c.status != "skipped"]
-        return bool(counted) and not self.error and all(c.passed for c in counted)
+        return bool(self.checks) and not self.error and all(c.passed for c in counted)
 
     def to_dict(self) -> dict:
         return {"lab": self.lab, "score": self.score, "max_score": self.max_score,
