@@ -36,6 +36,7 @@ from .results import CheckResult, Grade, format_text
 MEMORY_MB = 768  # Gradescope's default autograder memory
 SLACK = 30.0  # seconds past the grader's own timeout before its keeper stops it
 METADATA = "submission_metadata.yml"
+BOUNDS: set[str] = set()  # the bounds the keepers held, as they reported them
 
 
 def submissions(folder: Path) -> list[tuple[str, Path]]:
@@ -113,6 +114,8 @@ def grade_batch(key: str | None, batch: str | Path, out: str | Path | None = Non
             atomic_write(out / "feedback" / f"{_safe(student)}.txt", format_text(grade))
     atomic_write(out / "grades.csv", grades_csv(checks, grades))
     print(f"graded {len(grades)} submission(s) of {lab.name}: {out / 'grades.csv'}, feedback in {out / 'feedback'}")
+    if BOUNDS:
+        print(f"each submission was bounded by: {', '.join(sorted(BOUNDS))} (docs/grading.md says which hold where)")
     return 0
 
 
@@ -132,6 +135,7 @@ def _grade_one(lab, student, folder, files, out, cores, timeout, memory_mb) -> G
                "--scratch", str(out / ".scratch" / name), "--name", re.sub(r"\W", "", name)[:40] or "student",
                "--", *grade_command]
     done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout + SLACK)
+    BOUNDS.update(done.stdout.rsplit("[bounds: ", 1)[-1].rstrip("]\n ").split(", ") if "[bounds: " in done.stdout else [])
     seconds = time.monotonic() - started
     try:
         grade = Grade.from_dict(json.loads(result.read_text()))
