@@ -18,8 +18,8 @@ PORT   ?= 8000
 MANAGER ?= uvicorn
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast test-stages timing charts figures notebooks lessons jupyter serve-wsgi serve-asgi serve-nginx \
-        serve-fastapi calibrate handout grade try lint clean doctor slow-limits
+.PHONY: help setup test test-fast test-stages test-cgroup timing charts figures notebooks lessons jupyter serve-wsgi \
+        serve-asgi serve-nginx serve-fastapi calibrate handout grade try lint clean doctor slow-limits
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,14 +35,18 @@ setup: $(STAMP) ## create .venv and install the lab into it
 
 # `make test` lists its 25 slowest tests at the end (docs/timing.md says why each
 # takes that long). The long CI stages run from .ci/run after it: tests marked
-# `stage` (Python matrix, free-threaded build, batch grading) and the notebooks
-# in Chromium (marker `browser`, about 5 minutes).
-STAGES := stage or browser
+# `stage` (Python matrix, free-threaded build), `cgroup` (every lab graded under
+# an autograder's 0.5 CPU and 768 MB, as root) and the notebooks in Chromium
+# (marker `browser`, about 5 minutes).
+STAGES := stage or browser or cgroup
 test: $(STAMP) ## run every test but the long CI stages (quick mode: CONCLAB_QUICK=1)
 	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not ($(STAGES))" --durations=25
 
-test-stages: $(STAMP) ## the long CI stages only (markers stage, browser; .ci/run runs them after make test)
+test-stages: $(STAMP) ## the long CI stages only (markers stage, browser, cgroup; .ci/run runs them after make test)
 	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "$(STAGES)" --durations=25 || [ $$? -eq 5 ]  # 5: none collected
+
+test-cgroup: $(STAMP) ## grade every lab under a 0.5-CPU, 768 MB cgroup, as root (one of the long stages)
+	$(BIN)/python -m pytest -m cgroup tests/test_grading_cgroup.py
 
 test-fast: $(STAMP) ## the tests without notebooks, browser, labs and faults
 	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not notebooks and not browser and not labs and not faults"
@@ -110,8 +114,9 @@ calibrate: $(STAMP) ## measure the load driver's own ceiling against /hello
 handout: $(STAMP) ## write student copies of the labs to dist/handout/
 	$(BIN)/conclab handout --out dist/handout
 
-grade: $(STAMP) ## grade a lab: make grade LAB=01 [SUBMISSION=path/to/folder]
-	$(BIN)/conclab grade $(LAB) $(if $(SUBMISSION),--submission $(SUBMISSION))
+grade: $(STAMP) ## grade a lab: make grade LAB=01 [SUBMISSION=folder] [FORMAT=text|json|gradescope] [CHECK=name] [OUT=file] [BATCH=dir JOBS=n]
+	$(BIN)/conclab grade $(LAB) $(if $(SUBMISSION),--submission $(SUBMISSION)) $(if $(FORMAT),--format $(FORMAT)) \
+	    $(if $(CHECK),--check '$(CHECK)') $(if $(OUT),--out $(OUT)) $(if $(BATCH),--batch $(BATCH)) $(if $(JOBS),--jobs $(JOBS))
 
 try: $(STAMP) ## run your copy of a lab by hand: make try LAB=01 SUBMISSION=path/to/folder [PORT=8000]
 	$(BIN)/conclab try $(LAB) --port $(PORT) $(if $(SUBMISSION),--submission $(SUBMISSION))

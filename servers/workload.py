@@ -100,14 +100,21 @@ def usable_cores():
     affinity = getattr(os, "sched_getaffinity", None)  # Linux only; macOS has no CPU affinity
     cores = len(affinity(0)) if affinity else (os.cpu_count() or 1)
     root = Path(os.environ.get("CONCLAB_CGROUP_ROOT", "/sys/fs/cgroup"))
-    own = [line[3:].strip("/\n") for line in _read("/proc/self/cgroup").splitlines() if line.startswith("0::")]
-    for path in [root / rel / "cpu.max" for rel in own] + [root / "cpu.max"]:
-        quota, _, period = _read(path).partition(" ")
-        if quota.isdigit() and period.strip().isdigit() and int(period) > 0:
-            cores = min(cores, math.ceil(int(quota) / int(period)))
-    quota, period = _read(root / "cpu/cpu.cfs_quota_us").strip(), _read(root / "cpu/cpu.cfs_period_us").strip()
-    if quota.isdigit() and period.isdigit() and int(period) > 0:  # cgroup v1; -1 = no quota
-        cores = min(cores, math.ceil(int(quota) / int(period)))
+    # Our own groups (/proc/self/cgroup: "0::/a/b" on v2, "4:cpu,cpuacct:/a/b" on v1)
+    # and their ancestors: a quota on any of them binds.
+    groups = {}
+    for line in _read(os.environ.get("CONCLAB_PROC_CGROUP", "/proc/self/cgroup")).splitlines():
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        groups[controllers] = [p for p in path.strip().split("/") if p]
+    cpu_v1 = next((path for ctrls, path in groups.items() if "cpu" in ctrls.split(",")), [])
+    for mount, parts in [(root, groups.get("", [])), (root / "cpu", cpu_v1), (root / "cpu,cpuacct", cpu_v1)]:
+        for n in range(len(parts), -1, -1):
+            folder = mount.joinpath(*parts[:n])
+            quota, _, period = _read(folder / "cpu.max").strip().partition(" ")  # v2
+            if not quota.isdigit():  # v1; -1 = no quota
+                quota, period = _read(folder / "cpu.cfs_quota_us").strip(), _read(folder / "cpu.cfs_period_us").strip()
+            if quota.isdigit() and period.isdigit() and int(quota) > 0 and int(period) > 0:
+                cores = min(cores, math.ceil(int(quota) / int(period)))
     return max(1, cores)
 
 

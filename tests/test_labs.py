@@ -29,7 +29,7 @@ from conclab.labs import markers, tracebacks
 CONCLAB = str(Path(sys.executable).with_name("conclab"))
 LABS = handouts.all_labs()
 LAB_IDS = [lab.name for lab in LABS]
-CHECK_LINE = re.compile(r"^  (PASS|FAIL)  (\S+)", re.MULTILINE)
+CHECK_LINE = re.compile(r"^  (PASS|FAIL)  (\S+) .*\[([\d.]+)/([\d.]+)\]$", re.MULTILINE)
 
 
 def conclab(*args, timeout=180):
@@ -43,8 +43,14 @@ def grade(lab, submission=None):
     done = conclab(*args)
     seconds = time.monotonic() - start
     output = done.stdout + done.stderr
-    checks = {name: verdict == "PASS" for verdict, name in CHECK_LINE.findall(done.stdout)}
+    checks = {name: verdict == "PASS" for verdict, name, _, _ in CHECK_LINE.findall(done.stdout)}
     return done.returncode, checks, output, seconds
+
+
+def points(output):
+    """(points earned, points possible) summed over the check lines: what the score line must say."""
+    lines = CHECK_LINE.findall(output)
+    return f"{sum(float(got) for *_, got, _ in lines):g}/{sum(float(most) for *_, most in lines):g}"
 
 
 def expectations(lab):
@@ -78,7 +84,9 @@ def submission_from_handout(handout, lab, tmp_path, replace_from=None):
 def test_grader_passes_the_solution(lab):
     code, checks, output, seconds = grade(lab)
     assert code == 0 and checks and all(checks.values()), output
-    assert re.search(rf"^score: {len(checks)}/{len(checks)}$", output, re.MULTILINE), output
+    score = points(output)
+    assert score.split("/")[0] == score.split("/")[1], output
+    assert re.search(rf"^score: {score}$", output, re.MULTILINE), output
     assert seconds < 60, f"{lab.name}: the grader took {seconds:.0f} s (budget 60 s)"
 
 
@@ -92,8 +100,7 @@ def test_grader_fails_the_untouched_starter(lab, handout, tmp_path):
     # Each failed check says under its line why it failed and where to look.
     hinted = re.findall(r"^  FAIL  (\S+) - .*\n {8}\S", output, re.MULTILINE)
     assert set(hinted) == failed, output
-    passed = len(checks) - len(failed)
-    assert re.search(rf"^score: {passed}/{len(checks)}$", output, re.MULTILINE), output
+    assert re.search(rf"^score: {points(output)}$", output, re.MULTILINE), output
     assert seconds < 60, f"{lab.name}: the grader took {seconds:.0f} s (budget 60 s)"
 
 

@@ -437,7 +437,20 @@ def build_parser() -> Parser:
     p = sub.add_parser("grade", help="grade a lab: conclab grade 01 [--submission FOLDER]")
     p.add_argument("lab", nargs="?", help="lab number, e.g. 01")
     p.add_argument("--submission", help="a student's copy of the lab folder (default: labs/NN-*/ itself)")
+    p.add_argument("--format", choices=("text", "json", "gradescope"), default="text",
+                   help="text (default), json, or gradescope (its results.json)")
+    p.add_argument("--check", metavar="NAME", help="run one check, e.g. 'requests_overlap[sleep]'; exit 0 if it passes")
+    p.add_argument("--out", metavar="PATH", help="write the grade to a file (with --batch: the output folder)")
+    p.add_argument("--batch", metavar="DIR", help="grade every submission under DIR (one subfolder per student)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="with --batch: graders at once (default 1)")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("autograder", help="what a teacher uploads: a Gradescope zip or a GitHub Classroom template")
+    p.add_argument("lab", nargs="?", help="lab number, e.g. 01")
+    p.add_argument("--gradescope", metavar="OUT.zip", help="write Gradescope's autograder zip")
+    p.add_argument("--classroom", metavar="DIR", help="write a GitHub Classroom template repository to DIR")
+    p.add_argument("--run", action="store_true", help=argparse.SUPPRESS)  # what run_autograder calls
+    p.set_defaults(func=cmd_autograder)
 
     p = sub.add_parser("try", help="run your copy of a lab by hand: conclab try 01 --submission FOLDER")
     p.add_argument("lab", nargs="?", help="lab number, e.g. 01")
@@ -473,9 +486,40 @@ def cmd_handout(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from .labs import results
     from .labs.grading import grade
 
-    return grade(args.lab, args.submission)
+    if args.batch:
+        from .labs.batch import grade_batch
+
+        return grade_batch(args.lab, args.batch, out=args.out, jobs=args.jobs)
+    live = args.format == "text" and not args.out
+    verdict = grade(args.lab, args.submission, check=args.check, live=live)
+    if live:
+        print("\n".join(results.summary_lines(verdict)), flush=True)
+    else:
+        text = results.FORMATTERS[args.format](verdict)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text, encoding="utf-8")
+            print(f"score {verdict.score:g}/{verdict.max_score:g}; wrote {args.out}")
+        else:
+            sys.stdout.write(text)
+    return 0 if verdict.all_passed else 1
+
+
+def cmd_autograder(args: argparse.Namespace) -> int:
+    from .labs import autograder
+
+    if args.run:
+        return autograder.run_autograder(args.lab)
+    if not (args.gradescope or args.classroom):
+        raise CliError("say what to write: --gradescope OUT.zip and/or --classroom DIR")
+    if args.gradescope:
+        print(f"wrote {autograder.write_gradescope_zip(args.lab, args.gradescope)}")
+    if args.classroom:
+        print(f"wrote {autograder.write_classroom_template(args.lab, args.classroom)}")
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -9,17 +9,15 @@ own clock - "were the 4 requests in progress at the same time?" and "was
 
 import asyncio
 import hashlib
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conclab.base.specs import ServerSpec
-from conclab.labs.helpers import serve_or_fail, student_file
+from conclab.labs.harness import burst, pbkdf2_rounds_for
+from conclab.labs.helpers import serve_behind_shim, serve_service
 from conclab.measuring.stats import max_overlap
-from conclab.processes.launcher import serve
 
 HERE = Path(__file__).resolve().parent
 N = 4  # requests fired at once per route
@@ -39,57 +37,24 @@ ADVICE = {
 }
 
 
-def rounds_for(seconds):
-    """PBKDF2 rounds that take about `seconds` of CPU here: machines differ, the check does not."""
-    probe = 20_000
-    best = min(_cpu_time(probe) for _ in range(3))
-    return max(probe, int(probe * seconds / best))
-
-
-def _cpu_time(rounds):
-    start = time.thread_time()
-    hashlib.pbkdf2_hmac("sha256", b"calibrate", SALT, rounds)
-    return max(time.thread_time() - start, 1e-6)
-
-
 @pytest.fixture(scope="module")
 def upstream():
     token = uuid.uuid4().hex
-    spec = ServerSpec("asgi", app="upstream:app", app_dir=str(HERE),
-                      env=(("DELAY_MS", str(WAIT_MS)), ("UPSTREAM_TOKEN", token)))
-    with serve(spec) as server:
+    with serve_service(HERE, WAIT_MS, UPSTREAM_TOKEN=token) as server:
         yield server.url, token
 
 
 @pytest.fixture(scope="module")
 def app_url(submission, upstream):
-    student_file(submission, "app.py")
-    spec = ServerSpec("asgi", app="shim:app", app_dir=str(HERE),
-                      env=(("LAB_SUBMISSION", str(submission)), ("UPSTREAM_URL", upstream[0] + "/data")))
-    with serve_or_fail(spec, submission, "your app.py under Uvicorn") as server:
+    with serve_behind_shim(submission, HERE, UPSTREAM_URL=upstream[0] + "/data") as server:
         yield server.url
-
-
-async def timed_get(client, url):
-    sent = time.monotonic_ns()
-    response = await client.get(url)
-    headers = response.headers
-    return {
-        "sent": sent, "received": time.monotonic_ns(), "status": response.status_code,
-        "body": response.text.strip(),
-        "start": int(headers.get("x-grader-start-ns", sent)),
-        "end": int(headers.get("x-grader-end-ns", time.monotonic_ns())),
-    }
 
 
 async def fire(base, paths):
     """Send `paths` all at once; 0.25 s later, while they run, probe /health 3 times."""
     limits = httpx.Limits(max_connections=len(paths) + 2)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        tasks = [asyncio.create_task(timed_get(client, base + path)) for path in paths]
-        await asyncio.sleep(0.25)
-        probes = [await timed_get(client, base + "/health") for _ in range(3)]
-        return await asyncio.gather(*tasks), probes
+        return await burst(client, base, paths)
 
 
 @pytest.fixture(scope="module", params=["sleep", "fetch", "hash"])
@@ -101,7 +66,7 @@ def route(request, app_url, upstream):
     elif name == "fetch":
         paths, expected = ["/fetch"] * N, [upstream[1]] * N
     else:
-        rounds = rounds_for(HASH_SECONDS)
+        rounds = pbkdf2_rounds_for(HASH_SECONDS, SALT)
         paths = [f"/hash?text=lab01&rounds={rounds}"] * N
         expected = [hashlib.pbkdf2_hmac("sha256", b"lab01", SALT, rounds).hex()] * N
     try:
@@ -130,6 +95,7 @@ def test_route_still_does_its_job(route):
         )
 
 
+@pytest.mark.points(2)
 def test_requests_overlap(route):
     """the requests to this route are in progress at the same time"""
     name, answers, _, _ = route
@@ -142,6 +108,7 @@ def test_requests_overlap(route):
     )
 
 
+@pytest.mark.points(2)
 def test_health_stays_fast(route):
     """/health is answered while requests to this route are still running"""
     name, answers, probes, _ = route

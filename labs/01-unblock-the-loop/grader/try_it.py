@@ -8,26 +8,19 @@ tracebacks included - until Ctrl-C, which stops both.
 
 from pathlib import Path
 
-from conclab.base.specs import ServerSpec
-from conclab.labs.trying import follow, serve_for_trying
+from conclab.labs.trying import try_beside_service
 
 HERE = Path(__file__).resolve().parent
 WAIT_MS = 800  # as in the grader
 
-
-def try_it(submission: Path, port: int) -> None:
-    upstream_spec = ServerSpec("asgi", app="upstream:app", app_dir=str(HERE), cpus="all",
-                               env=(("DELAY_MS", str(WAIT_MS)),))
-    with serve_for_trying(upstream_spec, "the slow service /fetch calls") as upstream:
-        data = upstream.url + "/data"
-        spec = ServerSpec("asgi", app="app:app", app_dir=str(submission), port=port, cpus="all",
-                          env=(("UPSTREAM_URL", data),))
-        with serve_for_trying(spec, "your app.py", env_shown={"UPSTREAM_URL": data}) as app:
-            url = app.url
-            print(f"""
+TIPS = """
 Try, in another terminal:
   curl -s '{url}/sleep?ms=3000' & sleep 0.5; time curl -s {url}/health; wait
-  time curl -s {url}/fetch                       # the upstream answers after {WAIT_MS} ms
+  time curl -s {url}/fetch                       # the upstream answers after {wait_ms} ms
   time curl -s '{url}/hash?text=pw&rounds=2000000'
-""", flush=True)
-            follow(app, upstream)
+"""
+
+
+def try_it(submission: Path, port: int) -> None:
+    try_beside_service(submission, port, grader_dir=HERE, service="the slow service /fetch calls",
+                       env_name="UPSTREAM_URL", path="/data", wait_ms=WAIT_MS, tips=TIPS)

@@ -116,6 +116,7 @@ def test_server_answers_every_request(measured):
     )
 
 
+@pytest.mark.points(2)
 def test_throughput_meets_the_target(measured):
     """at least 30 requests/s with 16 users"""
     summary, slots = measured
@@ -129,6 +130,7 @@ def test_throughput_meets_the_target(measured):
     )
 
 
+@pytest.mark.points(2)
 def test_p99_meets_the_target(measured):
     """99 % of requests answered within 1 s"""
     summary, slots = measured

@@ -133,6 +133,7 @@ def test_results_in_input_order(upstream, fetch_all, submission):
     )
 
 
+@pytest.mark.points(2)
 def test_never_more_than_limit_in_flight(uniform):
     """never more than `limit` requests in flight at once"""
     seen = uniform.stats["max_inflight"]
@@ -245,6 +246,7 @@ def batch_time(latencies, limit):
     return sum(max(latencies[i:i + limit]) for i in range(0, len(latencies), limit))
 
 
+@pytest.mark.points(2)
 def test_a_slow_url_holds_up_only_its_own_slot(upstream, fetch_all, submission):
     """a sliding window: the next URL starts as soon as any request finishes"""
     latencies = [0.8, 0.1, 0.1] * 3

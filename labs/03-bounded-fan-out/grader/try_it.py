@@ -17,6 +17,7 @@ import httpx
 
 from conclab.base.errors import LabError
 from conclab.base.specs import ServerSpec
+from conclab.labs.harness import load_module
 from conclab.labs.trying import serve_for_trying
 from conclab.processes.launcher import free_port
 
@@ -36,11 +37,8 @@ def demo_urls(base):
 
 
 def sliding_window(seconds, limit):
-    slots = [0.0] * limit
-    for s in seconds:
-        slots.sort()
-        slots[0] += s
-    return max(slots)
+    """The grader's own ideal time (test_fanout.window_time), so both say the same."""
+    return load_module("lab03_grader", HERE / "test_fanout.py").window_time(seconds, limit)
 
 
 def load_fanout(submission):

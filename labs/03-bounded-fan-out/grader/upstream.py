@@ -16,18 +16,14 @@ import json
 import time
 from urllib.parse import parse_qs
 
+from conclab.labs.harness import lifespan, respond
+
 RUNS = {}
 
 
 def stats(run):
     return RUNS.setdefault(run, {"inflight": 0, "max_inflight": 0, "served": 0,
                                  "first_start_ns": None, "last_end_ns": None})
-
-
-async def respond(send, status, body, content_type=b"text/plain"):
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type)]})
-    await send({"type": "http.response.body", "body": body.encode()})
 
 
 async def wait_for_disconnect(receive):
@@ -56,11 +52,7 @@ async def serve_url(kind, arg, query, receive, send):
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        return await lifespan(receive, send)
     if scope["type"] != "http":
         return
     parts = scope["path"].strip("/").split("/")

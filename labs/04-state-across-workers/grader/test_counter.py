@@ -101,6 +101,7 @@ def spread(result):
     )
 
 
+@pytest.mark.points(2)
 def test_every_hit_gets_its_own_number(processes):
     """with 4 workers, no two hits get the same number"""
     hits, _ = counts(processes)
@@ -114,6 +115,7 @@ def test_every_hit_gets_its_own_number(processes):
     )
 
 
+@pytest.mark.points(2)
 def test_total_is_exact_in_every_worker(processes):
     """with 4 workers, GET /count equals the number of hits, whichever worker answers"""
     _, totals = counts(processes)

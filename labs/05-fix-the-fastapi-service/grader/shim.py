@@ -1,10 +1,8 @@
 """Runs the student's app.py under Uvicorn, stamps every response with when the
 server started and finished it, and lets the grader fill AnyIO's threadpool.
 
-The stamps (time.monotonic_ns, one clock for every process on Linux) come from
-here, not from app.py, so the grader sees the overlap of requests however the
-app is written. A blocked loop delays the start stamp too: a request the loop
-cannot look at has not started.
+The stamps come from ``conclab.labs.harness.stamped``, not from app.py, so the
+grader sees the overlap of requests however the app is written.
 
 `/__grader/fill?free=N` borrows every token of AnyIO's default thread limiter
 but N, as other traffic would; `/__grader/empty` gives them back. So the PDF
@@ -12,32 +10,19 @@ check means the same at any pool size: raising `total_tokens` moves the point
 where the pool runs dry, it does not remove it.
 """
 
-import importlib.util
 import json
 import math
-import os
-import sys
-import time
 from pathlib import Path
 
 import anyio.to_thread
 
+from conclab.labs.harness import load_module, load_student_app, stamped
+
 LAB = Path(__file__).resolve().parent.parent
-folder = Path(os.environ["LAB_SUBMISSION"])
-
-
-def load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 # The libraries app.py calls are the lab's own copy, whatever the submission holds.
-load("backends", LAB / "backends.py")
-sys.path.insert(0, str(folder))  # so app.py may import its own helper modules
-student = load("app", folder / "app.py")
+load_module("backends", LAB / "backends.py")
+student = load_student_app()
 
 MAX_FILL = 10_000  # tokens the grader will borrow at most
 borrowed = []  # one object per token the grader holds
@@ -70,6 +55,9 @@ def empty():
 
 
 async def grader_route(scope, send):
+    """/__grader/fill and /__grader/empty, answered here; True if it was one of them."""
+    if not scope["path"].startswith("/__grader/"):
+        return False
     query = dict(pair.split("=", 1) for pair in scope["query_string"].decode().split("&") if "=" in pair)
     if scope["path"] == "/__grader/fill":
         answer = fill(int(query.get("free", "10")))
@@ -78,20 +66,7 @@ async def grader_route(scope, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+    return True
 
 
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return await student.app(scope, receive, send)
-    if scope["path"].startswith("/__grader/"):
-        return await grader_route(scope, send)
-    start = time.monotonic_ns()
-
-    async def stamped_send(message):
-        if message["type"] == "http.response.start":
-            stamps = [(b"x-grader-start-ns", str(start).encode()),
-                      (b"x-grader-end-ns", str(time.monotonic_ns()).encode())]
-            message = dict(message, headers=[*message.get("headers", []), *stamps])
-        await send(message)
-
-    await student.app(scope, receive, stamped_send)
+app = stamped(student.app, before=grader_route)

@@ -13,17 +13,15 @@ import asyncio
 import hashlib
 import importlib.util
 import json
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conclab.base.specs import ServerSpec
-from conclab.labs.helpers import serve_or_fail, student_file
+from conclab.labs import harness
+from conclab.labs.helpers import serve_behind_shim, serve_service
 from conclab.measuring.stats import max_overlap
-from conclab.processes.launcher import serve
 
 HERE = Path(__file__).resolve().parent
 N = 4  # requests fired at once at /reports, /rates and /api-key
@@ -59,51 +57,18 @@ ADVICE = {
 }
 
 
-def rounds_for(seconds):
-    """PBKDF2 rounds that take about `seconds` of CPU here: machines differ, the check does not."""
-    probe = 20_000
-    best = min(_cpu_time(probe) for _ in range(3))
-    return max(probe, int(probe * seconds / best))
-
-
-def _cpu_time(rounds):
-    start = time.thread_time()
-    hashlib.pbkdf2_hmac("sha256", b"calibrate", SALT, rounds)
-    return max(time.thread_time() - start, 1e-6)
-
-
 @pytest.fixture(scope="module")
 def upstream():
     token = uuid.uuid4().hex
-    spec = ServerSpec("asgi", app="upstream:app", app_dir=str(HERE),
-                      env=(("DELAY_MS", str(WAIT_MS)), ("UPSTREAM_TOKEN", token)))
-    with serve(spec) as server:
+    with serve_service(HERE, WAIT_MS, UPSTREAM_TOKEN=token) as server:
         rates = httpx.get(server.url + "/rates", timeout=10).json()
         yield server.url, rates
 
 
 @pytest.fixture(scope="module")
 def app_url(submission, upstream):
-    student_file(submission, "app.py")
-    spec = ServerSpec("asgi", app="shim:app", app_dir=str(HERE),
-                      env=(("LAB_SUBMISSION", str(submission)), ("RATES_URL", upstream[0] + "/rates")))
-    with serve_or_fail(spec, submission, "your app.py under Uvicorn") as server:
+    with serve_behind_shim(submission, HERE, RATES_URL=upstream[0] + "/rates") as server:
         yield server.url
-
-
-async def timed_get(client, url):
-    sent = time.monotonic_ns()
-    response = await client.get(url)
-    headers = response.headers
-    try:
-        body = response.json()
-    except json.JSONDecodeError:
-        body = response.text.strip()
-    return {
-        "sent": sent, "received": time.monotonic_ns(), "status": response.status_code, "body": body,
-        "start": int(headers.get("x-grader-start-ns", sent)),
-        "end": int(headers.get("x-grader-end-ns", time.monotonic_ns())),
-    }
 
 
 async def fire(base, paths, fill_pool=False):
@@ -113,10 +78,8 @@ async def fire(base, paths, fill_pool=False):
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         pool = (await client.get(base + f"/__grader/fill?free={FREE}")).json() if fill_pool else None
         try:
-            tasks = [asyncio.create_task(timed_get(client, base + path)) for path in paths]
-            await asyncio.sleep(0.25)
-            probes = [await timed_get(client, base + "/health") for _ in range(3)]
-            return await asyncio.gather(*tasks), probes, pool
+            answers, probes = await harness.burst(client, base, paths, json_body=True)
+            return answers, probes, pool
         finally:
             if fill_pool:
                 await client.get(base + "/__grader/empty")
@@ -131,7 +94,7 @@ def plan(name, rates):
     if name == "rates":
         return ["/rates"] * N, [{"source": "rates-service", "rates": rates}] * N
     if name == "api-key":
-        rounds = rounds_for(HASH_SECONDS)
+        rounds = harness.pbkdf2_rounds_for(HASH_SECONDS, SALT)
         key = hashlib.pbkdf2_hmac("sha256", b"Ada", SALT, rounds).hex()
         return [f"/api-key?user=Ada&rounds={rounds}"] * N, [{"user": "Ada", "key": key}] * N
     ids = range(1, PDFS + 1)
@@ -193,6 +156,7 @@ def still_running(result, name):
                     f"must still take its time. See answers_unchanged[{name}].", pytrace=False)
 
 
+@pytest.mark.points(2)
 @pytest.mark.parametrize("name", ["report", "rates", "api-key"])
 def test_requests_overlap(burst, name):
     """the requests to this route are in progress at the same time"""
@@ -208,6 +172,7 @@ def test_requests_overlap(burst, name):
     )
 
 
+@pytest.mark.points(2)
 @pytest.mark.parametrize("name", ["report", "rates", "api-key", "pdf"])
 def test_health_answers_meanwhile(burst, name):
     """/health is answered while requests to this route are still running"""

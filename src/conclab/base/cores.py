@@ -20,39 +20,55 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 def cgroup_quota(cgroup_root: Path | None = None) -> float | None:
     """CPUs allowed by this process's cgroup CPU quota (None: no quota).
 
+    The quota that binds is the process's own group's, or any ancestor's,
+    whichever is smallest: a grader started in a child group of 0.5 CPU has
+    0.5 CPU however much the root group allows. ``/proc/self/cgroup`` names the
+    groups: "0::/a/b" on cgroup v2, "4:cpu,cpuacct:/a/b" on v1.
+
     cgroup v2: ``cpu.max`` holds "QUOTA PERIOD" (e.g. "150000 100000" = 1.5 CPUs)
-    or "max PERIOD"; cgroup v1: ``cpu/cpu.cfs_quota_us`` and ``cpu.cfs_period_us``.
-    $CONCLAB_CGROUP_ROOT points at another folder (the tests fake a quota with it).
+    or "max PERIOD"; cgroup v1: ``cpu.cfs_quota_us`` and ``cpu.cfs_period_us``
+    in the ``cpu`` controller's folder (-1 = no quota).
+    $CONCLAB_CGROUP_ROOT points at another folder and $CONCLAB_PROC_CGROUP at
+    another membership file (the tests fake a quota with them).
     """
     root = Path(cgroup_root or os.environ.get("CONCLAB_CGROUP_ROOT") or CGROUP_ROOT)
-    candidates = []
-    try:
-        # /proc/self/cgroup: "0::/some/path" on cgroup v2
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            if line.startswith("0::"):
-                rel = line[3:].strip().lstrip("/")
-                candidates.append(root / rel / "cpu.max")
-    except OSError:
-        pass
-    candidates.append(root / "cpu.max")
     quotas = []
-    for path in candidates:
-        try:
-            quota, period = path.read_text().split()[:2]
-        except (OSError, ValueError):
-            continue
-        if quota != "max" and float(period) > 0:
-            quotas.append(float(quota) / float(period))
-    # cgroup v1 keeps the same two numbers in two files; -1 means no quota.
-    for folder in (root / "cpu", root / "cpu,cpuacct"):
-        try:
-            quota = int((folder / "cpu.cfs_quota_us").read_text())
-            period = int((folder / "cpu.cfs_period_us").read_text())
-        except (OSError, ValueError):
-            continue
-        if quota > 0 and period > 0:
-            quotas.append(quota / period)
+    for folder in _quota_folders(root, _own_groups()):
+        quota, _, period = _read(folder / "cpu.max").strip().partition(" ")
+        if quota.isdigit() and period.isdigit() and int(period) > 0:
+            quotas.append(int(quota) / int(period))
+        quota, period = _read(folder / "cpu.cfs_quota_us").strip(), _read(folder / "cpu.cfs_period_us").strip()
+        if quota.isdigit() and period.isdigit() and int(quota) > 0 and int(period) > 0:
+            quotas.append(int(quota) / int(period))
     return min(quotas) if quotas else None
+
+
+def _own_groups() -> dict[str, str]:
+    """{controllers: group path} from /proc/self/cgroup ("" = the v2 hierarchy)."""
+    groups = {}
+    for line in _read(os.environ.get("CONCLAB_PROC_CGROUP") or "/proc/self/cgroup").splitlines():
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        groups[controllers] = path.strip().strip("/")
+    return groups
+
+
+def _quota_folders(root: Path, groups: dict[str, str]) -> list[Path]:
+    """Every folder whose quota limits this process: its own groups and their ancestors."""
+    places = [(root, groups.get("", ""))]  # v2 (or no /proc: the root group only)
+    cpu_v1 = next((path for ctrls, path in groups.items() if "cpu" in ctrls.split(",")), "")
+    places += [(root / mount, cpu_v1) for mount in ("cpu", "cpu,cpuacct")]
+    folders = []
+    for mount, path in places:
+        parts = [p for p in path.split("/") if p]
+        folders += [mount.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
+    return folders
+
+
+def _read(path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
 
 
 def usable_cores(cgroup_root: Path | None = None) -> int:

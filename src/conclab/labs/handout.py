@@ -17,7 +17,7 @@ SKIPPED_NAMES = {"__pycache__", ".pytest_cache", ".ruff_cache", ".DS_Store"}
 
 def all_labs(labs_dir: Path | None = None) -> list[Path]:
     """labs/NN-topic/ folders, in order."""
-    root = Path(labs_dir or LABS_DIR)
+    root = Path(labs_dir or LABS_DIR).resolve()  # graders run with the lab as cwd
     return sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"\d\d-[a-z0-9-]+", p.name))
 
 

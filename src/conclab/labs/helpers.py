@@ -80,3 +80,23 @@ def serve_or_fail(spec: ServerSpec, folder: Path, what: str, start_timeout: floa
             yield server
         finally:
             watched.final = server.log()  # the log file goes with the server
+
+
+@contextlib.contextmanager
+def serve_service(grader_dir: Path, delay_ms: int, **env: str) -> Iterator[Server]:
+    """The grader's helper service (``grader_dir/upstream.py``, answering after
+    ``delay_ms``) under Uvicorn for a ``with`` block, with ``env`` set."""
+    pairs = (("DELAY_MS", str(delay_ms)), *((k, str(v)) for k, v in env.items()))
+    with serve(ServerSpec("asgi", app="upstream:app", app_dir=str(grader_dir), env=pairs)) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve_behind_shim(submission: Path, grader_dir: Path, **env: str) -> Iterator[Server]:
+    """The student's app.py under Uvicorn behind the grader's ``shim.py`` (which
+    finds it through $LAB_SUBMISSION), with ``env`` set; see :func:`serve_or_fail`."""
+    student_file(submission, "app.py")
+    pairs = (("LAB_SUBMISSION", str(submission)), *((k, str(v)) for k, v in env.items()))
+    spec = ServerSpec("asgi", app="shim:app", app_dir=str(grader_dir), env=pairs)
+    with serve_or_fail(spec, submission, "your app.py under Uvicorn") as server:
+        yield server

@@ -1,18 +1,25 @@
 """The pytest plugin graders run under (``-p conclab.labs.plugin``).
 
-It prints one PASS/FAIL line per check, with the reason, and a score line;
-the fixtures ``submission`` and ``note`` are the graders' view of the student.
+It prints one PASS/FAIL line per check, with the reason, as each check ends,
+and keeps every check's result (``conclab.labs.results``) in the JSON file
+$CONCLAB_RESULTS, rewritten after each check, so a run stopped half-way keeps
+what it found; ``conclab grade`` reads it and prints the score. $CONCLAB_CHECK
+runs one check. The fixtures ``submission`` and ``note`` are the graders' view
+of the student.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
-import textwrap
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import tracebacks
+from ..measuring.results import atomic_write
+from . import results, tracebacks
 
 if TYPE_CHECKING:
     import pytest
@@ -20,6 +27,8 @@ if TYPE_CHECKING:
 
 def pytest_configure(config: pytest.Config) -> None:
     """`-p conclab.labs.plugin` loads this module; the real plugin is built here, lazily."""
+    config.addinivalue_line("markers", "points(n, visibility='visible'): what a check is worth "
+                            "(visibility: visible or after_due_date); 1 point, visible, without it")
     config.pluginmanager.register(_grading_plugin(), "conclab-grading")
 
 
@@ -28,8 +37,12 @@ def _grading_plugin():
 
     class GradingPlugin:
         def __init__(self):
-            self.results = {}  # nodeid -> (passed, check name), in the order reported
+            self.planned = {}  # nodeid -> CheckResult (status "failed", "did not run") until it reports
+            self.results = {}  # nodeid -> CheckResult, in the order reported
+            self.notes = {}  # nodeid -> lines note() printed during that check
+            self.current = None
             self.last_reason = None
+            self.out = os.environ.get("CONCLAB_RESULTS")
 
         @pytest.fixture(scope="module")
         def submission(self, request):
@@ -39,71 +52,108 @@ def _grading_plugin():
 
         @pytest.fixture(scope="session")
         def note(self, request):
-            """note(text): print a line for the student now, past pytest's output capture."""
+            """note(text): print a line for the student now, past pytest's output capture;
+            it also goes into the output of the check that is running."""
             capture = request.config.pluginmanager.getplugin("capturemanager")
 
             def say(text):
+                self.notes.setdefault(self.current, []).extend(text.splitlines())
                 with capture.global_and_fixture_disabled():
                     for line in text.splitlines():
                         _say(f"  note  {line}")
 
             return say
 
+        @pytest.hookimpl(trylast=True)
+        def pytest_collection_modifyitems(self, session, config, items):
+            only = os.environ.get("CONCLAB_CHECK")
+            if only:
+                chosen = [item for item in items if _short_name(item) == only]
+                if not chosen:
+                    names = ", ".join(dict.fromkeys(_short_name(item) for item in items))
+                    raise pytest.UsageError(f"no check {only!r} in this lab; the checks are: {names}")
+                config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
+                items[:] = chosen
+            for item in items:
+                points, visibility = results.points_of(item)
+                self.planned[item.nodeid] = results.CheckResult(
+                    _short_name(item), _title(item), 0.0, points, "failed", "did not run", visibility)
+            self._save()
+
+        def pytest_runtest_logstart(self, nodeid, location):
+            self.current = nodeid
+
         @pytest.hookimpl(wrapper=True)
         def pytest_runtest_makereport(self, item, call):
             report = yield
-            report.check_name = _check_name(item)
             if call.excinfo is not None and report.failed:
                 report.reason = _reason(call.excinfo)
             return report
 
         def pytest_runtest_logreport(self, report):
-            # A failure in set-up (the app did not start, say) fails the check too.
-            if report.failed and report.nodeid not in self.results:
-                self.results[report.nodeid] = (False, report.check_name)
-                _say(f"  FAIL  {report.check_name}")
-                if report.reason == self.last_reason:  # e.g. the app did not start: said once
-                    _say("        (the same reason as above)")
-                    return
-                self.last_reason = report.reason
-                for paragraph in report.reason.splitlines():
-                    for line in textwrap.wrap(paragraph, 92) or [""]:
-                        _say(f"        {line}")
+            check = self.planned.get(report.nodeid)
+            if check is None or report.nodeid in self.results:
+                return
+            notes = self.notes.get(report.nodeid, [])
+            if report.failed:  # in set-up too: the app did not start, say
+                reason = getattr(report, "reason", "") or str(report.longrepr)
                 logged = tracebacks.unseen()
+                lines = [reason]
                 if logged:
-                    _say("        Your code's traceback, from the server's log (its last lines):")
-                    for line in logged:
-                        _say(f"          {line}")
-            elif report.when == "call" and report.passed:
-                self.results[report.nodeid] = (True, report.check_name)
-                _say(f"  PASS  {report.check_name}")
+                    lines += ["Your code's traceback, from the server's log (its last lines):"]
+                    lines += [f"  {line}" for line in logged]
+                check.status, check.points = "failed", 0.0
+                check.output = "\n".join([*lines, *notes])
+                self._report(check, same=reason == self.last_reason)
+                self.last_reason = reason
+            elif report.skipped:
+                why = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+                why = why.removeprefix("Skipped: ")
+                check.status, check.points, check.max_points = "skipped", 0.0, 0.0
+                check.output = f"skipped, not counted in this run (no points, no maximum): {why}"
+                self._report(check)
+            elif report.when == "call":
+                check.status, check.points, check.output = "passed", check.max_points, "\n".join(notes)
+                self._report(check)
+
+        def _report(self, check, same=False):
+            self.results[check.name] = check
+            if same:  # e.g. the app did not start: said once
+                _say(results.check_lines(dataclasses.replace(check, output=""))[0])
+                _say("        (the same reason as above)")
+            else:
+                for line in results.check_lines(dataclasses.replace(check, output=_shown(check))):
+                    _say(line)
+            self._save()
 
         def pytest_collectreport(self, report):
             if report.failed:
-                self.results[report.nodeid] = (False, "load the grader")
-                _say(f"  FAIL  could not load the grader {report.nodeid}:")
-                text = str(report.longrepr).strip()
-                for line in text.splitlines()[-8:]:
-                    _say(f"        {line}")
+                name = f"load the grader {report.nodeid}"
+                text = "\n".join(str(report.longrepr).strip().splitlines()[-8:])
+                self.planned[name] = check = results.CheckResult(name, "", 0.0, 1.0, "failed", text)
+                self._report(check)
 
-        def pytest_sessionfinish(self, session, exitstatus):
-            passed = sum(ok for ok, _ in self.results.values())
-            total = len(self.results)
-            _say(f"score: {passed}/{total}")
-            if total and passed == total:
-                _say("all checks passed")
-            else:
-                _say(f"{total - passed} check(s) failed: read the reasons above, fix, and grade again")
+        def _save(self):
+            if self.out:
+                data = {"checks": [asdict(c) for c in self.planned.values()]}
+                atomic_write(Path(self.out), json.dumps(data))
 
     return GradingPlugin()
 
 
-def _check_name(item):
-    """'test_requests_overlap[sleep]' and its docstring -> 'requests_overlap[sleep] - <doc>'."""
-    name = item.name.removeprefix("test_")
+def _shown(check):
+    """What the live text shows under a check: its output, less the notes already printed."""
+    return "" if check.status == "passed" else check.output
+
+
+def _short_name(item):
+    return item.name.removeprefix("test_")
+
+
+def _title(item):
     function = getattr(item, "function", None)
     doc = ((function.__doc__ if function else None) or "").strip().splitlines()
-    return f"{name} - {doc[0]}" if doc else name
+    return doc[0] if doc else ""
 
 
 def _reason(excinfo):

@@ -102,3 +102,21 @@ def follow(*servers: Server, poll: float = 0.2) -> None:
             raise LabError(f"{stopped[0].spec.label} exited by itself; its log is above")
         time.sleep(poll)
 
+
+
+def try_beside_service(submission: Path, port: int, *, grader_dir: Path, service: str, env_name: str,
+                       path: str, wait_ms: int, tips: str) -> None:
+    """The try_it of a lab whose app calls a slow service: the grader's
+    ``upstream.py`` (``wait_ms`` per answer, on a free port), then the student's
+    app.py under Uvicorn on ``port`` with $``env_name`` pointing at ``path`` there;
+    print ``tips`` (format fields ``url`` and ``wait_ms``) and follow both logs
+    until Ctrl-C, which stops both."""
+    upstream_spec = ServerSpec("asgi", app="upstream:app", app_dir=str(grader_dir), cpus="all",
+                               env=(("DELAY_MS", str(wait_ms)),))
+    with serve_for_trying(upstream_spec, service) as upstream:
+        target = upstream.url + path
+        spec = ServerSpec("asgi", app="app:app", app_dir=str(submission), port=port, cpus="all",
+                          env=((env_name, target),))
+        with serve_for_trying(spec, "your app.py", env_shown={env_name: target}) as app:
+            print(tips.format(url=app.url, wait_ms=wait_ms), flush=True)
+            follow(app, upstream)
