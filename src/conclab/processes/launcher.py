@@ -278,6 +278,7 @@ def wait_for_health(server: Server, start_timeout: float, ready: Callable[[], bo
     own processes holds the listening socket; a start that fails or takes too long
     stops the server and raises ServerStartError with its output."""
     deadline = time.monotonic() + start_timeout
+    bound = False  # seen holding its port: then a failure is the server's own, not a taken port
     with httpx.Client(timeout=1.0, trust_env=False) as client:
         while True:
             exited = server.proc.poll() is not None
@@ -286,7 +287,9 @@ def wait_for_health(server: Server, start_timeout: float, ready: Callable[[], bo
                 what = (f"exited while starting (code {server.proc.returncode})" if exited
                         else f"did not answer /health within {start_timeout:g} s")
                 output = tail(server.log())
-                taken = port_taken(server.port)
+                # A process the server forked away may hold the port it bound itself:
+                # that port was ours, so trying another would only fail again.
+                taken = not bound and port_taken(server.port)
                 in_use = f"; port {server.port} is in use" if taken else ""
                 raise ServerStartError(f"{server.spec.label} {what}{in_use}.", output=output,
                                        command=server.command, port_in_use=taken)
@@ -294,7 +297,8 @@ def wait_for_health(server: Server, start_timeout: float, ready: Callable[[], bo
                 ok = client.get(server.url + "/health").status_code == 200
             except httpx.HTTPError:
                 ok = False
-            if ok and ready() and listens_on(server):
+            listening = bound = bound or listens_on(server)
+            if ok and ready() and listening:
                 return server
             time.sleep(0.05)
 
