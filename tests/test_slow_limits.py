@@ -5,7 +5,7 @@ import pytest
 from conclab.base.specs import ServerSpec
 from conclab.figures import slow_limits
 from conclab.processes.launcher import serve
-from conclab.processes.nginx import FrontSpec, nginx_missing, serve_behind_nginx
+from conclab.processes.nginx import FrontSpec, nginx_missing, serve_front
 
 LIMIT = 4
 
@@ -27,7 +27,7 @@ def test_slow_clients_one_short_of_the_limit_turn_every_normal_request_into_a_50
 @pytest.mark.skipif(nginx_missing() is not None, reason=nginx_missing() or "")
 def test_nginx_in_front_serves_normal_requests_and_drops_the_slow_clients_at_its_header_timeout():
     front = FrontSpec(app=ServerSpec("asgi", limit_concurrency=LIMIT), client_header_timeout=2)
-    with serve_behind_nginx(front) as nginx:
+    with serve_front(front) as nginx:
         slow, statuses = slow_limits._with_slow_clients(nginx.url, 3 * LIMIT, 8.0,
                                                         lambda: slow_limits._normal_requests(nginx.url))
     assert statuses == {"200": slow_limits.NORMAL}

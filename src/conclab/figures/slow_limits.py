@@ -31,7 +31,7 @@ from ..base.specs import ServerSpec
 from ..measuring.results import machine, now_iso
 from ..measuring.slowclients import SlowLoad, run_slow_clients
 from ..processes.launcher import serve
-from ..processes.nginx import FrontSpec, serve_behind_nginx
+from ..processes.nginx import FrontSpec, serve_front
 
 LIMIT = 10  # Uvicorn's --limit-concurrency in part 1
 NORMAL = 20  # normal /hello requests per case, one connection each
@@ -78,7 +78,7 @@ def limit_cases() -> list[dict]:
             cases.append({"front": "none", "limit_concurrency": LIMIT, "slow_clients": k,
                           "normal": statuses, "slow": slow})
     front = FrontSpec(app=app, client_header_timeout=HEADER_TIMEOUT_S)
-    with serve_behind_nginx(front) as nginx:
+    with serve_front(front) as nginx:
         for k in (LIMIT, 10 * LIMIT):
             # The slow clients would go on for 12 s; nginx drops them after its timeout.
             slow, statuses = _with_slow_clients(nginx.url, k, 12.0, lambda: _normal_requests(nginx.url))
@@ -90,7 +90,7 @@ def limit_cases() -> list[dict]:
 def memory_cases() -> list[dict]:
     """PSS of nginx's processes while K idle slow clients are held open."""
     cases = []
-    with serve_behind_nginx(FrontSpec(app=ServerSpec("asgi"), client_header_timeout=60)) as front:
+    with serve_front(FrontSpec(app=ServerSpec("asgi"), client_header_timeout=60)) as front:
         for k in MEMORY_CLIENTS:
             slow, pss = _with_slow_clients(front.url, k, HOLD_S + 3, front.nginx.rss_bytes)
             cases.append({"slow_clients": k, "nginx_pss_bytes": pss, "slow": slow,

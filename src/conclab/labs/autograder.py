@@ -34,8 +34,8 @@ import zipfile
 from pathlib import Path
 
 from ..base.errors import LabError
+from ..base.files import atomic_write
 from ..base.paths import ROOT
-from ..measuring.results import atomic_write
 from .grading import collect_checks, find_submission, grade, student_files
 from .handout import _copy_lab, find_lab
 from .results import Grade, format_gradescope, format_text

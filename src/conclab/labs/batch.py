@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..base.errors import LabError
-from ..measuring.results import atomic_write
+from ..base.files import atomic_write
 from .grading import GRADER_TIMEOUT, collect_checks, find_submission, student_files
 from .handout import find_lab
 from .results import CheckResult, Grade, format_text

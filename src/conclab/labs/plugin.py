@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..measuring.results import atomic_write
+from ..base.files import atomic_write
 from . import results, tracebacks
 
 if TYPE_CHECKING:
