@@ -18,9 +18,11 @@ import hashlib
 import math
 import multiprocessing
 import os
+import platform
 import re
 import signal
 import sys
+import sysconfig
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -67,6 +69,24 @@ def burn_cpu(ms):
         for i in range(500):  # a little bytecode between clock reads
             x += i * i
     return x
+
+
+def interpreter_report():
+    """What this server runs on, asked of the running process (the /interpreter route).
+
+    ``free_threaded_build``: CPython built with --disable-gil (3.13t, 3.14t).
+    ``gil_enabled``: whether the GIL is on *now*. On a free-threaded build an
+    extension module that does not declare free-threading support (httptools,
+    for one) turns it back on when it is imported, so the build alone does not
+    tell: ask ``sys._is_gil_enabled()``, which only the running process knows.
+    """
+    return {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "gil_enabled": sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True,
+        "pid": os.getpid(),
+    }
 
 
 # --- C work that releases the GIL ------------------------------------------------

@@ -72,6 +72,9 @@ def add_server_options(p: argparse.ArgumentParser, kind_positional: bool = False
     p.add_argument("--limit-concurrency", type=positive_int, default=None, help="ASGI: 503 beyond this")
     p.add_argument("--worker-timeout", type=positive_int, default=30, help="Gunicorn's worker timeout (s)")
     p.add_argument("--cpus", default=None, help="cores for the server: 'all' or e.g. 0,1 (default: all but the driver's)")
+    p.add_argument("--python", default=None, metavar="PATH",
+                   help="the Python that runs the server, e.g. a free-threaded 3.13t (default: the lab's own); "
+                        "it gets a small venv of its own, cached in ~/.cache/conclab/venvs")
     p.add_argument("--behind-nginx", type=positive_int, nargs="?", const=1, default=None, metavar="INSTANCES",
                    help="put nginx (servers/nginx.conf) in front of INSTANCES copies of the server (default 1)")
 
@@ -91,7 +94,7 @@ def spec_from_args(args: argparse.Namespace, kind: str) -> ServerSpec | FrontSpe
             kind=kind, workers=args.workers, threads=args.threads, threadpool=args.threadpool,
             loop=args.loop, http=args.http, limit_concurrency=args.limit_concurrency,
             timeout=args.worker_timeout, cpus=cpus, port=None if front else getattr(args, "port", None),
-            manager=args.manager,
+            manager=args.manager, python=getattr(args, "python", None),
         )
         if front:  # nginx in front of `front` copies of the server
             from .processes.nginx import FrontSpec, nginx_missing
@@ -194,7 +197,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         check_reachable(url)
         server_doc = {"spec": spec.to_dict(), "label": spec.label, "command": server.command} if server else {"url": url}
         if server:
-            print(f"{spec.label} on {url}", file=human)
+            from .processes import interpreters
+
+            print(f"{spec.label} on {url} ({interpreters.gil_words(getattr(server, 'interpreter', None))})", file=human)
         cpu_seconds = getattr(server, "cpu_seconds", None)  # we started it, so we know its processes
         cpu_before = cpu_seconds() if cpu_seconds else None
         with warnings.catch_warnings(record=True) as caught:
@@ -211,6 +216,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             result.summary["server_cpu_us_per_request"] = used / answered * 1e6 if answered else None
         for w in caught:
             print(f"WARNING: {w.message}", file=human)
+        if server:
+            interpreters.record(result.summary, server)  # as the server itself reported them
+            reenabled = interpreters.reenabled_warning(getattr(server, "interpreter", None))
+            if reenabled:
+                print(f"WARNING: {reenabled}", file=human)
     try:
         doc = save_run(result, json_path=args.json if args.json not in (None, "-") else None,
                        records_path=args.records, server=server_doc)

@@ -48,6 +48,7 @@ from ..base.specs import LoadSpec, ServerSpec
 from ..measuring import results
 from ..measuring.driver import ClientSaturatedWarning, Interrupted, run_load
 from ..measuring.theory import Overhead, parse_route, predict, slots
+from ..processes import interpreters
 from ..processes.stack import serve
 from .plotting import footer
 
@@ -328,6 +329,7 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
                         doc = point_doc(job, stop.result, overhead=overhead)
                         results.write_json(cache / f"{job.key()}.json", doc)
                         raise
+                    interpreters.record(doc["summary"], server)  # the server's Python and GIL, as it said
                     results.write_json(cache / f"{job.key()}.json", doc)
                     points[job.key()] = doc
                     bar.update(1)

@@ -33,6 +33,7 @@ import psutil
 
 from ..base.errors import ServerStartError
 from ..base.specs import LOOPBACK, ServerSpec
+from . import interpreters
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Server:
     log_path: Path
     command: list[str]
     proc: subprocess.Popen | None = field(default=None, repr=False)  # the guard process
+    interpreter: dict | None = None  # the server's own /interpreter answer: version, GIL on or off
 
     def running(self) -> bool:
         """True while the server (its guard) has not exited."""
@@ -159,7 +161,8 @@ def tail(text: str, lines: int = 25) -> str:
 
 
 def _start(spec, port, start_timeout, log_path):
-    command = spec.command(port)
+    # Another Python (spec.python) runs from a venv of its own, made on first use.
+    command = interpreters.prepare(spec).command(port)
     env = dict(os.environ, PYTHONUNBUFFERED="1", THREADPOOL_SIZE=str(spec.threadpool))
     env.pop("WEB_CONCURRENCY", None)  # Uvicorn would read it as --workers
     env.update(dict(spec.env))
@@ -176,7 +179,9 @@ def _start(spec, port, start_timeout, log_path):
     server = Server(spec, f"http://{LOOPBACK}:{port}", port, proc.pid, log_path, command, proc)
     try:
         # every worker is up, not just the first to answer
-        return wait_for_health(server, start_timeout, ready=lambda: len(server.worker_pids) >= spec.workers)
+        wait_for_health(server, start_timeout, ready=lambda: len(server.worker_pids) >= spec.workers)
+        server.interpreter = interpreters.read_report(server.url, server.log())
+        return server
     except BaseException:  # Ctrl-C while starting: a notebook kernel lives on, so must not the server
         stop_server(server)
         raise
