@@ -74,6 +74,11 @@ def _grading_plugin():
                     _say("        Your code's traceback, from the server's log (its last lines):")
                     for line in logged:
                         _say(f"          {line}")
+            elif report.skipped and report.nodeid not in self.results:
+                # e.g. the free-threaded build is missing: said, and not counted
+                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+                self.results[report.nodeid] = None
+                _say(f"  SKIP  {report.check_name}: {reason.removeprefix('Skipped: ')}")
             elif report.when == "call" and report.passed:
                 self.results[report.nodeid] = (True, report.check_name)
                 _say(f"  PASS  {report.check_name}")
@@ -86,11 +91,14 @@ def _grading_plugin():
                     _say(f"        {line}")
 
         def pytest_sessionfinish(self, session, exitstatus):
-            passed = sum(ok for ok, _ in self.results.values())
-            total = len(self.results)
+            counted = [r for r in self.results.values() if r is not None]  # skipped checks carry nothing
+            passed = sum(ok for ok, _ in counted)
+            total = len(counted)
             _say(f"score: {passed}/{total}")
             if total and passed == total:
                 _say("all checks passed")
+            elif not total:
+                _say("no check ran: see the SKIP lines above")
             else:
                 _say(f"{total - passed} check(s) failed: read the reasons above, fix, and grade again")
 

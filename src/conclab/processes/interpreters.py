@@ -10,9 +10,10 @@ installed from wheels where they exist; a package that cannot be installed
 stops the start with one sentence naming it.
 
 On a free-threaded build (``python3.13t``, ``python3.14t``) Uvicorn's "auto"
-choices become asyncio and h11: httptools and uvloop are C extensions, and
-one that does not declare free-threading support turns the GIL back on when
-it is imported (with a RuntimeWarning), unless ``PYTHON_GIL=0``.
+choices become asyncio and h11: httptools and uvloop are C extensions, and an
+extension that does not declare free-threading support turns the GIL back on
+when it is imported (with a RuntimeWarning), unless ``PYTHON_GIL=0``.
+httptools 0.7.1 does (measured here); 0.8 and later declare support.
 
 What a server really runs on is never assumed: every lab server answers
 ``/interpreter`` (its version, its build, ``sys._is_gil_enabled()`` right now),
