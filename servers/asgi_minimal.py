@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 from stamps import timed
-from workload import BadRequest, burn_cpu, hash_cpu, interpreter_report, parse_ms, process_pool
+from workload import BadRequest, burn_cpu, hash_cpu, interpreter_report, parse_ms, process_pool, work_cpu
 
 # The pool for blocking work. Starlette and FastAPI do the same with
 # anyio.to_thread.run_sync, whose default limit is 40 threads.
@@ -84,6 +84,11 @@ async def handle(path, query):
         # still runs one thread at a time. More cores need more processes.
         n = ms()
         return 200, f"computed {n} ms in a pool thread\n", await offload(burn_cpu, n)
+    if path == "/offload-work":
+        # A fixed amount of work (not of CPU time) in a pool thread: how long
+        # it takes shows how fast this interpreter runs Python.
+        n = parse_ms(query.get("units", []), "units")
+        return 200, f"did {n} units of work in a pool thread\n", await offload(work_cpu, n)
     if path == "/hash-cpu":
         # C code that lets go of the GIL: pool threads DO share the cores.
         n = ms()

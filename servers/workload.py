@@ -43,15 +43,15 @@ class BadRequest(ValueError):
     """Raised with a one-line reason that the server sends back as a 400."""
 
 
-def parse_ms(values):
+def parse_ms(values, name="ms"):
     """Validate the ``ms`` query parameter (a list: it may be repeated or missing)."""
     if len(values) != 1:
         raise BadRequest(
-            "ms is required" if not values else "ms must be given once"
+            f"{name} is required" if not values else f"{name} must be given once"
         )
     text = values[0]
     if not _DIGITS.fullmatch(text) or int(text) > MAX_MS:
-        raise BadRequest(f"ms must be an integer 0..{MAX_MS}")
+        raise BadRequest(f"{name} must be an integer 0..{MAX_MS}")
     return int(text)
 
 
@@ -87,6 +87,21 @@ def interpreter_report():
         "gil_enabled": sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True,
         "pid": os.getpid(),
     }
+
+
+def work_cpu(units):
+    """A fixed amount of pure-Python work: ``units`` rounds of burn_cpu's inner loop.
+
+    burn_cpu stops after a fixed CPU *time*, so an interpreter that runs
+    bytecode more slowly does less work in it and looks just as fast. This
+    does the same work on every interpreter: its time shows what each costs
+    (the free-threaded build pays for its thread safety on one thread too).
+    """
+    x = 0
+    for _ in range(units):
+        for i in range(500):
+            x += i * i
+    return x
 
 
 # --- C work that releases the GIL ------------------------------------------------
