@@ -21,7 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 from stamps import timed
-from workload import BadRequest, burn_cpu, hash_cpu, interpreter_report, parse_ms, process_pool, work_cpu
+from workload import (
+    BadRequest,
+    burn_cpu,
+    hash_cpu,
+    interpreter_report,
+    parse_ms,
+    process_pool,
+    work_cpu,
+)
 
 # The pool for blocking work. Starlette and FastAPI do the same with
 # anyio.to_thread.run_sync, whose default limit is 40 threads.
