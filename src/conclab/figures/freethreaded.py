@@ -108,21 +108,10 @@ def jobs_freethreaded(quick):
     return out
 
 
-def slots_for(point, cores) -> int:
-    """Requests computed at once, by route and build: the theory this figure draws."""
-    tags = point["tags"]
-    if tags["route"] == "/process-cpu":
-        return cores
-    if tags["route"] == "/hash-cpu" or tags["build"] == FREE:
-        return min(tags["threadpool"], cores)
-    return 1  # pure Python under the GIL: one thread at a time
-
-
 def theory(point, cores) -> float:
-    """min(users, slots) / S, S being the route's time plus the measured per-request overhead."""
-    pred = point.get("prediction") or {}
-    s = pred.get("service_s", CPU_MS / 1000) + ((pred.get("overhead") or {}).get("per_request_s") or 0.0)
-    return min(point["x"], slots_for(point, cores)) / s
+    """Little's law for the point (measuring/theory.py): min(users, slots) / S, the slots being
+    1 for pure Python under the GIL and min(threads, cores) without it."""
+    return point["prediction"]["throughput_rps"]
 
 
 def series_of(points, build, route=None):
