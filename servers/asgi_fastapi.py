@@ -73,7 +73,7 @@ async def health():
 @app.get("/interpreter")
 async def interpreter():
     # Which Python serves, and is its GIL on right now (see workload.py).
-    return interpreter_report()
+    return JSONResponse(interpreter_report())
 
 
 @app.get("/hello")
