@@ -274,6 +274,7 @@ def describe(server: Server) -> str:
     return (
         f"{server.spec.label} listening on {server.url}\n"
         f"  command: {shlex.join(server.command)}\n"
+        f"  python: {interpreters.gil_words(server.interpreter)} (as the server reports it)\n"
         f"  pids: guard {server.guard_pid}, master {server.master_pid}, workers {server.worker_pids}\n"
         f"  log: {server.log_path}"
     )
