@@ -382,12 +382,13 @@ FREE_THREADED = REGISTRY["freethreaded"]
 print(interpreters.describe())
 
 # %%
-# Measured here, pool of 2 on both builds and the fixed work (the whole figure: make charts ONLY=freethreaded).
+# Measured here: 1 and 2 users, pool of 2 on both builds, and the fixed work (the whole
+# figure: make charts ONLY=freethreaded).
 why = FREE_THREADED.missing()
 if why:
     print(f"skipped: {why}")
 else:
-    mine = teach.measure(teach.only(FREE_THREADED, where=lambda job: job.tags["threadpool"] == 2
+    mine = teach.measure(teach.only(FREE_THREADED, x=[1, 2], where=lambda job: job.tags["threadpool"] == 2
                                     and job.tags["route"] in ("/offload-cpu", "/offload-work")),
                          results_dir=RESULTS_DIR, fresh=True)
     ratio = freethreaded.speedups(mine["points"])
