@@ -70,7 +70,7 @@ serve-fastapi: $(STAMP) ## FastAPI on Uvicorn at 127.0.0.1:8000 (MANAGER=gunicor
 
 # SERVER_PYTHON=PATH runs any serve-* target on another Python, e.g. the
 # free-threaded build: make serve-asgi SERVER_PYTHON=~/.cache/conclab/python3.13t/bin/python3.13t
-freethreaded: ## build CPython 3.13 without the GIL into ~/.cache/conclab/python3.13t (once, ~4 min)
+freethreaded: ## build CPython 3.13 without the GIL into ~/.cache/conclab/python3.13t (once, a few minutes)
 	scripts/build-freethreaded
 
 calibrate: $(STAMP) ## measure the load driver's own ceiling against /hello

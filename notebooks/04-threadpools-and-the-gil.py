@@ -426,7 +426,8 @@ print("servers:", interpreters.footer_words(points, "?"))
 # - **Free-threaded build:** the pool's threads compute side by side, min(users, threads,
 #   cores) / S - the theory line, and the first two printed ratios.
 # - **What it costs:** the same work takes the free-threaded 3.13 more CPU time on one
-#   thread (the fixed-work line above; 3.13t runs without the specializing interpreter, and
+#   thread (the fixed-work line above; 3.13t runs without the specializing interpreter,
+#   [says its how-to](https://docs.python.org/3.13/howto/free-threading-python.html), and
 #   [What's New in 3.14](https://docs.python.org/3.14/whatsnew/3.14.html) puts 3.14t's cost at
 #   roughly 5-10%). With one user the GIL build is faster; from two users on the
 #   free-threaded build wins as long as there are cores.

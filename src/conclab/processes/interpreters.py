@@ -69,7 +69,7 @@ def freethreaded_missing() -> str | None:
     Under CI (CI=true) a missing build raises instead (``base.system.missing``).
     """
     return missing("a free-threaded Python (3.13t)", freethreaded_python(),
-                   f"build it with `{BUILD_COMMAND}` (about 4 minutes on 2 cores, into {freethreaded_home()})")
+                   f"build it with `{BUILD_COMMAND}` (a few minutes, into {freethreaded_home()})")
 
 
 class InterpreterError(UserError, ValueError):
