@@ -9,7 +9,7 @@ server's threads as the kernel sees them. Three checks, none of them timed:
 - every answer is the right number of primes;
 - /stats afterwards says exactly REQUESTS requests and REQUESTS x BELOW numbers;
 - while the requests ran, the server's two busiest threads computed at the
-  same time: every ~10 ms the grader reads how much CPU time each thread has
+  same time: every ~2 ms the grader reads how much CPU time each thread has
   used (the kernel's count), and in each such slice compares the two. A
   thread waiting for a lock or for the GIL uses no CPU, so one request at a
   time shows as one thread computing while the other does not - however busy
@@ -67,7 +67,7 @@ def cpu_ns_by_thread(server):
 def overlap(samples):
     """How much of the two busiest threads' CPU time ran side by side, 0..1.
 
-    Per slice between two samples: min(cpu of A, cpu of B) is what both did at
+    Per slice between two samples (~2 ms): min(cpu of A, cpu of B) is what both did at
     once; summed over the slices, divided by the sum of max(A, B). One thread
     at a time gives ~0, two threads always computing together ~1.
     """
@@ -116,7 +116,7 @@ def run(submission):
         def sample():
             while not done.is_set():
                 samples.append(cpu_ns_by_thread(server))
-                time.sleep(0.01)
+                time.sleep(0.002)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
