@@ -16,10 +16,12 @@ LAB    ?=
 SUBMISSION ?=
 PORT   ?= 8000
 MANAGER ?= uvicorn
+SERVER_PYTHON ?=
+SERVER_PY := $(if $(SERVER_PYTHON),--python $(SERVER_PYTHON))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-fast test-stages test-cgroup timing charts figures notebooks lessons jupyter serve-wsgi \
-        serve-asgi serve-nginx serve-fastapi calibrate handout grade try lint clean doctor slow-limits
+        serve-asgi serve-nginx serve-fastapi calibrate handout grade try lint clean doctor slow-limits freethreaded
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -91,16 +93,21 @@ jupyter: | $(STAMP) ## open JupyterLab on notebooks/ (127.0.0.1; root is fine)
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 serve-wsgi: $(STAMP) ## Flask on Gunicorn at 127.0.0.1:8000 (PORT=...) until Ctrl-C
-	$(BIN)/conclab serve wsgi --port $(PORT)
+	$(BIN)/conclab serve wsgi --port $(PORT) $(SERVER_PY)
 
 serve-asgi: $(STAMP) ## the raw ASGI app on Uvicorn at 127.0.0.1:8000 (PORT=...) until Ctrl-C
-	$(BIN)/conclab serve asgi --port $(PORT)
+	$(BIN)/conclab serve asgi --port $(PORT) $(SERVER_PY)
 
 serve-nginx: $(STAMP) ## nginx at 127.0.0.1:8000 (PORT=...) in front of Gunicorn, 2 sync workers (needs nginx)
-	$(BIN)/conclab serve wsgi --workers 2 --behind-nginx --port $(PORT)
+	$(BIN)/conclab serve wsgi --workers 2 --behind-nginx --port $(PORT) $(SERVER_PY)
 
 serve-fastapi: $(STAMP) ## FastAPI on Uvicorn at 127.0.0.1:8000 (MANAGER=gunicorn: Gunicorn managing Uvicorn workers)
-	$(BIN)/conclab serve fastapi --manager $(MANAGER) --port $(PORT)
+	$(BIN)/conclab serve fastapi --manager $(MANAGER) --port $(PORT) $(SERVER_PY)
+
+# SERVER_PYTHON=PATH runs any serve-* target on another Python, e.g. the
+# free-threaded build: make serve-asgi SERVER_PYTHON=~/.cache/conclab/python3.13t/bin/python3.13t
+freethreaded: ## build CPython 3.13 without the GIL into ~/.cache/conclab/python3.13t (once, a few minutes)
+	scripts/build-freethreaded
 
 doctor: $(STAMP) ## what runs on this machine (system, Python, cores, tools) and how to fix the rest
 	$(BIN)/conclab doctor

@@ -26,11 +26,14 @@ import time
 import anyio.to_thread
 
 from conclab.base.cores import usable_cores
-from conclab.base.paths import quick_mode
+from conclab.base.paths import FIGURES_DIR, quick_mode
 from conclab.base.specs import ServerSpec
+from conclab.figures import freethreaded
 from conclab.figures.experiment import figure
 from conclab.figures.registry import REGISTRY
+from conclab.measuring import results
 from conclab.measuring.driver import run_load
+from conclab.processes import interpreters
 from conclab.processes.launcher import serve
 from conclab.teaching import teach
 
@@ -368,12 +371,103 @@ teach.probe_table(list(most.values()))
 #   several cores at once.
 
 # %% [markdown]
+# ## 8. Threads without the GIL
+#
+# Since Python 3.13 CPython can be built **free-threaded** (`--disable-gil`, [PEP
+# 703](https://peps.python.org/pep-0703/)); in 3.14 that build is officially supported ([PEP
+# 779](https://peps.python.org/pep-0779/)) and python.org's installers offer it. Without the
+# GIL, the threads of one process run Python on several cores at once - and "use a threadpool
+# for CPU-bound tasks" becomes true. `make freethreaded` builds CPython 3.13t here once (into
+# `~/.cache/conclab/python3.13t`), and every lab server runs on it with `--python`; each
+# server reports its own interpreter and whether its GIL is on **right now**
+# (`sys._is_gil_enabled()`, on its `/interpreter` route), because a C extension that does not
+# declare free-threading support turns the GIL back on when it is imported.
+#
+# The `freethreaded` experiment sends 1 to 8 users of `/offload-cpu?ms=20` (20 ms of CPU in
+# a pool thread) to the raw ASGI server, with pools of 1, 2 and the usable cores, on both
+# builds. `burn_cpu` burns a fixed CPU *time*, which hides how fast each interpreter runs
+# Python, so the experiment also sends `/offload-work`, a fixed amount of *work*, and reads
+# the server's CPU time per request.
+#
+# **Predict** for a pool of 2 on the free-threaded build: the throughput with 2 users
+# divided by the throughput with 1 - and the same on the GIL build. And: does the same work
+# cost the free-threaded build more CPU time, or less?
+
+# %%
+my_guess_free_speedup = None  # free-threaded, pool of 2: throughput with 2 users / with 1
+my_guess_gil_speedup = None   # GIL build, pool of 2: the same ratio
+FREE_THREADED = REGISTRY["freethreaded"]
+print(interpreters.describe())
+
+# %%
+# Measured here: 1 and 2 users, pool of 2 on both builds, and the fixed work (the whole
+# figure: make charts ONLY=freethreaded).
+why = FREE_THREADED.missing()
+if why:
+    print(f"skipped: {why}")
+else:
+    mine = teach.measure(teach.only(FREE_THREADED, x=[1, 2], where=lambda job: job.tags["threadpool"] == 2
+                                    and job.tags["route"] in ("/offload-cpu", "/offload-work")),
+                         results_dir=RESULTS_DIR, fresh=True)
+    ratio = freethreaded.speedups(mine["points"])
+    teach.check_guess(my_guess_free_speedup, ratio[freethreaded.FREE], what="free-threaded, 2 users / 1", unit="x",
+                      theory=2.0)
+    teach.check_guess(my_guess_gil_speedup, ratio[freethreaded.GIL], what="GIL build, 2 users / 1", unit="x",
+                      theory=1.0)
+    figure(FREE_THREADED, mine)
+
+# %% [markdown]
+# **The reference run** (`figures/freethreaded.png`, measured on a quiet machine). The
+# numbers below are read from its data, `figures/data/freethreaded.json`:
+
+# %%
+reference = results.read_json(FIGURES_DIR / "data" / "freethreaded.json")
+points = reference["points"]
+cores = reference["machine"]["usable_cores"]
+for build, x in freethreaded.speedups(points).items():
+    print(f"{build:14} pool of 2: 2 users give {x:.2f}x the throughput of 1 user")
+cost = freethreaded.fixed_work_ms(points)
+print(f"fixed work, server CPU per request: GIL build {cost[freethreaded.GIL]:.1f} ms, "
+      f"free-threaded {cost[freethreaded.FREE]:.1f} ms ({cost[freethreaded.FREE] / cost[freethreaded.GIL] - 1:+.0%})")
+for build in (freethreaded.GIL, freethreaded.FREE):
+    print(f"{build:14} /health median during the load (pool of 2): "
+          f"{freethreaded.median_probe_ms(points, build):.1f} ms")
+worst = max(freethreaded.off_theory(points, cores), key=lambda row: abs(row[2]))
+print(f"farthest from its theory line: {worst[0]}, {worst[1]} users, {worst[2]:+.0%}")
+print("servers:", interpreters.footer_words(points, "?"))
+
+# %% [markdown]
+# **Reading it.**
+#
+# - **GIL build:** a bigger pool adds nothing for pure Python - one core's worth, whatever the
+#   pool. The process pool and hashlib use both cores, as in section 7.
+# - **Free-threaded build:** the pool's threads compute side by side, min(users, threads,
+#   cores) / S - the theory line, and the first two printed ratios.
+# - **What it costs:** the same work takes the free-threaded 3.13 more CPU time on one
+#   thread (the fixed-work line above; 3.13t runs without the specializing interpreter,
+#   [says its how-to](https://docs.python.org/3.13/howto/free-threading-python.html), and
+#   [What's New in 3.14](https://docs.python.org/3.14/whatsnew/3.14.html) puts 3.14t's cost at
+#   roughly 5-10%). With one user the GIL build is faster; from two users on the
+#   free-threaded build wins as long as there are cores.
+# - **What breaks:** an extension that does not declare free-threading support turns the GIL
+#   back on at import (the server's report then says so, and names the module: httptools
+#   0.7.1 does; 0.8 and later declare support), and code that was thread-safe by accident
+#   stops being so - `counter += 1` on shared state loses updates. Lab 06
+#   (`labs/06-threads-without-the-gil`) is about exactly that.
+# - **Not measured here:** Python 3.14's interpreter pool (`InterpreterPoolExecutor`, one
+#   interpreter with its own GIL per thread, [PEP 734](https://peps.python.org/pep-0734/)):
+#   no 3.14 runs on this machine outside a chroot.
+
+# %% [markdown]
 # ## Takeaway
 #
 # - For **waiting** (I/O), threads scale: k threads serve k requests at once. The pool size is
 #   the slot count in Little's law.
 # - For **computing** in pure Python, the threads of one process share one GIL: more threads
 #   add no throughput. More processes do, up to the usable cores.
+# - On a **free-threaded** Python (3.13t, 3.14t) pool threads do compute on several cores,
+#   at a single-thread cost, as long as no extension turns the GIL back on and shared state
+#   is locked.
 # - AnyIO's default thread limiter - used by Starlette and FastAPI for `def` endpoints, sync
 #   background tasks and file handling - has **40** tokens. When all are taken, more sync <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #   work queues silently.

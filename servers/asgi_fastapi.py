@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from stamps import ServerStamps, ran_at, reports_its_thread, timed
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from workload import BadRequest, burn_cpu, hash_cpu, parse_ms, process_pool
+from workload import BadRequest, burn_cpu, hash_cpu, interpreter_report, parse_ms, process_pool
 
 THREADPOOL_SIZE = int(os.environ.get("THREADPOOL_SIZE", "40"))
 _counter = itertools.count(1)  # one per process, like the other two apps
@@ -68,6 +68,12 @@ async def http_error(request, exc):  # 400, 404, 405: one line of text, not JSON
 @app.get("/health")
 async def health():
     return "ok\n"
+
+
+@app.get("/interpreter")
+async def interpreter():
+    # Which Python serves, and is its GIL on right now (see workload.py).
+    return JSONResponse(interpreter_report())
 
 
 @app.get("/hello")

@@ -13,6 +13,7 @@ requests at once - as long as nobody blocks without awaiting.
 
 import asyncio
 import itertools
+import json
 import os
 import threading
 import time
@@ -20,7 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 from stamps import timed
-from workload import BadRequest, burn_cpu, hash_cpu, parse_ms, process_pool
+from workload import (
+    BadRequest,
+    burn_cpu,
+    hash_cpu,
+    interpreter_report,
+    parse_ms,
+    process_pool,
+    work_cpu,
+)
 
 # The pool for blocking work. Starlette and FastAPI do the same with
 # anyio.to_thread.run_sync, whose default limit is 40 threads.
@@ -54,6 +63,9 @@ async def handle(path, query):
         return 200, "ok\n", None
     if path == "/hello":
         return 200, "hello\n", None
+    if path == "/interpreter":
+        # Which Python serves, and is its GIL on right now (see workload.py).
+        return 200, json.dumps(interpreter_report()) + "\n", None
     if path == "/io":
         # Awaiting a sleep gives the loop back: thousands can wait at once.
         n = ms()
@@ -80,6 +92,11 @@ async def handle(path, query):
         # still runs one thread at a time. More cores need more processes.
         n = ms()
         return 200, f"computed {n} ms in a pool thread\n", await offload(burn_cpu, n)
+    if path == "/offload-work":
+        # A fixed amount of work (not of CPU time) in a pool thread: how long
+        # it takes shows how fast this interpreter runs Python.
+        n = parse_ms(query.get("units", []), "units")
+        return 200, f"did {n} units of work in a pool thread\n", await offload(work_cpu, n)
     if path == "/hash-cpu":
         # C code that lets go of the GIL: pool threads DO share the cores.
         n = ms()
@@ -129,7 +146,7 @@ async def app(scope, receive, send):
         thread, start, end = ran
     else:
         end = time.monotonic_ns()
-    content_type = b"application/json" if scope["path"] == "/state" else b"text/plain"
+    content_type = b"application/json" if scope["path"] in ("/state", "/interpreter") else b"text/plain"
     await send({
         "type": "http.response.start",
         "status": status,

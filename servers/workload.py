@@ -18,9 +18,11 @@ import hashlib
 import math
 import multiprocessing
 import os
+import platform
 import re
 import signal
 import sys
+import sysconfig
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -41,15 +43,15 @@ class BadRequest(ValueError):
     """Raised with a one-line reason that the server sends back as a 400."""
 
 
-def parse_ms(values):
+def parse_ms(values, name="ms"):
     """Validate the ``ms`` query parameter (a list: it may be repeated or missing)."""
     if len(values) != 1:
         raise BadRequest(
-            "ms is required" if not values else "ms must be given once"
+            f"{name} is required" if not values else f"{name} must be given once"
         )
     text = values[0]
     if not _DIGITS.fullmatch(text) or int(text) > MAX_MS:
-        raise BadRequest(f"ms must be an integer 0..{MAX_MS}")
+        raise BadRequest(f"{name} must be an integer 0..{MAX_MS}")
     return int(text)
 
 
@@ -65,6 +67,39 @@ def burn_cpu(ms):
     x = 0
     while time.thread_time() < deadline:
         for i in range(500):  # a little bytecode between clock reads
+            x += i * i
+    return x
+
+
+def interpreter_report():
+    """What this server runs on, asked of the running process (the /interpreter route).
+
+    ``free_threaded_build``: CPython built with --disable-gil (3.13t, 3.14t).
+    ``gil_enabled``: whether the GIL is on *now*. On a free-threaded build an
+    extension module that does not declare free-threading support (httptools,
+    for one) turns it back on when it is imported, so the build alone does not
+    tell: ask ``sys._is_gil_enabled()``, which only the running process knows.
+    """
+    return {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "gil_enabled": sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True,
+        "pid": os.getpid(),
+    }
+
+
+def work_cpu(units):
+    """A fixed amount of pure-Python work: ``units`` rounds of burn_cpu's inner loop.
+
+    burn_cpu stops after a fixed CPU *time*, so an interpreter that runs
+    bytecode more slowly does less work in it and looks just as fast. This
+    does the same work on every interpreter: its time shows what each costs
+    (the free-threaded build pays for its thread safety on one thread too).
+    """
+    x = 0
+    for _ in range(units):
+        for i in range(500):
             x += i * i
     return x
 

@@ -18,7 +18,7 @@ import threading
 import time
 
 from flask import Flask, g, jsonify, request
-from workload import BadRequest, burn_cpu, parse_ms
+from workload import BadRequest, burn_cpu, interpreter_report, parse_ms
 
 app = Flask(__name__)
 
@@ -67,6 +67,12 @@ def _ms():
 @app.get("/health")
 def health():
     return "ok\n"
+
+
+@app.get("/interpreter")
+def interpreter():
+    # Which Python serves, and is its GIL on right now (see workload.py).
+    return jsonify(interpreter_report())
 
 
 @app.get("/hello")

@@ -45,3 +45,15 @@ def shared_results_dir(tmp_path_factory):
         os.environ.pop("CONCLAB_RESULTS", None)
     else:
         os.environ["CONCLAB_RESULTS"] = old
+
+
+@pytest.fixture(scope="session")
+def freethreaded_python():
+    """The free-threaded Python `make freethreaded` built; skips saying how to build it
+    (under CI=true a missing build fails instead)."""
+    from conclab.processes import interpreters
+
+    why = interpreters.freethreaded_missing()
+    if why:
+        pytest.skip(why)
+    return str(interpreters.freethreaded_python())

@@ -277,15 +277,16 @@ def key_numbers(name: str, data: dict) -> dict:
     for p in data["points"]:
         s = p["summary"]
         if name == "threadpool_cliff":
-            p50 = (p.get("probes") or {}).get("/def-health", {}).get("latency_ms", {}).get("p50")
+            probe = (p.get("probes") or {}).get("/def-health")
+            p50 = probe.latency_ms.p50 if probe else None
             if p50 is not None:  # a def health check waits for a slow request to end, or not
                 out[f"{p['series']} x={p['x']}: /def-health waits"] = (p50 > 100, None)
         elif name == "slow_clients":
-            out[f"{p['series']}: the probe stalls"] = (s["latency_ms"]["p99"] > 1000, None)
+            out[f"{p['series']}: the probe stalls"] = (s.latency_ms.p99 > 1000, None)
         elif name in ("cost_per_request", "client_ceiling"):
             continue
-        elif name != "memory" and not s.get("client_saturated") and s.get("throughput_rps"):
-            out[f"{_match_key(p)}: req/s"] = (s["throughput_rps"], THROUGHPUT_TOLERANCE)
+        elif name != "memory" and not s.client_saturated and s.throughput_rps:
+            out[f"{_match_key(p)}: req/s"] = (s.throughput_rps, THROUGHPUT_TOLERANCE)
     if name == "cost_per_request":
         from conclab.figures.cpu_offload import STACKS, cost_table
 

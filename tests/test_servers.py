@@ -180,6 +180,28 @@ def test_an_app_has_exactly_the_routes_its_table_entry_lists(server):
             assert client.get(route, params={"ms": 1}).status_code == 404, route
 
 
+def test_every_server_reports_its_own_python_and_gil_state(server):
+    import platform
+    import sys
+
+    r = httpx.get(server.url + "/interpreter", timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    report = r.json()
+    assert report["pid"] == stamps(r)[0]
+    assert report["python"] == platform.python_version() and report["executable"] == sys.executable
+    assert report["free_threaded_build"] is False and report["gil_enabled"] is True
+    assert server.interpreter == {**report, "pid": server.interpreter["pid"]}  # read by the launcher at start
+
+
+def test_fixed_work_runs_in_a_pool_thread_and_checks_its_units(asgi_server):
+    r = httpx.get(asgi_server.url + "/offload-work", params={"units": 50}, timeout=TIMEOUT, trust_env=False)
+    assert r.status_code == 200 and "50 units" in r.text
+    pid, thread, _, _ = stamps(r)
+    assert thread != pid
+    bad = httpx.get(asgi_server.url + "/offload-work", params={"units": "x"}, timeout=TIMEOUT, trust_env=False)
+    assert bad.status_code == 400 and bad.text == "units must be an integer 0..60000\n"
+
+
 @pytest.mark.parametrize("path", ["/nope", "/health/extra", "/HELLO", "/"])
 def test_unknown_path_is_404(server, path):
     r = httpx.get(server.url + path, timeout=TIMEOUT, trust_env=False)

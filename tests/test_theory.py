@@ -241,3 +241,17 @@ def test_fastapi_def_endpoints_are_bounded_by_anyios_tokens():
     spec = ServerSpec("asgi", app="asgi_fastapi:app")
     assert predict(spec, "/def-io?ms=100", concurrency=100).slots == 40
     assert predict(spec, "/def-io?ms=100", concurrency=100).throughput_rps == pytest.approx(400.0)
+
+
+@pytest.mark.freethreaded
+def test_without_the_gil_pool_threads_are_slots_for_pure_python(freethreaded_python):
+    """/offload-cpu: one slot under the GIL whatever the pool; min(threads, cores) on a free-threaded build."""
+    from conclab.base.cores import usable_cores
+
+    def rps(python, threadpool, users):
+        spec = ServerSpec("asgi", cpus="all", threadpool=threadpool, python=python)
+        return predict(spec, "/offload-cpu?ms=20", concurrency=users).throughput_rps
+
+    assert rps(None, 2, 2) == pytest.approx(50)
+    assert rps(freethreaded_python, 1, 2) == pytest.approx(50)
+    assert rps(freethreaded_python, 2, 2) == pytest.approx(min(2, usable_cores()) * 50)

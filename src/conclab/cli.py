@@ -76,6 +76,9 @@ def add_server_options(p: argparse.ArgumentParser, kind_positional: bool = False
     p.add_argument("--limit-concurrency", type=positive_int, default=None, help="ASGI: 503 beyond this")
     p.add_argument("--worker-timeout", type=positive_int, default=30, help="Gunicorn's worker timeout (s)")
     p.add_argument("--cpus", default=None, help="cores for the server: 'all' or e.g. 0,1 (default: all but the driver's)")
+    p.add_argument("--python", default=None, metavar="PATH",
+                   help="the Python that runs the server, e.g. a free-threaded 3.13t (default: the lab's own); "
+                        "it gets a small venv of its own, cached in ~/.cache/conclab/venvs")
     p.add_argument("--behind-nginx", type=positive_int, nargs="?", const=1, default=None, metavar="INSTANCES",
                    help="put nginx (servers/nginx.conf) in front of INSTANCES copies of the server (default 1)")
 
@@ -95,7 +98,7 @@ def spec_from_args(args: argparse.Namespace, kind: str) -> ServerSpec | FrontSpe
             kind=kind, workers=args.workers, threads=args.threads, threadpool=args.threadpool,
             loop=args.loop, http=args.http, limit_concurrency=args.limit_concurrency,
             timeout=args.worker_timeout, cpus=cpus, port=None if front else getattr(args, "port", None),
-            manager=args.manager,
+            manager=args.manager, python=getattr(args, "python", None),
         )
         if front:  # nginx in front of `front` copies of the server
             from .processes.nginx import FrontSpec, nginx_missing
@@ -235,17 +238,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
         check_reachable(url)
         if server:
             from .base.system import pinned_label
+            from .processes import interpreters
             from .processes.nginx import FrontSpec
 
             app = spec.app if isinstance(spec, FrontSpec) else spec
-            print(f"{spec.label} on {url} ({pinned_label(app.resolved_cpus())})", file=human)
+            print(f"{spec.label} on {url} ({pinned_label(app.resolved_cpus())}; "
+                  f"{interpreters.gil_words(server.interpreter)})", file=human)
         result, interrupted, cpu_us, caught = measure_bench(url, load, server, not args.no_progress,
                                                             args.allow_remote)
         for w in caught:
             print(f"WARNING: {w.message}", file=human)
-    if server:  # what we know of a server we started
-        result.summary = result.summary.replace(server_cpu_us_per_request=cpu_us,
-                                                runner=server_doc(spec, server)["runner"])
+    if server:  # what we know of a server we started, as it reported it
+        from .processes import interpreters
+
+        reenabled = interpreters.reenabled_warning(server.interpreter)
+        if reenabled:
+            print(f"WARNING: {reenabled}", file=human)
+        result.summary = interpreters.record(result.summary, server).replace(
+            server_cpu_us_per_request=cpu_us, runner=server_doc(spec, server)["runner"])
     try:
         doc = save_run(result, json_path=args.json if args.json not in (None, "-") else None,
                        records_path=args.records, server=server_doc(spec, server) if server else {"url": url})

@@ -52,6 +52,7 @@ from ..measuring.driver import Interrupted, run_load, watching
 from ..measuring.stats import BIN_S, throughput_spread
 from ..measuring.summary import Summary
 from ..measuring.theory import Overhead, parse_route, predict, slots
+from ..processes import interpreters
 from ..processes.stack import running
 from .plotting import footer
 
@@ -566,6 +567,7 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
                         doc = point_doc(job, stop.result, overhead=overhead)
                         results.write_json(cache / f"{job.key()}.json", doc)
                         raise
+                    doc["summary"] = interpreters.record(doc["summary"], server)  # the server's Python and GIL
                     clock.point(job, doc, time.monotonic() - started)
                     results.write_json(cache / f"{job.key()}.json", doc)
                     points[job.key()] = doc

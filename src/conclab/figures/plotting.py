@@ -18,6 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..processes import interpreters
+
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
@@ -59,7 +61,8 @@ def footer(fig: Figure, data: dict, note: bool = True) -> None:
     else:
         where = f"driver pinned to core {client}, servers on the others"
     cores = f"{m.get('cores', '?')} cores ({m['usable_cores']} usable)" if "usable_cores" in m else f"{m.get('cores', '?')} cores"
-    fig.text(0.01, 0.002, f"{cores}, Python {m.get('python', '?')}, {when}; {where}{quick}",
+    pythons = interpreters.footer_words(data.get("points", []), m.get("python", "?"))
+    fig.text(0.01, 0.002, f"{cores}, {pythons}, {when}; {where}{quick}",
              fontsize=7, color="#555555", ha="left", va="bottom")
     # Failed requests are left out of throughput and latency: say so on the figure.
     points = data.get("points", [])

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..base.paths import FIGURES_DIR
-from . import cpu_cores, cpu_offload, fastapi, front, honesty, io_wait
+from . import cpu_cores, cpu_offload, fastapi, freethreaded, front, honesty, io_wait
 from .experiment import Experiment, run_experiment
 
 EXPERIMENTS: list[Experiment] = [
@@ -22,6 +22,7 @@ EXPERIMENTS: list[Experiment] = [
     cpu_cores.MEMORY,
     cpu_offload.CPU_OFFLOAD,
     cpu_offload.COST_PER_REQUEST,
+    freethreaded.FREETHREADED,
     honesty.OPEN_VS_CLOSED,
     honesty.CLIENT_CEILING,
     front.SLOW_CLIENTS, front.SCALE_OUT,

@@ -111,6 +111,15 @@ def server_cores(spec) -> int:
     return max(1, min(len(spec.resolved_cpus()), usable_cores()))
 
 
+def free_threaded(spec) -> bool:
+    """True when the spec's interpreter is a free-threaded build (asked of the interpreter)."""
+    if getattr(spec, "python", None) is None:
+        return False
+    from ..processes.interpreters import interpreter
+
+    return interpreter(spec.python).free_threaded
+
+
 def slots(spec: ServerSpec, route: str, cores: int | None = None) -> tuple[float, str]:
     """How many requests of this route the server can work on at once, and why."""
     if isinstance(spec, FrontSpec):  # nginx in front of several app servers
@@ -125,6 +134,8 @@ def slots(spec: ServerSpec, route: str, cores: int | None = None) -> tuple[float
             return cpu_slots, "cores"
         per_worker = spec.threads if spec.gunicorn_class == "gthread" else 1
         return spec.workers * per_worker, "slots"
+    if route == "/offload-cpu" and free_threaded(spec):  # no GIL: the pool's threads compute side by side
+        return min(spec.workers * spec.threadpool, cores), "cores"
     if route in ("/cpu", "/offload-cpu"):
         return cpu_slots, "cores"
     if route == "/process-cpu":  # one process per core in each worker's pool

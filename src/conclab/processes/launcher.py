@@ -41,6 +41,7 @@ import psutil
 from ..base import system
 from ..base.errors import ServerStartError, SpecError
 from ..base.specs import LIMITS, LOOPBACK, ServerSpec
+from . import interpreters
 
 GRACE = 5.0  # seconds between TERM and KILL, unless the runner says otherwise
 
@@ -58,6 +59,7 @@ class Server:
     proc: subprocess.Popen | None = field(default=None, repr=False)  # the guard process
     grace: float = GRACE  # seconds from TERM to KILL when it stops
     serves_in_master: bool = False  # one process that serves requests itself (one Uvicorn process)
+    interpreter: dict | None = None  # the server's own /interpreter answer: version, GIL on or off
 
     def stop(self) -> None:
         """Stop every process of the server: TERM, then KILL after the grace period."""
@@ -68,6 +70,7 @@ class Server:
         return (
             f"{self.spec.label} listening on {self.url}\n"
             f"  command: {shlex.join(self.command)}\n"
+            f"  python: {interpreters.gil_words(self.interpreter)} (as the server reports it)\n"
             f"  pids: guard {self.guard_pid}, master {self.master_pid}, workers {self.worker_pids}\n"
             f"  log: {self.log_path}"
         )
@@ -251,10 +254,14 @@ def _start(spec: ServerSpec, port: int, start_timeout: float, log_dir: Path) -> 
     # 256-user run's sockets. Raised once here (a no-op where it is high enough).
     system.raise_open_files_limit(LIMITS["concurrency"])
     env.update(dict(spec.env))
+    # Another Python (spec.python) runs from a venv of its own, made on first use.
+    command = interpreters.prepare(spec).command(port)
     # every worker is up, not just the first to answer
-    return launch(spec, spec.command(port), port, log_dir / f"{spec.kind}-{port}.log", start_timeout, env=env,
-                  grace=spec.runner.grace, serves_in_master=spec.serves_in_master,
-                  ready=lambda server: len(server.worker_pids) >= spec.workers)
+    server = launch(spec, command, port, log_dir / f"{spec.kind}-{port}.log", start_timeout, env=env,
+                    grace=spec.runner.grace, serves_in_master=spec.serves_in_master,
+                    ready=lambda server: len(server.worker_pids) >= spec.workers)
+    server.interpreter = interpreters.read_report(server.url, server.log())
+    return server
 
 
 def listens_on(server: Server) -> bool:

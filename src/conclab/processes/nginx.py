@@ -168,6 +168,11 @@ class Front:
     def command(self) -> list[str]:
         return self.nginx.command
 
+    @property
+    def interpreter(self) -> dict | None:
+        """The app servers' Python and GIL state, as the first one reported them."""
+        return self.apps[0].interpreter if self.apps else None
+
     def running(self) -> bool:
         """True while nginx and every app server run."""
         return all(s.running() for s in (self.nginx, *self.apps))

@@ -36,6 +36,9 @@ class RunningServer(Protocol):
     @property
     def worker_pids(self) -> list[int]: ...  # the processes that serve requests
 
+    @property
+    def interpreter(self) -> dict | None: ...  # the app server's own /interpreter answer (None: not read)
+
     def cpu_seconds(self) -> float: ...  # CPU time of the app server processes so far
 
     def rss_bytes(self) -> int: ...  # memory of every process (PSS)
