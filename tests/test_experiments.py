@@ -328,7 +328,7 @@ def test_quick_figure_teaches_what_the_committed_full_one_does(name, figures_dir
     if why := REGISTRY[name].missing():
         pytest.skip(why)
     quick = key_numbers(name, {"points": _points(figures_dir, name)})
-    full = key_numbers(name, json.loads((FIGURES_DIR / "data" / f"{name}.json").read_text()))
+    full = key_numbers(name, read_data(FIGURES_DIR / "data" / f"{name}.json"))
     shared = sorted(set(quick) & set(full))
     assert shared, f"{name}: no quick point matches a full one (quick: {sorted(quick)[:3]} ...)"
     misses = []
