@@ -136,6 +136,16 @@ def test_lesson_code_passes_ruff():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("name", LESSONS)
+def test_lesson_code_cells_fit_in_100_columns(name):
+    # ruff's E501 is off for notebooks/*.py, whose markdown cells carry long links and
+    # claim markers; the code cells keep the line length of the rest of the code.
+    jupytext = pytest.importorskip("jupytext")
+    long = [line for cell in jupytext.read(FOLDER / f"{name}.py").cells if cell.cell_type == "code"
+            for line in cell.source.splitlines() if len(line) > 100]
+    assert not long, f"{name}.py: code lines over 100 columns: {long}"
+
+
 def test_readme_lists_every_notebook_in_order():
     text = (FOLDER / "README.md").read_text(encoding="utf-8")
     positions = [text.find(f"{name}.ipynb") for name in LESSONS]
