@@ -15,9 +15,11 @@ non-blocking without changing what it answers.
 
 ### BEGIN SOLUTION
 import asyncio
+
 ### END SOLUTION
 import hashlib
 import os
+
 ### BEGIN STARTER
 # import time
 ### END STARTER
@@ -43,7 +45,12 @@ class BadRequest(ValueError):
 
 def int_param(query, name, high):
     values = query.get(name, [])
-    if len(values) != 1 or not values[0].isascii() or not values[0].isdigit() or int(values[0]) > high:
+    if (
+        len(values) != 1
+        or not values[0].isascii()
+        or not values[0].isdigit()
+        or int(values[0]) > high
+    ):
         raise BadRequest(f"{name} must be an integer 0..{high}")
     return int(values[0])
 
@@ -136,6 +143,11 @@ async def app(scope, receive, send):
             status, body = 400, str(err)
         except httpx.HTTPError as err:
             status, body = 502, f"upstream failed: {err!r}"
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain")],
+        }
+    )
     await send({"type": "http.response.body", "body": body.encode() + b"\n"})

@@ -13,6 +13,7 @@ all of them.
 """
 
 import os
+
 ### BEGIN SOLUTION
 import sqlite3
 from contextlib import closing

@@ -24,5 +24,13 @@ Try, in another terminal:
 
 
 def try_it(submission: Path, port: int) -> None:
-    try_beside_service(submission, port, grader_dir=HERE, service="the rates service /rates calls",
-                       env_name="RATES_URL", path="/rates", wait_ms=WAIT_MS, tips=TIPS)
+    try_beside_service(
+        submission,
+        port,
+        grader_dir=HERE,
+        service="the rates service /rates calls",
+        env_name="RATES_URL",
+        path="/rates",
+        wait_ms=WAIT_MS,
+        tips=TIPS,
+    )

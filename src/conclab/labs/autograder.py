@@ -115,7 +115,8 @@ def write_gradescope_zip(key: str | None, out: str | Path) -> Path:
         files = {
             "setup.sh": SETUP_SH,
             "run_autograder": RUN_AUTOGRADER.replace(" LAB ", f" {lab.name[:2]} "),
-            "autograder.json": json.dumps({"lab": lab.name, "files": student_files(lab)}, indent=2) + "\n",
+            "autograder.json": json.dumps({"lab": lab.name, "files": student_files(lab)}, indent=2)
+            + "\n",
         }
         for name, text in files.items():
             (staging / name).write_text(text)
@@ -158,7 +159,9 @@ def classroom_workflow(lab: Path) -> str:
     number = lab.name[:2]
     ids = [re.sub(r"[^a-z0-9]+", "-", c.name.lower()).strip("-") for c in checks]
     lines = [
-        "# Written by `conclab autograder " + number + " --classroom`: one step per check, with its points.",
+        "# Written by `conclab autograder "
+        + number
+        + " --classroom`: one step per check, with its points.",
         "name: Autograding Tests",
         "'on': [push, repository_dispatch]",
         "permissions: {checks: write, actions: read, contents: read}",
@@ -188,10 +191,14 @@ def classroom_workflow(lab: Path) -> str:
             f"        timeout: {CHECK_MINUTES}",
             f"        max-score: {check.max_points:g}",
         ]
-    lines += ["    - name: Autograding Reporter",
-              "      uses: classroom-resources/autograding-grading-reporter@v1",
-              "      env:"]
-    lines += [f"        {step.upper()}_RESULTS: \"${{{{steps.{step}.outputs.result}}}}\"" for step in ids]
+    lines += [
+        "    - name: Autograding Reporter",
+        "      uses: classroom-resources/autograding-grading-reporter@v1",
+        "      env:",
+    ]
+    lines += [
+        f'        {step.upper()}_RESULTS: "${{{{steps.{step}.outputs.result}}}}"' for step in ids
+    ]
     lines += ["      with:", f"        runners: {','.join(ids)}"]
     return "\n".join(lines) + "\n"
 
@@ -214,8 +221,13 @@ def run_autograder(key: str | None) -> int:
     reaper = sandbox.become_subreaper()
     found = find_submission(root / "submission", meta["files"])
     if found is None:
-        verdict = Grade(meta["lab"], [], 0.0, f"your submission holds no {', '.join(meta['files'])}: upload the "
-                        "files of the lab folder (or the folder itself)")
+        verdict = Grade(
+            meta["lab"],
+            [],
+            0.0,
+            f"your submission holds no {', '.join(meta['files'])}: upload the "
+            "files of the lab folder (or the folder itself)",
+        )
     else:
         with tempfile.TemporaryDirectory(prefix="conclab-submission-") as scratch:
             copy = Path(scratch) / meta["lab"]

@@ -49,8 +49,9 @@ class RunningServer(Protocol):
     def stop(self) -> None: ...  # TERM, then KILL after a grace period
 
 
-def running(spec: ServerSpec | FrontSpec | None = None, start_timeout: float = 20.0,
-            **overrides) -> AbstractContextManager[RunningServer]:
+def running(
+    spec: ServerSpec | FrontSpec | None = None, start_timeout: float = 20.0, **overrides
+) -> AbstractContextManager[RunningServer]:
     """A context manager running ``spec`` (see launcher.serve and nginx.serve_front)."""
     if isinstance(spec, FrontSpec):
         return serve_front(spec, start_timeout, **overrides)
