@@ -163,7 +163,8 @@ def test_a_gradescope_export_names_the_students(tmp_path):
     (tmp_path / "submission_456").mkdir()
     (tmp_path / "submission_metadata.yml").write_text(
         "submission_123:\n  :submitters:\n  - :name: Ada Lovelace\n    :email: ada@example.com\n"
-        "  :created_at: 2026-01-01\nsubmission_456:\n  :submitters:\n  - :name: Alan Turing\n  - :name: Grace Hopper\n"
+        "  :created_at: 2026-01-01\nsubmission_456:\n"
+        "  :submitters:\n  - :name: Alan Turing\n  - :name: Grace Hopper\n"
     )
     assert [name for name, _ in submissions(tmp_path)] == [
         "Ada Lovelace",

@@ -1,4 +1,5 @@
-"""Every number the lessons state has a source the suite checks (conclab.teaching.claims, docs/claims.md)."""
+"""Every number the lessons state has a source the suite
+checks (conclab.teaching.claims, docs/claims.md)."""
 
 import json
 import shutil
@@ -137,7 +138,8 @@ def test_a_marker_is_checked_against_the_data_to_the_digits_written(tmp_path):
         "It took 41 ms. <!-- claim: 41 = x.json:points[series=a b,x=1].ms -->\n\n"
         "It took 42 ms. <!-- claim: 42 = x.json:points[series=a b].ms -->\n\n"
         "About 40 ms. <!-- claim: 40 = x.json:points[0].ms ±5% -->\n\n"
-        "Between 8.0 and 41.4 ms. <!-- claim: 8.0 = min(x.json:points[*].ms); 41.4 = max(x.json:points.*.ms) -->\n\n"
+        "Between 8.0 and 41.4 ms. <!-- claim: 8.0 = "
+        "min(x.json:points[*].ms); 41.4 = max(x.json:points.*.ms) -->\n\n"
         "0.0414 s. <!-- claim: 0.0414 = x.json:points[0].ms /1000 -->\n\n"
         "A stale one. <!-- claim: 7 = x.json:points[0].ms -->\n\n"
         "Broken <!-- claim: 41 ms from the data -->\n"
@@ -181,7 +183,8 @@ def test_a_ratio_of_two_data_is_checked(tmp_path):
     doc = tmp_path / "README.md"
     doc.write_text(
         "It costs 2.82 times more. <!-- claim: 2.82 = ratio(median(c.json:points[rate=200].us.*), "
-        "median(c.json:points[rate=1000].us.*)) -->\n\nOr 4 times. <!-- claim: 4 = ratio(c.json:points.0.us.0, "
+        "median(c.json:points[rate=1000].us.*)) -->\n\nOr 4 "
+        "times. <!-- claim: 4 = ratio(c.json:points.0.us.0, "
         "c.json:points.1.us.0) -->\n"
     )
     problems = check(tmp_path, [doc])

@@ -70,7 +70,8 @@ def test_the_install_script_has_nothing_to_do_when_all_is_installed():
     absent = [entry for entry in listed if shutil.which(entry.split(":")[1]) is None]
     if absent:  # run as root it would install them: that is CI's business, not a test's
         pytest.skip(
-            f"not all system packages are installed ({', '.join(absent)}): .ci/install-system-packages installs them"
+            f"not all system packages are installed ({', '.join(absent)}): "
+            ".ci/install-system-packages installs them"
         )
     done = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "all installed" in done.stdout

@@ -1,4 +1,5 @@
-"""`conclab doctor`: every tool, figure, notebook and lab, each with a verdict and, when short of full, why."""
+"""`conclab doctor`: every tool, figure, notebook and
+lab, each with a verdict and, when short of full, why."""
 
 import os
 import subprocess

@@ -63,7 +63,8 @@ def _points(figures_dir, name):
 
 
 def _theory_misses(points):
-    """Points (not flagged as client-bound) more than 25% off Little's law, and how many were checked."""
+    """Points (not flagged as client-bound) more than
+    25% off Little's law, and how many were checked."""
     misses, checked = [], 0
     for p in points:
         pred = p["prediction"]
@@ -73,7 +74,8 @@ def _theory_misses(points):
         measured, expected = p["summary"].throughput_rps, pred["throughput_rps"]
         if measured != pytest.approx(expected, rel=0.25):
             misses.append(
-                f"{p['series']} x={p['x']}: measured {measured:.0f} req/s, Little's law says {expected:.0f} "
+                f"{p['series']} x={p['x']}: measured {measured:.0f} "
+                f"req/s, Little's law says {expected:.0f} "
                 f"(mean latency {p['summary'].latency_ms.mean:.0f} ms)"
             )
     return misses, checked

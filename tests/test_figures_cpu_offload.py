@@ -36,14 +36,16 @@ MOST = max(offload_users(True))
 
 
 def _series(*names):
-    """The cpu_offload experiment restricted to some of its series (measured exactly as the figure's)."""
+    """The cpu_offload experiment restricted to some of
+    its series (measured exactly as the figure's)."""
     return dataclasses.replace(
         CPU_OFFLOAD, jobs=lambda quick: [j for j in CPU_OFFLOAD.jobs(quick) if j.series in names]
     )
 
 
 def _until_no_misses(names, misses_of):
-    """Measure the series (cached points first), re-measuring afresh while ``misses_of`` finds misses."""
+    """Measure the series (cached points first),
+    re-measuring afresh while ``misses_of`` finds misses."""
     runs = []
     for attempt in range(RUNS):
         points = measure(_series(*names), quick=True, fresh=attempt > 0, progress=False)["points"]

@@ -122,7 +122,8 @@ def p50(point, path):
 
 
 def cliff_problems(points):
-    """Where the measured cliff disagrees with the token count, or the in-flight count was not exact."""
+    """Where the measured cliff disagrees with the token
+    count, or the in-flight count was not exact."""
     problems = []
     for tokens in cliff_points(True):
         pts = sorted((p for p in points if p["tokens"] == tokens), key=lambda p: p["x"])

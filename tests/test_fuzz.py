@@ -62,7 +62,8 @@ REASONS = {"ms must be an integer 0..60000", "ms must be given once", "ms is req
 
 @pytest.fixture(scope="module", params=each_app_and_runner(), ids=spec_id)
 def target(request):
-    """(server, client): each app, and each runner (runners.py), for the module; one keep-alive client."""
+    """(server, client): each app, and each runner
+    (runners.py), for the module; one keep-alive client."""
     with serve(request.param) as server:
         with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT, trust_env=False) as client:
             yield server, client

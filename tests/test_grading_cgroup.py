@@ -88,7 +88,8 @@ def handout(tmp_path_factory):
         sys.__stdout__.write(
             "\ngrading time per run under 0.5 CPU / 768 MB:\n"
             + "".join(
-                f"  {lab}: {max(t):.0f} s at most, {sum(t) / len(t):.0f} s mean over {len(t)} run(s)\n"
+                f"  {lab}: {max(t):.0f} s at most, "
+                f"{sum(t) / len(t):.0f} s mean over {len(t)} run(s)\n"
                 for lab, t in TIMES.items()
             )
         )
@@ -97,7 +98,8 @@ def handout(tmp_path_factory):
 def test_the_lab_counts_one_usable_core_under_half_a_cpu(tmp_path):
     probe = (
         "from conclab.base.cores import usable_cores; import importlib.util, sys; "
-        "spec = importlib.util.spec_from_file_location('w', sys.argv[1]); w = importlib.util.module_from_spec(spec); "
+        "spec = importlib.util.spec_from_file_location('w', "
+        "sys.argv[1]); w = importlib.util.module_from_spec(spec); "
         "spec.loader.exec_module(w); print('cores', usable_cores(), w.usable_cores())"
     )
     output = bounded(

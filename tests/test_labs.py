@@ -48,7 +48,8 @@ def grade(lab, submission=None):
 
 
 def points(output):
-    """(points earned, points possible) summed over the check lines: what the score line must say."""
+    """(points earned, points possible) summed over
+    the check lines: what the score line must say."""
     lines = CHECK_LINE.findall(output)
     return f"{sum(float(got) for *_, got, _ in lines):g}/{sum(float(most) for *_, most in lines):g}"
 
@@ -487,7 +488,8 @@ def test_every_readme_command_runs_as_written_from_a_handout_copy(lab, handout, 
 
 
 def test_lab_readmes_name_only_what_a_handout_copy_or_the_repository_has(handout):
-    """A relative link must resolve inside the student's copy; a notebook is named by its repository path."""
+    """A relative link must resolve inside the student's
+    copy; a notebook is named by its repository path."""
     link = re.compile(r"\]\(([^)#\s]+)")
     for lab in LABS:
         copy = handout / lab.name

@@ -55,7 +55,8 @@ def test_committed_notebook_carries_no_outputs_or_execution_counts(path):
         and (cell.get("outputs") or cell.get("execution_count") is not None)
     ]
     assert not dirty, (
-        f"{path.name}: cells {dirty} carry outputs or execution counts - clear them before committing"
+        f"{path.name}: cells {dirty} carry outputs or "
+        "execution counts - clear them before committing"
     )
     assert "widgets" not in raw["metadata"], f"{path.name}: saved widget state in the metadata"
 

@@ -1,4 +1,5 @@
-"""Slow clients against Uvicorn's --limit-concurrency, and nginx as the fix (conclab.figures.slow_limits)."""
+"""Slow clients against Uvicorn's --limit-concurrency,
+and nginx as the fix (conclab.figures.slow_limits)."""
 
 import pytest
 

@@ -1,4 +1,5 @@
-"""The suite's seconds, test by test, as data (conclab.figures.suite_timing): a real pytest run records them."""
+"""The suite's seconds, test by test, as data
+(conclab.figures.suite_timing): a real pytest run records them."""
 
 import json
 import os
@@ -25,7 +26,8 @@ SUITE = textwrap.dedent(f"""
 
 
     def test_quick():
-        # Taken out of the environment: a pytest run that this test started would not write over the file.
+        # Taken out of the environment: a pytest run that
+        # this test started would not write over the file.
         assert "{ENV}" not in os.environ
 
 

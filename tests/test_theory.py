@@ -170,7 +170,8 @@ def test_every_closed_loop_prediction_obeys_littles_law(spec, path, users):
 
 
 def fake_quota(monkeypatch, tmp_path, text):
-    """A cgroup folder whose cpu.max says ``text``; the lab reads it through $CONCLAB_CGROUP_ROOT."""
+    """A cgroup folder whose cpu.max says ``text``;
+    the lab reads it through $CONCLAB_CGROUP_ROOT."""
     (tmp_path / "cpu.max").write_text(text + "\n")
     monkeypatch.setenv("CONCLAB_CGROUP_ROOT", str(tmp_path))
 

@@ -1,4 +1,5 @@
-"""docs/timing.md's tables are what conclab.figures.timing_doc writes from figures/data, and the claims check holds them."""
+"""docs/timing.md's tables are what conclab.figures.timing_doc
+writes from figures/data, and the claims check holds them."""
 
 import copy
 import json
@@ -57,7 +58,8 @@ def _report(problems) -> str:
 
 @pytest.fixture
 def scratch(tmp_path) -> Path:
-    """The doc, its generated tables emptied, and the test's timing data in figures/data of a scratch root."""
+    """The doc, its generated tables emptied, and the test's
+    timing data in figures/data of a scratch root."""
     (tmp_path / "docs").mkdir()
     (tmp_path / "figures" / "data").mkdir(parents=True)
     doc = timing_doc.REGION.sub(
@@ -82,7 +84,8 @@ def _generate(root: Path) -> Path:
 def test_the_doc_is_what_the_generator_writes_from_the_committed_data():
     doc = (ROOT / timing_doc.DOC).read_text()
     assert timing_doc.render(doc, *timing_doc.read(ROOT)) == doc, (
-        "docs/timing.md differs from what figures/data gives (edited by hand, or the data re-measured): "
+        "docs/timing.md differs from what figures/data "
+        "gives (edited by hand, or the data re-measured): "
         "run .venv/bin/python -m conclab.figures.timing_doc"
     )
 
@@ -92,7 +95,8 @@ def test_every_generated_number_has_a_marker_that_the_claims_check_holds(scratch
     text = path.read_text()
     assert "| gil | 12.3 |" in text and "**32.8**" in text  # the figure's row and the sum of both
     assert (
-        "| `tests/test_labs.py::test_grader[lab01]` | passed | 40.25 <!-- claim: 40.25 = test_durations.json:tests.0.seconds -->"
+        "| `tests/test_labs.py::test_grader[lab01]` | passed | 40.25 "
+        "<!-- claim: 40.25 = test_durations.json:tests.0.seconds -->"
         in text
     )
     problems = check(scratch, [path])

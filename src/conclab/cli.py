@@ -164,7 +164,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def check_reachable(url: str) -> None:
-    """One TCP connect before a run: an unreachable server is a one-line error, not 10,000 failures."""
+    """One TCP connect before a run: an unreachable
+    server is a one-line error, not 10,000 failures."""
     import socket
     from urllib.parse import urlsplit
 
@@ -189,7 +190,8 @@ def check_writable(option: str, path: str) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise CliError(
-            f"{option} {shown(path)}: cannot make the folder {shown(target.parent)} ({err.strerror or err})"
+            f"{option} {shown(path)}: cannot make the folder "
+            f"{shown(target.parent)} ({err.strerror or err})"
         ) from None
     if not os.access(target.parent, os.W_OK):
         raise CliError(f"{option} {shown(path)}: its folder is not writable")
@@ -381,7 +383,8 @@ def cmd_charts(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise CliError(
-            f"unknown experiment {', '.join(map(shown, unknown))}; choose from: {', '.join(REGISTRY)}"
+            f"unknown experiment {', '.join(map(shown, unknown))}; "
+            f"choose from: {', '.join(REGISTRY)}"
         )
     mode = (
         "redrawing" if args.replot else ("measuring (QUICK mode)" if quick_mode() else "measuring")
@@ -439,7 +442,8 @@ def _charts(names: list[str], args: argparse.Namespace, pool) -> int:
 
 
 def print_timing(out: str | None) -> int:
-    """`conclab charts --timing`: the seconds per figure and phase kept by the last measuring runs."""
+    """`conclab charts --timing`: the seconds per figure
+    and phase kept by the last measuring runs."""
     from .base.paths import FIGURES_DIR
     from .figures.experiment import read_timing, timing_table
 

@@ -92,7 +92,8 @@ def test_route_still_does_its_job(route):
     else:
         got = [a["body"] for a in answers]
         assert got == expected, (
-            f"/{name} answered {got[0][:80]!r}, expected {expected[0][:80]!r}. Make it non-blocking "
+            f"/{name} answered {got[0][:80]!r}, expected "
+            f"{expected[0][:80]!r}. Make it non-blocking "
             f"without changing what it answers. Look at {name}() in app.py."
         )
 

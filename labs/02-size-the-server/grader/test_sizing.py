@@ -99,7 +99,8 @@ def measured(submission, note):
     best = max(runs, key=lambda s: s.throughput_rps)
     lat = best.latency_ms
     note(
-        f"this machine: {usable_cores()} usable core(s) (CPU affinity and cgroup quota, whichever is smaller)"
+        f"this machine: {usable_cores()} usable core(s) (CPU "
+        "affinity and cgroup quota, whichever is smaller)"
     )
     note(
         f"your config: {workers} worker(s) x {threads} thread(s) = {workers * threads} slots; "
@@ -184,7 +185,8 @@ def test_throughput_prediction_matches(measured, prediction):
         f"you predicted {guess:g} requests/s; measured {x:.1f} (off by {off_by(guess, x):.0%}, "
         f"{TOLERANCE:.0%} allowed). In prediction.toml apply Little's law to YOUR config: "
         f"X = min(N, slots) / S with N = {USERS} users, slots = {slots}, S = {SERVICE_S} s "
-        f"- and check that the CPU part (5 ms per request) fits on the {usable_cores()} usable core(s)."
+        "- and check that the CPU part (5 ms per request) "
+        f"fits on the {usable_cores()} usable core(s)."
     )
 
 

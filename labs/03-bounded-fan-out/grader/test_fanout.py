@@ -82,7 +82,8 @@ class Run:
             )
             pytest.fail(
                 f"fetch_all raised {said}\n{hung_hint(err, timeout)}"
-                f"It must not raise: return each URL's error in that URL's place in the list. {WHERE}.",
+                "It must not raise: return each URL's error "
+                f"in that URL's place in the list. {WHERE}.",
                 pytrace=False,
             )
         self.elapsed = time.monotonic() - start
@@ -94,7 +95,8 @@ class Run:
                 else type(self.results).__name__
             )
             pytest.fail(
-                f"fetch_all returned {got} results for {len(urls)} URLs: one result per URL, as a list.",
+                f"fetch_all returned {got} results for "
+                f"{len(urls)} URLs: one result per URL, as a list.",
                 pytrace=False,
             )
         return self
@@ -116,7 +118,8 @@ def hung_hint(err, timeout):
 
 
 def first_line(err):
-    """'HTTPStatusError: Server error ...' - the exception's type and the first line of its message."""
+    """'HTTPStatusError: Server error ...' - the
+    exception's type and the first line of its message."""
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
@@ -229,7 +232,8 @@ def test_timeout_is_honoured(upstream, fetch_all, submission):
     first = run.results[0]
     assert isinstance(first, httpx.TimeoutException), (
         f"the URL that never answers gave {first_line(first)}, after {run.elapsed:.1f} s; expected "
-        f"an httpx.TimeoutException after 0.5 s. {hung_hint(first, 0.5) or (WHERE + ': pass `timeout` to httpx.')}"
+        "an httpx.TimeoutException after 0.5 s. "
+        f"{hung_hint(first, 0.5) or (WHERE + ': pass `timeout` to httpx.')}"
     )
     assert run.results[1:] == ["item 1", "item 2"], (
         f"the other URLs gave {run.results[1:]}; a hanging URL must not spoil the others."

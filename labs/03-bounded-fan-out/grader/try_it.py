@@ -101,7 +101,8 @@ def try_it(submission: Path, port: int) -> None:
         ideal = sliding_window([s for *_, s in urls], LIMIT)
         print(f"took {elapsed:.2f} s; a sliding window of {LIMIT} needs about {ideal:.1f} s")
         print(
-            f"the server saw at most {stats['max_inflight']} request(s) in flight at once (limit {LIMIT})"
+            f"the server saw at most {stats['max_inflight']} "
+            f"request(s) in flight at once (limit {LIMIT})"
         )
 
         # README step 5: URLs queued behind one that hangs, one slot.
@@ -117,5 +118,6 @@ def try_it(submission: Path, port: int) -> None:
         stats = json.loads(httpx.get(f"{queue}/stats", trust_env=False).text)
         show(urls, results, raised, submission)
         print(
-            f"took {elapsed:.2f} s; the server answered {stats['served']} of the {len(urls)} requests"
+            f"took {elapsed:.2f} s; the server answered "
+            f"{stats['served']} of the {len(urls)} requests"
         )

@@ -151,8 +151,10 @@ def test_answers_unchanged(burst, name):
             f"raised an exception (the server's log says which). {ADVICE[name]}"
         )
         assert answer["status"] == 200 and answer["body"] == expected, (
-            f"GET {path} answered {answer['status']} {json.dumps(answer['body'])[:200]}; expected 200 "
-            f"{json.dumps(expected)[:200]}. Fix how the route waits, not what it answers. {ADVICE[name]}"
+            f"GET {path} answered {answer['status']} "
+            f"{json.dumps(answer['body'])[:200]}; expected 200 "
+            f"{json.dumps(expected)[:200]}. Fix how the "
+            f"route waits, not what it answers. {ADVICE[name]}"
         )
     if name in ("report", "pdf"):
         took = min(a["end"] - a["start"] for a in result["answers"]) / 1e9

@@ -203,7 +203,8 @@ class Runner:
     needs: tuple[str, ...]  # packages (import names) it needs
     # ServerSpec fields it ignores, so a spec must leave them at their defaults
     rejects: tuple[str, ...] = ()
-    # True when its first process serves requests itself with one worker (no separate worker process)
+    # True when its first process serves requests itself
+    # with one worker (no separate worker process)
     master_serves: bool = False
     # Stopping: SIGTERM to the whole process group, SIGKILL after this many seconds.
     grace: float = 5.0
@@ -262,7 +263,8 @@ MANAGERS = tuple(dict.fromkeys(r.manager for r in RUNNERS.values()))
 
 
 def runner_for(interface: str, manager: str | None) -> Runner | None:
-    """The runner ``manager`` names for an app of this interface (None: the default); None if none."""
+    """The runner ``manager`` names for an app of this
+    interface (None: the default); None if none."""
     return next(
         (r for r in RUNNERS.values() if interface in r.interfaces and manager in (None, r.manager)),
         None,

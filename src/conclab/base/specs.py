@@ -159,7 +159,8 @@ class ServerSpec:
                 and all(isinstance(c, int) and c in usable for c in self.cpus)
             ):
                 problems.append(
-                    f"cpus must be None, 'all' or core numbers from {list(usable)}, not {self.cpus!r}"
+                    "cpus must be None, 'all' or core numbers "
+                    f"from {list(usable)}, not {self.cpus!r}"
                 )
         if self.config is not None and not (
             runner and runner.takes_config and isinstance(self.config, str)

@@ -62,8 +62,9 @@ FAKE_PLATFORM_VAR = "CONCLAB_FAKE_PLATFORM"
 OS_NAMES = {"linux": "Linux", "darwin": "macOS", "windows": "Windows"}
 
 WINDOWS_REFUSAL = (
-    "Concurrency Lab does not run on native Windows (Gunicorn, the process groups and the fork-based "
-    "servers need a POSIX system): use WSL2 (`wsl --install -d Ubuntu-24.04`, then the README's WSL2 "
+    "Concurrency Lab does not run on native Windows (Gunicorn, the process groups and the "
+    "fork-based servers need a POSIX system): use WSL2 (`wsl --install -d Ubuntu-24.04`, "
+    "then the README's WSL2 "
     "section) or the dev container (.devcontainer/, in VS Code or GitHub Codespaces)."
 )
 UNPINNED_SPREAD = (
@@ -312,7 +313,8 @@ def notes() -> list[str]:
         out.append(f"CPU time from psutil (clock ticks), not schedstat; {wait_note()}")
         out.append(f"no cgroups on {os_name()}: usable cores come from the core count alone")
         out.append(
-            f"no parent-death signal on {os_name()}: the guard's stdin pipe stops a server whose launcher died"
+            f"no parent-death signal on {os_name()}: the guard's "
+            "stdin pipe stops a server whose launcher died"
         )
     return out
 

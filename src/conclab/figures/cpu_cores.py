@@ -158,7 +158,8 @@ def draw_memory(data: dict, fig: Figure) -> None:
 GIL = Experiment(
     "gil",
     "The GIL: CPU work (/cpu?ms=40) in threads vs processes",
-    "Threads of one process take turns holding the GIL; processes run on every core - but not beyond.",
+    "Threads of one process take turns holding the "
+    "GIL; processes run on every core - but not beyond.",
     jobs_gil,
     draw=lambda d, f: draw_lines(d, f, "threads or processes (2 users each)"),
 )

@@ -218,7 +218,8 @@ def jobs_cost(quick):
 
 
 def wrk_cost(quick):
-    """wrk (C) drives uvloop+httptools as hard as it can: its maximum, and the CPU per request there."""
+    """wrk (C) drives uvloop+httptools as hard as it
+    can: its maximum, and the CPU per request there."""
     if not wrk.installed():
         return {"wrk": None, "note": f"wrk not installed ({wrk.INSTALL_HINT}): no measured maximum"}
     # wrk runs on the driver's core, the server on the others.
@@ -328,8 +329,8 @@ def draw_cost(data, fig):
 COST_PER_REQUEST = Experiment(
     "cost_per_request",
     "What a request costs the server: CPU time per request, open loop below capacity",
-    "httptools parses HTTP in C and uvloop runs the loop on libuv: each cuts the server's CPU per request; "
-    "the cost falls as load rises, because each loop turn handles more events.",
+    "httptools parses HTTP in C and uvloop runs the loop on libuv: each cuts the server's "
+    "CPU per request; the cost falls as load rises, because each loop turn handles more events.",
     jobs_cost,
     draw=draw_cost,
     size=(12, 5),

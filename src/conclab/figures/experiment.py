@@ -331,7 +331,8 @@ class SteadyStop:
 
     @staticmethod
     def applies(job: Job) -> bool:
-        """Plain closed-loop points for a duration; not points with probes, memory samples or own timing."""
+        """Plain closed-loop points for a duration; not
+        points with probes, memory samples or own timing."""
         load = job.load
         return (
             not hasattr(job, "measure")
@@ -723,7 +724,8 @@ TIMING_FILE = "timing.json"
 
 
 def save_timing(out_dir: Path, timing: dict) -> Path:
-    """Keep an experiment's timing in ``<out>/data/timing.json``, beside its data, by mode and name."""
+    """Keep an experiment's timing in ``<out>/data/timing.json``,
+    beside its data, by mode and name."""
     path = Path(out_dir) / "data" / TIMING_FILE
     doc = {}
     if path.exists():
@@ -753,7 +755,8 @@ def run_experiment(
     if replot:
         if not data_path.exists():
             raise FileNotFoundError(
-                f"no saved results for {exp.name!r} at {data_path}: run `make charts ONLY={exp.name}` first"
+                f"no saved results for {exp.name!r} at {data_path}: "
+                f"run `make charts ONLY={exp.name}` first"
             )
         return save_png(exp, read_data(data_path), out_dir / f"{exp.name}.png")
     data = measure(
@@ -811,6 +814,7 @@ def timing_table(timings: dict) -> str:
 
 
 def read_timing(out_dir: Path = FIGURES_DIR) -> dict:
-    """``{"quick": {name: timing}, "full": {...}}`` from ``<out>/data/timing.json`` ({} when absent)."""
+    """``{"quick": {name: timing}, "full": {...}}`` from
+    ``<out>/data/timing.json`` ({} when absent)."""
     path = Path(out_dir) / "data" / TIMING_FILE
     return results.read_json(path) if path.exists() else {}

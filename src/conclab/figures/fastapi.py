@@ -244,7 +244,8 @@ def jobs_cliff(quick: bool) -> list[Job]:
 
 
 def probe_p(point: dict, path: str, key: str) -> float:
-    """One latency percentile (``key``: "p50", "p99" ...) of the probe of ``path`` in ms, NaN if none."""
+    """One latency percentile (``key``: "p50", "p99"
+    ...) of the probe of ``path`` in ms, NaN if none."""
     probe = (point.get("probes") or {}).get(path)
     value = getattr(probe.latency_ms, key) if probe else None
     return math.nan if value is None else value
@@ -319,17 +320,18 @@ def draw_cliff(data: dict, fig) -> None:
 FASTAPI = Experiment(
     "fastapi",
     "FastAPI: def or async def? 100 ms of waiting, three ways",
-    "async def + await has no slot limit; a plain def takes one of AnyIO's tokens, so it plateaus at "
-    "tokens / S (400 req/s with 40); time.sleep inside async def blocks the loop: 1 / S.",
+    "async def + await has no slot limit; a plain def takes one of AnyIO's tokens, "
+    "so it plateaus at tokens / S (400 req/s with 40); "
+    "time.sleep inside async def blocks the loop: 1 / S.",
     jobs_fastapi,
     draw=draw_fastapi,
 )
 THREADPOOL_CLIFF = Experiment(
     "threadpool_cliff",
     "The threadpool cliff: a def health check behind N slow def requests",
-    "While a token is free a def health check answers at once; when the N slow def requests hold every "
-    "token it waits for one of them to end. An async def /health never notices; raising total_tokens "
-    "moves the cliff.",
+    "While a token is free a def health check answers at once; when the N slow def requests "
+    "hold every token it waits for one of them to end. An async def /health never notices; "
+    "raising total_tokens moves the cliff.",
     jobs_cliff,
     draw=draw_cliff,
     note=False,  # no throughput bars; the theory is the token count, drawn as a line

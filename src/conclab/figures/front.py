@@ -117,7 +117,8 @@ def slow_client_servers(quick: bool) -> list[tuple[str, ServerSpec | FrontSpec]]
 
 def jobs_slow_clients(quick: bool) -> list[Job]:
     duration = 3.5 if quick else 40.0
-    # 16 clients: twice gthread's 8 threads, since the kernel rarely spreads them evenly over its workers.
+    # 16 clients: twice gthread's 8 threads, since the
+    # kernel rarely spreads them evenly over its workers.
     slow = SlowLoad(
         clients=16, duration=duration - LEAD_S, interval=1.0, stagger=0.12 if quick else 1.0
     )
@@ -171,7 +172,8 @@ def draw_slow_clients(data: dict, fig) -> None:
                 )
         slow = p.get("slow")
         if slow and not drawn_clients:
-            # How many slow clients are connected at each moment (the same schedule for every server).
+            # How many slow clients are connected at each
+            # moment (the same schedule for every server).
             times = sorted(
                 (c["connected_ns"] - t0) / 1e9 for c in slow["connections"] if c["connected_ns"]
             )
@@ -240,8 +242,8 @@ def draw_slow_clients(data: dict, fig) -> None:
 SLOW_CLIENTS = Experiment(
     "slow_clients",
     "Slow clients: a /hello probe while clients trickle their headers",
-    "A sync worker is held by one slow client and gthread by one per thread; the event loop and nginx "
-    "wait for all of them at once, so the probe stays fast.",
+    "A sync worker is held by one slow client and gthread by one per thread; the event loop "
+    "and nginx wait for all of them at once, so the probe stays fast.",
     jobs_slow_clients,
     draw_slow_clients,
     size=(12, 5),
@@ -334,7 +336,8 @@ def draw_scale_out(data: dict, fig) -> None:
 SCALE_OUT = Experiment(
     "scale_out",
     "Scaling out: nginx balancing separate app server instances",
-    "Waiting scales with instances as Little's law says; CPU work stops at the cores the servers may use.",
+    "Waiting scales with instances as Little's law says; "
+    "CPU work stops at the cores the servers may use.",
     jobs_scale_out,
     draw_scale_out,
     needs=nginx_missing,

@@ -149,7 +149,8 @@ def draw_blocking(data: dict, fig: Figure) -> None:
     ax2.set_yscale("log")
     ax2.set_ylabel("/health latency (ms, log)")
     ax2.set_title(
-        "/health during the load: 20/s, new connections\n(uvloop accepts one per turn), or one kept-alive user",
+        "/health during the load: 20/s, new connections\n"
+        "(uvloop accepts one per turn), or one kept-alive user",
         fontsize=9,
     )
     ax2.legend(fontsize=7)

@@ -107,7 +107,8 @@ def xs(points: list[dict]) -> list:
 
 
 def latencies(points: list[dict], key: str) -> list[float]:
-    """One percentile (``key``: "p50", "p99", "mean" ...) of each point's latency, in ms (NaN when none)."""
+    """One percentile (``key``: "p50", "p99", "mean" ...)
+    of each point's latency, in ms (NaN when none)."""
     values = [getattr(p["summary"].latency_ms, key) for p in points]
     return [math.nan if v is None else v for v in values]
 
@@ -130,7 +131,8 @@ def mark_saturated(ax: Axes, points: list[dict], ys: list[float]) -> None:
 
 
 def spread(points) -> tuple[list[float], list[float]]:
-    """Error-bar lengths (below, above) of each point's throughput: its slowest and fastest 0.5 s."""
+    """Error-bar lengths (below, above) of each point's
+    throughput: its slowest and fastest 0.5 s."""
     below, above = [], []
     for p in points:
         s = p["summary"]
@@ -142,7 +144,8 @@ def spread(points) -> tuple[list[float], list[float]]:
 
 
 def plot_throughput(ax: Axes, name: str, pts: list[dict], color: str) -> list:
-    """Measured throughput (solid, with its spread) and Little's law (dashed) for one series; returns the x values."""
+    """Measured throughput (solid, with its spread) and Little's
+    law (dashed) for one series; returns the x values."""
     x = xs(pts)
     thr = [p["summary"].throughput_rps for p in pts]
     ax.errorbar(

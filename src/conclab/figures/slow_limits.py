@@ -137,7 +137,8 @@ def memory_cases() -> list[dict]:
 
 
 def worker_connections() -> int:
-    """The template's ``worker_connections``: every client connection, and every one to an app, takes one."""
+    """The template's ``worker_connections``: every client
+    connection, and every one to an app, takes one."""
     conf = (SERVERS_DIR / "nginx.conf").read_text()
     return int(re.search(r"^\s*worker_connections\s+(\d+);", conf, re.M).group(1))
 

@@ -136,7 +136,8 @@ def write_gradescope_zip(key: str | None, out: str | Path) -> Path:
 
 
 def write_classroom_template(key: str | None, out: str | Path) -> Path:
-    """A template repository: the handout at the root, the lab's source in .conclab/, the workflow."""
+    """A template repository: the handout at the root,
+    the lab's source in .conclab/, the workflow."""
     lab = _lab(key)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -213,7 +214,8 @@ def _lab(key):
 
 
 def run_autograder(key: str | None) -> int:
-    """Grade /autograder/submission, write /autograder/results/results.json (see the module docstring)."""
+    """Grade /autograder/submission, write
+    /autograder/results/results.json (see the module docstring)."""
     from . import sandbox  # Linux-only calls, used here and in batch grading only
 
     root = Path(os.environ.get("CONCLAB_AUTOGRADER_ROOT") or DEFAULT_ROOT)

@@ -40,7 +40,8 @@ BOUNDS: set[str] = set()  # the bounds the keepers held, as they reported them
 
 
 def submissions(folder: Path) -> list[tuple[str, Path]]:
-    """(student, folder) for every submission under ``folder``, names from a Gradescope export if any."""
+    """(student, folder) for every submission under
+    ``folder``, names from a Gradescope export if any."""
     names = _gradescope_names(folder / METADATA)
     found = []
     for path in sorted(
@@ -98,7 +99,8 @@ def grade_batch(
     usable = len(os.sched_getaffinity(0))
     if jobs > usable:
         print(
-            f"{jobs} graders asked, {usable} cores here: running {usable}, each on a core of its own",
+            f"{jobs} graders asked, {usable} cores here: "
+            f"running {usable}, each on a core of its own",
             flush=True,
         )
         jobs = usable
@@ -131,11 +133,13 @@ def grade_batch(
             atomic_write(out / "feedback" / f"{_safe(student)}.txt", format_text(grade))
     atomic_write(out / "grades.csv", grades_csv(checks, grades))
     print(
-        f"graded {len(grades)} submission(s) of {lab.name}: {out / 'grades.csv'}, feedback in {out / 'feedback'}"
+        f"graded {len(grades)} submission(s) of {lab.name}: "
+        f"{out / 'grades.csv'}, feedback in {out / 'feedback'}"
     )
     if BOUNDS:
         print(
-            f"each submission was bounded by: {', '.join(sorted(BOUNDS))} (docs/grading.md says which hold where)"
+            f"each submission was bounded by: {', '.join(sorted(BOUNDS))} "
+            "(docs/grading.md says which hold where)"
         )
     return 0
 
@@ -212,7 +216,8 @@ def _grade_one(lab, student, folder, files, out, cores, timeout, memory_mb) -> G
 
 
 def grades_csv(checks: list[CheckResult], grades: list[tuple[str, Grade]]) -> str:
-    """One row per student: points per check (blank: skipped, not counted), total, max, seconds, error."""
+    """One row per student: points per check (blank:
+    skipped, not counted), total, max, seconds, error."""
     names = [c.name for c in checks]
     buffer = io.StringIO()
     writer = csv.writer(buffer)

@@ -172,12 +172,14 @@ def check_submission(lab: Path, submission: str | Path, what: str = "grade") -> 
     example = f"dist/handout/{lab.name}"
     if not folder.is_dir():
         raise LabError(
-            f"submission folder not found: {submission} (give your copy of the lab folder, e.g. {example})"
+            f"submission folder not found: {submission} (give "
+            f"your copy of the lab folder, e.g. {example})"
         )
     missing = [name for name in student_files(lab) if not (folder / name).is_file()]
     if missing:
         raise LabError(
-            f"{folder.resolve()} does not hold {', '.join(missing)}, the file(s) lab {lab.name[:2]} "
+            f"{folder.resolve()} does not hold "
+            f"{', '.join(missing)}, the file(s) lab {lab.name[:2]} "
             f"needs: give your copy of the {lab.name} folder to {what}, e.g. {example}"
         )
     return folder.resolve()

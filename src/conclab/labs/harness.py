@@ -152,7 +152,8 @@ async def burst(
 
 
 def pbkdf2_rounds_for(seconds: float, salt: bytes) -> int:
-    """PBKDF2 rounds that take about ``seconds`` of CPU here: machines differ, the check does not."""
+    """PBKDF2 rounds that take about ``seconds`` of
+    CPU here: machines differ, the check does not."""
     import hashlib
 
     def cpu_time(rounds):

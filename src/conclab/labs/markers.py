@@ -51,7 +51,8 @@ def split_blocks(text: str, name: str = "<text>") -> Iterator[tuple[str | None, 
         if edge == "BEGIN":
             if open_kind:
                 raise MarkerError(
-                    f"{name}:{number}: BEGIN {kind} inside the {open_kind} block opened at line {opened_at}"
+                    f"{name}:{number}: BEGIN {kind} inside the "
+                    f"{open_kind} block opened at line {opened_at}"
                 )
             open_kind, opened_at = kind, number
         else:

@@ -92,7 +92,8 @@ def reap() -> None:
 
 
 class Cgroups:
-    """This process's own cgroups for one grader run (v2, else v1 cpu/memory/pids), where writable."""
+    """This process's own cgroups for one grader run
+    (v2, else v1 cpu/memory/pids), where writable."""
 
     def __init__(
         self, name: str, memory_mb: int | None, cpu_quota: float | None, root: Path = CGROUP_ROOT
@@ -239,7 +240,8 @@ def keep(
     name: str,
     disk_mb: int = 512,
 ) -> int:
-    """Run ``command`` bounded; write its capped output to stdout; return its exit code (124: timed out)."""
+    """Run ``command`` bounded; write its capped output
+    to stdout; return its exit code (124: timed out)."""
     reaper = become_subreaper()
     groups = Cgroups(f"conclab-{name}-{os.getpid()}", memory_mb, cpu_quota)
     groups.join(os.getpid())  # what the keeper starts from now on starts inside

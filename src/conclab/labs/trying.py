@@ -78,7 +78,8 @@ def serve_for_trying(
         except ServerStartError as err:
             if err.port_in_use and spec.port:
                 raise LabError(
-                    f"port {spec.port} is taken: pick another, e.g. PORT={spec.port + 1} make try ..."
+                    f"port {spec.port} is taken: pick another, "
+                    f"e.g. PORT={spec.port + 1} make try ..."
                 ) from None
             raise LabError(f"{what} did not start:\n{err.output}") from None
         if not quiet:

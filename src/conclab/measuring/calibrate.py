@@ -45,6 +45,7 @@ def calibrate(duration: float = 3.0) -> dict[str, float]:
     for name, rps in best.items():
         print(f"ceiling of {name}: about {rps:,.0f} req/s")
     print(
-        "Keep real runs well below the ceiling: a client near 100% CPU measures itself, not the server."
+        "Keep real runs well below the ceiling: a client "
+        "near 100% CPU measures itself, not the server."
     )
     return best

@@ -160,8 +160,9 @@ def run_load(
         s = result.summary
         warnings.warn(
             f"the load driver was saturated (client CPU {s.client_cpu:.0%}, waiting for a CPU "
-            f"{'not measured' if s.client_wait is None else format(s.client_wait, '.0%')}, loop lag p99 "
-            f"{s.loop_lag_ms_p99:.1f} ms): throughput is a lower bound and latencies include client delay",
+            f"{'not measured' if s.client_wait is None else format(s.client_wait, '.0%')}, "
+            f"loop lag p99 {s.loop_lag_ms_p99:.1f} ms): "
+            "throughput is a lower bound and latencies include client delay",
             ClientSaturatedWarning,
             stacklevel=2,
         )

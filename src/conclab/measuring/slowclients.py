@@ -90,7 +90,8 @@ class SlowLoad:
             or not 0 <= self.stagger * (self.clients - 1) < self.duration
         ):
             problems.append(
-                f"stagger must be >= 0 and open every client before the duration ends, not {self.stagger!r}"
+                "stagger must be >= 0 and open every client "
+                f"before the duration ends, not {self.stagger!r}"
             )
         if isinstance(self.clients, float) and not self.clients.is_integer():
             problems.append(f"clients must be a whole number, not {self.clients!r}")
@@ -305,10 +306,13 @@ def describe(result: SlowResult) -> str:
     s = result.summary()
     load = result.load
     lines = [
-        f"{s['clients']} slow clients against {result.url}{load.path}, one header line every {load.interval:g} s, "
+        f"{s['clients']} slow clients against {result.url}{load.path}, "
+        f"one header line every {load.interval:g} s, "
         f"for up to {load.duration:g} s (took {s['seconds']:.1f} s)",
-        f"  accepted  {s['accepted']:>5}   TCP connection opened (queued by the kernel or held by a worker)",
-        f"  answered  {s['answered']:>5}   the server replied{' ' + str(s['statuses']) if s['statuses'] else ''}",
+        f"  accepted  {s['accepted']:>5}   TCP connection "
+        "opened (queued by the kernel or held by a worker)",
+        f"  answered  {s['answered']:>5}   the server "
+        f"replied{' ' + str(s['statuses']) if s['statuses'] else ''}",
         f"  closed    {s['closed']:>5}   the server hung up without a reply",
         f"  reset     {s['reset']:>5}   the connection was reset",
         f"  timed out {s['timed_out']:>5}   still waiting when the client gave up",

@@ -246,14 +246,16 @@ def _where_the_time_went(summary: Summary) -> list[str]:
     for d, name in ((summary.handler_ms, "handler ms"), (summary.outside_ms, "outside ms")):
         if d.p50 is not None and not math.isnan(d.p50):
             lines.append(
-                f"{name:<11} p50 {d.p50:.1f}   p90 {d.p90:.1f}   p99 {d.p99:.1f}   max {d.max:.1f}   mean {d.mean:.1f}"
+                f"{name:<11} p50 {d.p50:.1f}   p90 {d.p90:.1f}   p99 "
+                f"{d.p99:.1f}   max {d.max:.1f}   mean {d.mean:.1f}"
             )
     if lines:
         lines[-1] += "   (outside = latency - handler: connect, accept, queue, transfer)"
     spread = summary.throughput_spread
     if spread:
         lines.append(
-            f"spread      {spread.min:.1f} .. {spread.max:.1f} req/s over {len(spread.bins_rps)} bins of {spread.bin_s:g} s"
+            f"spread      {spread.min:.1f} .. {spread.max:.1f} req/s "
+            f"over {len(spread.bins_rps)} bins of {spread.bin_s:g} s"
         )
     return lines
 
@@ -288,14 +290,17 @@ def format_summary(summary: Summary) -> str:
     """A few human lines for the terminal."""
     lat = summary.latency_ms
     lines = [
-        f"throughput  {summary.throughput_rps:10.1f} req/s   ({summary.completed} ok in {summary.window_s:.1f} s)",
-        f"latency ms  p50 {lat.p50:.1f}   p90 {lat.p90:.1f}   p99 {lat.p99:.1f}   max {lat.max:.1f}   mean {lat.mean:.1f}",
+        f"throughput  {summary.throughput_rps:10.1f} req/s   "
+        f"({summary.completed} ok in {summary.window_s:.1f} s)",
+        f"latency ms  p50 {lat.p50:.1f}   p90 {lat.p90:.1f}   p99 "
+        f"{lat.p99:.1f}   max {lat.max:.1f}   mean {lat.mean:.1f}",
         *_where_the_time_went(summary),
         f"errors      {summary.error_count}" + (f"  {summary.errors}" if summary.errors else ""),
         f"client CPU  {summary.client_cpu:.0%} of one core, {_waiting(summary)}"
         + ("   <-- SATURATED: the client is the bottleneck" if summary.client_saturated else ""),
         *([f"client      {summary.client_placement}"] if summary.client_placement else []),
-        f"Little's law  L measured {summary.littles_law.L_measured:.1f}  vs  X*R {summary.littles_law.X_times_R:.1f}",
+        f"Little's law  L measured {summary.littles_law.L_measured:.1f}  vs  "
+        f"X*R {summary.littles_law.X_times_R:.1f}",
         *_about_the_server(summary),
     ]
     if summary.interrupted:

@@ -30,7 +30,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Percentiles:
-    """A distribution of times, in milliseconds (NaN, or None once saved, when it had no samples)."""
+    """A distribution of times, in milliseconds (NaN,
+    or None once saved, when it had no samples)."""
 
     p50: float | None  # ms, median
     p90: float | None  # ms
@@ -169,7 +170,8 @@ class Summary:
         )  # its own copy (a plain dict: it pickles)
 
     def to_dict(self) -> dict:
-        """A plain, JSON-ready dict: the keys as saved ever since, optional ones when set, then ``extra``."""
+        """A plain, JSON-ready dict: the keys as saved ever
+        since, optional ones when set, then ``extra``."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)

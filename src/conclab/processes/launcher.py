@@ -68,7 +68,8 @@ class Server:
         return (
             f"{self.spec.label} listening on {self.url}\n"
             f"  command: {shlex.join(self.command)}\n"
-            f"  pids: guard {self.guard_pid}, master {self.master_pid}, workers {self.worker_pids}\n"
+            f"  pids: guard {self.guard_pid}, master "
+            f"{self.master_pid}, workers {self.worker_pids}\n"
             f"  log: {self.log_path}"
         )
 

@@ -198,7 +198,8 @@ STATUS = {
 }
 CHAIN = r"(?:\s*(?:,|and|or|to|-|–|/)\s*\d+(?:\.\d+)*)*\s*(?:,|and|or|to|-|–|/)?\s*$"
 
-# What a number may be without a source: (name, test on the text before it, the number, the text after).
+# What a number may be without a source: (name, test
+# on the text before it, the number, the text after).
 ALLOWED = (
     ("a year", lambda before, n, after: re.fullmatch(r"(19[89]|20[0-3])\d", n) is not None),
     (
@@ -538,7 +539,8 @@ def data_value(root: Path, source: str) -> tuple[float, float | None]:
 
 
 def matches(written: str, value: float, tol: float | None) -> bool:
-    """Is ``value`` what ``written`` says, to its digits (half a unit of the last one) or within ``tol``?"""
+    """Is ``value`` what ``written`` says, to its digits
+    (half a unit of the last one) or within ``tol``?"""
     n = float(normal(written))
     if tol is None:
         decimals = len(normal(written).split(".")[1]) if "." in written else 0

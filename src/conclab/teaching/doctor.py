@@ -72,7 +72,8 @@ def tools() -> list[Tool]:
 
 
 def gaps(found: dict[str, str | None]) -> dict[str, str]:
-    """What this machine lacks, by the key an Experiment's ``uses`` names, and how that degrades it."""
+    """What this machine lacks, by the key an Experiment's
+    ``uses`` names, and how that degrades it."""
     out = {}
     if not found.get("wrk"):
         out["wrk"] = "no wrk reference line (install wrk)"
@@ -184,7 +185,8 @@ def files_line() -> str:
 
 
 def report(out=None) -> int:
-    """Print the whole report to ``out`` (stdout); return 1 when the lab cannot run at all, else 0."""
+    """Print the whole report to ``out`` (stdout);
+    return 1 when the lab cannot run at all, else 0."""
     out = out or sys.stdout
 
     def say(text=""):
@@ -238,6 +240,7 @@ def report(out=None) -> int:
         say(f"the lab cannot run here: {fatal}")
         return 1
     say(
-        f"the lab runs here: {counts[FULL]} fully, {counts[DEGRADED]} degraded, {counts[NOT_AT_ALL]} not at all"
+        f"the lab runs here: {counts[FULL]} fully, "
+        f"{counts[DEGRADED]} degraded, {counts[NOT_AT_ALL]} not at all"
     )
     return 0

@@ -268,8 +268,9 @@ def littles_law_table(points) -> Table:
     return Table(
         ["run", "load", "slots c", "X req/s", "X theory", "R ms", "R theory", "X*R", "L measured"],
         rows,
-        "X: throughput; R: mean latency; L: mean requests in flight. Theory: X = min(N, c)/S, R = N/X. "
-        "Little's law says L = X*R - the last two columns should agree.",
+        "X: throughput; R: mean latency; L: mean requests in flight. "
+        "Theory: X = min(N, c)/S, R = N/X. Little's law "
+        "says L = X*R - the last two columns should agree.",
     )
 
 
@@ -437,6 +438,7 @@ def gil_status() -> str:
     check = getattr(sys, "_is_gil_enabled", None)
     enabled = True if check is None else check()
     return (
-        f"Python {sys.version.split()[0]}: the GIL is {'ON' if enabled else 'OFF (free-threaded build)'}; "
-        f"a thread running Python code is asked to let others in every {sys.getswitchinterval() * 1000:g} ms"
+        f"Python {sys.version.split()[0]}: the GIL is "
+        f"{'ON' if enabled else 'OFF (free-threaded build)'}; a thread running Python code "
+        f"is asked to let others in every {sys.getswitchinterval() * 1000:g} ms"
     )
