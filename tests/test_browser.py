@@ -244,9 +244,11 @@ NOTEBOOK_READY = """() => {
     const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
     const kernel = panel && panel.sessionContext && panel.sessionContext.session
         && panel.sessionContext.session.kernel;
-    return Boolean(panel && panel.content && panel.content.model && kernel && kernel.status === 'idle');
+    return Boolean(panel && panel.content && panel.content.model
+        && kernel && kernel.status === 'idle');
 }"""
 NOTEBOOK_STATE = """() => {
+    const WIDGET = 'application/vnd.jupyter.widget-view+json';
     const panel = window.jupyterapp.shell.currentWidget;
     const cells = [];
     panel.content.widgets.forEach((widget, index) => {
@@ -257,20 +259,24 @@ NOTEBOOK_STATE = """() => {
         cells.push({
             index,
             count: model.executionCount,
-            errors: outputs.filter(o => o.output_type === 'error').map(o => `${o.ename}: ${o.evalue}`),
+            errors: outputs.filter(o => o.output_type === 'error')
+                .map(o => `${o.ename}: ${o.evalue}`),
             images: outputs.filter(o => o.data && o.data['image/png']).length,
             figureText: outputs.filter(o => o.data && !o.data['image/png']
                 && String(o.data['text/plain'] || '').startsWith('<Figure')).length,
-            widgets: outputs.filter(o => o.data && o.data['application/vnd.jupyter.widget-view+json']).length,
+            widgets: outputs.filter(o => o.data && o.data[WIDGET]).length,
             // a widget the page could not draw falls back to its text (tqdm's "0%|  | 0/5")
-            widgetAsText: outputs.filter(o => o.data && o.data['application/vnd.jupyter.widget-view+json'])
-                .map(o => String(o.data['text/plain'] || '').trim()).filter(text => text && Array.from(
-                    node.querySelectorAll('.jp-RenderedText')).some(e => e.innerText.trim().startsWith(text))).length,
+            widgetAsText: outputs.filter(o => o.data && o.data[WIDGET])
+                .map(o => String(o.data['text/plain'] || '').trim())
+                .filter(text => text && Array.from(node.querySelectorAll('.jp-RenderedText'))
+                    .some(e => e.innerText.trim().startsWith(text))).length,
             stderr: outputs.filter(o => o.name === 'stderr').map(o => o.text).join(''),
             shownImages: Array.from(node.querySelectorAll('.jp-RenderedImage img'))
                 .filter(img => img.complete && img.naturalWidth > 0).length,
-            shownBars: node.querySelectorAll('.jupyter-widgets .widget-hprogress, .widget-hprogress').length,
-            widgetErrors: (node.innerText.match(/Error displaying widget|Error rendering output/g) || []).length,
+            shownBars: node.querySelectorAll(
+                '.jupyter-widgets .widget-hprogress, .widget-hprogress').length,
+            widgetErrors: (node.innerText.match(/Error displaying widget|Error rendering output/g)
+                || []).length,
         });
     });
     const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
@@ -300,12 +306,14 @@ def run_all_cells(page, lab, budget_s: float):
 def screenshot(page, name: str) -> Path:
     """The whole notebook in one picture: the viewport grows to the notebook's height."""
     height = page.evaluate("""() => {
-        const outer = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');
+        const outer = document.querySelector(
+            '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');
         return outer ? outer.scrollHeight : 900;
     }""")
     page.set_viewport_size({"width": 1280, "height": min(16000, max(900, height + 160))})
     page.evaluate(
-        """() => document.querySelectorAll('.jp-WindowedPanel-outer').forEach(e => { e.scrollTop = 0; })"""
+        """() => document.querySelectorAll('.jp-WindowedPanel-outer')
+            .forEach(e => { e.scrollTop = 0; })"""
     )
     page.wait_for_timeout(500)
     SCREENS.mkdir(parents=True, exist_ok=True)

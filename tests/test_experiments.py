@@ -303,8 +303,11 @@ def test_every_committed_point_agrees_with_its_theory_within_ten_percent():
 THROUGHPUT_TOLERANCE = (
     0.25  # a 1 s quick window on a shared machine (see the Little's-law test above)
 )
-COST_TOLERANCE = 0.3  # CPU per request as a ratio to Gunicorn sync's: one quick repeat of ~1,000 requests vs the median of three
-MEMORY_FACTOR = 3  # bytes per in-flight request, the difference of two RSS readings: the same order of magnitude
+# CPU per request as a ratio to Gunicorn sync's: one quick repeat of ~1,000 requests vs the
+# median of three
+COST_TOLERANCE = 0.3
+# bytes per in-flight request, the difference of two RSS readings: the same order of magnitude
+MEMORY_FACTOR = 3
 
 
 def _match_key(p) -> tuple:
@@ -380,7 +383,7 @@ def key_numbers(name: str, data: dict) -> dict:
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_quick_figure_teaches_what_the_committed_full_one_does(name, figures_dir):
-    """Each quick figure's key numbers agree with the committed full figure's, within a stated tolerance.
+    """Each quick figure's key numbers agree with the committed full figure's, within a tolerance.
 
     Quick points are a subset of the full sweep (fewer users, threads or workers,
     shorter windows), so each can be compared with the full point of the same

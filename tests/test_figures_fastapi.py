@@ -32,7 +32,7 @@ TOLERANCE = 0.10
 
 
 def measured_until_right(exp, check, tmp_path):
-    """Measure ``exp`` in quick mode until ``check(points)`` finds nothing wrong, at most RUNS times.
+    """Measure ``exp`` in quick mode until ``check(points)`` finds nothing wrong (RUNS tries).
 
     The first run takes the points the session already measured (test_experiments
     draws every quick figure into the same results folder); each later run

@@ -28,7 +28,9 @@ import pytest
 @pytest.fixture(scope="module")
 def server(submission):
     if (submission / "broken").exists():
-        pytest.fail("your app.py under Uvicorn did not start:\\nSyntaxError: invalid syntax", pytrace=False)
+        pytest.fail(
+            "your app.py under Uvicorn did not start:\\nSyntaxError: invalid syntax", pytrace=False
+        )
     return "up"
 
 

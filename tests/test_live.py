@@ -26,7 +26,9 @@ LIVE_CELL = textwrap.dedent("""\
     from conclab.teaching.live import LiveChart
 
     with serve(ServerSpec("asgi")) as server, LiveChart("a queue forms") as chart:
-        run_load(server.url, path="/blocking-io?ms=20", rate=80, duration=4, progress=False, warn=False)
+        run_load(
+            server.url, path="/blocking-io?ms=20", rate=80, duration=4, progress=False, warn=False
+        )
     print("frames", chart.frames)
 """)
 

@@ -1,4 +1,4 @@
-"""The operating system's answers (conclab.base.system), and the lab as a Mac or Windows student runs it.
+"""The OS's answers (conclab.base.system), and the lab as a Mac or Windows student runs it.
 
 No Mac is at hand, so the "as on macOS" tests run the real `conclab` command in
 an interpreter without the Linux-only calls (a sitecustomize deletes

@@ -96,8 +96,7 @@ def test_every_generated_number_has_a_marker_that_the_claims_check_holds(scratch
     assert "| gil | 12.3 |" in text and "**32.8**" in text  # the figure's row and the sum of both
     assert (
         "| `tests/test_labs.py::test_grader[lab01]` | passed | 40.25 "
-        "<!-- claim: 40.25 = test_durations.json:tests.0.seconds -->"
-        in text
+        "<!-- claim: 40.25 = test_durations.json:tests.0.seconds -->" in text
     )
     problems = check(scratch, [path])
     assert not problems, _report(problems)

@@ -4,7 +4,8 @@ A small reports service, written the way FastAPI services often are. Try THIS
 copy by hand, from the root of the Concurrency Lab repository (README.md, step 1):
 
     make try LAB=05 SUBMISSION=path/to/this/folder
-    curl -s 'http://127.0.0.1:8000/reports/7?ms=3000' & sleep 0.5; time curl -s http://127.0.0.1:8000/health; wait
+    curl -s 'http://127.0.0.1:8000/reports/7?ms=3000' & sleep 0.5
+    time curl -s http://127.0.0.1:8000/health; wait
 
 FastAPI runs an `async def` endpoint on the event loop - one thread that every
 request shares - and sends a plain `def` endpoint to AnyIO's threadpool, whose

@@ -102,7 +102,8 @@ def add_server_options(p: argparse.ArgumentParser, kind_positional: bool = False
         const=1,
         default=None,
         metavar="INSTANCES",
-        help="put nginx (servers/nginx.conf) in front of INSTANCES copies of the server (default 1)",
+        help="put nginx (servers/nginx.conf) in front of INSTANCES copies of the server "
+        "(default 1)",
     )
 
 

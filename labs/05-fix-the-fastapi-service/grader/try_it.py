@@ -20,7 +20,7 @@ Try, in another terminal:
   curl -s '{url}/api-key?user=Ada&rounds=3000000' & sleep 0.2; time curl -s {url}/health; wait
   # 45 slow PDFs at once: more than the threadpool's 40 tokens
   for i in $(seq 45); do curl -s -o /dev/null '{url}/reports/'$i'/pdf?ms=3000' & done; sleep 0.5; time curl -s {url}/health; wait
-"""
+"""  # noqa: E501
 
 
 def try_it(submission: Path, port: int) -> None:

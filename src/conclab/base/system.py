@@ -182,7 +182,10 @@ def memory_label() -> str:
     """How memory is counted here, for a summary or an axis."""
     if is_linux():
         return "PSS"
-    return f"RSS, not PSS (no PSS on {os_name()}: pages shared by forked workers count once per process)"
+    return (
+        f"RSS, not PSS (no PSS on {os_name()}: "
+        "pages shared by forked workers count once per process)"
+    )
 
 
 def memory_of(proc) -> int:

@@ -1,4 +1,4 @@
-"""CPU work in a web server: on the loop, in a thread pool or a process pool - and what a request costs.
+"""CPU work in a web server: on the loop, in a thread or a process pool - and what a request costs.
 
 Two figures:
 

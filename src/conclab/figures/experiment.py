@@ -1,4 +1,4 @@
-"""The experiment machinery: named sweeps (server specs x routes x load) whose results become one figure.
+"""The experiment machinery: named sweeps (server specs x routes x load), each one a figure.
 
     conclab charts                 # measure every experiment, write figures/*.png
     conclab charts --only gil      # one
@@ -526,7 +526,8 @@ def _calibration_key(job: Job):
     return calibration_path(job.load.path), is_wave(job.load)
 
 
-_CALIBRATIONS: dict = {}  # (spec, calibration path, wave) -> Overhead, for every experiment of this process
+# (spec, calibration path, wave) -> Overhead, for every experiment of this process
+_CALIBRATIONS: dict = {}
 
 
 def _calibrate_group(server, spec: ServerSpec, group) -> dict:

@@ -1,8 +1,11 @@
 """docs/timing.md's tables, generated from the lab's own timing data.
 
-    python -m conclab.figures.timing_doc                      # rewrite the tables from figures/data
-    python -m conclab.figures.timing_doc --check              # exit 1 if the doc is not what the data give
-    python -m conclab.figures.timing_doc --quick build/timing # first take a quick run's seconds into figures/data
+    # rewrite the tables from figures/data
+    python -m conclab.figures.timing_doc
+    # exit 1 if the doc is not what the data give
+    python -m conclab.figures.timing_doc --check
+    # first take a quick run's seconds into figures/data
+    python -m conclab.figures.timing_doc --quick build/timing
 
 The data are two committed files in figures/data/:
 
@@ -119,7 +122,10 @@ def charts_table(mode: str, timings: dict) -> str:
     """Seconds per figure and phase for one mode, a sum row, and a sentence on the load."""
     if not timings:
         how = "`make timing`" if mode == "quick" else "`make charts`"
-        return f"Not recorded yet: {how} measures it, then `python -m conclab.figures.timing_doc` writes it here.\n"
+        return (
+            f"Not recorded yet: {how} measures it, "
+            "then `python -m conclab.figures.timing_doc` writes it here.\n"
+        )
     src = f"{TIMING_FILE}:{mode}"
     lines = _header(
         "figure",

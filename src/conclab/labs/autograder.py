@@ -1,4 +1,6 @@
-"""What a teacher uploads unchanged: ``conclab autograder LAB --gradescope OUT.zip --classroom DIR``.
+"""What a teacher uploads unchanged.
+
+    conclab autograder LAB --gradescope OUT.zip --classroom DIR
 
 Gradescope (the zip)::
 
@@ -55,7 +57,8 @@ export DEBIAN_FRONTEND=noninteractive
 PY=""
 for candidate in python3.13 python3.12 python3.11 python3; do
     if command -v "$candidate" >/dev/null &&
-       "$candidate" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+       "$candidate" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' \
+           2>/dev/null; then
         PY="$candidate"; break
     fi
 done

@@ -7,7 +7,7 @@ Those files run inside Gunicorn or Uvicorn, as ``shim:app`` or
 ``upstream:app``, and import this module:
 
     student = load_student_app()          # app.py of $LAB_SUBMISSION, importable as `app`
-    app = stamped(student.app)            # ASGI: x-grader-start-ns / x-grader-end-ns on every answer
+    app = stamped(student.app)            # ASGI: x-grader-start-ns / x-grader-end-ns on answers
     app = slow_service("/data", token)    # a helper: /data after $DELAY_MS, /health, 404
 
 and a grader test measures with :func:`timed_get` and :func:`burst`.

@@ -40,7 +40,8 @@ def _grading_plugin():
 
     class GradingPlugin:
         def __init__(self):
-            self.planned = {}  # nodeid -> CheckResult (status "failed", "did not run") until it reports
+            # nodeid -> CheckResult (status "failed", "did not run") until it reports
+            self.planned = {}
             self.results = {}  # nodeid -> CheckResult, in the order reported
             self.notes = {}  # nodeid -> lines note() printed during that check
             self.current = None

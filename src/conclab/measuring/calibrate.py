@@ -20,7 +20,8 @@ def calibrate(duration: float = 3.0) -> dict[str, float]:
     with serve(UVICORN) as server:
         print(f"{placement()}; {UVICORN.label} on cores {list(UVICORN.resolved_cpus())}")
         print(
-            f"{'transport':<26}{'users':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'client CPU':>12}"
+            f"{'transport':<26}{'users':>6}{'req/s':>10}"
+            f"{'p50 ms':>9}{'p99 ms':>9}{'client CPU':>12}"
         )
         best = {}
         for transport in ("aiohttp", "httpx"):

@@ -106,7 +106,10 @@ class Run:
                 self.failed = f"the server refused {n} connections in a row (is it running?)"
             else:
                 kinds = ", ".join(f"{v} {k}" for k, v in sorted(self.gone.items()))
-                self.failed = f"the server stopped answering: {n} requests in a row failed ({kinds}) - did it crash?"
+                self.failed = (
+                    f"the server stopped answering: {n} requests in a row failed ({kinds}) "
+                    "- did it crash?"
+                )
             self.stop.set()
 
     async def watch_lag(self):

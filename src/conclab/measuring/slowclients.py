@@ -1,7 +1,8 @@
 """Slow clients: connections that trickle a request and never finish it.
 
     result = run_slow_clients("http://127.0.0.1:8000", clients=4, duration=10)
-    result.counts()   # {'clients': 4, 'accepted': 4, 'answered': 0, 'closed': 0, 'reset': 0, 'timed_out': 4, ...}
+    result.counts()   # {'clients': 4, 'accepted': 4, 'answered': 0, 'closed': 0, 'reset': 0,
+                      #  'timed_out': 4, ...}
 
 Each of the K clients opens a TCP connection, sends a request line, then one
 header line per ``interval`` seconds - and never the blank line that ends the

@@ -134,9 +134,8 @@ class Summary:
     error_count: int  # count: the sum of ``errors``
     window_s: float  # s, length of the measured window (after the warm-up)
     client_cpu: float  # fraction of one core the driver's thread used (0.5 = half a core)
-    client_wait: (
-        float | None
-    )  # fraction of the run the driver's thread waited for its core (Linux schedstat; None elsewhere)
+    # fraction of the run the driver's thread waited for its core (Linux schedstat; None elsewhere)
+    client_wait: float | None
     client_saturated: (
         bool  # the driver, not the server, was the limit: its numbers understate the server
     )

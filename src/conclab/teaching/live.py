@@ -1,4 +1,4 @@
-"""A chart that moves while the lab measures: throughput, p50/p99 and requests in flight, per second.
+"""A chart that moves while the lab measures: throughput, p50/p99, requests in flight, per second.
 
     with LiveChart("WSGI vs ASGI"):
         data = measure(REGISTRY["wsgi_vs_asgi"])
