@@ -300,9 +300,7 @@ def test_every_committed_point_agrees_with_its_theory_within_ten_percent():
 
 # --- quick mode is a real reduced sweep: the same lesson, from fewer and shorter points ----------
 
-THROUGHPUT_TOLERANCE = (
-    0.25  # a 1 s quick window on a shared machine (see the Little's-law test above)
-)
+THROUGHPUT_TOLERANCE = 0.25  # a 1 s quick window on a shared machine (see the Little's-law test)
 # CPU per request as a ratio to Gunicorn sync's: one quick repeat of ~1,000 requests vs the
 # median of three
 COST_TOLERANCE = 0.3

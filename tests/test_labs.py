@@ -348,9 +348,8 @@ def test_a_marker_error_leaves_the_previous_handout_in_place(tmp_path):
 ROOT = Path(__file__).resolve().parents[1]
 SH_BLOCK = re.compile(r"^( *)```sh\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
 ANOTHER_TERMINAL = "# in another terminal:"
-READY = (
-    "Serving until Ctrl-C"  # what `make try` prints once its servers are up (conclab.labs.trying)
-)
+# what `make try` prints once its servers are up (conclab.labs.trying)
+READY = "Serving until Ctrl-C"
 PLACEHOLDER = re.compile(r"path/to/your/(\d\d-[a-z0-9-]+)")
 BROKEN = re.compile(
     r"command not found|No such file or directory|No rule to make target|conclab: error:"

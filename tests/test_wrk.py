@@ -41,9 +41,8 @@ def test_an_unreadable_wrk_report_is_a_clear_error():
 # the driver's core: neither client ever shares a core with the server.
 IO = "/io?ms=100"
 SECONDS = 4  # both clients run as long, from a cold start: each counts its own ramp-up alike
-ATTEMPTS = (
-    3  # a shared machine can steal a core for part of a run: a real disagreement misses every time
-)
+# a shared machine can steal a core for part of a run: a real disagreement misses every time
+ATTEMPTS = 3
 
 
 @pytest.mark.slow

@@ -110,9 +110,8 @@ class Experiment:
     draw: Callable[[dict, Figure], None]  # (data, fig) -> draws the panels into fig
     size: tuple[float, float] = (11, 4.6)  # inches
     extra: Callable[[bool], dict] | None = None  # (quick) -> extra data (e.g. wrk numbers)
-    note: bool = (
-        True  # print what the theory includes and what the bars mean (plotting.theory_note)
-    )
+    # print what the theory includes and what the bars mean (plotting.theory_note)
+    note: bool = True
     # () -> None, or one line saying which system program is missing and how to
     # install it (e.g. processes.nginx.nginx_missing); such an experiment is skipped.
     needs: Callable[[], str | None] | None = None

@@ -44,9 +44,8 @@ class Run:
         self.gone_since = None  # end of the first failure of the current streak
         self.gone = {}  # kind -> count of failures in the streak, sent after it began
         self.loop = None
-        self.window_start_ns = (
-            None  # set by a watcher that saw the warm-up end early (RunProgress.steady_from)
-        )
+        # set by a watcher that saw the warm-up end early (RunProgress.steady_from)
+        self.window_start_ns = None
         self.stopped_ns = None  # set by a watcher that has measured enough (RunProgress.stop)
 
     def record(self, rec):
