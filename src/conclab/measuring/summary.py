@@ -122,9 +122,7 @@ class Summary:
     completed: int  # count: successful answers that ended inside the window
     sent: int  # count: requests sent, warm-up included
     measured: int  # count: requests meant to start inside the window
-    errors: dict[
-        str, int
-    ]  # count per kind ("timeout", "refused", "http_503", ...), measured requests
+    errors: dict[str, int]  # count per kind ("timeout", "refused", "http_503", ...), measured
     error_count: int  # count: the sum of ``errors``
     window_s: float  # s, length of the measured window (after the warm-up)
     client_cpu: float  # fraction of one core the driver's thread used (0.5 = half a core)
@@ -149,9 +147,8 @@ class Summary:
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(
-            self, "extra", dict(self.extra)
-        )  # its own copy (a plain dict: it pickles)
+        # its own copy (a plain dict: it pickles)
+        object.__setattr__(self, "extra", dict(self.extra))
 
     def to_dict(self) -> dict:
         """A plain, JSON-ready dict: the keys as saved ever
