@@ -16,11 +16,9 @@ non-blocking without changing what it answers.
 
 ### BEGIN SOLUTION
 import asyncio
-
 ### END SOLUTION
 import hashlib
 import os
-
 ### BEGIN STARTER
 # import time
 ### END STARTER
@@ -144,11 +142,6 @@ async def app(scope, receive, send):
             status, body = 400, str(err)
         except httpx.HTTPError as err:
             status, body = 502, f"upstream failed: {err!r}"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"text/plain")],
-        }
-    )
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": body.encode() + b"\n"})

@@ -13,7 +13,6 @@ all of them.
 """
 
 import os
-
 ### BEGIN SOLUTION
 import sqlite3
 from contextlib import closing

@@ -22,7 +22,6 @@ from typing import Annotated
 import backends  # the libraries this service calls: read it, do not change it
 import httpx
 from fastapi import FastAPI, Query
-
 ### BEGIN SOLUTION
 from fastapi.concurrency import run_in_threadpool
 ### END SOLUTION
@@ -69,8 +68,6 @@ async def health():
     # need a token from the same 40 that the slow PDF renders hold.
     """For the load balancer: is this instance alive and able to answer?"""
     return {"status": "ok"}
-
-
 ### END SOLUTION
 ### BEGIN STARTER
 # def health():
