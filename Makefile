@@ -131,5 +131,9 @@ try: $(STAMP) ## run your copy of a lab by hand: make try LAB=01 SUBMISSION=path
 lint: $(STAMP) ## ruff over the code
 	$(BIN)/ruff check src servers tests labs notebooks
 
+.PHONY: format
+format: $(STAMP) ## ruff format over the code (lessons are formatted by hand: notebooks/*.py)
+	$(BIN)/ruff format src servers tests labs
+
 clean: ## remove the venv, build/ and dist/ (keeps figures/ and results/)
 	rm -rf $(VENV) build dist .pytest_cache

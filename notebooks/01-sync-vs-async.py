@@ -27,7 +27,7 @@ QUICK = quick_mode()  # CONCLAB_QUICK=1 selects quick mode; this notebook is qui
 N_TASKS = 10          # how many coroutines run together
 NAP_S = 0.1           # how long each one waits (seconds)
 BLOCK_S = 0.3         # how long the badly behaved one blocks the thread (seconds)
-TICK_S = 0.01         # section 6: how often a task on the loop ticks while CPU work runs in a thread
+TICK_S = 0.01         # section 6: how often a task on the loop ticks while a thread runs CPU work
 
 
 # %% [markdown]
@@ -193,7 +193,8 @@ await asyncio.gather(*(bad_nap(f"task {i}", blocked) if i == 5 else nap(f"task {
 all_done_s = time.perf_counter() - start
 task0_done_s = next(span[2] for span in blocked if span[0] == "task 0") - start
 
-teach.check_guess(my_guess_task0_done, task0_done_s, what="task 0 done after", unit="s", theory=BLOCK_S)
+teach.check_guess(my_guess_task0_done, task0_done_s, what="task 0 done after", unit="s",
+                  theory=BLOCK_S)
 teach.check_guess(my_guess_all_done, all_done_s, what="everything done after", unit="s",
                   theory=BLOCK_S + NAP_S)
 
@@ -211,7 +212,8 @@ async def offloaded_nap(name, log):
     log.append((name, start, time.perf_counter()))
 
 offloaded = []
-await asyncio.gather(*(offloaded_nap(f"task {i}", offloaded) if i == 5 else nap(f"task {i}", offloaded)
+await asyncio.gather(*(offloaded_nap(f"task {i}", offloaded) if i == 5
+                       else nap(f"task {i}", offloaded)
                        for i in range(N_TASKS)))
 
 teach.task_timeline({
@@ -263,7 +265,7 @@ def calibrated(work, size):
     return int(size * BLOCK_S / (time.perf_counter() - start))
 
 def pure_python(deadline_s):
-    """Python bytecode until `deadline_s` of this thread's CPU time: the GIL changes hands every 5 ms."""
+    """Python bytecode for `deadline_s` of thread CPU time; the GIL changes hands every 5 ms."""
     deadline, total = time.thread_time() + deadline_s, 0
     while time.thread_time() < deadline:
         for i in range(1000):
@@ -305,9 +307,11 @@ for name, work, arg in [("pure Python loop", pure_python, BLOCK_S),
                         (f"sum(range({SUM_N:,}))", c_sum, SUM_N),
                         (f"hashlib.sha256 of 16 MiB, {HASH_TIMES} times", c_hash, HASH_TIMES)]:
     took, stall = await longest_stall(work, arg)
-    verdict = "frozen for the whole call" if stall > took / 2 else "free: ticked on time, give or take"
+    verdict = ("frozen for the whole call" if stall > took / 2
+               else "free: ticked on time, give or take")
     rows.append([name, took * 1000, stall * 1000, verdict])
-teach.Table(["work in asyncio.to_thread", "took (ms)", "longest stall of the loop (ms)", "the loop was"], rows,
+teach.Table(["work in asyncio.to_thread", "took (ms)", "longest stall of the loop (ms)",
+             "the loop was"], rows,
             f"the loop tries to tick every {TICK_S * 1000:.0f} ms")
 
 # %% [markdown]

@@ -184,7 +184,8 @@ teach.littles_law_table(runs)
 # cases.
 
 # %%
-data = teach.measure(teach.only(REGISTRY["timelines"], route="/io"), results_dir=RESULTS_DIR, fresh=True)
+data = teach.measure(teach.only(REGISTRY["timelines"], route="/io"), results_dir=RESULTS_DIR,
+                     fresh=True)
 teach.timeline_figure(data)
 
 # %% [markdown]
@@ -266,8 +267,8 @@ data = teach.measure(cost, results_dir=RESULTS_DIR, fresh=True)
 us = cost_table(data["points"])
 for stack, runs in us.items():
     print(f"{stack:36} " + "   ".join(f"{name}: {min(v):4.0f} us" for name, v in runs.items()))
-print(f"your guess for the cheapest: {my_guess_cheapest}; your guess that the cost falls with load: "
-      f"{my_guess_falls_with_load}")
+print(f"your guess for the cheapest: {my_guess_cheapest}; "
+      f"your guess that the cost falls with load: {my_guess_falls_with_load}")
 figure(REGISTRY["cost_per_request"], data)
 
 # %% [markdown]

@@ -143,13 +143,15 @@ my_guess_latency_ms = None  # mean latency in milliseconds
 
 # %%
 spec = ServerSpec("asgi", threadpool=POOL)
-with teach.LiveChart(f"{USERS} users on /offload-io?ms=100, a pool of {POOL} threads"), serve(spec) as server:
+with (teach.LiveChart(f"{USERS} users on /offload-io?ms=100, a pool of {POOL} threads"),
+      serve(spec) as server):
     result = run_load(server.url, path="/offload-io?ms=100", concurrency=USERS,
                       duration=DURATION_S, warmup=0.5, progress=True)
 run = teach.point(spec, result)
-teach.check_guess(my_guess_rps, run["summary"].throughput_rps, theory=run["prediction"]["throughput_rps"])
-teach.check_guess(my_guess_latency_ms, run["summary"].latency_ms.mean, what="mean latency", unit="ms",
-                  theory=run["prediction"]["latency_ms"])
+teach.check_guess(my_guess_rps, run["summary"].throughput_rps,
+                  theory=run["prediction"]["throughput_rps"])
+teach.check_guess(my_guess_latency_ms, run["summary"].latency_ms.mean, what="mean latency",
+                  unit="ms", theory=run["prediction"]["latency_ms"])
 teach.littles_law_table([run])
 
 # %% [markdown]
@@ -287,9 +289,10 @@ late = {name: lateness_ms(work) for name, work in
         (("pure Python", pure_python), ("sum(range(...))", one_long_c_call), ("hashlib", hashing))}
 for name, (median, worst) in late.items():
     print(f"{name:16} beat woke late by {median:6.2f} ms typically, {worst:7.1f} ms at worst")
-teach.check_guess(my_guess_python_ms, late["pure Python"][0], what="typical lateness, pure Python", unit="ms",
-                  theory=sys.getswitchinterval() * 1000)
-teach.check_guess(my_guess_sum_ms, late["sum(range(...))"][1], what="worst lateness, sum(range(...))", unit="ms")
+teach.check_guess(my_guess_python_ms, late["pure Python"][0], what="typical lateness, pure Python",
+                  unit="ms", theory=sys.getswitchinterval() * 1000)
+teach.check_guess(my_guess_sum_ms, late["sum(range(...))"][1],
+                  what="worst lateness, sum(range(...))", unit="ms")
 
 # %% [markdown]
 # Pure Python: `beat` waits about one switch interval each time. `sum(range(...))`: its
@@ -318,9 +321,10 @@ my_guess_processes_rps = None  # /process-cpu, 4 users (requests per second)
 # %%
 data = teach.measure(REGISTRY["cpu_offload"], results_dir=RESULTS_DIR, fresh=True)
 most = {p["series"]: p for p in data["points"] if p["x"] == max(q["x"] for q in data["points"])}
-threads, processes = most["pure Python in threads (/offload-cpu)"], most["process pool (/process-cpu)"]
-teach.check_guess(my_guess_threads_rps, threads["summary"].throughput_rps, what="pure Python in threads",
-                  theory=threads["prediction"]["throughput_rps"])
+threads = most["pure Python in threads (/offload-cpu)"]
+processes = most["process pool (/process-cpu)"]
+teach.check_guess(my_guess_threads_rps, threads["summary"].throughput_rps,
+                  what="pure Python in threads", theory=threads["prediction"]["throughput_rps"])
 teach.check_guess(my_guess_processes_rps, processes["summary"].throughput_rps, what="process pool",
                   theory=processes["prediction"]["throughput_rps"])
 figure(REGISTRY["cpu_offload"], data)

@@ -34,7 +34,8 @@ from conclab.teaching import teach
 
 QUICK = quick_mode()                   # CONCLAB_QUICK=1: fewer points, shorter runs
 RESULTS_DIR = teach.results_dir("05")  # the experiments' per-point files (git-ignored)
-CLIFF_NS = [39, 40, 49, 50] if QUICK else [30, 38, 39, 40, 41, 45, 49, 50, 51, 55]  # slow requests in flight
+# slow requests in flight, one point each
+CLIFF_NS = [39, 40, 49, 50] if QUICK else [30, 38, 39, 40, 41, 45, 49, 50, 51, 55]
 CALLS = 100                            # blocking calls started at once in section 4
 CALL_S = 0.2                           # each of them sleeps this long (seconds)
 HOLD_S = 0.5                           # section 5: how long the pool stays full (seconds)
@@ -105,7 +106,8 @@ def_64 = pick(data, DEF_SLEEP.format(DEFAULT_TOKENS), 64)
 blocking_4 = pick(data, "async def + time.sleep (/blocking-io)", 4)
 teach.check_guess(my_guess_def_64, def_64["summary"].throughput_rps, what="def, 64 users",
                   theory=def_64["prediction"]["throughput_rps"])
-teach.check_guess(my_guess_blocking_4, blocking_4["summary"].throughput_rps, what="async def + time.sleep, 4 users",
+teach.check_guess(my_guess_blocking_4, blocking_4["summary"].throughput_rps,
+                  what="async def + time.sleep, 4 users",
                   theory=blocking_4["prediction"]["throughput_rps"])
 figure(REGISTRY["fastapi"], data)
 
@@ -151,9 +153,10 @@ def probe_p50(data, tokens, n, path="/def-health"):
 
 cliff = teach.measure(cliff_40, results_dir=RESULTS_DIR, fresh=True)
 slow_ms = parse_route(cliff["points"][0]["load"]["path"])[1] * 1000
-teach.check_guess(my_guess_39_ms, probe_p50(cliff, DEFAULT_TOKENS, 39), what="/def-health, 39 in flight", unit="ms")
-teach.check_guess(my_guess_40_ms, probe_p50(cliff, DEFAULT_TOKENS, 40), what="/def-health, 40 in flight", unit="ms",
-                  theory=slow_ms / 2)
+teach.check_guess(my_guess_39_ms, probe_p50(cliff, DEFAULT_TOKENS, 39),
+                  what="/def-health, 39 in flight", unit="ms")
+teach.check_guess(my_guess_40_ms, probe_p50(cliff, DEFAULT_TOKENS, 40),
+                  what="/def-health, 40 in flight", unit="ms", theory=slow_ms / 2)
 figure(REGISTRY["threadpool_cliff"], cliff)
 
 # %% [markdown]
@@ -209,7 +212,8 @@ def more_tokens():
 
 took = {
     "anyio, as it comes (40 tokens)": on_a_fresh_loop(lambda: blocking_calls()),
-    "anyio, after set_default_executor(100 threads)": on_a_fresh_loop(lambda: blocking_calls(bigger_default_executor)),
+    "anyio, after set_default_executor(100 threads)":
+        on_a_fresh_loop(lambda: blocking_calls(bigger_default_executor)),
     "asyncio.to_thread, after set_default_executor(100 threads)":
         on_a_fresh_loop(lambda: blocking_calls(bigger_default_executor, through="asyncio")),
     "anyio, after total_tokens = 100": on_a_fresh_loop(lambda: blocking_calls(more_tokens)),
@@ -218,8 +222,8 @@ for setting, seconds in took.items():
     print(f"{setting:60} {seconds:.2f} s")
 teach.check_guess(my_guess_executor_s, took["anyio, after set_default_executor(100 threads)"],
                   what="set_default_executor", unit="s", theory=3 * CALL_S)
-teach.check_guess(my_guess_tokens_s, took["anyio, after total_tokens = 100"], what="total_tokens = 100", unit="s",
-                  theory=CALL_S)
+teach.check_guess(my_guess_tokens_s, took["anyio, after total_tokens = 100"],
+                  what="total_tokens = 100", unit="s", theory=CALL_S)
 
 # %% [markdown]
 # The bigger executor is real - `asyncio.to_thread` uses it - but AnyIO never asks for it, so
@@ -238,8 +242,8 @@ cliff_50 = teach.only(REGISTRY["threadpool_cliff"], series=[f"{RAISED_TOKENS} to
 raised = teach.measure(cliff_50, results_dir=RESULTS_DIR, fresh=True)
 waited = [p["x"] for p in sorted(raised["points"], key=lambda p: p["x"])
           if p["probes"]["/def-health"].latency_ms.p50 > slow_ms / 10]
-teach.check_guess(my_guess_cliff_n, waited[0] if waited else float("nan"), what="where the cliff starts",
-                  unit="in flight", theory=RAISED_TOKENS)
+teach.check_guess(my_guess_cliff_n, waited[0] if waited else float("nan"),
+                  what="where the cliff starts", unit="in flight", theory=RAISED_TOKENS)
 both = {**cliff, "points": cliff["points"] + raised["points"]}
 figure(REGISTRY["threadpool_cliff"], both)
 
@@ -280,9 +284,11 @@ async def plain():
 
 async def ask_while_the_pool_is_full(path, busy=DEFAULT_TOKENS):
     """Time one request to ``path`` while ``busy`` blocking calls hold the pool's tokens."""
-    blockers = [asyncio.create_task(anyio.to_thread.run_sync(time.sleep, HOLD_S)) for _ in range(busy)]
+    blockers = [asyncio.create_task(anyio.to_thread.run_sync(time.sleep, HOLD_S))
+                for _ in range(busy)]
     await asyncio.sleep(0.05)  # let them take their tokens
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=demo), base_url="http://demo") as client:
+    transport = httpx.ASGITransport(app=demo)
+    async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
         start = time.perf_counter()
         await client.get(path)
         took_ms = (time.perf_counter() - start) * 1000

@@ -34,7 +34,7 @@ from conclab.teaching import teach
 
 QUICK = quick_mode()                         # CONCLAB_QUICK=1: fewer points, shorter runs
 RESULTS_DIR = teach.results_dir("06")        # the experiments' per-point files (git-ignored)
-CORES = usable_cores()                       # CPU affinity or the cgroup's CPU quota, whichever is smaller
+CORES = usable_cores()                       # CPU affinity, or the cgroup's CPU quota if smaller
 STATE_REQUESTS = 40                          # requests to /state in section 2
 MEMORY_WORKERS = [1, 4] if QUICK else [1, 2, 4, 8]   # worker counts for the memory check
 MEMORY_SWEEP = not QUICK                     # the memory sweep holds requests 3 s per point
@@ -92,7 +92,8 @@ for answer in answers:
     per_worker[answer["pid"]].append(answer["count"])
 for pid, counts in per_worker.items():
     print(f"worker pid {pid}: served {len(counts):2} requests, its counter reached {max(counts)}")
-teach.check_guess(my_guess_max_count, max(a["count"] for a in answers), what="highest count", unit="")
+teach.check_guess(my_guess_max_count, max(a["count"] for a in answers), what="highest count",
+                  unit="")
 
 # %% [markdown]
 # Each worker counted only the requests it served. A counter, a cache or a dict of logged-in
@@ -172,8 +173,10 @@ for n in MEMORY_WORKERS:
         rows.append([spec.label, n, mib[kind, n]])
 first, last = MEMORY_WORKERS[0], MEMORY_WORKERS[-1]
 step = {kind: (mib[kind, last] - mib[kind, first]) / (last - first) for kind in ("wsgi", "asgi")}
-teach.Table(["server", "workers", f"memory of all its processes (MiB, {system.memory_kind()})"], rows,
-            f"each extra idle worker: Gunicorn sync {step['wsgi']:.1f} MiB, Uvicorn {step['asgi']:.1f} MiB")
+teach.Table(["server", "workers", f"memory of all its processes (MiB, {system.memory_kind()})"],
+            rows,
+            f"each extra idle worker: Gunicorn sync {step['wsgi']:.1f} MiB, "
+            f"Uvicorn {step['asgi']:.1f} MiB")
 
 # %% [markdown]
 # Each worker adds memory before it serves a single request: the note under the table gives
@@ -195,7 +198,8 @@ if MEMORY_SWEEP:
     data = teach.measure(REGISTRY["memory"], results_dir=RESULTS_DIR, fresh=True)
     display(figure(REGISTRY["memory"], data))
 else:
-    print("Quick mode: memory sweep skipped. Set MEMORY_SWEEP = True in the setup cell to run it (about a minute).")
+    print("Quick mode: memory sweep skipped. "
+          "Set MEMORY_SWEEP = True in the setup cell to run it (about a minute).")
 
 # %% [markdown]
 # ## 5. How many workers? The (2 × cores) + 1 rule <!-- claim: 2 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers --> <!-- claim: 1 = https://docs.gunicorn.org/en/stable/design.html#how-many-workers -->
@@ -209,7 +213,8 @@ else:
 
 # %%
 print(f"os.cpu_count():               {os.cpu_count()}  (cores in the machine)")
-print(f"system.cpu_ids():             {len(system.cpu_ids())}  (cores this process may run on: its CPU affinity on Linux)")
+print(f"system.cpu_ids():             {len(system.cpu_ids())}  "
+      "(cores this process may run on: its CPU affinity on Linux)")
 print(f"usable_cores():               {CORES}  (and no more than the cgroup's CPU quota)")
 print(f"(2 x {CORES}) + 1 = {2 * CORES + 1} workers as a starting point")
 

@@ -90,7 +90,8 @@ my_guess_probe_ms_behind_nginx = None
 def probe_during_slow_clients(url, clients=SLOW_CLIENTS, seconds=SLOW_SECONDS, probes=3):
     """Time /hello probes while slow clients hold connections to url."""
     box = {}
-    slow = threading.Thread(target=lambda: box.update(r=run_slow_clients(url, clients=clients, duration=seconds)))
+    slow = threading.Thread(
+        target=lambda: box.update(r=run_slow_clients(url, clients=clients, duration=seconds)))
     slow.start()
     time.sleep(0.4)  # let the slow clients connect first
     times = []
@@ -110,10 +111,12 @@ else:
         with serve_nginx(NginxSpec((app.port,))) as nginx:
             behind, slow_behind = probe_during_slow_clients(nginx.url)
     print(f"Gunicorn alone:      first /hello took {alone[0]:7.0f} ms")
-    print(f"nginx in front:      /hello took {statistics.median(behind):7.0f} ms (median of {len(behind)})")
+    print(f"nginx in front:      /hello took {statistics.median(behind):7.0f} ms "
+          f"(median of {len(behind)})")
     print()
     print(describe(slow_alone))
-    teach.check_guess(my_guess_probe_ms_alone, alone[0], what="probe latency, Gunicorn alone", unit="ms")
+    teach.check_guess(my_guess_probe_ms_alone, alone[0], what="probe latency, Gunicorn alone",
+                      unit="ms")
     teach.check_guess(my_guess_probe_ms_behind_nginx, statistics.median(behind),
                       what="probe latency, nginx in front", unit="ms")
 
@@ -140,7 +143,8 @@ else:
 if MISSING:
     print(MISSING)
 else:
-    slow_data = teach.measure(REGISTRY["slow_clients"], quick=QUICK, results_dir=RESULTS_DIR, progress=False)
+    slow_data = teach.measure(REGISTRY["slow_clients"], quick=QUICK, results_dir=RESULTS_DIR,
+                              progress=False)
     display(figure(REGISTRY["slow_clients"], slow_data))
 
 # %% [markdown]
@@ -165,7 +169,8 @@ else:
 if MISSING:
     print(MISSING)
 else:
-    scale_data = teach.measure(REGISTRY["scale_out"], quick=QUICK, results_dir=RESULTS_DIR, progress=False)
+    scale_data = teach.measure(REGISTRY["scale_out"], quick=QUICK, results_dir=RESULTS_DIR,
+                               progress=False)
     display(figure(REGISTRY["scale_out"], scale_data))
     display(teach.littles_law_table(scale_data))
 

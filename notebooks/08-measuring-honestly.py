@@ -162,10 +162,12 @@ my_guess_httpx_default = None   # requests per second
 
 # %%
 data = teach.measure(REGISTRY["client_ceiling"], results_dir=RESULTS_DIR, fresh=True)
-naive = max((p for p in data["points"] if p["tags"]["transport"] == "httpx" and p["load"]["path"].startswith("/io")),
+naive = max((p for p in data["points"]
+             if p["tags"]["transport"] == "httpx" and p["load"]["path"].startswith("/io")),
             key=lambda p: p["x"])
 teach.check_guess(my_guess_httpx_default, naive["summary"].throughput_rps,
-                  what=f"httpx default transport, {naive['x']} users", theory=naive["prediction"]["throughput_rps"])
+                  what=f"httpx default transport, {naive['x']} users",
+                  theory=naive["prediction"]["throughput_rps"])
 figure(REGISTRY["client_ceiling"], data)
 
 # %%

@@ -146,16 +146,20 @@ async def app(scope, receive, send):
         thread, start, end = ran
     else:
         end = time.monotonic_ns()
-    content_type = b"application/json" if scope["path"] in ("/state", "/interpreter") else b"text/plain"
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", content_type),
-            (b"x-worker-pid", str(os.getpid()).encode()),
-            (b"x-thread", str(thread).encode()),
-            (b"x-start-ns", str(start).encode()),
-            (b"x-end-ns", str(end).encode()),
-        ],
-    })
+    content_type = (
+        b"application/json" if scope["path"] in ("/state", "/interpreter") else b"text/plain"
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"x-worker-pid", str(os.getpid()).encode()),
+                (b"x-thread", str(thread).encode()),
+                (b"x-start-ns", str(start).encode()),
+                (b"x-end-ns", str(end).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body.encode()})

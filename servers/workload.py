@@ -46,9 +46,7 @@ class BadRequest(ValueError):
 def parse_ms(values, name="ms"):
     """Validate the ``ms`` query parameter (a list: it may be repeated or missing)."""
     if len(values) != 1:
-        raise BadRequest(
-            f"{name} is required" if not values else f"{name} must be given once"
-        )
+        raise BadRequest(f"{name} is required" if not values else f"{name} must be given once")
     text = values[0]
     if not _DIGITS.fullmatch(text) or int(text) > MAX_MS:
         raise BadRequest(f"{name} must be an integer 0..{MAX_MS}")
@@ -142,12 +140,19 @@ def usable_cores():
         _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
         groups[controllers] = [p for p in path.strip().split("/") if p]
     cpu_v1 = next((path for ctrls, path in groups.items() if "cpu" in ctrls.split(",")), [])
-    for mount, parts in [(root, groups.get("", [])), (root / "cpu", cpu_v1), (root / "cpu,cpuacct", cpu_v1)]:
+    for mount, parts in [
+        (root, groups.get("", [])),
+        (root / "cpu", cpu_v1),
+        (root / "cpu,cpuacct", cpu_v1),
+    ]:
         for n in range(len(parts), -1, -1):
             folder = mount.joinpath(*parts[:n])
             quota, _, period = _read(folder / "cpu.max").strip().partition(" ")  # v2
             if not quota.isdigit():  # v1; -1 = no quota
-                quota, period = _read(folder / "cpu.cfs_quota_us").strip(), _read(folder / "cpu.cfs_period_us").strip()
+                quota, period = (
+                    _read(folder / "cpu.cfs_quota_us").strip(),
+                    _read(folder / "cpu.cfs_period_us").strip(),
+                )
             if quota.isdigit() and period.isdigit() and int(quota) > 0 and int(period) > 0:
                 cores = min(cores, math.ceil(int(quota) / int(period)))
     return max(1, cores)
@@ -183,8 +188,10 @@ def process_pool():
     """
     workers = usable_cores()
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_die_with, initargs=(os.getpid(),),
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with,
+        initargs=(os.getpid(),),
     )
     for future in [pool.submit(int) for _ in range(workers)]:  # spawns them all
         future.result()

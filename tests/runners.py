@@ -23,7 +23,11 @@ def each_app_and_runner(**fields) -> list[ServerSpec]:
 
 def other_runners(**fields) -> list[ServerSpec]:
     """Only the specs on a runner other than their app's default."""
-    return [spec for spec in each_app_and_runner(**fields) if spec.runner is not default_runner(spec.app_entry)]
+    return [
+        spec
+        for spec in each_app_and_runner(**fields)
+        if spec.runner is not default_runner(spec.app_entry)
+    ]
 
 
 def spec_id(spec: ServerSpec) -> str:

@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.labs, pytest.mark.slow, pytest.mark.timeout(600)]
 CONCLAB = str(Path(sys.executable).with_name("conclab"))
 LAB = handouts.find_lab("04")
 SOLUTION = (LAB / "app.py").read_text()
-STARTER_FAILS = set(tomllib.loads((LAB / "instructor" / "checks.toml").read_text())["starter_fails"])
+STARTER_FAILS = set(
+    tomllib.loads((LAB / "instructor" / "checks.toml").read_text())["starter_fails"]
+)
 
 
 def conclab(*args, **kwargs):
@@ -37,7 +39,14 @@ def conclab(*args, **kwargs):
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("autograder")
-    done = conclab("autograder", "04", "--gradescope", str(tmp / "lab04.zip"), "--classroom", str(tmp / "template"))
+    done = conclab(
+        "autograder",
+        "04",
+        "--gradescope",
+        str(tmp / "lab04.zip"),
+        "--classroom",
+        str(tmp / "template"),
+    )
     assert done.returncode == 0, done.stderr
     starter = tmp / "handout"
     assert conclab("handout", "--out", str(starter)).returncode == 0
@@ -58,8 +67,14 @@ def run_autograder(made, tmp_path, files):
         path.write_text(text)
     env = dict(os.environ, CONCLAB_AUTOGRADER_ROOT=str(root), CONCLAB_AUTOGRADER_BIN=CONCLAB)
     env.pop("CONCLAB_LABS", None)
-    done = subprocess.run([str(root / "source" / "run_autograder")], cwd=root / "source", env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(root / "source" / "run_autograder")],
+        cwd=root / "source",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads((root / "results" / "results.json").read_text())
     assert set(results) == {"score", "output", "tests"}
@@ -90,7 +105,9 @@ def test_a_passing_submission_scores_the_maximum(made, tmp_path):
 
 
 def test_a_submission_nested_one_folder_down_is_found(made, tmp_path):
-    results, _ = run_autograder(made, tmp_path, {f"{LAB.name}/app.py": SOLUTION, "__MACOSX/app.py": "junk"})
+    results, _ = run_autograder(
+        made, tmp_path, {f"{LAB.name}/app.py": SOLUTION, "__MACOSX/app.py": "junk"}
+    )
     assert results["score"] == 5
 
 
@@ -105,17 +122,23 @@ def test_a_failing_submission_scores_less_with_the_hint(made, tmp_path):
 def test_a_crashing_submission_scores_zero_with_its_traceback(made, tmp_path):
     escaped = tmp_path / "escaped"
     escaped.mkdir()
-    crash = SOLUTION + f'''
+    crash = (
+        SOLUTION
+        + f"""
 import os, time
 if os.fork() == 0:  # a process that forks away and would rewrite results.json later
     os.setsid()
     open(os.path.join({str(escaped)!r}, str(os.getpid())), "w").close()
     time.sleep(3600)
 raise RuntimeError("boom")
-'''
+"""
+    )
     results, _ = run_autograder(made, tmp_path, {"app.py": crash})
     assert results["score"] == 0 and len(results["tests"]) == 3
-    assert all("RuntimeError: boom" in t["output"] and 'app.py", line' in t["output"] for t in results["tests"]), [t["output"] for t in results["tests"]]
+    assert all(
+        "RuntimeError: boom" in t["output"] and 'app.py", line' in t["output"]
+        for t in results["tests"]
+    ), [t["output"] for t in results["tests"]]
     pids = [int(p.name) for p in escaped.iterdir()]
     assert pids, "the crashing submission never forked (the test proves nothing)"
     assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
@@ -130,10 +153,16 @@ def workflow_commands(template):
     """(command, points) per check step of the Classroom workflow, as GitHub would run them."""
     workflow = yaml.safe_load((template / ".github" / "workflows" / "classroom.yml").read_text())
     job = workflow["jobs"]["run-autograding-tests"]
-    steps = [s for s in job["steps"] if s.get("uses", "").startswith("classroom-resources/autograding-command")]
+    steps = [
+        s
+        for s in job["steps"]
+        if s.get("uses", "").startswith("classroom-resources/autograding-command")
+    ]
     reporter = job["steps"][-1]
     assert reporter["with"]["runners"].split(",") == [s["id"] for s in steps]
-    return workflow["env"], [(s["with"]["test-name"], s["with"]["command"], s["with"]["max-score"]) for s in steps]
+    return workflow["env"], [
+        (s["with"]["test-name"], s["with"]["command"], s["with"]["max-score"]) for s in steps
+    ]
 
 
 @pytest.mark.parametrize("answer", ["solution", "starter"])
@@ -143,12 +172,18 @@ def test_the_classroom_workflow_commands_score_as_declared(made, tmp_path, answe
     (template / "app.py").write_text(SOLUTION if answer == "solution" else made[1])
     workflow_env, steps = workflow_commands(template)
     assert sorted(name for name, _, _ in steps) == sorted(
-        ["every_hit_gets_its_own_number", "total_is_exact_in_every_worker", "exact_with_threads_too"])
+        [
+            "every_hit_gets_its_own_number",
+            "total_is_exact_in_every_worker",
+            "exact_with_threads_too",
+        ]
+    )
     env = dict(os.environ, **workflow_env, PATH=f"{Path(CONCLAB).parent}:{os.environ['PATH']}")
     earned = {}
     for name, command, points in steps:
-        done = subprocess.run(shlex.split(command), cwd=template, env=env, capture_output=True, text=True,
-                              timeout=300)
+        done = subprocess.run(
+            shlex.split(command), cwd=template, env=env, capture_output=True, text=True, timeout=300
+        )
         earned[name] = points if done.returncode == 0 else 0
     declared = {name: points for name, _, points in steps}
     if answer == "solution":

@@ -26,7 +26,7 @@ SOLUTION = (LAB / "app.py").read_text()
 TIMEOUT = 60.0  # per submission, all included: the good ones take ~15 s here
 
 # Prepended to the solution; each runs when a Gunicorn worker imports app.py.
-ESCAPE = '''
+ESCAPE = """
 import os as _os, time as _time
 if _os.fork() == 0:  # double fork out of the process group: init (or a subreaper) adopts it
     _os.setsid()
@@ -34,14 +34,14 @@ if _os.fork() == 0:  # double fork out of the process group: init (or a subreape
         open(_os.path.join({folder!r}, str(_os.getpid())), "w").close()
         _time.sleep(3600)
     _os._exit(0)
-'''
+"""
 HANG = "import time as _time\n_time.sleep(3600)\n"
-FILL_DISK = '''
+FILL_DISK = """
 import tempfile as _tempfile
 with _tempfile.NamedTemporaryFile(delete=False, prefix="fill-") as _f:
     while True:
         _f.write(b"x" * 2**20)
-'''
+"""
 FLOOD = "while True:\n    print('spam ' * 20000, flush=True)\n"
 
 
@@ -70,7 +70,11 @@ def read_grades(out):
 
 def leftovers():
     """Processes below this one, and the batch's cgroups."""
-    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob("*/**/conclab-*")] if Path("/sys/fs/cgroup").is_dir() else []
+    cgroups = (
+        [str(p) for p in Path("/sys/fs/cgroup").glob("*/**/conclab-*")]
+        if Path("/sys/fs/cgroup").is_dir()
+        else []
+    )
     return psutil.Process().children(recursive=True), cgroups
 
 
@@ -80,8 +84,11 @@ def graded(tmp_path_factory):
     escapes = tmp / "escaped"
     escapes.mkdir()
     out = tmp / "handout"
-    subprocess.run([str(Path(sys.executable).with_name("conclab")), "handout", "--out", str(out)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(Path(sys.executable).with_name("conclab")), "handout", "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
     batch = make_class(tmp / "submissions", (out / LAB.name / "app.py").read_text(), escapes)
     before = set(os.listdir(os.environ.get("TMPDIR", "/tmp")))
     runs = {}
@@ -97,7 +104,9 @@ def test_each_submission_gets_its_own_points(graded):
     full = grades["alice-good"]
     assert full["total"] == full["max"] == "5" and not full["error"], full
     assert grades["bob-wrong"]["total"] == "1", grades["bob-wrong"]  # starter: threads check only
-    assert grades["erin-forks-away"]["total"] == "5", grades["erin-forks-away"]  # escaping is not wrong
+    assert grades["erin-forks-away"]["total"] == "5", grades[
+        "erin-forks-away"
+    ]  # escaping is not wrong
     for name in ("carol-crash", "dave-hang", "frank-fills-disk", "grace-floods"):
         assert grades[name]["total"] == "0" and grades[name]["max"] == "5", grades[name]
 
@@ -111,8 +120,13 @@ def test_a_hanging_submission_is_stopped_in_time(graded):
 
 def test_parallel_graders_give_the_points_of_serial_grading(graded):
     runs, *_ = graded
-    points = {jobs: {s: {k: v for k, v in row.items() if k not in ("seconds", "error")} for s, row in rows.items()}
-              for jobs, rows in runs.items()}
+    points = {
+        jobs: {
+            s: {k: v for k, v in row.items() if k not in ("seconds", "error")}
+            for s, row in rows.items()
+        }
+        for jobs, rows in runs.items()
+    }
     assert points[2] == points[1]
 
 
@@ -120,7 +134,11 @@ def test_nothing_is_left_running_in_a_cgroup_or_on_disk(graded):
     _, tmp, escapes, before = graded
     escaped = [int(p.name) for p in escapes.iterdir()]
     assert escaped, "the forking-away submission never forked (the test proves nothing)"
-    alive = [pid for pid in escaped if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    alive = [
+        pid
+        for pid in escaped
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+    ]
     assert not alive, f"escaped processes still running: {alive}"
     children, cgroups = leftovers()
     assert not children and not cgroups, (children, cgroups)
@@ -145,6 +163,11 @@ def test_a_gradescope_export_names_the_students(tmp_path):
     (tmp_path / "submission_456").mkdir()
     (tmp_path / "submission_metadata.yml").write_text(
         "submission_123:\n  :submitters:\n  - :name: Ada Lovelace\n    :email: ada@example.com\n"
-        "  :created_at: 2026-01-01\nsubmission_456:\n  :submitters:\n  - :name: Alan Turing\n  - :name: Grace Hopper\n")
-    assert [name for name, _ in submissions(tmp_path)] == ["Ada Lovelace", "Alan Turing & Grace Hopper"]
+        "  :created_at: 2026-01-01\nsubmission_456:\n"
+        "  :submitters:\n  - :name: Alan Turing\n  - :name: Grace Hopper\n"
+    )
+    assert [name for name, _ in submissions(tmp_path)] == [
+        "Ada Lovelace",
+        "Alan Turing & Grace Hopper",
+    ]
     shutil.rmtree(tmp_path / "submission_123")

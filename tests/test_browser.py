@@ -40,13 +40,21 @@ pytestmark = pytest.mark.browser
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 SCREENS = ROOT / "build" / "screens"
 CONFIG = ROOT / "jupyter_server_config.py"
-INSTALL_HINT = ("`apt-get install chromium` (Debian/Ubuntu), or point CONCLAB_CHROMIUM at a Chromium "
-                "(Ubuntu's snap: /snap/bin/chromium); or leave the browser tests out: -m 'not browser'")
+INSTALL_HINT = (
+    "`apt-get install chromium` (Debian/Ubuntu), or point CONCLAB_CHROMIUM at a Chromium "
+    "(Ubuntu's snap: /snap/bin/chromium); or leave the browser tests out: -m 'not browser'"
+)
 # Headless, and quiet: no sandbox (root in a container), no GPU, and no
 # background traffic (updates, sync, field trials) - nothing leaves this machine.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 RUN_BUDGET_S = 240  # one notebook in quick mode, generously; the suite reports the real times
 # JupyterLab settings for the run: keep every cell in the page (no windowing, so
@@ -81,21 +89,37 @@ class Lab:
     def __init__(self, home: Path):
         self.home = home
         self.root = home / "notebooks"
-        shutil.copytree(NOTEBOOKS_DIR, self.root, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        shutil.copytree(
+            NOTEBOOKS_DIR,
+            self.root,
+            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
+        )
         settings = home / "settings"
         for name, text in LAB_SETTINGS.items():
             (settings / name).parent.mkdir(parents=True, exist_ok=True)
             (settings / name).write_text(text)
         self.port = free_port()
         self.token = secrets.token_hex(16)
-        env = dict(os.environ, CONCLAB_QUICK="1", JUPYTER_CONFIG_DIR=str(home / "config"),
-                   JUPYTER_DATA_DIR=str(home / "data"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-                   IPYTHONDIR=str(home / "ipython"))
+        env = dict(
+            os.environ,
+            CONCLAB_QUICK="1",
+            JUPYTER_CONFIG_DIR=str(home / "config"),
+            JUPYTER_DATA_DIR=str(home / "data"),
+            JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+            IPYTHONDIR=str(home / "ipython"),
+        )
         env.pop("MPLBACKEND", None)  # the kernels pick their inline backend themselves
         command = [
-            sys.executable, "-m", "jupyterlab", f"--config={CONFIG}", "--no-browser",
-            f"--port={self.port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={self.root}",
-            f"--IdentityProvider.token={self.token}", f"--LabApp.user_settings_dir={settings}",
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            f"--config={CONFIG}",
+            "--no-browser",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--ServerApp.root_dir={self.root}",
+            f"--IdentityProvider.token={self.token}",
+            f"--LabApp.user_settings_dir={settings}",
             f"--LabApp.workspaces_dir={home / 'workspaces'}",
             "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: read cells and outputs
         ]
@@ -103,8 +127,14 @@ class Lab:
             command.append("--allow-root")  # as `make jupyter` does for root
         self.log = home / "jupyterlab.log"
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True, cwd=home)
+            self.proc = subprocess.Popen(
+                command,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=home,
+            )
         self.seen = snapshot([self.proc.pid])  # every process of the lab ever seen (psutil handles)
         self._wait_ready()
 
@@ -112,8 +142,13 @@ class Lab:
         return f"http://127.0.0.1:{self.port}/{path}?token={self.token}"
 
     def api(self, method: str, path: str):
-        response = httpx.request(method, f"http://127.0.0.1:{self.port}/api/{path}",
-                                 headers={"Authorization": f"token {self.token}"}, timeout=10, trust_env=False)
+        response = httpx.request(
+            method,
+            f"http://127.0.0.1:{self.port}/api/{path}",
+            headers={"Authorization": f"token {self.token}"},
+            timeout=10,
+            trust_env=False,
+        )
         response.raise_for_status()
         return response.json() if response.content else None
 
@@ -121,13 +156,18 @@ class Lab:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                pytest.fail(f"JupyterLab exited with {self.proc.returncode}:\n{self.log_tail()}", pytrace=False)
+                pytest.fail(
+                    f"JupyterLab exited with {self.proc.returncode}:\n{self.log_tail()}",
+                    pytrace=False,
+                )
             try:
                 self.api("GET", "status")
                 return
             except httpx.HTTPError:
                 time.sleep(0.2)
-        pytest.fail(f"JupyterLab did not answer within {timeout:.0f} s:\n{self.log_tail()}", pytrace=False)
+        pytest.fail(
+            f"JupyterLab did not answer within {timeout:.0f} s:\n{self.log_tail()}", pytrace=False
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -204,9 +244,11 @@ NOTEBOOK_READY = """() => {
     const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
     const kernel = panel && panel.sessionContext && panel.sessionContext.session
         && panel.sessionContext.session.kernel;
-    return Boolean(panel && panel.content && panel.content.model && kernel && kernel.status === 'idle');
+    return Boolean(panel && panel.content && panel.content.model
+        && kernel && kernel.status === 'idle');
 }"""
 NOTEBOOK_STATE = """() => {
+    const WIDGET = 'application/vnd.jupyter.widget-view+json';
     const panel = window.jupyterapp.shell.currentWidget;
     const cells = [];
     panel.content.widgets.forEach((widget, index) => {
@@ -217,20 +259,24 @@ NOTEBOOK_STATE = """() => {
         cells.push({
             index,
             count: model.executionCount,
-            errors: outputs.filter(o => o.output_type === 'error').map(o => `${o.ename}: ${o.evalue}`),
+            errors: outputs.filter(o => o.output_type === 'error')
+                .map(o => `${o.ename}: ${o.evalue}`),
             images: outputs.filter(o => o.data && o.data['image/png']).length,
             figureText: outputs.filter(o => o.data && !o.data['image/png']
                 && String(o.data['text/plain'] || '').startsWith('<Figure')).length,
-            widgets: outputs.filter(o => o.data && o.data['application/vnd.jupyter.widget-view+json']).length,
+            widgets: outputs.filter(o => o.data && o.data[WIDGET]).length,
             // a widget the page could not draw falls back to its text (tqdm's "0%|  | 0/5")
-            widgetAsText: outputs.filter(o => o.data && o.data['application/vnd.jupyter.widget-view+json'])
-                .map(o => String(o.data['text/plain'] || '').trim()).filter(text => text && Array.from(
-                    node.querySelectorAll('.jp-RenderedText')).some(e => e.innerText.trim().startsWith(text))).length,
+            widgetAsText: outputs.filter(o => o.data && o.data[WIDGET])
+                .map(o => String(o.data['text/plain'] || '').trim())
+                .filter(text => text && Array.from(node.querySelectorAll('.jp-RenderedText'))
+                    .some(e => e.innerText.trim().startsWith(text))).length,
             stderr: outputs.filter(o => o.name === 'stderr').map(o => o.text).join(''),
             shownImages: Array.from(node.querySelectorAll('.jp-RenderedImage img'))
                 .filter(img => img.complete && img.naturalWidth > 0).length,
-            shownBars: node.querySelectorAll('.jupyter-widgets .widget-hprogress, .widget-hprogress').length,
-            widgetErrors: (node.innerText.match(/Error displaying widget|Error rendering output/g) || []).length,
+            shownBars: node.querySelectorAll(
+                '.jupyter-widgets .widget-hprogress, .widget-hprogress').length,
+            widgetErrors: (node.innerText.match(/Error displaying widget|Error rendering output/g)
+                || []).length,
         });
     });
     const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
@@ -260,11 +306,15 @@ def run_all_cells(page, lab, budget_s: float):
 def screenshot(page, name: str) -> Path:
     """The whole notebook in one picture: the viewport grows to the notebook's height."""
     height = page.evaluate("""() => {
-        const outer = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');
+        const outer = document.querySelector(
+            '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');
         return outer ? outer.scrollHeight : 900;
     }""")
     page.set_viewport_size({"width": 1280, "height": min(16000, max(900, height + 160))})
-    page.evaluate("""() => document.querySelectorAll('.jp-WindowedPanel-outer').forEach(e => { e.scrollTop = 0; })""")
+    page.evaluate(
+        """() => document.querySelectorAll('.jp-WindowedPanel-outer')
+            .forEach(e => { e.scrollTop = 0; })"""
+    )
     page.wait_for_timeout(500)
     SCREENS.mkdir(parents=True, exist_ok=True)
     path = SCREENS / f"{name}.png"
@@ -306,24 +356,34 @@ def test_notebook_runs_in_jupyterlab(lab, page, path):
     errors = [f"cell {c['index']}: {e}" for c in cells for e in c["errors"]]
     assert not errors, f"{path.name}: error output in " + "; ".join(errors)
     pending = [c["index"] for c in cells if c["count"] is None]
-    assert not pending, f"{path.name}: cells {pending} never ran within {RUN_BUDGET_S} s (see {shot})"
+    assert not pending, (
+        f"{path.name}: cells {pending} never ran within {RUN_BUDGET_S} s (see {shot})"
+    )
     assert state["kernel"] == "idle"
 
     # Figures: every figure output is a PNG, and the page really shows it.
     as_text = [c["index"] for c in cells if c["figureText"]]
-    assert not as_text, f"{path.name}: cells {as_text} printed a Figure's text instead of drawing it"
+    assert not as_text, (
+        f"{path.name}: cells {as_text} printed a Figure's text instead of drawing it"
+    )
     unshown = [c["index"] for c in cells if c["shownImages"] < c["images"]]
     assert not unshown, f"{path.name}: cells {unshown} have images the page does not show"
 
     # Progress bars: drawn by the widget manager, never tqdm's text fallback.
     for c in cells:
-        assert "IProgress not found" not in c["stderr"], f"{path.name}: cell {c['index']}: tqdm fell back to text"
+        assert "IProgress not found" not in c["stderr"], (
+            f"{path.name}: cell {c['index']}: tqdm fell back to text"
+        )
         assert not c["widgetErrors"], f"{path.name}: cell {c['index']}: a widget failed to display"
-        assert not c["widgetAsText"], f"{path.name}: cell {c['index']}: a progress bar is shown as text"
+        assert not c["widgetAsText"], (
+            f"{path.name}: cell {c['index']}: a progress bar is shown as text"
+        )
     # A bar made with leave=False (the driver's own, per run) is gone by now; the
     # experiments' bars stay. A notebook that showed bars must still show one.
     if any(c["widgets"] for c in cells):
-        assert sum(c["shownBars"] for c in cells), f"{path.name}: no progress bar is shown as a widget"
+        assert sum(c["shownBars"] for c in cells), (
+            f"{path.name}: no progress bar is shown as a widget"
+        )
 
     # The kernels are this project's Python, and shutting the notebook's down ends its process.
     kernels = lab.kernels()

@@ -26,19 +26,40 @@ ENV = dict(os.environ, PYTHONUNBUFFERED="1")
 
 
 def conclab(*args, timeout=60):
-    return subprocess.run([CONCLAB, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
+    return subprocess.run(
+        [CONCLAB, *args], capture_output=True, text=True, timeout=timeout, env=ENV
+    )
 
 
 # --- a normal run ----------------------------------------------------------------
 
 
 def test_bench_prints_a_json_summary_on_stdout():
-    done = conclab("bench", "--server", "wsgi", "--path", "/io?ms=50", "--concurrency", "4",
-                   "--duration", "2", "--json", "-")
+    done = conclab(
+        "bench",
+        "--server",
+        "wsgi",
+        "--path",
+        "/io?ms=50",
+        "--concurrency",
+        "4",
+        "--duration",
+        "2",
+        "--json",
+        "-",
+    )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)  # stdout is the JSON and nothing else
-    for key in ("throughput_rps", "latency_ms", "completed", "errors", "client_cpu",
-                "client_saturated", "load", "server"):
+    for key in (
+        "throughput_rps",
+        "latency_ms",
+        "completed",
+        "errors",
+        "client_cpu",
+        "client_saturated",
+        "load",
+        "server",
+    ):
         assert key in doc, key
     assert set(doc["latency_ms"]) >= {"p50", "p90", "p99", "max", "mean"}
     assert doc["load"]["concurrency"] == 4
@@ -57,16 +78,41 @@ def test_bench_prints_a_json_summary_on_stdout():
 def test_bench_reports_the_servers_cpu_time_per_request():
     # /cpu?ms=5 burns 5 ms of its thread's CPU time, so the server's cost per
     # request is 5,000 us plus its own HTTP work (a few hundred us).
-    done = conclab("bench", "--server", "asgi", "--path", "/cpu?ms=5", "--concurrency", "1",
-                   "--duration", "1", "--json", "-")
+    done = conclab(
+        "bench",
+        "--server",
+        "asgi",
+        "--path",
+        "/cpu?ms=5",
+        "--concurrency",
+        "1",
+        "--duration",
+        "1",
+        "--json",
+        "-",
+    )
     assert done.returncode == 0, done.stderr
     assert 5000 <= json.loads(done.stdout)["server_cpu_us_per_request"] < 7000
     assert "server CPU" in done.stderr
 
 
 def test_bench_on_granian_names_the_runner_that_served():
-    done = conclab("bench", "--server", "asgi", "--manager", "granian", "--path", "/hello", "--requests", "200",
-                   "--concurrency", "4", "--json", "-", "--no-progress")
+    done = conclab(
+        "bench",
+        "--server",
+        "asgi",
+        "--manager",
+        "granian",
+        "--path",
+        "/hello",
+        "--requests",
+        "200",
+        "--concurrency",
+        "4",
+        "--json",
+        "-",
+        "--no-progress",
+    )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["server"]["runner"] == "granian" and doc["server"]["spec"]["manager"] == "granian"
@@ -101,15 +147,37 @@ BASE = ["bench", "--path", "/hello", "--duration", "1"]
 @pytest.mark.parametrize(
     "args,reason",
     [
-        pytest.param(["--server", "asgi", "--concurrency", "-4"], "positive integer", id="negative-concurrency"),
-        pytest.param(["--server", "asgi", "--concurrency", "0"], "positive integer", id="zero-concurrency"),
-        pytest.param(["--server", "asgi", "--concurrency", "4", "--rate", "10"], "exactly one of concurrency", id="both-concurrency-and-rate"),
+        pytest.param(
+            ["--server", "asgi", "--concurrency", "-4"],
+            "positive integer",
+            id="negative-concurrency",
+        ),
+        pytest.param(
+            ["--server", "asgi", "--concurrency", "0"], "positive integer", id="zero-concurrency"
+        ),
+        pytest.param(
+            ["--server", "asgi", "--concurrency", "4", "--rate", "10"],
+            "exactly one of concurrency",
+            id="both-concurrency-and-rate",
+        ),
         pytest.param(["--server", "asgi", "--rate", "nan"], "positive number", id="nan-rate"),
-        pytest.param(["--url", "http://10.0.0.1:8000", "--concurrency", "1"], "loopback", id="remote-url"),
-        pytest.param(["--url", "http://example.com", "--concurrency", "1"], "example.com", id="remote-hostname"),
+        pytest.param(
+            ["--url", "http://10.0.0.1:8000", "--concurrency", "1"], "loopback", id="remote-url"
+        ),
+        pytest.param(
+            ["--url", "http://example.com", "--concurrency", "1"],
+            "example.com",
+            id="remote-hostname",
+        ),
         pytest.param(["--concurrency", "1"], "--server", id="no-target"),
-        pytest.param(["--server", "asgi", "--url", "http://127.0.0.1:1", "--concurrency", "1"], "--server", id="two-targets"),
-        pytest.param(["--server", "asgi", "--concurrency", "99999"], "concurrency", id="over-the-cap"),
+        pytest.param(
+            ["--server", "asgi", "--url", "http://127.0.0.1:1", "--concurrency", "1"],
+            "--server",
+            id="two-targets",
+        ),
+        pytest.param(
+            ["--server", "asgi", "--concurrency", "99999"], "concurrency", id="over-the-cap"
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(args, reason):
@@ -118,7 +186,11 @@ def test_bad_input_is_one_clear_line(args, reason):
 
 
 def test_a_path_without_a_slash_is_one_clear_line():
-    line = one_line_error(conclab("bench", "--server", "asgi", "--path", "hello", "--concurrency", "1", "--duration", "1"))
+    line = one_line_error(
+        conclab(
+            "bench", "--server", "asgi", "--path", "hello", "--concurrency", "1", "--duration", "1"
+        )
+    )
     assert "path" in line
 
 
@@ -149,9 +221,25 @@ def test_ctrl_c_keeps_the_partial_run_and_stops_the_server(tmp_path):
     stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
     with open(stdout, "w") as so, open(stderr, "w") as se:
         proc = subprocess.Popen(
-            [CONCLAB, "bench", "--server", "asgi", "--path", "/io?ms=50", "--concurrency", "10",
-             "--duration", "30", "--json", str(out_json), "--records", str(out_csv)],
-            stdout=so, stderr=se, env=ENV,
+            [
+                CONCLAB,
+                "bench",
+                "--server",
+                "asgi",
+                "--path",
+                "/io?ms=50",
+                "--concurrency",
+                "10",
+                "--duration",
+                "30",
+                "--json",
+                str(out_json),
+                "--records",
+                str(out_csv),
+            ],
+            stdout=so,
+            stderr=se,
+            env=ENV,
         )
     children = []
     try:
@@ -188,7 +276,7 @@ def test_calibrate_reports_each_transports_ceiling_and_the_aiohttp_one_is_higher
     ceilings = {}
     for line in result.stdout.splitlines():
         if line.startswith("ceiling of "):
-            name, rps = line[len("ceiling of "):].split(": about ")
+            name, rps = line[len("ceiling of ") :].split(": about ")
             ceilings[name] = float(rps.split()[0].replace(",", ""))
     assert set(ceilings) == {"httpx + aiohttp transport", "httpx default transport"}
     # /hello at 100 users: the default transport's pool collapses (httpx issue 3215).

@@ -8,7 +8,9 @@ from conclab.base import system
 from conclab.base.cores import cgroup_quota, usable_cores
 
 AFFINITY = len(system.cpu_ids())
-pytestmark = pytest.mark.skipif(not system.has_cgroups(), reason="cgroup CPU quotas are Linux's: this system has none")
+pytestmark = pytest.mark.skipif(
+    not system.has_cgroups(), reason="cgroup CPU quotas are Linux's: this system has none"
+)
 
 
 @pytest.fixture

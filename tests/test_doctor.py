@@ -1,4 +1,5 @@
-"""`conclab doctor`: every tool, figure, notebook and lab, each with a verdict and, when short of full, why."""
+"""`conclab doctor`: every tool, figure, notebook and
+lab, each with a verdict and, when short of full, why."""
 
 import os
 import subprocess
@@ -16,7 +17,9 @@ VERDICTS = (doctor.FULL, doctor.DEGRADED, doctor.NOT_AT_ALL)
 
 
 def run_doctor(**env):
-    done = subprocess.run([CONCLAB, "doctor"], capture_output=True, text=True, timeout=60, env=dict(os.environ, **env))
+    done = subprocess.run(
+        [CONCLAB, "doctor"], capture_output=True, text=True, timeout=60, env=dict(os.environ, **env)
+    )
     return done.returncode, done.stdout
 
 
@@ -44,19 +47,27 @@ def test_doctor_names_the_system_python_cores_and_every_tool():
 def test_doctor_gives_every_figure_notebook_and_lab_a_verdict():
     code, out = run_doctor()
     rows = verdicts(out)
-    expected = ([e.name for e in EXPERIMENTS] + [p.stem for p in notebook_paths()]
-                + [p.name for p in LABS_DIR.glob("[0-9][0-9]-*") if p.is_dir()])
+    expected = (
+        [e.name for e in EXPERIMENTS]
+        + [p.stem for p in notebook_paths()]
+        + [p.name for p in LABS_DIR.glob("[0-9][0-9]-*") if p.is_dir()]
+    )
     assert sorted(rows) == sorted(expected), out
 
 
 def test_on_a_mac_without_nginx_it_says_what_degrades_and_what_does_not_run(tmp_path):
-    code, out = run_doctor(CONCLAB_FAKE_PLATFORM="darwin", CONCLAB_NGINX=str(tmp_path / "no-nginx"), CI="")
+    code, out = run_doctor(
+        CONCLAB_FAKE_PLATFORM="darwin", CONCLAB_NGINX=str(tmp_path / "no-nginx"), CI=""
+    )
     rows = verdicts(out)
     assert code == 0, out  # the lab still runs: most of it
     assert "system      macOS" in out
     assert "unpinned: no CPU affinity on macOS" in rows["wsgi_vs_asgi"]
     assert rows["memory"].startswith(doctor.DEGRADED) and "RSS, not PSS" in rows["memory"]
-    assert rows["slow_clients"].startswith(doctor.NOT_AT_ALL) and "brew install nginx" in rows["slow_clients"]
+    assert (
+        rows["slow_clients"].startswith(doctor.NOT_AT_ALL)
+        and "brew install nginx" in rows["slow_clients"]
+    )
     assert "nginx cells skip" in rows["07-the-web-server-in-front"]
     assert "nginx     MISSING" in out and "install: `brew install nginx`" in out
 
@@ -65,11 +76,16 @@ def test_it_exits_non_zero_only_when_the_lab_cannot_run_at_all(monkeypatch, caps
     assert doctor.report() == 0
     monkeypatch.setattr(doctor, "CORE_MODULES", (*doctor.CORE_MODULES, "no_such_server_package"))
     assert doctor.report() == 1
-    assert "the lab cannot run here: no_such_server_package not installed: run make setup" in capsys.readouterr().out
+    assert (
+        "the lab cannot run here: no_such_server_package not installed: run make setup"
+        in capsys.readouterr().out
+    )
 
 
 def test_free_threading_is_read_from_the_build_and_the_run(monkeypatch):
-    monkeypatch.setattr(doctor.sysconfig, "get_config_var", lambda name: 1 if name == "Py_GIL_DISABLED" else None)
+    monkeypatch.setattr(
+        doctor.sysconfig, "get_config_var", lambda name: 1 if name == "Py_GIL_DISABLED" else None
+    )
     monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
     assert "free-threaded build, GIL disabled" in doctor.python_line()
     monkeypatch.setattr(system, "platform", lambda: "darwin")

@@ -64,9 +64,14 @@ def measure_undisturbed(url, path, accurate, attempts=3, **load):
     for _ in range(attempts):
         result = measure(url, path, warn=False, **load)
         s = result.summary
-        numbers = {k: getattr(s, k) for k in ("throughput_rps", "client_cpu", "client_wait", "client_saturated", "errors")}
-        runs.append({k: (round(v, 2) if isinstance(v, float) else v) for k, v in numbers.items()}
-                    | {"latency_ms": {k: round(v, 1) for k, v in s.latency_ms.to_dict().items()}})
+        numbers = {
+            k: getattr(s, k)
+            for k in ("throughput_rps", "client_cpu", "client_wait", "client_saturated", "errors")
+        }
+        runs.append(
+            {k: (round(v, 2) if isinstance(v, float) else v) for k, v in numbers.items()}
+            | {"latency_ms": {k: round(v, 1) for k, v in s.latency_ms.to_dict().items()}}
+        )
         good = accurate(s) and not s.client_saturated
         disturbed = s.client_saturated or s.client_wait >= 0.05
         if good or not disturbed:
@@ -105,20 +110,27 @@ LITTLE = [
     pytest.param(ASGI, "/io?ms=100", 100, 3.0, 0.5, id="uvicorn-io-c100-1000rps"),
     pytest.param(ASGI, "/blocking-io?ms=50", 1, 2.0, 0.5, id="uvicorn-blocking-io-c1-20rps"),
     pytest.param(ASGI, "/blocking-io?ms=50", 10, 2.0, 3.0, id="uvicorn-blocking-io-c10-20rps"),
-    pytest.param(ASGI_POOL_4, "/offload-io?ms=100", 16, 2.0, 0.5, id="uvicorn-offload-io-pool4-c16-40rps"),
+    pytest.param(
+        ASGI_POOL_4, "/offload-io?ms=100", 16, 2.0, 0.5, id="uvicorn-offload-io-pool4-c16-40rps"
+    ),
 ]
 
 
 @pytest.mark.parametrize("spec,path,users,duration,warmup", LITTLE)
-def test_closed_loop_throughput_and_latency_match_littles_law(servers, spec, path, users, duration, warmup):
+def test_closed_loop_throughput_and_latency_match_littles_law(
+    servers, spec, path, users, duration, warmup
+):
     server = servers(spec)
     expected = predict(spec, path, concurrency=users)
 
     def accurate(s):
-        return (close(s.throughput_rps, expected.throughput_rps, TOLERANCE)
-                and close(s.latency_ms.mean, expected.latency_ms, TOLERANCE))
+        return close(s.throughput_rps, expected.throughput_rps, TOLERANCE) and close(
+            s.latency_ms.mean, expected.latency_ms, TOLERANCE
+        )
 
-    result, runs = measure_undisturbed(server.url, path, accurate, concurrency=users, duration=duration, warmup=warmup)
+    result, runs = measure_undisturbed(
+        server.url, path, accurate, concurrency=users, duration=duration, warmup=warmup
+    )
     s = result.summary
     assert s.errors == {}
     assert not s.client_saturated, runs
@@ -185,8 +197,15 @@ def test_a_lightly_loaded_client_is_not_flagged(servers):
     url = servers(ASGI).url
     # Another program hogging the driver's core flags the run too, on purpose
     # (client_wait): only then is it measured again.
-    r, runs = measure_undisturbed(url, "/io?ms=100", lambda s: True, concurrency=4, duration=1.5, warmup=0.5,
-                                  transport="httpx")
+    r, runs = measure_undisturbed(
+        url,
+        "/io?ms=100",
+        lambda s: True,
+        concurrency=4,
+        duration=1.5,
+        warmup=0.5,
+        transport="httpx",
+    )
     assert r.summary.client_saturated is False, runs
     assert r.summary.client_cpu < 0.9, runs
 
@@ -198,7 +217,9 @@ def test_driver_stays_accurate_at_256_concurrent_users(servers):
     def accurate(s):
         return close(s.throughput_rps, 1280, 0.10) and close(s.latency_ms.p50, 200, 0.15)
 
-    result, runs = measure_undisturbed(url, "/io?ms=200", accurate, concurrency=256, duration=3.0, warmup=0.5)
+    result, runs = measure_undisturbed(
+        url, "/io?ms=200", accurate, concurrency=256, duration=3.0, warmup=0.5
+    )
     s = result.summary
     assert s.errors == {}
     assert not s.client_saturated, runs
@@ -214,7 +235,9 @@ def test_driver_stays_accurate_at_256_concurrent_users(servers):
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 def test_a_request_past_its_timeout_is_recorded_as_a_timeout(servers, transport):
     url = servers(ASGI).url
-    r = measure(url, "/io?ms=2000", concurrency=4, requests=8, timeout=0.3, transport=transport, warn=False)
+    r = measure(
+        url, "/io?ms=2000", concurrency=4, requests=8, timeout=0.3, transport=transport, warn=False
+    )
     c = r.columns()
     assert len(r.records) == 8
     assert set(c["error"]) == {"timeout"}
@@ -317,7 +340,10 @@ def chained(outer, root):
     "exc,kind",
     [
         (TimeoutError(), "timeout"),
-        (chained(TimeoutError(), asyncio.CancelledError()), "timeout"),  # what asyncio.timeout raises
+        (
+            chained(TimeoutError(), asyncio.CancelledError()),
+            "timeout",
+        ),  # what asyncio.timeout raises
         (httpx.ReadTimeout("slow"), "timeout"),
         (chained(httpx.ConnectError("x"), ConnectionRefusedError()), "refused"),
         (ConnectionResetError(), "reset"),
@@ -333,7 +359,9 @@ def test_error_kind_names_the_root_cause(exc, kind):
 # --- only this machine ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000/x"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000/x"]
+)
 def test_loopback_targets_are_accepted(url):
     check_target(url)
 
@@ -425,9 +453,15 @@ def test_a_watcher_can_end_the_warm_up_early_and_stop_the_run(servers):
 
     started = time.monotonic()
     with watching(watcher, every=0.05):
-        r = run_load(servers(ASGI).url, LoadSpec(path="/io?ms=20", concurrency=4, warmup=2, duration=8, timeout=10),
-                     progress=False, warn=False)
+        r = run_load(
+            servers(ASGI).url,
+            LoadSpec(path="/io?ms=20", concurrency=4, warmup=2, duration=8, timeout=10),
+            progress=False,
+            warn=False,
+        )
     assert time.monotonic() - started < 4  # not the 10 s the load asked for
     assert r.window[0] == marks["from"]
-    assert abs(r.window[1] - marks["stop"]) < 5_000_000  # the window ends at the stop, not after the drain
+    assert (
+        abs(r.window[1] - marks["stop"]) < 5_000_000
+    )  # the window ends at the stop, not after the drain
     assert r.summary.throughput_rps == pytest.approx(4 / 0.02, rel=0.25)

@@ -28,8 +28,11 @@ def server_pool(request):
     planned over the figures this session runs, so the last one stops each server."""
     from conclab.figures.experiment import ServerPool
 
-    names = [item.callspec.params["name"] for item in request.session.items
-             if item.originalname == "test_experiment_produces_a_nonempty_png_in_quick_mode"]
+    names = [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.originalname == "test_experiment_produces_a_nonempty_png_in_quick_mode"
+    ]
     with ServerPool([REGISTRY[n] for n in names if not REGISTRY[n].missing()], quick=True) as pool:
         yield pool
 
@@ -60,7 +63,8 @@ def _points(figures_dir, name):
 
 
 def _theory_misses(points):
-    """Points (not flagged as client-bound) more than 25% off Little's law, and how many were checked."""
+    """Points (not flagged as client-bound) more than
+    25% off Little's law, and how many were checked."""
     misses, checked = [], 0
     for p in points:
         pred = p["prediction"]
@@ -69,8 +73,11 @@ def _theory_misses(points):
         checked += 1
         measured, expected = p["summary"].throughput_rps, pred["throughput_rps"]
         if measured != pytest.approx(expected, rel=0.25):
-            misses.append(f"{p['series']} x={p['x']}: measured {measured:.0f} req/s, Little's law says {expected:.0f} "
-                          f"(mean latency {p['summary'].latency_ms.mean:.0f} ms)")
+            misses.append(
+                f"{p['series']} x={p['x']}: measured {measured:.0f} "
+                f"req/s, Little's law says {expected:.0f} "
+                f"(mean latency {p['summary'].latency_ms.mean:.0f} ms)"
+            )
     return misses, checked
 
 
@@ -87,10 +94,14 @@ def test_io_experiments_agree_with_littles_law(name, figures_dir, tmp_path):
     for _ in range(2):
         if not misses:
             break
-        run_experiment(name, out_dir=tmp_path, results_dir=tmp_path / "results", fresh=True, progress=False)
+        run_experiment(
+            name, out_dir=tmp_path, results_dir=tmp_path / "results", fresh=True, progress=False
+        )
         misses, checked = _theory_misses(read_data(tmp_path / "data" / f"{name}.json")["points"])
         runs.append(misses)
-    assert not misses, "every run missed the theory:\n" + "\n".join(f"run {i + 1}: {m}" for i, m in enumerate(runs))
+    assert not misses, "every run missed the theory:\n" + "\n".join(
+        f"run {i + 1}: {m}" for i, m in enumerate(runs)
+    )
     assert checked >= 2
 
 
@@ -111,14 +122,25 @@ def test_timelines_show_serialised_vs_overlapped_requests(figures_dir):
 def test_memory_experiment_finds_processes_cost_more_than_coroutines(figures_dir):
     per_request = {}
     for series in ("processes (sync workers)", "coroutines (uvicorn)"):
-        pts = sorted((p for p in _points(figures_dir, "memory") if p["series"] == series), key=lambda p: p["x"])
+        pts = sorted(
+            (p for p in _points(figures_dir, "memory") if p["series"] == series),
+            key=lambda p: p["x"],
+        )
         lo, hi = pts[0], pts[-1]
-        per_request[series] = (hi["rss_bytes"]["loaded"] - lo["rss_bytes"]["loaded"]) / (hi["x"] - lo["x"])
-    assert per_request["processes (sync workers)"] > 20 * max(per_request["coroutines (uvicorn)"], 1)
+        per_request[series] = (hi["rss_bytes"]["loaded"] - lo["rss_bytes"]["loaded"]) / (
+            hi["x"] - lo["x"]
+        )
+    assert per_request["processes (sync workers)"] > 20 * max(
+        per_request["coroutines (uvicorn)"], 1
+    )
 
 
 def _server_children():
-    return [p for p in psutil.Process().children(recursive=True) if "conclab.processes.guard" in " ".join(p.cmdline())]
+    return [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if "conclab.processes.guard" in " ".join(p.cmdline())
+    ]
 
 
 def test_rerun_reuses_cached_points_without_measuring(figures_dir):
@@ -137,9 +159,13 @@ def test_replot_redraws_from_saved_data_offline(figures_dir, tmp_path):
     _points(figures_dir, name)
     out = tmp_path / "figs"
     (out / "data").mkdir(parents=True)
-    (out / "data" / f"{name}.json").write_bytes((figures_dir / "data" / f"{name}.json").read_bytes())
+    (out / "data" / f"{name}.json").write_bytes(
+        (figures_dir / "data" / f"{name}.json").read_bytes()
+    )
     # An empty results cache proves nothing is measured: a measurement would need it.
-    png = run_experiment(name, out_dir=out, results_dir=tmp_path / "empty", replot=True, progress=False)
+    png = run_experiment(
+        name, out_dir=out, results_dir=tmp_path / "empty", replot=True, progress=False
+    )
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert not (tmp_path / "empty").exists()
     assert not _server_children()
@@ -162,11 +188,15 @@ def test_committed_reference_figures_exist_for_every_experiment():
     for name in REGISTRY:
         png = FIGURES_DIR / f"{name}.png"
         data = FIGURES_DIR / "data" / f"{name}.json"
-        assert png.exists() and png.stat().st_size > 10_000, f"figures/{name}.png missing: run make charts"
+        assert png.exists() and png.stat().st_size > 10_000, (
+            f"figures/{name}.png missing: run make charts"
+        )
         assert data.exists(), f"figures/data/{name}.json missing: run make charts"
         saved = json.loads(data.read_text())
         assert saved["points"], f"figures/data/{name}.json has no points"
-        assert saved["quick"] is False, f"figures/{name}.png was drawn in quick mode: re-run make charts"
+        assert saved["quick"] is False, (
+            f"figures/{name}.png was drawn in quick mode: re-run make charts"
+        )
 
 
 # --- every worker booted, the overhead measured once, the spread kept ----------------
@@ -183,9 +213,16 @@ def test_every_worker_answers_before_a_point_is_measured():
 
     with serve(ServerSpec("wsgi", workers=4)) as server:
         assert wait_for_every_worker(server) == set(server.worker_pids)
-        r = run_load(server.url, LoadSpec(path="/io?ms=300", concurrency=4, requests=4, timeout=30), progress=False, warn=False)
+        r = run_load(
+            server.url,
+            LoadSpec(path="/io?ms=300", concurrency=4, requests=4, timeout=30),
+            progress=False,
+            warn=False,
+        )
         c = r.columns()
-        assert len(set(c["worker_pid"])) == 4  # one request per worker, none queued behind a booting one
+        assert (
+            len(set(c["worker_pid"])) == 4
+        )  # one request per worker, none queued behind a booting one
         assert (c["server_start_ns"].max() - c["server_start_ns"].min()) / 1e6 < 150
 
 
@@ -193,7 +230,9 @@ def test_calibration_measures_the_servers_own_overhead_on_a_short_wait():
     from conclab.figures.experiment import UVICORN, calibrate, calibration_path
     from conclab.processes.launcher import serve
 
-    assert calibration_path("/io?ms=3000") == "/io?ms=100"  # the overhead does not grow with the wait
+    assert (
+        calibration_path("/io?ms=3000") == "/io?ms=100"
+    )  # the overhead does not grow with the wait
     assert calibration_path("/io?ms=50") == "/io?ms=50"
     assert calibration_path("/hello") is None
     with serve(UVICORN) as server:
@@ -222,9 +261,13 @@ def test_every_timed_point_keeps_its_spread(figures_dir):
 def test_memory_baseline_is_taken_after_every_worker_booted(figures_dir):
     # With every worker booted first, holding one request per worker adds little
     # next to what a worker costs.
-    procs = sorted((p for p in _points(figures_dir, "memory") if p["series"] == "processes (sync workers)"),
-                   key=lambda p: p["x"])
-    per_worker = (procs[-1]["rss_bytes"]["loaded"] - procs[0]["rss_bytes"]["loaded"]) / (procs[-1]["x"] - procs[0]["x"])
+    procs = sorted(
+        (p for p in _points(figures_dir, "memory") if p["series"] == "processes (sync workers)"),
+        key=lambda p: p["x"],
+    )
+    per_worker = (procs[-1]["rss_bytes"]["loaded"] - procs[0]["rss_bytes"]["loaded"]) / (
+        procs[-1]["x"] - procs[0]["x"]
+    )
     for p in procs:
         grew = p["rss_bytes"]["loaded"] - p["rss_bytes"]["baseline"]
         assert grew < 0.5 * per_worker, f"{p['x']} workers grew {grew / 2**20:.1f} MiB while loaded"
@@ -241,7 +284,9 @@ def test_every_committed_point_agrees_with_its_theory_within_ten_percent():
         if path.name == TIMING_FILE:  # seconds per figure and phase, no points
             continue
         data = read_data(path)
-        if "points" not in data:  # a table measured by a script (slow_limits, lab 02's configs), no theory
+        if (
+            "points" not in data
+        ):  # a table measured by a script (slow_limits, lab 02's configs), no theory
             continue
         for p in data["points"]:
             predicted = (p.get("prediction") or {}).get("throughput_rps")
@@ -255,9 +300,12 @@ def test_every_committed_point_agrees_with_its_theory_within_ten_percent():
 
 # --- quick mode is a real reduced sweep: the same lesson, from fewer and shorter points ----------
 
-THROUGHPUT_TOLERANCE = 0.25  # a 1 s quick window on a shared machine (see the Little's-law test above)
-COST_TOLERANCE = 0.3  # CPU per request as a ratio to Gunicorn sync's: one quick repeat of ~1,000 requests vs the median of three
-MEMORY_FACTOR = 3  # bytes per in-flight request, the difference of two RSS readings: the same order of magnitude
+THROUGHPUT_TOLERANCE = 0.25  # a 1 s quick window on a shared machine (see the Little's-law test)
+# CPU per request as a ratio to Gunicorn sync's: one quick repeat of ~1,000 requests vs the
+# median of three
+COST_TOLERANCE = 0.3
+# bytes per in-flight request, the difference of two RSS readings: the same order of magnitude
+MEMORY_FACTOR = 3
 
 
 def _match_key(p) -> tuple:
@@ -292,34 +340,49 @@ def key_numbers(name: str, data: dict) -> dict:
 
         # Each stack's CPU per request relative to Gunicorn sync's at the same route and rate:
         # the lesson (httptools and uvloop cut it), whatever the machine's speed that day.
-        table = {stack: {label: statistics.median(v) for label, v in series.items()}
-                 for stack, series in cost_table(data["points"]).items()}
+        table = {
+            stack: {label: statistics.median(v) for label, v in series.items()}
+            for stack, series in cost_table(data["points"]).items()
+        }
         first = STACKS[0][0]
         for stack, series in table.items():
             for label, us in series.items():
                 if stack != first and table.get(first, {}).get(label):
-                    out[f"{stack}, {label}: CPU per request / {first}'s"] = (us / table[first][label], COST_TOLERANCE)
+                    out[f"{stack}, {label}: CPU per request / {first}'s"] = (
+                        us / table[first][label],
+                        COST_TOLERANCE,
+                    )
     if name == "memory":
         for series in {p["series"] for p in data["points"]}:
-            pts = {p["x"]: p["rss_bytes"]["loaded"] for p in data["points"] if p["series"] == series}
+            pts = {
+                p["x"]: p["rss_bytes"]["loaded"] for p in data["points"] if p["series"] == series
+            }
             lo = min(pts)
             for hi in (x for x in pts if x > lo):
                 per_request = max((pts[hi] - pts[lo]) / (hi - lo), 1.0)
-                out[f"{series}: log10 bytes per request, {lo}..{hi}"] = (math.log10(per_request),
-                                                                         ("abs", math.log10(MEMORY_FACTOR)))
+                out[f"{series}: log10 bytes per request, {lo}..{hi}"] = (
+                    math.log10(per_request),
+                    ("abs", math.log10(MEMORY_FACTOR)),
+                )
     if name == "client_ceiling":
         # The lesson: on the same waits, httpx's default transport falls far behind the aiohttp one.
-        io = {(p["tags"]["transport"], p["x"]): p["summary"].throughput_rps
-              for p in data["points"] if "/io" in p["load"]["path"]}
+        io = {
+            (p["tags"]["transport"], p["x"]): p["summary"].throughput_rps
+            for p in data["points"]
+            if "/io" in p["load"]["path"]
+        }
         for (transport, x), rps in io.items():
             if transport == "aiohttp" and ("httpx", x) in io:
-                out[f"/io, {x} users: aiohttp carries twice httpx's default"] = (rps > 2 * io[("httpx", x)], None)
+                out[f"/io, {x} users: aiohttp carries twice httpx's default"] = (
+                    rps > 2 * io[("httpx", x)],
+                    None,
+                )
     return out
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_quick_figure_teaches_what_the_committed_full_one_does(name, figures_dir):
-    """Each quick figure's key numbers agree with the committed full figure's, within a stated tolerance.
+    """Each quick figure's key numbers agree with the committed full figure's, within a tolerance.
 
     Quick points are a subset of the full sweep (fewer users, threads or workers,
     shorter windows), so each can be compared with the full point of the same
@@ -342,7 +405,9 @@ def test_quick_figure_teaches_what_the_committed_full_one_does(name, figures_dir
             ok, said = q == pytest.approx(f, rel=tolerance), f" (tolerance {tolerance:.0%})"
         if not ok:
             misses.append(f"{what}: quick {q:.4g}, full {f:.4g}{said}")
-    assert not misses, f"{name}: the quick figure disagrees with the committed one:\n" + "\n".join(misses)
+    assert not misses, f"{name}: the quick figure disagrees with the committed one:\n" + "\n".join(
+        misses
+    )
 
 
 # --- spending only what accuracy needs ----------------------------------------------------------
@@ -381,15 +446,22 @@ def test_experiments_of_one_run_share_a_server_and_stop_it_after_the_last(tmp_pa
     )
 
     def exp(name):
-        return dataclasses.replace(REGISTRY["wsgi_vs_asgi"], name=name,
-                                   jobs=lambda quick: [Job(name, UVICORN, closed_load("/io?ms=20", 4, quick), x=4)])
+        return dataclasses.replace(
+            REGISTRY["wsgi_vs_asgi"],
+            name=name,
+            jobs=lambda quick: [Job(name, UVICORN, closed_load("/io?ms=20", 4, quick), x=4)],
+        )
 
     first, second = exp("first"), exp("second")
     with ServerPool([first, second], quick=True) as pool:
-        run_experiment(first, out_dir=tmp_path, results_dir=tmp_path / "r", pool=pool, progress=False)
-        (_, server), = pool.running.values()
+        run_experiment(
+            first, out_dir=tmp_path, results_dir=tmp_path / "r", pool=pool, progress=False
+        )
+        ((_, server),) = pool.running.values()
         pids = set(server.worker_pids)
-        run_experiment(second, out_dir=tmp_path, results_dir=tmp_path / "r", pool=pool, progress=False)
+        run_experiment(
+            second, out_dir=tmp_path, results_dir=tmp_path / "r", pool=pool, progress=False
+        )
         assert not pool.running  # stopped after the last experiment that needs it
     assert not any(psutil.pid_exists(pid) for pid in pids)
     timing = read_timing(tmp_path)["quick"]
@@ -397,7 +469,10 @@ def test_experiments_of_one_run_share_a_server_and_stop_it_after_the_last(tmp_pa
     for t in timing.values():  # where the time went, phase by phase, adds up
         assert t["total_s"] == pytest.approx(sum(t["seconds"].values()), abs=0.05)
         assert t["seconds"]["measuring"] > 0 and t["measured"] == 1
-        assert set(t["load_avg"]) == {"start", "end"}  # how busy the machine was, for docs/timing.md
+        assert set(t["load_avg"]) == {
+            "start",
+            "end",
+        }  # how busy the machine was, for docs/timing.md
 
 
 def test_charts_timing_prints_the_saved_seconds_per_figure_and_phase(tmp_path, capsys):
@@ -407,8 +482,19 @@ def test_charts_timing_prints_the_saved_seconds_per_figure_and_phase(tmp_path, c
     assert "no timing saved" in capsys.readouterr().err
     seconds = dict.fromkeys(PHASES, 1.0)
     for name in ("gil", "workers"):
-        save_timing(tmp_path, {"name": name, "quick": True, "total_s": 6.0, "seconds": seconds, "servers": 2,
-                               "measured": 4, "cached": 1, "points": []})
+        save_timing(
+            tmp_path,
+            {
+                "name": name,
+                "quick": True,
+                "total_s": 6.0,
+                "seconds": seconds,
+                "servers": 2,
+                "measured": 4,
+                "cached": 1,
+                "points": [],
+            },
+        )
     assert conclab_main(["charts", "--timing", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| gil | 6.0 | 1.0 |" in out and "| workers |" in out

@@ -99,13 +99,19 @@ class Cli:
 
     def __init__(self, *args, env=None):
         self.proc = subprocess.Popen(
-            [CONCLAB, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})), start_new_session=True,
+            [CONCLAB, *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
+            start_new_session=True,
         )
         self.lines = queue.Queue()
         self.out, self.err = [], []
-        self.readers = [threading.Thread(target=self._read, daemon=True),
-                        threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)]
+        self.readers = [
+            threading.Thread(target=self._read, daemon=True),
+            threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True),
+        ]
         for reader in self.readers:
             reader.start()
 
@@ -131,7 +137,9 @@ class Cli:
         deadline = time.monotonic() + timeout
         while True:
             line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            assert line is not None, f"conclab exited before printing {needle!r}: {''.join(self.err)}"
+            assert line is not None, (
+                f"conclab exited before printing {needle!r}: {''.join(self.err)}"
+            )
             if needle in line:
                 return line
 
@@ -155,10 +163,15 @@ def test_a_killed_gunicorn_worker_is_restarted_and_its_requests_are_counted_as_e
     with serve(spec) as server:
         victim, survivor = server.worker_pids
         kill = at(1.0, os.kill, victim, signal.SIGKILL)
-        result = run_load(server.url, path="/io?ms=100", concurrency=16, duration=5, progress=False, warn=False)
+        result = run_load(
+            server.url, path="/io?ms=100", concurrency=16, duration=5, progress=False, warn=False
+        )
         kill["thread"].join()
-        workers_after = wait_for(lambda: (w := server.worker_pids) and len(w) == 2 and victim not in w and w,
-                                 10, "Gunicorn to replace the killed worker")
+        workers_after = wait_for(
+            lambda: (w := server.worker_pids) and len(w) == 2 and victim not in w and w,
+            10,
+            "Gunicorn to replace the killed worker",
+        )
         log = server.log()
 
     assert f"Worker (pid:{victim}) was sent SIGKILL" in log
@@ -180,8 +193,16 @@ def test_a_killed_gunicorn_worker_is_restarted_and_its_requests_are_counted_as_e
     assert read_json(tmp_path / "run.json")["errors"] == s.errors and doc["status"] == "complete"
     assert len(read_records(tmp_path / "run.csv")) == s.sent
     job = Job(spec.label, spec, result.load, x=16)
-    data = {"name": "wsgi_vs_asgi", "title": "a worker killed mid-run", "lesson": "", "quick": True,
-            "machine": machine(), "time": now_iso(), "client_cpu": None, "points": [point_doc(job, result)]}
+    data = {
+        "name": "wsgi_vs_asgi",
+        "title": "a worker killed mid-run",
+        "lesson": "",
+        "quick": True,
+        "machine": machine(),
+        "time": now_iso(),
+        "client_cpu": None,
+        "points": [point_doc(job, result)],
+    }
     texts = [t.get_text() for t in figure(REGISTRY["wsgi_vs_asgi"], data).texts]
     assert any(f"{s.error_count} failed requests in 1 of 1 runs" in t for t in texts), texts
     assert save_png(REGISTRY["wsgi_vs_asgi"], data, tmp_path / "fig.png").stat().st_size > 0
@@ -190,13 +211,28 @@ def test_a_killed_gunicorn_worker_is_restarted_and_its_requests_are_counted_as_e
 # --- 2. the whole server killed mid-run --------------------------------------------------
 
 
-@pytest.mark.parametrize("spec,load", [
-    pytest.param(ServerSpec("wsgi", workers=2), {"path": "/io?ms=100", "concurrency": 8}, id="gunicorn-closed-loop"),
-    pytest.param(ServerSpec("asgi"), {"path": "/io?ms=100", "rate": 50}, id="uvicorn-open-loop"),
-    pytest.param(ServerSpec("asgi"), {"path": "/io?ms=500", "concurrency": 200}, id="uvicorn-200-in-flight"),
-    *(pytest.param(spec, {"path": "/io?ms=100", "rate": 50}, id=f"{spec_id(spec)}-open-loop")
-      for spec in other_runners()),  # every other runner of conclab.base.servers
-])
+@pytest.mark.parametrize(
+    "spec,load",
+    [
+        pytest.param(
+            ServerSpec("wsgi", workers=2),
+            {"path": "/io?ms=100", "concurrency": 8},
+            id="gunicorn-closed-loop",
+        ),
+        pytest.param(
+            ServerSpec("asgi"), {"path": "/io?ms=100", "rate": 50}, id="uvicorn-open-loop"
+        ),
+        pytest.param(
+            ServerSpec("asgi"),
+            {"path": "/io?ms=500", "concurrency": 200},
+            id="uvicorn-200-in-flight",
+        ),
+        *(
+            pytest.param(spec, {"path": "/io?ms=100", "rate": 50}, id=f"{spec_id(spec)}-open-loop")
+            for spec in other_runners()
+        ),  # every other runner of conclab.base.servers
+    ],
+)
 def test_a_server_killed_mid_run_stops_the_driver_early_with_a_reason(spec, load):
     with serve(spec) as server:
         procs = snapshot(server.pids)
@@ -215,8 +251,24 @@ def test_a_server_killed_mid_run_stops_the_driver_early_with_a_reason(spec, load
 
 def test_bench_whose_server_dies_saves_what_it_measured_and_fails_in_one_line(tmp_path):
     out_json, out_csv = tmp_path / "run.json", tmp_path / "run.csv"
-    with Cli("bench", "--server", "wsgi", "--workers", "2", "--path", "/io?ms=100", "--concurrency", "8",
-             "--duration", "60", "--json", out_json, "--records", out_csv, "--no-progress") as cli:
+    with Cli(
+        "bench",
+        "--server",
+        "wsgi",
+        "--workers",
+        "2",
+        "--path",
+        "/io?ms=100",
+        "--concurrency",
+        "8",
+        "--duration",
+        "60",
+        "--json",
+        out_json,
+        "--records",
+        out_csv,
+        "--no-progress",
+    ) as cli:
         cli.wait_line(" on http://127.0.0.1:")
         procs = cli.processes()
         (guard,) = [p for p in procs if p.ppid() == cli.proc.pid]
@@ -237,15 +289,24 @@ def test_bench_whose_server_dies_saves_what_it_measured_and_fails_in_one_line(tm
 
 
 def point_files(folder):
-    return {p.name: (p.stat().st_mtime_ns, read_point(read_json(p))) for p in sorted(folder.glob("*.json"))}
+    return {
+        p.name: (p.stat().st_mtime_ns, read_point(read_json(p)))
+        for p in sorted(folder.glob("*.json"))
+    }
 
 
-def test_ctrl_c_during_a_charts_sweep_keeps_finished_points_and_a_rerun_measures_only_the_rest(tmp_path):
+def test_ctrl_c_during_a_charts_sweep_keeps_finished_points_and_a_rerun_measures_only_the_rest(
+    tmp_path,
+):
     results_dir, figures = tmp_path / "results", tmp_path / "figures"
     args = ("charts", "--only", "blocking", "--out", figures, "--results", results_dir)
     points = results_dir / "blocking"
     with Cli(*args, env={"CONCLAB_QUICK": "1"}) as cli:
-        wait_for(lambda: list(points.glob("*.json")) or cli.proc.poll() is not None, 90, "the first point")
+        wait_for(
+            lambda: list(points.glob("*.json")) or cli.proc.poll() is not None,
+            90,
+            "the first point",
+        )
         time.sleep(0.7)  # into the next point's run, most likely: its partial result is saved too
         assert cli.proc.poll() is None, "the sweep ended before it could be interrupted"
         procs = cli.processes()
@@ -264,21 +325,40 @@ def test_ctrl_c_during_a_charts_sweep_keeps_finished_points_and_a_rerun_measures
     done = {name for name, (_, doc) in before.items() if doc["status"] == "complete"}
     assert done
 
-    again = subprocess.run([CONCLAB, *map(str, args)], capture_output=True, text=True, timeout=180,
-                           env=dict(os.environ, CONCLAB_QUICK="1"))
+    again = subprocess.run(
+        [CONCLAB, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=dict(os.environ, CONCLAB_QUICK="1"),
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     after = point_files(points)
     assert len(after) == len(REGISTRY["blocking"].jobs(True))
     assert all(doc["status"] == "complete" for _, doc in after.values())
     for name in done:  # finished points were reused, not measured again
         assert after[name] == before[name]
-    assert (figures / "blocking.png").exists() and read_json(figures / "data" / "blocking.json")["points"]
+    assert (figures / "blocking.png").exists() and read_json(figures / "data" / "blocking.json")[
+        "points"
+    ]
 
 
 def test_ctrl_c_during_bench_saves_a_partial_run_marked_interrupted(tmp_path):
     out_json, out_csv = tmp_path / "run.json", tmp_path / "run.csv"
-    args = ("bench", "--server", "asgi", "--path", "/io?ms=50", "--concurrency", "8",
-            "--json", out_json, "--records", out_csv, "--no-progress")
+    args = (
+        "bench",
+        "--server",
+        "asgi",
+        "--path",
+        "/io?ms=50",
+        "--concurrency",
+        "8",
+        "--json",
+        out_json,
+        "--records",
+        out_csv,
+        "--no-progress",
+    )
     with Cli(*args, "--duration", "60") as cli:
         cli.wait_line(" on http://127.0.0.1:")
         procs = cli.processes()
@@ -294,7 +374,9 @@ def test_ctrl_c_during_bench_saves_a_partial_run_marked_interrupted(tmp_path):
     assert not wait_gone(procs)
 
     # A bench run is one point: running it again redoes it, replacing the partial files.
-    again = subprocess.run([CONCLAB, *map(str, args), "--duration", "1"], capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [CONCLAB, *map(str, args), "--duration", "1"], capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert read_json(out_json)["status"] == "complete"
 
@@ -330,7 +412,9 @@ def test_ctrl_c_while_a_server_starts_leaves_no_server_and_the_caller_lives_on()
         armed.clear()
         watcher.join(25)
     assert seen, "the server process never appeared"
-    assert not entered, "the interrupt came after the server was up: the startup path was not exercised"
+    assert not entered, (
+        "the interrupt came after the server was up: the startup path was not exercised"
+    )
     assert not wait_gone(seen["procs"])
 
 
@@ -340,9 +424,18 @@ def test_ctrl_c_while_a_server_starts_leaves_no_server_and_the_caller_lives_on()
 def test_a_handler_past_gunicorns_timeout_gets_its_worker_replaced_and_the_driver_reports_it():
     with serve(ServerSpec("wsgi", timeout=2)) as server:
         (worker,) = server.worker_pids
-        result = run_load(server.url, path="/io?ms=4000", concurrency=1, requests=1, timeout=30,
-                          progress=False, warn=False)
-        wait_for(lambda: server.worker_pids and worker not in server.worker_pids, 10, "a new worker")
+        result = run_load(
+            server.url,
+            path="/io?ms=4000",
+            concurrency=1,
+            requests=1,
+            timeout=30,
+            progress=False,
+            warn=False,
+        )
+        wait_for(
+            lambda: server.worker_pids and worker not in server.worker_pids, 10, "a new worker"
+        )
         assert httpx.get(server.url + "/hello", timeout=10, trust_env=False).status_code == 200
         log = server.log()
     assert f"WORKER TIMEOUT (pid:{worker})" in log
@@ -362,7 +455,12 @@ def answers_for_itself(server):
 
 
 def test_servers_started_at_the_same_time_get_their_own_ports():
-    specs = [ServerSpec("asgi"), ServerSpec("asgi"), ServerSpec("wsgi"), ServerSpec("wsgi", threads=2)]
+    specs = [
+        ServerSpec("asgi"),
+        ServerSpec("asgi"),
+        ServerSpec("wsgi"),
+        ServerSpec("wsgi", threads=2),
+    ]
     barrier = threading.Barrier(len(specs))
     release = threading.Event()
     found, errors = [], []
@@ -386,7 +484,9 @@ def test_servers_started_at_the_same_time_get_their_own_ports():
     assert not errors
     assert len({port for port, _, _ in found}) == len(specs)
     assert all(ok for _, ok, _ in found)
-    assert not any("Control socket" in log for _, _, log in found)  # no shared ~/.gunicorn/gunicorn.ctl
+    assert not any(
+        "Control socket" in log for _, _, log in found
+    )  # no shared ~/.gunicorn/gunicorn.ctl
 
 
 def test_a_port_another_server_holds_is_never_handed_back(monkeypatch):
@@ -406,9 +506,15 @@ def test_a_port_another_server_holds_is_never_handed_back(monkeypatch):
 
 
 def test_two_sweeps_at_once_keep_their_own_results(tmp_path):
-    exp = Experiment("tiny", "tiny", "", lambda quick: [
-        Job("state", ServerSpec("asgi"), LoadSpec(path="/state", concurrency=2, requests=30))],
-        draw=lambda data, fig: None)
+    exp = Experiment(
+        "tiny",
+        "tiny",
+        "",
+        lambda quick: [
+            Job("state", ServerSpec("asgi"), LoadSpec(path="/state", concurrency=2, requests=30))
+        ],
+        draw=lambda data, fig: None,
+    )
     out, errors = {}, []
 
     def sweep(name):
@@ -463,14 +569,23 @@ def test_concurrent_writes_of_one_results_file_never_tear_it(tmp_path):
 
 def test_records_past_max_records_are_counted_not_kept():
     with serve(ServerSpec("asgi")) as server:
-        result = run_load(server.url, path="/hello", concurrency=20, requests=3000, max_records=500,
-                          progress=False, warn=False)
+        result = run_load(
+            server.url,
+            path="/hello",
+            concurrency=20,
+            requests=3000,
+            max_records=500,
+            progress=False,
+            warn=False,
+        )
     assert len(result.records) == 500
     assert result.dropped_records == 2500 and result.summary.dropped_records == 2500
 
 
 @pytest.mark.slow
-def test_uvicorn_holds_1000_slow_connections_for_a_minute_and_the_driver_stays_bounded(record_property, capsys):
+def test_uvicorn_holds_1000_slow_connections_for_a_minute_and_the_driver_stays_bounded(
+    record_property, capsys
+):
     me = psutil.Process()
     with serve(ServerSpec("asgi")) as server:
         (worker,) = server.worker_pids
@@ -487,8 +602,15 @@ def test_uvicorn_holds_1000_slow_connections_for_a_minute_and_the_driver_stays_b
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            result = run_load(server.url, path="/io?ms=1000", concurrency=1000, duration=60, timeout=30,
-                              progress=False, warn=False)
+            result = run_load(
+                server.url,
+                path="/io?ms=1000",
+                concurrency=1000,
+                duration=60,
+                timeout=30,
+                progress=False,
+                warn=False,
+            )
         finally:
             done.set()
             sampler.join(5)
@@ -497,11 +619,14 @@ def test_uvicorn_holds_1000_slow_connections_for_a_minute_and_the_driver_stays_b
     growth_mb = (max(samples) - rss0) / 2**20
     overlap = stats.max_overlap(c["server_start_ns"], c["server_end_ns"])
     report = {
-        "requests": s.sent, "throughput_rps": round(s.throughput_rps, 1),
-        "driver_rss_start_mb": round(rss0 / 2**20, 1), "driver_rss_peak_mb": round(max(samples) / 2**20, 1),
+        "requests": s.sent,
+        "throughput_rps": round(s.throughput_rps, 1),
+        "driver_rss_start_mb": round(rss0 / 2**20, 1),
+        "driver_rss_peak_mb": round(max(samples) / 2**20, 1),
         "driver_rss_growth_mb": round(growth_mb, 1),
         "server_pss_under_load_mb": round(server_rss[0] / 2**20, 1) if server_rss else None,
-        "max_in_flight_on_server": overlap, "client_cpu": round(s.client_cpu, 2),
+        "max_in_flight_on_server": overlap,
+        "client_cpu": round(s.client_cpu, 2),
     }
     for key, value in report.items():
         record_property(key, value)
@@ -510,7 +635,9 @@ def test_uvicorn_holds_1000_slow_connections_for_a_minute_and_the_driver_stays_b
 
     assert result.failed is None and s.errors == {}
     assert result.dropped_records == 0 and len(result.records) == s.sent
-    assert (c["status"] == 200).all() and (c["worker_pid"] == worker).all()  # the server answered every one
+    assert (c["status"] == 200).all() and (
+        c["worker_pid"] == worker
+    ).all()  # the server answered every one
     assert s.sent >= 40_000  # ~1,000 users x 60 s / 1 s each, less a noisy machine's share
     assert overlap >= 900  # the one event loop really held ~1,000 requests at once
     assert growth_mb < 200

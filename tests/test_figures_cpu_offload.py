@@ -27,19 +27,25 @@ from conclab.processes.launcher import serve
 S = CPU_MS / 1000  # service time of one request
 RUNS = 3
 LOOP, THREADS, HASH, PROCESSES = (
-    "on the loop (/cpu)", "pure Python in threads (/offload-cpu)",
-    "hashlib in threads (/hash-cpu)", "process pool (/process-cpu)",
+    "on the loop (/cpu)",
+    "pure Python in threads (/offload-cpu)",
+    "hashlib in threads (/hash-cpu)",
+    "process pool (/process-cpu)",
 )
 MOST = max(offload_users(True))
 
 
 def _series(*names):
-    """The cpu_offload experiment restricted to some of its series (measured exactly as the figure's)."""
-    return dataclasses.replace(CPU_OFFLOAD, jobs=lambda quick: [j for j in CPU_OFFLOAD.jobs(quick) if j.series in names])
+    """The cpu_offload experiment restricted to some of
+    its series (measured exactly as the figure's)."""
+    return dataclasses.replace(
+        CPU_OFFLOAD, jobs=lambda quick: [j for j in CPU_OFFLOAD.jobs(quick) if j.series in names]
+    )
 
 
 def _until_no_misses(names, misses_of):
-    """Measure the series (cached points first), re-measuring afresh while ``misses_of`` finds misses."""
+    """Measure the series (cached points first),
+    re-measuring afresh while ``misses_of`` finds misses."""
     runs = []
     for attempt in range(RUNS):
         points = measure(_series(*names), quick=True, fresh=attempt > 0, progress=False)["points"]
@@ -62,7 +68,9 @@ def _off_by_more_than(by, series, expected, rel=0.15):
 
 def test_a_process_pool_computes_on_every_usable_core():
     cores = usable_cores()
-    _until_no_misses([PROCESSES], lambda by: _off_by_more_than(by, PROCESSES, lambda n: min(n, cores) / S))
+    _until_no_misses(
+        [PROCESSES], lambda by: _off_by_more_than(by, PROCESSES, lambda n: min(n, cores) / S)
+    )
 
 
 def test_pure_python_in_a_thread_pool_adds_no_throughput():
@@ -73,7 +81,11 @@ def test_pure_python_in_a_thread_pool_adds_no_throughput():
 def test_hashlib_in_a_thread_pool_scales_past_one_core():
     def misses(by):
         x = by[(HASH, MOST)]["summary"].throughput_rps
-        return [] if x >= 1.3 / S else [f"{MOST} users: {x:.1f} req/s, not above one core's {1 / S:.0f}"]
+        return (
+            []
+            if x >= 1.3 / S
+            else [f"{MOST} users: {x:.1f} req/s, not above one core's {1 / S:.0f}"]
+        )
 
     _until_no_misses([HASH], misses)
 
@@ -86,7 +98,9 @@ def test_health_is_answered_at_once_beside_a_process_pool_and_waits_behind_cpu_o
         if blocked < CPU_MS / 2:  # a probe lands mid-handler and waits its rest, and the queue's
             out.append(f"/health p50 under /cpu only {blocked:.1f} ms")
         if free > 10 or free * 5 > blocked:
-            out.append(f"/health p50 {free:.1f} ms under /process-cpu vs {blocked:.1f} ms under /cpu")
+            out.append(
+                f"/health p50 {free:.1f} ms under /process-cpu vs {blocked:.1f} ms under /cpu"
+            )
         return out
 
     _until_no_misses([LOOP, PROCESSES], misses)

@@ -32,7 +32,7 @@ TOLERANCE = 0.10
 
 
 def measured_until_right(exp, check, tmp_path):
-    """Measure ``exp`` in quick mode until ``check(points)`` finds nothing wrong, at most RUNS times.
+    """Measure ``exp`` in quick mode until ``check(points)`` finds nothing wrong (RUNS tries).
 
     The first run takes the points the session already measured (test_experiments
     draws every quick figure into the same results folder); each later run
@@ -40,8 +40,13 @@ def measured_until_right(exp, check, tmp_path):
     """
     runs = []
     for i in range(RUNS):
-        points = measure(exp, quick=True, results_dir=tmp_path / f"run{i}" if i else None, fresh=i > 0,
-                         progress=False)["points"]
+        points = measure(
+            exp,
+            quick=True,
+            results_dir=tmp_path / f"run{i}" if i else None,
+            fresh=i > 0,
+            progress=False,
+        )["points"]
         problems = check(points)
         runs.append(problems)
         if not problems:
@@ -59,7 +64,9 @@ def littles_law_misses(points):
         checked.add(p["series"])
         measured, expected = p["summary"].throughput_rps, p["prediction"]["throughput_rps"]
         if abs(measured / expected - 1) > TOLERANCE:
-            misses.append(f"{p['series']} x={p['x']}: {measured:.0f} req/s, Little's law {expected:.0f}")
+            misses.append(
+                f"{p['series']} x={p['x']}: {measured:.0f} req/s, Little's law {expected:.0f}"
+            )
     unchecked = {p["series"] for p in points} - checked
     return misses + [f"{s}: every point client-saturated" for s in sorted(unchecked)]
 
@@ -89,14 +96,18 @@ def test_async_def_with_await_grows_with_the_users(fastapi_points):
     assert len(pts) >= 2 and all(p["prediction"]["bound"] == "clients" for p in pts)
     lo, hi = pts[0], pts[-1]
     ratio = hi["summary"].throughput_rps / lo["summary"].throughput_rps
-    assert ratio == pytest.approx(hi["x"] / lo["x"], rel=2 * TOLERANCE), "throughput did not grow with the users"
+    assert ratio == pytest.approx(hi["x"] / lo["x"], rel=2 * TOLERANCE), (
+        "throughput did not grow with the users"
+    )
 
 
 def test_time_sleep_inside_async_def_serves_one_request_at_a_time(fastapi_points):
     pts = series(fastapi_points, ASYNC_SLEEP)
     assert len(pts) >= 2 and all(p["prediction"]["slots"] == 1 for p in pts)
     for p in pts:  # 1 / S however many users: the loop itself is the one slot
-        assert p["summary"].throughput_rps == pytest.approx(p["prediction"]["throughput_rps"], rel=TOLERANCE)
+        assert p["summary"].throughput_rps == pytest.approx(
+            p["prediction"]["throughput_rps"], rel=TOLERANCE
+        )
 
 
 def test_every_fastapi_point_agrees_with_littles_law(fastapi_points):
@@ -111,7 +122,8 @@ def p50(point, path):
 
 
 def cliff_problems(points):
-    """Where the measured cliff disagrees with the token count, or the in-flight count was not exact."""
+    """Where the measured cliff disagrees with the token
+    count, or the in-flight count was not exact."""
     problems = []
     for tokens in cliff_points(True):
         pts = sorted((p for p in points if p["tokens"] == tokens), key=lambda p: p["x"])
@@ -120,9 +132,13 @@ def cliff_problems(points):
             n = p["x"]
             before = p["pool"][0]
             if before != {"borrowed": min(n, tokens), "total": tokens}:
-                problems.append(f"{tokens} tokens, N={n}: /pool said {before}, not {min(n, tokens)} of {tokens}")
+                problems.append(
+                    f"{tokens} tokens, N={n}: /pool said {before}, not {min(n, tokens)} of {tokens}"
+                )
             if p50(p, "/health") > slow_ms / 10:
-                problems.append(f"{tokens} tokens, N={n}: async def /health p50 {p50(p, '/health'):.0f} ms")
+                problems.append(
+                    f"{tokens} tokens, N={n}: async def /health p50 {p50(p, '/health'):.0f} ms"
+                )
         # The cliff: the first N at which a def health check waits for a slow request to end.
         waited = [p["x"] for p in pts if p50(p, "/def-health") > slow_ms / 10]
         cliff = waited[0] if waited else None

@@ -18,7 +18,9 @@ POINTS = DATA["points"]
 def test_each_build_is_named_with_the_gil_state_its_servers_reported():
     builds = {p["tags"]["build"]: set() for p in POINTS}
     for p in POINTS:
-        builds[p["tags"]["build"]].add((p["summary"].server_python[:4], p["summary"].server_gil_enabled))
+        builds[p["tags"]["build"]].add(
+            (p["summary"].server_python[:4], p["summary"].server_gil_enabled)
+        )
     assert builds[freethreaded.FREE] == {("3.13", False)}
     assert all(enabled for _, enabled in builds[freethreaded.GIL])
 
@@ -41,4 +43,6 @@ def test_the_figure_says_what_it_did_not_measure_and_which_python_ran_each_panel
     assert any("GIL off" in t and "Python 3.13" in t for t in titles)
     assert any("GIL on" in t for t in titles)
     assert any(t.startswith("interpreter pool (3.14") and "not measured" in t for t in texts)
-    assert any("server Python 3.13" in t and "GIL off" in t and "GIL on" in t for t in texts)  # the footer
+    assert any(
+        "server Python 3.13" in t and "GIL off" in t and "GIL on" in t for t in texts
+    )  # the footer

@@ -31,22 +31,39 @@ pytestmark = pytest.mark.faults
 
 REQUEST_TIMEOUT = 5.0  # seconds; no answer in time is a hang
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-ASGI_ROUTES_WITH_MS = ["/io", "/blocking-io", "/offload-io", "/cpu", "/offload-cpu", "/hash-cpu", "/process-cpu"]
+ASGI_ROUTES_WITH_MS = [
+    "/io",
+    "/blocking-io",
+    "/offload-io",
+    "/cpu",
+    "/offload-cpu",
+    "/hash-cpu",
+    "/process-cpu",
+]
 ROUTES_WITH_MS = {
     "wsgi": ["/io", "/cpu"],
     "asgi": ASGI_ROUTES_WITH_MS,
     "fastapi": [*ASGI_ROUTES_WITH_MS, "/def-io"],
 }
 KNOWN_PATHS = {
-    "/health", "/hello", "/state", "/def-health", "/pool", *ROUTES_WITH_MS["fastapi"],
-    "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",  # FastAPI's own pages
+    "/health",
+    "/hello",
+    "/state",
+    "/def-health",
+    "/pool",
+    *ROUTES_WITH_MS["fastapi"],
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",  # FastAPI's own pages
 }
 REASONS = {"ms must be an integer 0..60000", "ms must be given once", "ms is required"}
 
 
 @pytest.fixture(scope="module", params=each_app_and_runner(), ids=spec_id)
 def target(request):
-    """(server, client): each app, and each runner (runners.py), for the module; one keep-alive client."""
+    """(server, client): each app, and each runner
+    (runners.py), for the module; one keep-alive client."""
     with serve(request.param) as server:
         with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT, trust_env=False) as client:
             yield server, client
@@ -59,13 +76,13 @@ def is_valid_ms(text):
 # Text a URL can carry: anything but lone surrogates (they have no UTF-8 form).
 url_text = st.characters(exclude_categories=["Cs"])
 bad_ms = st.one_of(
-    st.integers(min_value=60_001, max_value=10**200).map(str),                # huge numbers
-    st.integers(max_value=-1).map(str),                                        # negative
-    st.floats().map(repr),                                                     # 1.5, nan, inf, 1e+300
-    st.text(st.characters(categories=["Nd"]), min_size=1, max_size=6),         # digits of any script
+    st.integers(min_value=60_001, max_value=10**200).map(str),  # huge numbers
+    st.integers(max_value=-1).map(str),  # negative
+    st.floats().map(repr),  # 1.5, nan, inf, 1e+300
+    st.text(st.characters(categories=["Nd"]), min_size=1, max_size=6),  # digits of any script
     st.sampled_from(["", " 5", "5 ", "1_000", "+5", "0x10", "5ms", "%", "%zz", "\x00", "\n5"]),
-    st.text(url_text, max_size=40),                                            # anything
-    st.text(url_text, min_size=500, max_size=2500),                            # long strings
+    st.text(url_text, max_size=40),  # anything
+    st.text(url_text, min_size=500, max_size=2500),  # long strings
 ).filter(lambda text: not is_valid_ms(text))
 other_key = st.text(url_text, min_size=1, max_size=12).filter(lambda key: key != "ms")
 
@@ -90,7 +107,11 @@ def check_4xx(response, expected=None):
 
 
 @FUZZ
-@given(data=st.data(), value=bad_ms, extra=st.lists(st.tuples(other_key, st.text(url_text, max_size=20)), max_size=3))
+@given(
+    data=st.data(),
+    value=bad_ms,
+    extra=st.lists(st.tuples(other_key, st.text(url_text, max_size=20)), max_size=3),
+)
 def test_a_bad_ms_is_a_400_with_a_one_line_reason(target, data, value, extra):
     server, client = target
     route = data.draw(st.sampled_from(ROUTES_WITH_MS[server.spec.kind]))
@@ -144,12 +165,12 @@ def test_a_plain_route_ignores_any_query(target, junk):
 
 
 RAW_REQUESTS = [
-    b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n",                   # a byte that is not UTF-8
-    b"GET /io?ms=\xd9\xa1 HTTP/1.1\r\nHost: x\r\n\r\n",         # raw Arabic-Indic digit one
-    b"GET /io?ms=5 5 HTTP/1.1\r\nHost: x\r\n\r\n",              # a space in the target
-    b"GET io?ms=5 HTTP/1.1\r\nHost: x\r\n\r\n",                 # no leading slash
-    b"GET /io?ms=\x00 HTTP/1.1\r\nHost: x\r\n\r\n",             # a NUL byte
-    b"GET /hello HTTP/9.9\r\nHost: x\r\n\r\n",                  # no such HTTP version
+    b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n",  # a byte that is not UTF-8
+    b"GET /io?ms=\xd9\xa1 HTTP/1.1\r\nHost: x\r\n\r\n",  # raw Arabic-Indic digit one
+    b"GET /io?ms=5 5 HTTP/1.1\r\nHost: x\r\n\r\n",  # a space in the target
+    b"GET io?ms=5 HTTP/1.1\r\nHost: x\r\n\r\n",  # no leading slash
+    b"GET /io?ms=\x00 HTTP/1.1\r\nHost: x\r\n\r\n",  # a NUL byte
+    b"GET /hello HTTP/9.9\r\nHost: x\r\n\r\n",  # no such HTTP version
     b"GARBAGE\r\n\r\n",
 ]
 
@@ -177,11 +198,16 @@ def test_a_malformed_request_line_is_a_400_and_the_server_keeps_serving(target, 
 def run_cli(argv):
     """conclab.main(argv) in-process, with stdout/stderr like a terminal's (they
     escape what they cannot encode). Returns (exit code, stdout, stderr)."""
-    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace", write_through=True)
-    err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace", write_through=True)
+    out = io.TextIOWrapper(
+        io.BytesIO(), encoding="utf-8", errors="backslashreplace", write_through=True
+    )
+    err = io.TextIOWrapper(
+        io.BytesIO(), encoding="utf-8", errors="backslashreplace", write_through=True
+    )
     must_not = AssertionError("a bad argument list got past validation and started real work")
     with (
-        contextlib.redirect_stdout(out), contextlib.redirect_stderr(err),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
         # Safety net: a strategy mistake fails here instead of starting servers or sweeps.
         mock.patch("conclab.processes.launcher.serve", side_effect=must_not),
         mock.patch("conclab.measuring.driver.run_load", side_effect=must_not),
@@ -227,7 +253,9 @@ BAD_BENCH_OPTIONS = {
     "--rate": st.one_of(not_positive_float, st.floats(20_001, 1e300).map(repr)),
     "--duration": st.one_of(not_positive_float, st.floats(601, 1e300).map(repr)),
     "--timeout": st.one_of(not_positive_float, st.floats(601, 1e300).map(repr)),
-    "--warmup": st.one_of(arg_text.filter(lambda t: fails(float, t)), st.sampled_from(["-1", "nan", "inf", "1e9"])),
+    "--warmup": st.one_of(
+        arg_text.filter(lambda t: fails(float, t)), st.sampled_from(["-1", "nan", "inf", "1e9"])
+    ),
     "--path": arg_text.filter(lambda t: not t.startswith("/")),
     "--workers": st.one_of(not_positive_int, st.integers(65, 10**30).map(str)),
     "--threads": st.one_of(not_positive_int, st.integers(1025, 10**30).map(str)),
@@ -242,11 +270,21 @@ BAD_BENCH_OPTIONS = {
     "--transport": arg_text.filter(lambda t: t not in ("aiohttp", "httpx")),
     "--arrivals": arg_text.filter(lambda t: t not in ("constant", "poisson")),
 }
-GOOD_BENCH = ["bench", "--server=asgi", "--path=/hello", "--concurrency=1", "--requests=1", "--no-progress"]
+GOOD_BENCH = [
+    "bench",
+    "--server=asgi",
+    "--path=/hello",
+    "--concurrency=1",
+    "--requests=1",
+    "--no-progress",
+]
 
 
 @FUZZ
-@given(data=st.data(), options=st.lists(st.sampled_from(sorted(BAD_BENCH_OPTIONS)), min_size=1, max_size=3))
+@given(
+    data=st.data(),
+    options=st.lists(st.sampled_from(sorted(BAD_BENCH_OPTIONS)), min_size=1, max_size=3),
+)
 def test_bench_with_a_bad_value_is_one_line_and_no_traceback(data, options):
     argv = list(GOOD_BENCH)
     for option in options:  # argparse keeps the last value given: ours
@@ -260,7 +298,10 @@ def test_bench_with_a_bad_value_is_one_line_and_no_traceback(data, options):
 def test_charts_with_unknown_experiments_is_one_line_and_no_traceback(names, replot):
     from conclab.figures.registry import REGISTRY
 
-    assume(not all(n.strip() in REGISTRY for n in names if n.strip()) or not any(n.strip() for n in names))
+    assume(
+        not all(n.strip() in REGISTRY for n in names if n.strip())
+        or not any(n.strip() for n in names)
+    )
     argv = ["charts", f"--only={','.join(names)}"] + (["--replot"] if replot else [])
     code, _, stderr = run_cli(argv)
     assert_one_line_error(code, stderr)
@@ -287,11 +328,27 @@ def test_an_unknown_command_is_one_line_and_no_traceback(argv):
 
 
 @FUZZ
-@given(data=st.data(), kind=st.sampled_from(list(APPS)),
-       option=st.sampled_from(["--workers", "--threads", "--threadpool", "--worker-timeout", "--cpus", "--port",
-                               "--manager"]))
+@given(
+    data=st.data(),
+    kind=st.sampled_from(list(APPS)),
+    option=st.sampled_from(
+        [
+            "--workers",
+            "--threads",
+            "--threadpool",
+            "--worker-timeout",
+            "--cpus",
+            "--port",
+            "--manager",
+        ]
+    ),
+)
 def test_serve_with_a_bad_value_is_one_line_and_no_traceback(data, kind, option):
-    bad = BAD_BENCH_OPTIONS[option] if option in BAD_BENCH_OPTIONS else st.one_of(not_positive_int, st.integers(65_536, 10**30).map(str))
+    bad = (
+        BAD_BENCH_OPTIONS[option]
+        if option in BAD_BENCH_OPTIONS
+        else st.one_of(not_positive_int, st.integers(65_536, 10**30).map(str))
+    )
     code, _, stderr = run_cli(["serve", kind, f"{option}={data.draw(bad)}"])
     assert_one_line_error(code, stderr)
 

@@ -28,7 +28,9 @@ import pytest
 @pytest.fixture(scope="module")
 def server(submission):
     if (submission / "broken").exists():
-        pytest.fail("your app.py under Uvicorn did not start:\\nSyntaxError: invalid syntax", pytrace=False)
+        pytest.fail(
+            "your app.py under Uvicorn did not start:\\nSyntaxError: invalid syntax", pytrace=False
+        )
     return "up"
 
 
@@ -88,8 +90,13 @@ def by_name(grade_):
 def test_points_are_declared_beside_each_check_and_summed(labs, tmp_path):
     result = grade("01", submission(tmp_path, "right"), labs_dir=labs, live=False)
     checks = by_name(result)
-    assert [c.name for c in result.checks] == ["answers", "uses_the_server", "plain", "needs_free_threading",
-                                               "late_check"]
+    assert [c.name for c in result.checks] == [
+        "answers",
+        "uses_the_server",
+        "plain",
+        "needs_free_threading",
+        "late_check",
+    ]
     assert (checks["answers"].points, checks["answers"].max_points) == (2, 2)
     assert (checks["plain"].points, checks["plain"].max_points) == (1, 1)
     assert checks["late_check"].visibility == "after_due_date"
@@ -106,7 +113,9 @@ def test_a_check_the_machine_cannot_run_carries_no_points_and_says_so(labs, tmp_
     assert result.score == result.max_score  # full marks, never marked down by the machine
 
 
-def test_a_check_that_cannot_run_scores_zero_with_the_reason_and_later_checks_still_run(labs, tmp_path):
+def test_a_check_that_cannot_run_scores_zero_with_the_reason_and_later_checks_still_run(
+    labs, tmp_path
+):
     result = grade("01", submission(tmp_path, "wrong", broken=True), labs_dir=labs, live=False)
     checks = by_name(result)
     assert checks["uses_the_server"].status == "failed" and checks["uses_the_server"].points == 0
@@ -124,7 +133,10 @@ def test_gradescope_results_json_has_the_fields_gradescope_reads(labs, tmp_path)
     assert data["score"] == 2  # plain and the server check
     for test in data["tests"]:
         assert set(test) == {"name", "score", "max_score", "output", "visibility", "status"}
-        assert test["status"] in ("passed", "failed") and test["visibility"] in ("visible", "after_due_date")
+        assert test["status"] in ("passed", "failed") and test["visibility"] in (
+            "visible",
+            "after_due_date",
+        )
     answers = next(t for t in data["tests"] if t["name"].startswith("answers"))
     assert (answers["score"], answers["max_score"], answers["status"]) == (0, 2, "failed")
     assert "Hint: look at answer()" in answers["output"]
@@ -147,26 +159,61 @@ def test_one_check_runs_alone_and_its_exit_status_is_its_verdict(labs, tmp_path)
     result = grade("01", wrong, labs_dir=labs, live=False, check="answers")
     assert [c.name for c in result.checks] == ["answers"] and not result.all_passed
     result = grade("01", wrong, labs_dir=labs, live=False, check="needs_free_threading")
-    assert result.all_passed, "a check this machine skips is not a failure (a Classroom step gives no 0)"
+    assert result.all_passed, (
+        "a check this machine skips is not a failure (a Classroom step gives no 0)"
+    )
 
 
 def test_the_checks_are_listed_with_their_points_without_running(labs):
     checks = collect_checks("01", labs_dir=labs)
     assert [(c.name, c.max_points) for c in checks] == [
-        ("answers", 2), ("uses_the_server", 1), ("plain", 1), ("needs_free_threading", 5), ("late_check", 1)]
+        ("answers", 2),
+        ("uses_the_server", 1),
+        ("plain", 1),
+        ("needs_free_threading", 5),
+        ("late_check", 1),
+    ]
 
 
 def test_the_command_line_writes_each_format_and_exits_with_the_verdict(labs, tmp_path):
     env = dict(os.environ, CONCLAB_LABS=str(labs))
     out = tmp_path / "out" / "results.json"
-    done = subprocess.run([CONCLAB, "grade", "01", "--submission", str(submission(tmp_path, "right")),
-                           "--format", "gradescope", "--out", str(out)], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            CONCLAB,
+            "grade",
+            "01",
+            "--submission",
+            str(submission(tmp_path, "right")),
+            "--format",
+            "gradescope",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text())["score"] == 5
-    done = subprocess.run([CONCLAB, "grade", "01", "--submission", str(submission(tmp_path, "wrong")),
-                           "--check", "answers"], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            CONCLAB,
+            "grade",
+            "01",
+            "--submission",
+            str(submission(tmp_path, "wrong")),
+            "--check",
+            "answers",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1 and "FAIL  answers" in done.stdout, done.stdout + done.stderr
-    done = subprocess.run([CONCLAB, "grade", "01", "--check", "nope"], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [CONCLAB, "grade", "01", "--check", "nope"], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 2 and "no check 'nope'" in done.stderr
 
 
@@ -175,4 +222,6 @@ def test_each_lab_readme_names_its_maximum(lab):
     """The `score: n/MAX` a lab README promises is the sum of its checks' declared points."""
     total = sum(c.max_points for c in collect_checks(lab.name))
     text = (lab / "README.md").read_text()
-    assert re.search(rf"`score: n/{total:g}`", text), f"{lab.name}: README should say score: n/{total:g}"
+    assert re.search(rf"`score: n/{total:g}`", text), (
+        f"{lab.name}: README should say score: n/{total:g}"
+    )

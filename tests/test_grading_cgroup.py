@@ -38,13 +38,29 @@ TIMES: dict[str, list[float]] = {}
 
 def bounded(command, tmp_path, name):
     """Run ``command`` in the keeper, under the quota; return (its output, the bounds it held)."""
-    keeper = [sys.executable, "-m", "conclab.labs.sandbox", "--timeout", str(TIMEOUT),
-              "--memory-mb", str(MEMORY_MB), "--cpu-quota", str(CPU_QUOTA),
-              "--scratch", str(tmp_path / f"scratch-{name}"), "--name", name, "--", *command]
+    keeper = [
+        sys.executable,
+        "-m",
+        "conclab.labs.sandbox",
+        "--timeout",
+        str(TIMEOUT),
+        "--memory-mb",
+        str(MEMORY_MB),
+        "--cpu-quota",
+        str(CPU_QUOTA),
+        "--scratch",
+        str(tmp_path / f"scratch-{name}"),
+        "--name",
+        name,
+        "--",
+        *command,
+    ]
     done = subprocess.run(keeper, capture_output=True, text=True, timeout=TIMEOUT + 60)
     bounds = done.stdout.rsplit("[bounds: ", 1)[-1]
     if "cgroup cpu quota" not in bounds or "cgroup memory" not in bounds:
-        message = f"cgroups are not writable here (bounds held: {bounds.strip()}); run as root on Linux"
+        message = (
+            f"cgroups are not writable here (bounds held: {bounds.strip()}); run as root on Linux"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -54,30 +70,50 @@ def bounded(command, tmp_path, name):
 @pytest.fixture(scope="module")
 def handout(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist") / "handout"
-    subprocess.run([str(Path(sys.executable).with_name("conclab")), "handout", "--out", str(out)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [str(Path(sys.executable).with_name("conclab")), "handout", "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
     yield out
-    report = {lab: {"runs": len(times), "seconds_each": [round(t, 1) for t in times]} for lab, times in TIMES.items()}
+    report = {
+        lab: {"runs": len(times), "seconds_each": [round(t, 1) for t in times]}
+        for lab, times in TIMES.items()
+    }
     if report:
         (ROOT / "build").mkdir(exist_ok=True)
-        (ROOT / "build" / "cgroup-grading-times.json").write_text(json.dumps(report, indent=2) + "\n")
-        sys.__stdout__.write("\ngrading time per run under 0.5 CPU / 768 MB:\n" + "".join(
-            f"  {lab}: {max(t):.0f} s at most, {sum(t) / len(t):.0f} s mean over {len(t)} run(s)\n"
-            for lab, t in TIMES.items()))
+        (ROOT / "build" / "cgroup-grading-times.json").write_text(
+            json.dumps(report, indent=2) + "\n"
+        )
+        sys.__stdout__.write(
+            "\ngrading time per run under 0.5 CPU / 768 MB:\n"
+            + "".join(
+                f"  {lab}: {max(t):.0f} s at most, "
+                f"{sum(t) / len(t):.0f} s mean over {len(t)} run(s)\n"
+                for lab, t in TIMES.items()
+            )
+        )
 
 
 def test_the_lab_counts_one_usable_core_under_half_a_cpu(tmp_path):
-    probe = ("from conclab.base.cores import usable_cores; import importlib.util, sys; "
-             "spec = importlib.util.spec_from_file_location('w', sys.argv[1]); w = importlib.util.module_from_spec(spec); "
-             "spec.loader.exec_module(w); print('cores', usable_cores(), w.usable_cores())")
-    output = bounded([sys.executable, "-c", probe, str(ROOT / "servers" / "workload.py")], tmp_path, "cores")
+    probe = (
+        "from conclab.base.cores import usable_cores; import importlib.util, sys; "
+        "spec = importlib.util.spec_from_file_location('w', "
+        "sys.argv[1]); w = importlib.util.module_from_spec(spec); "
+        "spec.loader.exec_module(w); print('cores', usable_cores(), w.usable_cores())"
+    )
+    output = bounded(
+        [sys.executable, "-c", probe, str(ROOT / "servers" / "workload.py")], tmp_path, "cores"
+    )
     assert "cores 1 1" in output, output
 
 
 CASES = [pytest.param(lab, None, id=f"{lab.name}-solution") for lab in LABS] + [
     pytest.param(lab, mutant, id=f"{lab.name}-{mutant}")
     for lab in LABS
-    for mutant in sorted(tomllib.loads((lab / "instructor" / "checks.toml").read_text()).get("mutants", {}))
+    for mutant in sorted(
+        tomllib.loads((lab / "instructor" / "checks.toml").read_text()).get("mutants", {})
+    )
 ]
 
 
@@ -94,8 +130,21 @@ def test_verdicts_and_points_under_an_autograders_quota(lab, mutant, handout, tm
         fails = set(promised["mutants"][mutant]["fails"])
     out = tmp_path / "grade.json"
     started = time.monotonic()
-    output = bounded([str(Path(sys.executable).with_name("conclab")), "grade", lab.name, "--submission",
-                      str(folder), "--format", "json", "--out", str(out)], tmp_path, lab.name[:2])
+    output = bounded(
+        [
+            str(Path(sys.executable).with_name("conclab")),
+            "grade",
+            lab.name,
+            "--submission",
+            str(folder),
+            "--format",
+            "json",
+            "--out",
+            str(out),
+        ],
+        tmp_path,
+        lab.name[:2],
+    )
     TIMES.setdefault(lab.name, []).append(time.monotonic() - started)
     assert out.is_file(), output
     grade = json.loads(out.read_text())

@@ -23,8 +23,12 @@ RUNS = 3  # a shared machine can starve one run; a real error misses every time
 
 
 def bench(*args):
-    done = subprocess.run([CONCLAB, "bench", "--no-progress", "--json", "-", *args],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [CONCLAB, "bench", "--no-progress", "--json", "-", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout), done.stderr
 
@@ -55,33 +59,61 @@ def test_a_missing_build_says_how_to_build_it(monkeypatch, tmp_path):
 
 
 def test_a_python_that_is_not_one_is_a_one_line_error(tmp_path):
-    done = subprocess.run([CONCLAB, "bench", "--python", str(tmp_path / "nope"), "--server", "asgi",
-                           "--path", "/hello", "--requests", "5", "--concurrency", "1"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            CONCLAB,
+            "bench",
+            "--python",
+            str(tmp_path / "nope"),
+            "--server",
+            "asgi",
+            "--path",
+            "/hello",
+            "--requests",
+            "5",
+            "--concurrency",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "--python" in done.stderr and "not a Python" in done.stderr
+    assert (
+        done.stderr.count("\n") == 1 and "--python" in done.stderr and "not a Python" in done.stderr
+    )
 
 
 def test_footers_name_each_servers_python_and_gil_state():
     from conclab.base.paths import FIGURES_DIR
     from conclab.figures.experiment import read_data
 
-    saved = read_data(FIGURES_DIR / "data" / "blocking.json")["points"][0]["summary"]  # no server_python
-    points = [{"summary": saved.replace(server_python="3.13.5", server_gil_enabled=False)},
-              {"summary": saved.replace(server_python="3.11.2", server_gil_enabled=True)},
-              {"summary": saved.replace(server_python="3.13.5", server_gil_enabled=False)},
-              {"summary": saved}]
+    saved = read_data(FIGURES_DIR / "data" / "blocking.json")["points"][0][
+        "summary"
+    ]  # no server_python
+    points = [
+        {"summary": saved.replace(server_python="3.13.5", server_gil_enabled=False)},
+        {"summary": saved.replace(server_python="3.11.2", server_gil_enabled=True)},
+        {"summary": saved.replace(server_python="3.13.5", server_gil_enabled=False)},
+        {"summary": saved},
+    ]
     words = interpreters.footer_words(points, "3.11.2")
-    assert words == ("server Python 3.13.5, GIL off; server Python 3.11.2, GIL on; "
-                     "server Python 3.11.2 (GIL state not recorded)")
+    assert words == (
+        "server Python 3.13.5, GIL off; server Python 3.11.2, GIL on; "
+        "server Python 3.11.2 (GIL state not recorded)"
+    )
 
 
 @pytest.mark.freethreaded
 def test_on_a_free_threaded_build_uvicorn_runs_h11_and_asyncio(freethreaded_python):
     spec = interpreters.prepare(ServerSpec("asgi", python=freethreaded_python))
     assert (spec.loop, spec.http) == ("asyncio", "h11")
-    assert Path(spec.python).parent.parent == interpreters.venv_dir(interpreters.interpreter(freethreaded_python))
-    chosen = interpreters.prepare(ServerSpec("asgi", python=freethreaded_python, http="httptools", loop="asyncio"))
+    assert Path(spec.python).parent.parent == interpreters.venv_dir(
+        interpreters.interpreter(freethreaded_python)
+    )
+    chosen = interpreters.prepare(
+        ServerSpec("asgi", python=freethreaded_python, http="httptools", loop="asyncio")
+    )
     assert chosen.http == "httptools"  # asked for by name: kept (and then reported, below)
 
 
@@ -89,11 +121,26 @@ def test_on_a_free_threaded_build_uvicorn_runs_h11_and_asyncio(freethreaded_pyth
 def test_pool_threads_compute_in_parallel_on_the_free_threaded_build(freethreaded_python):
     """Done when of issue 25: --python <3.13t>, 2 pool threads, /offload-cpu?ms=20: the server
     reports its GIL off, and 2 users get ~2x the throughput of 1; the GIL build stays ~1x."""
-    args = ["--server", "asgi", "--threadpool", "2", "--cpus", "all", "--path", "/offload-cpu?ms=20",
-            "--warmup", "0.3", "--duration", "1.5"]
+    args = [
+        "--server",
+        "asgi",
+        "--threadpool",
+        "2",
+        "--cpus",
+        "all",
+        "--path",
+        "/offload-cpu?ms=20",
+        "--warmup",
+        "0.3",
+        "--duration",
+        "1.5",
+    ]
     misses = []
     for _ in range(RUNS):
-        free = [bench(*args, "--python", freethreaded_python, "--concurrency", str(n))[0] for n in (1, 2)]
+        free = [
+            bench(*args, "--python", freethreaded_python, "--concurrency", str(n))[0]
+            for n in (1, 2)
+        ]
         gil = [bench(*args, "--concurrency", str(n))[0] for n in (1, 2)]
         assert [d["server_gil_enabled"] for d in free] == [False, False]
         assert free[0]["server_python"] == interpreters.interpreter(freethreaded_python).version
@@ -102,7 +149,9 @@ def test_pool_threads_compute_in_parallel_on_the_free_threaded_build(freethreade
         x_gil = gil[1]["throughput_rps"] / gil[0]["throughput_rps"]
         if 1.7 <= x_free <= 2.2 and x_gil <= 1.2:
             return
-        misses.append(f"free-threaded x{x_free:.2f} (expected ~2), GIL build x{x_gil:.2f} (expected ~1)")
+        misses.append(
+            f"free-threaded x{x_free:.2f} (expected ~2), GIL build x{x_gil:.2f} (expected ~1)"
+        )
     pytest.fail("every run missed: " + "; ".join(misses))
 
 
@@ -111,7 +160,9 @@ def test_an_extension_that_turns_the_gil_back_on_is_reported(freethreaded_python
     """httptools 0.7.1 does not declare free-threading support: importing it turns the GIL on.
     (0.8 and later declare it; the parallel test above shows the same build's GIL off.)"""
     own_cache("httptools==0.7.1")
-    with serve(ServerSpec("asgi", python=freethreaded_python, http="httptools"), start_timeout=60) as server:
+    with serve(
+        ServerSpec("asgi", python=freethreaded_python, http="httptools"), start_timeout=60
+    ) as server:
         report = server.interpreter
     assert report["free_threaded_build"] and report["gil_enabled"]
     assert report["gil_enabled_by"] == "httptools.parser.parser"
@@ -120,7 +171,9 @@ def test_an_extension_that_turns_the_gil_back_on_is_reported(freethreaded_python
 
 
 @pytest.mark.freethreaded
-def test_a_package_that_cannot_be_installed_is_one_sentence_naming_it(freethreaded_python, own_cache):
+def test_a_package_that_cannot_be_installed_is_one_sentence_naming_it(
+    freethreaded_python, own_cache
+):
     """httptools 0.6.4's C code does not compile for 3.13t (and has no wheel for it)."""
     own_cache("httptools==0.6.4")
     with pytest.raises(interpreters.InterpreterError) as err:

@@ -48,7 +48,8 @@ def grade(lab, submission=None):
 
 
 def points(output):
-    """(points earned, points possible) summed over the check lines: what the score line must say."""
+    """(points earned, points possible) summed over
+    the check lines: what the score line must say."""
     lines = CHECK_LINE.findall(output)
     return f"{sum(float(got) for *_, got, _ in lines):g}/{sum(float(most) for *_, most in lines):g}"
 
@@ -130,7 +131,9 @@ def test_grader_gives_the_promised_verdict_on_known_answers(lab, mutant, handout
     """Every check can fail (a mutant proves it), and a right answer written differently passes."""
     skip_unless_buildable(lab)
     replacement = lab / "instructor" / "mutants" / mutant
-    code, checks, output, _ = grade(lab, submission_from_handout(handout, lab, tmp_path, replacement))
+    code, checks, output, _ = grade(
+        lab, submission_from_handout(handout, lab, tmp_path, replacement)
+    )
     failed = {name for name, ok in checks.items() if not ok}
     assert failed == set(expectations(lab)["mutants"][mutant]["fails"]), output
     assert (code == 0) == (not failed), output
@@ -152,7 +155,9 @@ def test_every_check_is_shown_failing_by_the_starter_or_a_mutant():
 @pytest.mark.labs
 def test_editing_the_graders_copy_in_a_submission_changes_nothing(handout, tmp_path):
     lab = handouts.find_lab("02")
-    folder = submission_from_handout(handout, lab, tmp_path, lab / "instructor" / "mutants" / "broken-config")
+    folder = submission_from_handout(
+        handout, lab, tmp_path, lab / "instructor" / "mutants" / "broken-config"
+    )
     for test in (folder / "grader").glob("test_*.py"):
         test.write_text("def test_everything_passes():\n    pass\n")
     code, checks, output, _ = grade(lab, folder)
@@ -194,12 +199,16 @@ def test_grade_with_a_bad_lab_is_one_line_and_exit_2(args):
 def test_grade_with_a_missing_submission_is_one_line_and_exit_2(tmp_path):
     done = conclab("grade", "01", "--submission", str(tmp_path / "nope"), timeout=60)
     assert done.returncode == 2
-    assert "submission folder not found" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "submission folder not found" in done.stderr and done.stderr.count("\n") == 1, (
+        done.stderr
+    )
 
 
 def test_lab_numbers_are_found_in_any_spelling():
     first = LABS[0]
-    assert handouts.find_lab("1") == handouts.find_lab("01") == handouts.find_lab(first.name) == first
+    assert (
+        handouts.find_lab("1") == handouts.find_lab("01") == handouts.find_lab(first.name) == first
+    )
     with pytest.raises(LabError, match="the labs are 01"):
         handouts.find_lab("7")
 
@@ -229,7 +238,11 @@ def test_handout_contains_no_solution_text(handout):
     for lab in LABS:
         secret, public = set(), set()
         for path in lab.rglob("*"):
-            if path.is_file() and "instructor" not in path.name.lower() and "instructor" not in path.parts:
+            if (
+                path.is_file()
+                and "instructor" not in path.name.lower()
+                and "instructor" not in path.parts
+            ):
                 inside, outside = solution_and_public_lines(path.read_text(errors="replace"))
                 secret, public = secret | inside, public | outside
         # Lines that also occur outside the solutions (`import asyncio`) give nothing away.
@@ -248,7 +261,9 @@ def test_handout_contains_no_solution_text(handout):
 def test_handout_leaves_out_instructor_files(handout):
     for lab in LABS:
         names = [p.relative_to(handout) for p in (handout / lab.name).rglob("*")]
-        assert not [n for n in names if any(part.lower().startswith("instructor") for part in n.parts)]
+        assert not [
+            n for n in names if any(part.lower().startswith("instructor") for part in n.parts)
+        ]
         assert not [n for n in names if "__pycache__" in n.parts]
         assert (handout / lab.name / "README.md").is_file()
         assert sorted((handout / lab.name / "grader").glob("test_*.py")), "graders are handed out"
@@ -266,8 +281,12 @@ def test_handout_code_compiles_and_passes_the_linter(handout):
         compile(path.read_text(), str(path), "exec")
     root = Path(__file__).resolve().parents[1]
     ruff = Path(sys.executable).with_name("ruff")
-    done = subprocess.run([str(ruff), "check", "--no-cache", "--config", str(root / "pyproject.toml"), str(handout)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(ruff), "check", "--no-cache", "--config", str(root / "pyproject.toml"), str(handout)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -295,22 +314,24 @@ def test_markers_cut_solutions_and_make_starters_live():
         "    return ms\n"
     )
     assert markers.student_version(source) == (
-        "def f(ms):\n"
-        "    time.sleep(ms)\n"
-        "\n"
-        "    # a comment stays a comment\n"
-        "    return ms\n"
+        "def f(ms):\n    time.sleep(ms)\n\n    # a comment stays a comment\n    return ms\n"
     )
     assert markers.solution_lines(source) == ["    await asyncio.sleep(ms)\n"]
 
 
-@pytest.mark.parametrize(("source", "problem"), [
-    ("# BEGIN SOLUTION\nx = 1\n", "x.py:1: BEGIN SOLUTION is never closed"),
-    ("x = 1\n# END SOLUTION\n", "x.py:2: END SOLUTION without a matching BEGIN SOLUTION"),
-    ("# BEGIN SOLUTION\n# BEGIN STARTER\n", "x.py:2: BEGIN STARTER inside the SOLUTION block opened at line 1"),
-    ("# BEGIN STARTER\nx = 1\n# END STARTER\n", "x.py:2: a STARTER line must be commented out"),
-    ("x = 1  # BEGIN SOLUTION\n", "x.py: solution marker words left outside a marker line"),
-])
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("# BEGIN SOLUTION\nx = 1\n", "x.py:1: BEGIN SOLUTION is never closed"),
+        ("x = 1\n# END SOLUTION\n", "x.py:2: END SOLUTION without a matching BEGIN SOLUTION"),
+        (
+            "# BEGIN SOLUTION\n# BEGIN STARTER\n",
+            "x.py:2: BEGIN STARTER inside the SOLUTION block opened at line 1",
+        ),
+        ("# BEGIN STARTER\nx = 1\n# END STARTER\n", "x.py:2: a STARTER line must be commented out"),
+        ("x = 1  # BEGIN SOLUTION\n", "x.py: solution marker words left outside a marker line"),
+    ],
+)
 def test_a_malformed_marker_is_an_error_naming_file_and_line(source, problem):
     with pytest.raises(MarkerError) as caught:
         markers.student_version(source, "x.py")
@@ -330,7 +351,10 @@ def test_a_marker_error_leaves_the_previous_handout_in_place(tmp_path):
     with pytest.raises(MarkerError):
         handouts.write_handout(out, labs_dir=tmp_path / "labs")
     assert (out / "01-demo" / "app.py").read_text() == "x = 1\n"
-    assert sorted(p.name for p in out.iterdir()) == ["01-demo", "README.md"]  # no half-written staging folder
+    assert sorted(p.name for p in out.iterdir()) == [
+        "01-demo",
+        "README.md",
+    ]  # no half-written staging folder
 
 
 # --- what a student meets: commands as written, their own traceback, the wrong folder --------
@@ -338,10 +362,13 @@ def test_a_marker_error_leaves_the_previous_handout_in_place(tmp_path):
 ROOT = Path(__file__).resolve().parents[1]
 SH_BLOCK = re.compile(r"^( *)```sh\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
 ANOTHER_TERMINAL = "# in another terminal:"
-READY = "Serving until Ctrl-C"  # what `make try` prints once its servers are up (conclab.labs.trying)
+# what `make try` prints once its servers are up (conclab.labs.trying)
+READY = "Serving until Ctrl-C"
 PLACEHOLDER = re.compile(r"path/to/your/(\d\d-[a-z0-9-]+)")
-BROKEN = re.compile(r"command not found|No such file or directory|No rule to make target|conclab: error:"
-                    r"|Traceback \(most recent call last\)")
+BROKEN = re.compile(
+    r"command not found|No such file or directory|No rule to make target|conclab: error:"
+    r"|Traceback \(most recent call last\)"
+)
 
 
 def readme_blocks(readme):
@@ -350,10 +377,10 @@ def readme_blocks(readme):
     127.0.0.1:8000, it runs against the server of the block before."""
     blocks = []
     for indent, body in SH_BLOCK.findall(readme.read_text(encoding="utf-8")):
-        lines = [line[len(indent):] for line in body.splitlines()]
+        lines = [line[len(indent) :] for line in body.splitlines()]
         if ANOTHER_TERMINAL in [line.strip() for line in lines]:
             at = [line.strip() for line in lines].index(ANOTHER_TERMINAL)
-            blocks.append(("\n".join(lines[:at]), "\n".join(lines[at + 1:])))
+            blocks.append(("\n".join(lines[:at]), "\n".join(lines[at + 1 :])))
         elif "127.0.0.1:8000" in body and blocks and blocks[-1][0]:
             # Talks to the server the block before started: runs while that one runs again.
             blocks.append((blocks[-1][0], "\n".join(lines)))
@@ -377,17 +404,30 @@ def run_server_then_clients(server, clients, env):
     """Start `server` in a session of its own, wait for its port, run `clients`, stop the server."""
     port = int(env["PORT"])
     with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen(["bash", "-c", server], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", "-c", server],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             # Ready: listening, and for `make try` every worker booted (it says "Serving").
             deadline = time.monotonic() + 60
             while not (port_open(port) and ("make try" not in server or READY in read_log(log))):
                 assert proc.poll() is None and time.monotonic() < deadline, (
-                    f"`{server}` did not listen on {port}:\n{read_log(log)}")
+                    f"`{server}` did not listen on {port}:\n{read_log(log)}"
+                )
                 time.sleep(0.2)
-            done = subprocess.run(["bash", "-c", clients], cwd=ROOT, env=env, capture_output=True,
-                                  text=True, timeout=120)
+            done = subprocess.run(
+                ["bash", "-c", clients],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
         finally:
             for sig in (signal.SIGTERM, signal.SIGKILL):  # its servers go with it (the guard)
                 with contextlib.suppress(ProcessLookupError):
@@ -419,9 +459,13 @@ def test_every_readme_command_runs_as_written_from_a_handout_copy(lab, handout, 
     from conclab.processes.launcher import free_port
 
     if subprocess.run(["make", "-q", ".venv/.installed"], cwd=ROOT).returncode != 0:
-        pytest.skip("the venv is older than pyproject.toml: `make setup` first (make would reinstall it)")
-    copies = {name: submission_from_handout(handout, handouts.find_lab(name), tmp_path / name)
-              for name in {m for m in PLACEHOLDER.findall((handout / lab.name / "README.md").read_text())}}
+        pytest.skip(
+            "the venv is older than pyproject.toml: `make setup` first (make would reinstall it)"
+        )
+    copies = {
+        name: submission_from_handout(handout, handouts.find_lab(name), tmp_path / name)
+        for name in {m for m in PLACEHOLDER.findall((handout / lab.name / "README.md").read_text())}
+    }
     blocks = readme_blocks(handout / lab.name / "README.md")
     assert blocks, f"{lab.name}: its README has no ```sh block to try"
     tried = ""
@@ -430,23 +474,36 @@ def test_every_readme_command_runs_as_written_from_a_handout_copy(lab, handout, 
         env = dict(os.environ, PORT=str(port))
         clients = as_written(clients, copies, port)
         if server is None:
-            done = subprocess.run(["bash", "-c", clients], cwd=ROOT, env=env, capture_output=True, text=True,
-                                  timeout=180)
+            done = subprocess.run(
+                ["bash", "-c", clients],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
             output = done.stdout + done.stderr
         else:
             output = run_server_then_clients(as_written(server, copies, port), clients, env)
-        assert not BROKEN.search(output), f"{lab.name}: `{server or ''}\n{clients}` did not run as written:\n{output}"
+        assert not BROKEN.search(output), (
+            f"{lab.name}: `{server or ''}\n{clients}` did not run as written:\n{output}"
+        )
         if "make grade" in clients:
             assert re.search(r"^score: \d+/\d+$", output, re.MULTILINE), output
         else:
             tried += output
     shows = expectations(lab).get("readme", {}).get("shows")
-    assert shows, f"{lab.name}: instructor/checks.toml needs [readme] shows = '<regex>' (what make try shows)"
-    assert re.search(shows, tried), f"{lab.name}: trying the untouched handout did not show {shows!r}:\n{tried}"
+    assert shows, (
+        f"{lab.name}: instructor/checks.toml needs [readme] shows = '<regex>' (what make try shows)"
+    )
+    assert re.search(shows, tried), (
+        f"{lab.name}: trying the untouched handout did not show {shows!r}:\n{tried}"
+    )
 
 
 def test_lab_readmes_name_only_what_a_handout_copy_or_the_repository_has(handout):
-    """A relative link must resolve inside the student's copy; a notebook is named by its repository path."""
+    """A relative link must resolve inside the student's
+    copy; a notebook is named by its repository path."""
     link = re.compile(r"\]\(([^)#\s]+)")
     for lab in LABS:
         copy = handout / lab.name
@@ -456,16 +513,23 @@ def test_lab_readmes_name_only_what_a_handout_copy_or_the_repository_has(handout
                 if not re.match(r"https?://", target):
                     resolved = (page.parent / target).resolve()
                     assert resolved.is_relative_to(copy.resolve()) and resolved.exists(), (
-                        f"{page}: the link {target} does not work from a copy of the lab folder")
+                        f"{page}: the link {target} does not work from a copy of the lab folder"
+                    )
             for name in re.findall(r"notebooks/[\w.-]+", text):
-                assert (ROOT / name).exists(), f"{page}: names {name}, which the repository does not have"
+                assert (ROOT / name).exists(), (
+                    f"{page}: names {name}, which the repository does not have"
+                )
 
 
 def test_grading_or_trying_a_folder_without_the_labs_file_says_so_in_one_line(handout):
     for command in ("grade", "try"):
-        done = conclab(command, "03", "--submission", str(handout / "01-unblock-the-loop"), timeout=60)
+        done = conclab(
+            command, "03", "--submission", str(handout / "01-unblock-the-loop"), timeout=60
+        )
         assert done.returncode == 2, done.stdout + done.stderr
-        assert done.stderr.count("\n") == 1 and "does not hold fanout.py" in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and "does not hold fanout.py" in done.stderr, (
+            done.stderr
+        )
         assert "FAIL" not in done.stdout
 
 
@@ -477,12 +541,19 @@ def test_a_submission_that_crashes_shows_the_student_its_own_traceback(handout, 
     text = (lab / "app.py").read_text()  # the solution (its markers are comments)
     assert "asyncio.to_thread(slow_hash, text, rounds)" in text
     # A plausible slip: the hash is called, and its result handed to to_thread.
-    app.write_text(text.replace("asyncio.to_thread(slow_hash, text, rounds)", "asyncio.to_thread(slow_hash(text, rounds))"))
+    app.write_text(
+        text.replace(
+            "asyncio.to_thread(slow_hash, text, rounds)",
+            "asyncio.to_thread(slow_hash(text, rounds))",
+        )
+    )
     code, checks, output, _ = grade(lab, folder)
     assert checks["route_still_does_its_job[hash]"] is False, output
     failure = output.split("FAIL  route_still_does_its_job[hash]")[1].split("  FAIL ")[0]
     assert "/hash answered 500" in failure, output
-    assert 'File "app.py", line' in failure and "asyncio.to_thread(slow_hash(text, rounds))" in failure, output
+    assert (
+        'File "app.py", line' in failure and "asyncio.to_thread(slow_hash(text, rounds))" in failure
+    ), output
     assert "TypeError: 'str' object is not callable" in failure, output
 
 
@@ -506,8 +577,10 @@ def test_a_traceback_in_a_server_log_is_cut_to_the_students_frames(tmp_path):
         "OSError: not the student's\n"
     )
     assert tracebacks.last_in_log(log, folder) == [
-        'File "app.py", line 134, in app', "  status, body = 200, await route(query)",
-        'File "app.py", line 88, in hash_text', "  return await asyncio.to_thread(slow_hash(text, rounds))",
+        'File "app.py", line 134, in app',
+        "  status, body = 200, await route(query)",
+        'File "app.py", line 88, in hash_text',
+        "  return await asyncio.to_thread(slow_hash(text, rounds))",
         "                                 ^^^^^^^^^^^^^^^^^^^^^^",
         "TypeError: 'str' object is not callable",
     ]
@@ -519,17 +592,27 @@ def test_trying_a_taken_port_or_a_broken_app_says_which_in_one_error(tmp_path):
     from conclab.labs.trying import serve_for_trying
 
     (tmp_path / "broken.py").write_text("def app(:\n    pass\n")
-    with pytest.raises(LabError) as info, serve_for_trying(
-            ServerSpec("asgi", app="broken:app", app_dir=str(tmp_path)), "your app", quiet=True):
+    with (
+        pytest.raises(LabError) as info,
+        serve_for_trying(
+            ServerSpec("asgi", app="broken:app", app_dir=str(tmp_path)), "your app", quiet=True
+        ),
+    ):
         pytest.fail("a broken app must not start")
-    assert str(info.value).startswith("your app did not start:\n") and "SyntaxError" in str(info.value)
-    assert "command:" not in str(info.value)  # the server's output alone, not the launcher's summary
+    assert str(info.value).startswith("your app did not start:\n") and "SyntaxError" in str(
+        info.value
+    )
+    assert "command:" not in str(
+        info.value
+    )  # the server's output alone, not the launcher's summary
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(LabError, match=f"port {port} is taken"), serve_for_trying(
-                ServerSpec("asgi", port=port), "your app", quiet=True):
+        with (
+            pytest.raises(LabError, match=f"port {port} is taken"),
+            serve_for_trying(ServerSpec("asgi", port=port), "your app", quiet=True),
+        ):
             pytest.fail("the port was taken")
 
 
@@ -537,17 +620,25 @@ def test_a_failed_start_is_cut_to_the_students_traceback():
     from conclab.base.errors import ServerStartError
     from conclab.labs.helpers import start_failure
 
-    output = ("Traceback (most recent call last):\n"
-              '  File "/venv/lib/uvicorn/importer.py", line 19, in import_from_string\n'
-              '  File "/home/me/lab/app.py", line 3, in <module>\n'
-              "    import nothing_here\n"
-              "ModuleNotFoundError: No module named 'nothing_here'\n"
-              "Some later line")
-    err = ServerStartError("uvicorn 1w exited while starting (code 1).", output=output, command=("uvicorn", "app:app"))
+    output = (
+        "Traceback (most recent call last):\n"
+        '  File "/venv/lib/uvicorn/importer.py", line 19, in import_from_string\n'
+        '  File "/home/me/lab/app.py", line 3, in <module>\n'
+        "    import nothing_here\n"
+        "ModuleNotFoundError: No module named 'nothing_here'\n"
+        "Some later line"
+    )
+    err = ServerStartError(
+        "uvicorn 1w exited while starting (code 1).", output=output, command=("uvicorn", "app:app")
+    )
     assert start_failure(err, "/home/me/lab", "your app") == (
         "your app did not start:\n"
         'File "/home/me/lab/app.py", line 3, in <module>\nimport nothing_here\n'
-        "ModuleNotFoundError: No module named 'nothing_here'")
-    no_frames = ServerStartError("uvicorn 1w exited while starting (code 1).", output="OSError: boom\nbye")
+        "ModuleNotFoundError: No module named 'nothing_here'"
+    )
+    no_frames = ServerStartError(
+        "uvicorn 1w exited while starting (code 1).", output="OSError: boom\nbye"
+    )
     assert start_failure(no_frames, "/home/me/lab", "your app") == (
-        "your app did not start:\nuvicorn 1w exited while starting (code 1).\nOSError: boom")
+        "your app did not start:\nuvicorn 1w exited while starting (code 1).\nOSError: boom"
+    )

@@ -91,8 +91,14 @@ def stop_child(proc):
 
 @pytest.mark.parametrize(
     "spec",
-    [ServerSpec("wsgi", workers=2), ServerSpec("asgi"), ServerSpec("asgi", workers=2),
-     ServerSpec("fastapi"), ServerSpec("fastapi", manager="gunicorn", workers=2), *other_runners(workers=2)],
+    [
+        ServerSpec("wsgi", workers=2),
+        ServerSpec("asgi"),
+        ServerSpec("asgi", workers=2),
+        ServerSpec("fastapi"),
+        ServerSpec("fastapi", manager="gunicorn", workers=2),
+        *other_runners(workers=2),
+    ],
     ids=lambda s: s.label,
 )
 def test_serve_yields_url_and_pids_and_leaves_no_process(spec):
@@ -118,7 +124,9 @@ def test_serve_yields_url_and_pids_and_leaves_no_process(spec):
     assert (server.master_pid, server.worker_pids) == (None, [])
 
 
-@pytest.mark.parametrize("spec", [s for s in each_app_and_runner() if s.interface == "asgi"], ids=spec_id)
+@pytest.mark.parametrize(
+    "spec", [s for s in each_app_and_runner() if s.interface == "asgi"], ids=spec_id
+)
 def test_a_server_busy_with_a_request_stops_within_its_grace_and_leaves_no_process(spec):
     # Granian does not stop an ASGI app with a request in flight: the KILL after the
     # grace must. The app's process pool (started at lifespan startup) goes too.
@@ -219,7 +227,11 @@ def test_a_reworded_server_message_still_triggers_the_port_retry(tmp_path, monke
         with pytest.raises(ServerStartError) as info:
             with serve(dataclasses.replace(spec, port=port)):
                 pytest.fail("the port was taken")
-        assert info.value.port_in_use and "kaput" in info.value.output and "in use" not in info.value.output
+        assert (
+            info.value.port_in_use
+            and "kaput" in info.value.output
+            and "in use" not in info.value.output
+        )
         # A free port that is taken by the time the server binds it: the launcher moves on.
         ports = iter([port])
         real_free_port = launcher.free_port
@@ -266,7 +278,9 @@ def test_a_package_the_runner_needs_missing_is_one_line_before_anything_starts(m
     from conclab.base import servers
 
     app = servers.APPS["asgi"]
-    monkeypatch.setitem(servers.APPS, "asgi", dataclasses.replace(app, needs=("no_such_package_here",)))
+    monkeypatch.setitem(
+        servers.APPS, "asgi", dataclasses.replace(app, needs=("no_such_package_here",))
+    )
     with pytest.raises(SpecError, match="needs no_such_package_here, not installed") as info:
         with serve(ServerSpec("asgi")):
             pytest.fail("must not start")
@@ -312,15 +326,22 @@ def pool_processes(workers):
 @pytest.mark.faults
 @pytest.mark.parametrize(
     "kind,workers,manager",
-    [("wsgi", 2, ""), ("asgi", 1, ""), ("fastapi", 1, ""), ("fastapi", 2, "gunicorn"),
-     *((spec.kind, 1, spec.manager) for spec in other_runners() if spec.manager != "gunicorn")],
+    [
+        ("wsgi", 2, ""),
+        ("asgi", 1, ""),
+        ("fastapi", 1, ""),
+        ("fastapi", 2, "gunicorn"),
+        *((spec.kind, 1, spec.manager) for spec in other_runners() if spec.manager != "gunicorn"),
+    ],
 )
 def test_sigkilled_parent_leaves_no_server_behind(tmp_path, kind, workers, manager):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     child = subprocess.Popen(
         [sys.executable, str(script), kind, str(workers), manager],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     procs = []
     try:
@@ -331,7 +352,11 @@ def test_sigkilled_parent_leaves_no_server_behind(tmp_path, kind, workers, manag
         if kind != "wsgi":  # one pool process per usable core, in every worker
             cores = server_cores(ServerSpec(kind))
             pool = pool_processes(worker_pids)
-            assert len(worker_pids) == workers and len(pool) == workers * cores and {p.pid for p in pool} <= set(pids)
+            assert (
+                len(worker_pids) == workers
+                and len(pool) == workers * cores
+                and {p.pid for p in pool} <= set(pids)
+            )
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=5)
         assert wait_gone(procs, timeout=5) == []
@@ -348,7 +373,9 @@ def test_cli_serves_until_ctrl_c_then_exits_cleanly():
     port = free_port()
     proc = subprocess.Popen(
         [CONCLAB, "serve", "asgi", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     procs = []
     try:
@@ -362,7 +389,9 @@ def test_cli_serves_until_ctrl_c_then_exits_cleanly():
         pids = {int(found[1]), int(found[2]), *map(int, found[3].split(","))}
         procs = snapshot(pids)
         assert len(procs) == len(pids) == 2
-        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5, trust_env=False).text == "ok\n"
+        assert (
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5, trust_env=False).text == "ok\n"
+        )
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0, proc.stderr.read()
@@ -379,7 +408,9 @@ def test_sigkilled_cli_serving_fastapi_leaves_no_process(manager):
     port = free_port()
     proc = subprocess.Popen(
         [CONCLAB, "serve", "fastapi", "--manager", manager, "--workers", "2", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     procs = []
     try:
@@ -392,7 +423,9 @@ def test_sigkilled_cli_serving_fastapi_leaves_no_process(manager):
         assert len(workers) == 2
         procs = snapshot([guard]) + descendants(guard)
         assert {p.pid for p in procs} >= {guard, int(found[2]), *workers}
-        assert len(pool_processes(workers)) == 2 * server_cores(ServerSpec("fastapi"))  # each worker's pool
+        assert len(pool_processes(workers)) == 2 * server_cores(
+            ServerSpec("fastapi")
+        )  # each worker's pool
         r = httpx.get(f"http://127.0.0.1:{port}/process-cpu?ms=1", timeout=10, trust_env=False)
         assert r.status_code == 200 and int(r.headers["x-worker-pid"]) in workers
 
@@ -406,7 +439,10 @@ def test_sigkilled_cli_serving_fastapi_leaves_no_process(manager):
 
 @pytest.mark.parametrize(
     "argv",
-    [["serve", "wsgi", "--manager", "uvicorn"], ["serve", "fastapi", "--manager", "gunicorn", "--loop", "uvloop"]],
+    [
+        ["serve", "wsgi", "--manager", "uvicorn"],
+        ["serve", "fastapi", "--manager", "gunicorn", "--loop", "uvloop"],
+    ],
     ids=["wsgi-on-uvicorn", "gunicorn-with-a-loop"],
 )
 def test_cli_rejects_a_manager_that_cannot_run_the_app_with_one_line(argv):
@@ -419,7 +455,9 @@ def test_cli_rejects_a_manager_that_cannot_run_the_app_with_one_line(argv):
 def test_cli_rejects_zero_workers_with_one_line():
     result = subprocess.run(
         [CONCLAB, "serve", "wsgi", "--workers", "0"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr

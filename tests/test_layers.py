@@ -45,14 +45,20 @@ def imports_of(path: Path, root: Path) -> set[str]:
                 continue
             # `from . import stats` imports a module; `from .x import name` imports from x.
             for alias in node.names:
-                found.add(f"{target}.{alias.name}" if is_module(f"{target}.{alias.name}", root) else target)
+                found.add(
+                    f"{target}.{alias.name}"
+                    if is_module(f"{target}.{alias.name}", root)
+                    else target
+                )
     found.discard(name)
     return found
 
 
 def graph(root: Path) -> dict[str, set[str]]:
     modules = {module_name(p, root): p for p in root.rglob("*.py")}
-    return {name: {i for i in imports_of(path, root) if i in modules} for name, path in modules.items()}
+    return {
+        name: {i for i in imports_of(path, root) if i in modules} for name, path in modules.items()
+    }
 
 
 def layer(module: str, root_name: str) -> int | None:
@@ -67,7 +73,9 @@ def upward_imports(edges: dict[str, set[str]], root_name: str) -> list[str]:
         for target in targets:
             there = layer(target, root_name)
             if here is None or there is None:
-                if here is not None or module == root_name:  # the package's __init__ imports nothing
+                if (
+                    here is not None or module == root_name
+                ):  # the package's __init__ imports nothing
                     if there is not None or target != root_name:
                         bad.append(f"{module} -> {target}")
                 continue
@@ -110,7 +118,9 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 def test_every_module_sits_in_a_layer_folder():
     loose = [p.name for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "cli")]
     assert not loose, f"modules outside the layer folders: {loose}"
-    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("__")} == set(LAYERS) - {"cli"}
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("__")} == set(
+        LAYERS
+    ) - {"cli"}
 
 
 def test_imports_point_only_downward():
@@ -123,8 +133,13 @@ def test_no_import_cycles():
 
 def test_base_imports_nothing_else_of_the_package():
     edges = graph(PACKAGE)
-    outside = {f"{m} -> {t}" for m, ts in edges.items() if m.startswith("conclab.base") for t in ts
-               if not t.startswith("conclab.base")}
+    outside = {
+        f"{m} -> {t}"
+        for m, ts in edges.items()
+        if m.startswith("conclab.base")
+        for t in ts
+        if not t.startswith("conclab.base")
+    }
     assert not outside
 
 
@@ -142,13 +157,17 @@ def fake_package(tmp_path):
 
 
 def test_the_checks_catch_a_cycle_and_an_upward_import(fake_package):
-    assert cycles(graph(fake_package)) == [] and upward_imports(graph(fake_package), "conclab") == []
+    assert (
+        cycles(graph(fake_package)) == [] and upward_imports(graph(fake_package), "conclab") == []
+    )
     # stats imports driver back (inside a function, as lazy imports do): a cycle
     (fake_package / "measuring" / "stats.py").write_text(
-        "from ..base import paths\n\ndef columns():\n    from .driver import FIELDS\n")
+        "from ..base import paths\n\ndef columns():\n    from .driver import FIELDS\n"
+    )
     assert cycles(graph(fake_package)) == [["conclab.measuring.driver", "conclab.measuring.stats"]]
     # base reaching up into figures: upward
     (fake_package / "figures" / "plotting.py").write_text("")
     (fake_package / "base" / "paths.py").write_text("from ..figures import plotting\n")
     assert upward_imports(graph(fake_package), "conclab") == [
-        "conclab.base.paths (base) -> conclab.figures.plotting (figures)"]
+        "conclab.base.paths (base) -> conclab.figures.plotting (figures)"
+    ]

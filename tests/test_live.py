@@ -26,7 +26,9 @@ LIVE_CELL = textwrap.dedent("""\
     from conclab.teaching.live import LiveChart
 
     with serve(ServerSpec("asgi")) as server, LiveChart("a queue forms") as chart:
-        run_load(server.url, path="/blocking-io?ms=20", rate=80, duration=4, progress=False, warn=False)
+        run_load(
+            server.url, path="/blocking-io?ms=20", rate=80, duration=4, progress=False, warn=False
+        )
     print("frames", chart.frames)
 """)
 
@@ -35,7 +37,9 @@ def run_in_kernel(code: str, timeout: float = 90.0):
     """Execute ``code`` in a real kernel of this Python; return its IOPub messages, timed."""
     from jupyter_client.manager import start_new_kernel
 
-    km, kc = start_new_kernel(kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    km, kc = start_new_kernel(
+        kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=ERROR"]
+    )
     try:
         msg_id = kc.execute(code)
         messages = []
@@ -57,7 +61,9 @@ def test_live_chart_redraws_in_place_about_once_a_second():
     messages = run_in_kernel(LIVE_CELL)
     errors = [c for _, kind, c in messages if kind == "error"]
     assert not errors, errors[0]["traceback"][-1]
-    shown = [(t, c) for t, kind, c in messages if kind == "display_data" and "image/png" in c["data"]]
+    shown = [
+        (t, c) for t, kind, c in messages if kind == "display_data" and "image/png" in c["data"]
+    ]
     updates = [(t, c) for t, kind, c in messages if kind == "update_display_data"]
     assert len(shown) == 1, "one chart is shown, and then only updated"
     display_id = shown[0][1]["transient"]["display_id"]
@@ -65,8 +71,12 @@ def test_live_chart_redraws_in_place_about_once_a_second():
     # 4 s of load: a frame about every second while it runs, then the final one.
     assert len(updates) >= 3, f"{len(updates)} redraws"
     frames = [shown[0][1]["data"]["image/png"]] + [c["data"]["image/png"] for _, c in updates]
-    assert len({hashlib.sha1(f.encode()).hexdigest() for f in frames}) == len(frames), "every frame differs"
-    times = [shown[0][0]] + [t for t, _ in updates[:-1]]  # the last, final frame follows the run's end
+    assert len({hashlib.sha1(f.encode()).hexdigest() for f in frames}) == len(frames), (
+        "every frame differs"
+    )
+    times = [shown[0][0]] + [
+        t for t, _ in updates[:-1]
+    ]  # the last, final frame follows the run's end
     gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
     assert gaps and 0.5 <= statistics.median(gaps) <= 2.0, f"seconds between frames: {gaps}"
 
@@ -88,7 +98,9 @@ def test_final_frame_stays_in_the_notebook_and_its_html(tmp_path):
 
 def test_a_chart_outside_a_notebook_watches_nothing(asgi_server):
     with LiveChart("no kernel here") as chart:
-        run_load(asgi_server.url, path="/hello", concurrency=2, duration=1.2, progress=False, warn=False)
+        run_load(
+            asgi_server.url, path="/hello", concurrency=2, duration=1.2, progress=False, warn=False
+        )
     assert not chart.enabled and chart.frames == 0 and chart.segments == []
 
 
@@ -99,13 +111,29 @@ def test_the_driver_stays_accurate_while_a_chart_draws_every_second(asgi_server)
     for _ in range(3):  # re-measure only a run the machine disturbed, as tests/test_driver.py does
         frames = []
         with LiveChart("accuracy", show=frames.append) as chart:
-            result = run_load(asgi_server.url, path="/io?ms=200", concurrency=256, duration=3.0, warmup=0.5,
-                              progress=False, warn=False)
+            result = run_load(
+                asgi_server.url,
+                path="/io?ms=200",
+                concurrency=256,
+                duration=3.0,
+                warmup=0.5,
+                progress=False,
+                warn=False,
+            )
         s = result.summary
-        runs.append((round(s.throughput_rps), round(s.latency_ms.p50, 1), round(s.client_wait, 2),
-                     round(s.loop_lag_ms_p99)))
-        good = (s.throughput_rps == pytest.approx(1280, rel=0.10)
-                and s.latency_ms.p50 == pytest.approx(200, rel=0.15) and not s.client_saturated)
+        runs.append(
+            (
+                round(s.throughput_rps),
+                round(s.latency_ms.p50, 1),
+                round(s.client_wait, 2),
+                round(s.loop_lag_ms_p99),
+            )
+        )
+        good = (
+            s.throughput_rps == pytest.approx(1280, rel=0.10)
+            and s.latency_ms.p50 == pytest.approx(200, rel=0.15)
+            and not s.client_saturated
+        )
         # A frame holds the GIL while it renders (70-190 ms here), and so does anything
         # else in this process: a run whose loop was held up shows it in its loop lag.
         held_up = s.loop_lag_ms_p99 > 50

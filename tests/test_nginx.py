@@ -51,7 +51,9 @@ def probe_ms(url, timeout=15.0):
 def probes_during_slow_clients(url, clients=4, seconds=3.0, probes=3):
     """Probe /hello while ``clients`` slow clients hold connections to ``url``."""
     box = {}
-    slow = threading.Thread(target=lambda: box.update(r=run_slow_clients(url, clients=clients, duration=seconds)))
+    slow = threading.Thread(
+        target=lambda: box.update(r=run_slow_clients(url, clients=clients, duration=seconds))
+    )
     slow.start()
     try:
         time.sleep(0.4)  # let every slow client connect and start trickling
@@ -77,7 +79,9 @@ def test_nginx_forwards_to_the_app_and_passes_its_headers_through():
         assert r.status_code == 200
         assert r.headers["server"].startswith("nginx")
         assert int(r.headers["x-worker-pid"]) in front.worker_pids
-        assert httpx.get(front.url + "/nope", trust_env=False, timeout=10).status_code == 404  # the app's 404
+        assert (
+            httpx.get(front.url + "/nope", trust_env=False, timeout=10).status_code == 404
+        )  # the app's 404
 
 
 def test_slow_clients_stall_sync_workers_alone_but_not_behind_nginx():
@@ -122,7 +126,9 @@ def test_scale_out_io_throughput_follows_littles_law():
                 runs.append(round(measured, 1))
                 if measured == pytest.approx(expected, rel=0.10):
                     break
-            assert measured == pytest.approx(expected, rel=0.10), f"{instances} instances: {runs} req/s, theory {expected}"
+            assert measured == pytest.approx(expected, rel=0.10), (
+                f"{instances} instances: {runs} req/s, theory {expected}"
+            )
             # Round robin: every instance served its share.
             shares = Counter(result.columns()["worker_pid"].tolist())
             assert set(shares) == set(front.worker_pids)
@@ -130,9 +136,27 @@ def test_scale_out_io_throughput_follows_littles_law():
 
 def test_bench_behind_nginx_reports_the_app_servers_cpu_per_request():
     # /cpu?ms=5 burns 5 ms in the app server; nginx's own CPU is not counted.
-    done = subprocess.run([str(Path(sys.executable).with_name("conclab")), "bench", "--server", "asgi",
-                           "--behind-nginx", "--path", "/cpu?ms=5", "--concurrency", "1", "--duration", "1",
-                           "--json", "-", "--no-progress"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("conclab")),
+            "bench",
+            "--server",
+            "asgi",
+            "--behind-nginx",
+            "--path",
+            "/cpu?ms=5",
+            "--concurrency",
+            "1",
+            "--duration",
+            "1",
+            "--json",
+            "-",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert 5000 <= doc["server_cpu_us_per_request"] < 7000
@@ -155,7 +179,9 @@ def test_a_failed_start_quotes_nginx_own_error():
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = holder.getsockname()[1]
-        with pytest.raises(ServerStartError, match=r"(?s)nginx.*bind\(\) to 127\.0\.0\.1:\d+ failed.*in use") as info:
+        with pytest.raises(
+            ServerStartError, match=r"(?s)nginx.*bind\(\) to 127\.0\.0\.1:\d+ failed.*in use"
+        ) as info:
             with serve_nginx(NginxSpec((1,), port=taken)):
                 pytest.fail("must not start")
         assert info.value.port_in_use and "bind()" in info.value.output
@@ -178,7 +204,9 @@ CHILD = textwrap.dedent(
 def test_sigkilled_launcher_leaves_no_nginx_or_app_process_behind(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     procs = []
     try:
         line = child.stdout.readline()

@@ -39,13 +39,24 @@ def real_run():
 
 def empty_result(**kw):
     load = LoadSpec(path="/io?ms=10", concurrency=1, duration=1.0)
-    return LoadResult(url="http://127.0.0.1:1", load=load, records=[], started_ns=0,
-                      window=(0, 10**9), finished_ns=10**9, **kw)
+    return LoadResult(
+        url="http://127.0.0.1:1",
+        load=load,
+        records=[],
+        started_ns=0,
+        window=(0, 10**9),
+        finished_ns=10**9,
+        **kw,
+    )
 
 
 def test_save_run_writes_the_records_csv_and_the_json_summary(tmp_path, real_run):
-    doc = save_run(real_run, json_path=tmp_path / "run.json", records_path=tmp_path / "run.csv",
-                   server={"spec": SPEC.to_dict(), "label": SPEC.label})
+    doc = save_run(
+        real_run,
+        json_path=tmp_path / "run.json",
+        records_path=tmp_path / "run.csv",
+        server={"spec": SPEC.to_dict(), "label": SPEC.label},
+    )
     saved = strict_json((tmp_path / "run.json").read_text())
     assert saved == strict_json(to_json(doc))
     assert saved["records_file"] == str(tmp_path / "run.csv")
@@ -53,7 +64,11 @@ def test_save_run_writes_the_records_csv_and_the_json_summary(tmp_path, real_run
 
 
 def test_the_json_says_what_was_measured_on_what_and_when(tmp_path, real_run):
-    save_run(real_run, json_path=tmp_path / "run.json", server={"spec": SPEC.to_dict(), "label": SPEC.label})
+    save_run(
+        real_run,
+        json_path=tmp_path / "run.json",
+        server={"spec": SPEC.to_dict(), "label": SPEC.label},
+    )
     doc = read_json(tmp_path / "run.json")
     assert doc["server"]["spec"]["kind"] == "asgi"
     assert doc["server"]["spec"]["threadpool"] == 40
@@ -97,8 +112,11 @@ def test_reading_a_file_that_is_not_records_is_a_clear_error(tmp_path):
 
 
 def test_nan_and_infinity_are_written_as_null(tmp_path):
-    save_run(empty_result(), json_path=tmp_path / "empty.json",
-             extra={"prediction": {"latency_ms": float("inf")}})
+    save_run(
+        empty_result(),
+        json_path=tmp_path / "empty.json",
+        extra={"prediction": {"latency_ms": float("inf")}},
+    )
     text = (tmp_path / "empty.json").read_text()
     doc = strict_json(text)  # would raise on NaN/Infinity
     assert doc["latency_ms"]["p50"] is None
@@ -125,7 +143,9 @@ def test_saving_leaves_no_temporary_files(tmp_path, real_run):
     assert sorted(p.name for p in out.iterdir()) == ["run.csv", "run.json"]
 
 
-@pytest.mark.skipif(not system.has_cgroups(), reason="cgroup CPU quotas are Linux's: this system has none")
+@pytest.mark.skipif(
+    not system.has_cgroups(), reason="cgroup CPU quotas are Linux's: this system has none"
+)
 def test_the_machine_names_its_usable_cores_under_a_cgroup_quota(monkeypatch, tmp_path):
     from conclab.measuring.results import machine
 

@@ -39,7 +39,8 @@ TIMEOUT = 30.0  # per request; every wait in this module is bounded by it
 def stamps(response):
     """(pid, thread, start_ns, end_ns) from the four headers every response carries."""
     return tuple(
-        int(response.headers[name]) for name in ("X-Worker-Pid", "X-Thread", "X-Start-Ns", "X-End-Ns")
+        int(response.headers[name])
+        for name in ("X-Worker-Pid", "X-Thread", "X-Start-Ns", "X-End-Ns")
     )
 
 
@@ -71,7 +72,9 @@ def server_times(responses):
     return [s for s, _ in spans], [e for _, e in spans]
 
 
-SERVERS = each_app_and_runner()  # every app on its default runner, every other runner once per interface
+SERVERS = (
+    each_app_and_runner()
+)  # every app on its default runner, every other runner once per interface
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +130,9 @@ def test_health_and_hello_answer_200(server):
         assert client.get("/hello").text == "hello\n"
 
 
-@pytest.mark.parametrize("path", ["/health", "/hello", "/io?ms=0", "/cpu?ms=0", "/state", "/io?ms=abc", "/nope"])
+@pytest.mark.parametrize(
+    "path", ["/health", "/hello", "/io?ms=0", "/cpu?ms=0", "/state", "/io?ms=abc", "/nope"]
+)
 def test_every_response_carries_pid_thread_and_timestamps(server, path):
     before = time.monotonic_ns()
     r = httpx.get(server.url + path, timeout=TIMEOUT, trust_env=False)
@@ -190,15 +195,22 @@ def test_every_server_reports_its_own_python_and_gil_state(server):
     assert report["pid"] == stamps(r)[0]
     assert report["python"] == platform.python_version() and report["executable"] == sys.executable
     assert report["free_threaded_build"] is False and report["gil_enabled"] is True
-    assert server.interpreter == {**report, "pid": server.interpreter["pid"]}  # read by the launcher at start
+    assert server.interpreter == {
+        **report,
+        "pid": server.interpreter["pid"],
+    }  # read by the launcher at start
 
 
 def test_fixed_work_runs_in_a_pool_thread_and_checks_its_units(asgi_server):
-    r = httpx.get(asgi_server.url + "/offload-work", params={"units": 50}, timeout=TIMEOUT, trust_env=False)
+    r = httpx.get(
+        asgi_server.url + "/offload-work", params={"units": 50}, timeout=TIMEOUT, trust_env=False
+    )
     assert r.status_code == 200 and "50 units" in r.text
     pid, thread, _, _ = stamps(r)
     assert thread != pid
-    bad = httpx.get(asgi_server.url + "/offload-work", params={"units": "x"}, timeout=TIMEOUT, trust_env=False)
+    bad = httpx.get(
+        asgi_server.url + "/offload-work", params={"units": "x"}, timeout=TIMEOUT, trust_env=False
+    )
     assert bad.status_code == 400 and bad.text == "units must be an integer 0..60000\n"
 
 
@@ -239,7 +251,9 @@ def test_def_endpoint_runs_in_a_pool_thread(fastapi_server):
 
 
 def test_process_cpu_runs_in_a_child_process_of_the_worker(async_server):
-    r = httpx.get(async_server.url + "/process-cpu", params={"ms": 30}, timeout=TIMEOUT, trust_env=False)
+    r = httpx.get(
+        async_server.url + "/process-cpu", params={"ms": 30}, timeout=TIMEOUT, trust_env=False
+    )
     assert r.status_code == 200 and "pool process" in r.text
     pid, thread, start, end = stamps(r)
     assert pid in async_server.worker_pids
@@ -279,7 +293,9 @@ def test_bad_ms_is_a_400_with_a_one_line_reason(server, route, params, reason):
     stamps(r)
 
 
-@pytest.mark.parametrize("route", ["/blocking-io", "/offload-io", "/offload-cpu", "/hash-cpu", "/process-cpu"])
+@pytest.mark.parametrize(
+    "route", ["/blocking-io", "/offload-io", "/offload-cpu", "/hash-cpu", "/process-cpu"]
+)
 @pytest.mark.parametrize("params,reason", BAD_MS[:4])
 def test_bad_ms_is_a_400_on_async_only_routes(async_server, route, params, reason):
     r = httpx.get(async_server.url + route, params=params, timeout=TIMEOUT, trust_env=False)
@@ -391,7 +407,10 @@ def fastapi_pool4():
 def slow_def_requests_in_flight(url, n, ms):
     """Start n slow `def` requests and return once the server holds all n tokens."""
     pool = ThreadPoolExecutor(n)
-    futures = [pool.submit(httpx.get, f"{url}/def-io?ms={ms}", timeout=TIMEOUT, trust_env=False) for _ in range(n)]
+    futures = [
+        pool.submit(httpx.get, f"{url}/def-io?ms={ms}", timeout=TIMEOUT, trust_env=False)
+        for _ in range(n)
+    ]
     deadline = time.monotonic() + TIMEOUT
     while pool_tokens(url)["borrowed"] < n:
         assert time.monotonic() < deadline, "the slow requests never took their tokens"
@@ -417,22 +436,31 @@ def test_a_def_health_check_waits_for_a_token_an_async_one_does_not(fastapi_pool
         slow_ends = [stamps(f.result())[3] for f in futures]
     assert health.text == def_health.text == "ok\n"
     assert stamps(health)[3] < min(slow_ends)  # answered on the loop, at once
-    assert stamps(def_health)[2] >= min(slow_ends)  # started only when a slow one gave its token back
+    assert stamps(def_health)[2] >= min(
+        slow_ends
+    )  # started only when a slow one gave its token back
 
 
 # --- pool processes never outlive their server ---------------------------------
 
 
 @pytest.mark.faults
-@pytest.mark.skipif(not system.is_linux(), reason="the parent-death signal (PR_SET_PDEATHSIG) is Linux's")
+@pytest.mark.skipif(
+    not system.is_linux(), reason="the parent-death signal (PR_SET_PDEATHSIG) is Linux's"
+)
 @pytest.mark.parametrize("kind", ["asgi", "fastapi"])
 def test_pool_processes_die_with_a_sigkilled_server(kind):
     # No launcher and no guard here: the kernel's parent-death signal alone
     # (PR_SET_PDEATHSIG, set by each pool process) must end them.
     spec = ServerSpec(kind)
     port = free_port()
-    proc = subprocess.Popen(spec.command(port), start_new_session=True, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        spec.command(port),
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     pool = []
     try:
         url = f"http://127.0.0.1:{port}"
@@ -440,11 +468,17 @@ def test_pool_processes_die_with_a_sigkilled_server(kind):
         while True:
             assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/process-cpu?ms=1", timeout=2, trust_env=False).status_code == 200:
+                if (
+                    httpx.get(url + "/process-cpu?ms=1", timeout=2, trust_env=False).status_code
+                    == 200
+                ):
                     break
             time.sleep(0.1)
-        pool = [p for p in psutil.Process(proc.pid).children()
-                if "multiprocessing.spawn" in " ".join(p.cmdline())]
+        pool = [
+            p
+            for p in psutil.Process(proc.pid).children()
+            if "multiprocessing.spawn" in " ".join(p.cmdline())
+        ]
         assert len(pool) == usable_cores()
         proc.kill()
         proc.wait(timeout=10)
@@ -461,8 +495,12 @@ def test_pool_processes_die_with_a_sigkilled_server(kind):
 
 @pytest.fixture(
     scope="module",
-    params=[ServerSpec("wsgi", workers=2), ServerSpec("asgi", workers=2), ServerSpec("fastapi", workers=2),
-            ServerSpec("fastapi", manager="gunicorn", workers=2)],
+    params=[
+        ServerSpec("wsgi", workers=2),
+        ServerSpec("asgi", workers=2),
+        ServerSpec("fastapi", workers=2),
+        ServerSpec("fastapi", manager="gunicorn", workers=2),
+    ],
     ids=lambda spec: spec.label,
 )
 def two_worker_server(request):
@@ -480,7 +518,9 @@ def test_state_is_counted_per_worker_process(two_worker_server):
     def hammer():
         # A new connection per request, so the kernel may hand each to either worker.
         limits = httpx.Limits(max_keepalive_connections=0)
-        with httpx.Client(base_url=server.url, timeout=TIMEOUT, trust_env=False, limits=limits) as client:
+        with httpx.Client(
+            base_url=server.url, timeout=TIMEOUT, trust_env=False, limits=limits
+        ) as client:
             for _ in range(500):
                 if done.is_set() or time.monotonic() > deadline:
                     return

@@ -85,8 +85,15 @@ def test_a_patient_server_keeps_every_slow_client_until_it_gives_up(tiny):
     result = run_slow_clients(server.url, clients=3, duration=1.6, interval=0.5)
     took = time.monotonic() - t
     assert 1.5 < took < 3.0
-    assert result.counts() == {"clients": 3, "accepted": 3, "answered": 0, "closed": 0, "reset": 0,
-                               "timed_out": 3, "refused": 0}
+    assert result.counts() == {
+        "clients": 3,
+        "accepted": 3,
+        "answered": 0,
+        "closed": 0,
+        "reset": 0,
+        "timed_out": 3,
+        "refused": 0,
+    }
     sent = b"".join(server.received)
     assert sent.count(b"GET /hello HTTP/1.1\r\n") == 3
     assert b"X-Slow-1: 1\r\n" in sent
@@ -95,7 +102,9 @@ def test_a_patient_server_keeps_every_slow_client_until_it_gives_up(tiny):
     assert all(c.lines_sent == 3 for c in result.connections)
 
 
-@pytest.mark.parametrize("handle,outcome", [(answer_408, "answered"), (hang_up, "closed"), (reset, "reset")])
+@pytest.mark.parametrize(
+    "handle,outcome", [(answer_408, "answered"), (hang_up, "closed"), (reset, "reset")]
+)
 def test_each_way_a_server_can_end_a_slow_client_is_counted(tiny, handle, outcome):
     server = tiny(handle)
     t = time.monotonic()
@@ -143,24 +152,47 @@ def test_the_cli_reports_how_the_slow_connections_ended(tiny):
 
     server = tiny(read_some)
     conclab = str(Path(sys.executable).with_name("conclab"))
-    out = subprocess.run([conclab, "slowclients", "--url", server.url, "--clients", "3", "--duration", "1"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [conclab, "slowclients", "--url", server.url, "--clients", "3", "--duration", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert "accepted      3" in out.stdout and "timed out     3" in out.stdout
-    refused = subprocess.run([conclab, "slowclients", "--url", "http://10.1.2.3", "--duration", "1"],
-                             capture_output=True, text=True, timeout=30)
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "loopback" in refused.stderr
+    refused = subprocess.run(
+        [conclab, "slowclients", "--url", "http://10.1.2.3", "--duration", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (
+        refused.returncode == 2 and refused.stderr.count("\n") == 1 and "loopback" in refused.stderr
+    )
 
 
-@pytest.mark.parametrize("url", ["http://10.1.2.3:80", "http://example.com", "https://127.0.0.1:1", "ftp://127.0.0.1"])
+@pytest.mark.parametrize(
+    "url", ["http://10.1.2.3:80", "http://example.com", "https://127.0.0.1:1", "ftp://127.0.0.1"]
+)
 def test_slow_clients_go_to_loopback_http_only(url):
     with pytest.raises(LoadError):
         run_slow_clients(url, clients=1, duration=1)
 
 
-@pytest.mark.parametrize("bad", [{"clients": 0}, {"clients": 5000}, {"clients": 2.5}, {"duration": 0},
-                                 {"duration": 3600}, {"interval": 0}, {"path": "hello"}, {"path": "/a b"}],
-                         ids=lambda d: "-".join(f"{k}={v!r}" for k, v in d.items()))
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"clients": 0},
+        {"clients": 5000},
+        {"clients": 2.5},
+        {"duration": 0},
+        {"duration": 3600},
+        {"interval": 0},
+        {"path": "hello"},
+        {"path": "/a b"},
+    ],
+    ids=lambda d: "-".join(f"{k}={v!r}" for k, v in d.items()),
+)
 def test_slow_load_rejects_unbounded_or_bad_values(bad):
     with pytest.raises(LoadError, match=next(iter(bad))):
         SlowLoad(**bad)

@@ -46,9 +46,14 @@ def closed_loop_records(users, service_ns, until_ns, offset_ns=0):
 def result_of(records, window, load=None, cpu_s=0.1, started=0, finished=None, **kw):
     load = load or LoadSpec(path="/io?ms=100", concurrency=2, duration=1.0, warmup=0.5)
     return LoadResult(
-        url="http://127.0.0.1:1", load=load, records=records, started_ns=started,
-        window=window, finished_ns=finished if finished is not None else window[1],
-        client_cpu_s=cpu_s, **kw,
+        url="http://127.0.0.1:1",
+        load=load,
+        records=records,
+        started_ns=started,
+        window=window,
+        finished_ns=finished if finished is not None else window[1],
+        client_cpu_s=cpu_s,
+        **kw,
     )
 
 
@@ -250,12 +255,13 @@ def test_a_busy_client_is_flagged_saturated():
 def test_a_client_starved_of_its_core_is_flagged_saturated():
     # Little CPU used, but ready to run and waiting for a busy core most of the time.
     wall = 2 * S
-    starved = result_of([], window=(0, wall), started=0, finished=wall, cpu_s=0.8, client_wait_s=1.2)
+    starved = result_of(
+        [], window=(0, wall), started=0, finished=wall, cpu_s=0.8, client_wait_s=1.2
+    )
     s = starved.summary
     assert s.client_cpu == pytest.approx(0.4)
     assert s.client_wait == pytest.approx(0.6)
     assert s.client_saturated is True
-
 
 
 def test_a_client_that_waits_long_for_its_core_is_flagged_even_at_low_cpu():
@@ -275,7 +281,11 @@ def test_an_open_loop_that_cannot_send_on_time_is_flagged_saturated():
 
 
 def test_summary_names_the_workers_and_threads_that_answered():
-    records = [rec(0, 10, pid=7, thread=1), rec(0, 10, pid=7, thread=2), rec(0, 10, pid=9, thread=1)]
+    records = [
+        rec(0, 10, pid=7, thread=1),
+        rec(0, 10, pid=7, thread=2),
+        rec(0, 10, pid=9, thread=1),
+    ]
     s = result_of(records, window=(0, 100)).summary
     assert s.worker_pids == [7, 9]
     assert s.threads == 3
@@ -292,9 +302,16 @@ def test_format_summary_says_when_a_run_was_interrupted_or_saturated():
 
 def test_format_summary_prints_the_optional_fields_that_are_set():
     plain = two_users_for_two_seconds().summary
-    assert not any(word in format_summary(plain) for word in ("server CPU", "served", "GIL", "client   "))
-    filled = plain.replace(server_cpu_us_per_request=612.4, runner="granian", server_python="3.13.1",
-                           server_gil_enabled=False, client_placement="unpinned: no CPU affinity on macOS")
+    assert not any(
+        word in format_summary(plain) for word in ("server CPU", "served", "GIL", "client   ")
+    )
+    filled = plain.replace(
+        server_cpu_us_per_request=612.4,
+        runner="granian",
+        server_python="3.13.1",
+        server_gil_enabled=False,
+        client_placement="unpinned: no CPU affinity on macOS",
+    )
     text = format_summary(filled)
     assert "server CPU  612 us per request" in text
     assert "served      by granian, Python 3.13.1, GIL off" in text
@@ -324,7 +341,10 @@ def test_closed_loop_throughput_is_exact_wherever_the_window_falls(w0_ms):
 
 def test_counting_whole_completions_would_have_stepped():
     c = columns(one_user(101 * MS, 4 * S))
-    counts = {int(np.sum((c["end_ns"] >= w0) & (c["end_ns"] <= w0 + 2 * S))) for w0 in (500 * MS, 520 * MS)}
+    counts = {
+        int(np.sum((c["end_ns"] >= w0) & (c["end_ns"] <= w0 + 2 * S)))
+        for w0 in (500 * MS, 520 * MS)
+    }
     assert counts == {19, 20}  # the steps the smoothing removes
 
 
@@ -345,7 +365,11 @@ def test_smoothing_weighs_completions_near_the_edges_linearly():
     # Window [0, 1000], ramp 100: weights 0.5 (at 50), 1, 1, 0.2 (at 980); divided by 900 ns.
     ends = [50, 400, 600, 980, 1200]
     assert smoothed_throughput(ends, 0, 1000, 100) == pytest.approx(2.7 / 900e-9)
-    assert smoothed_throughput(ends, 0, 1000, 0) == completions_throughput(ends, 0, 1000) == pytest.approx(4 / 1000e-9)
+    assert (
+        smoothed_throughput(ends, 0, 1000, 0)
+        == completions_throughput(ends, 0, 1000)
+        == pytest.approx(4 / 1000e-9)
+    )
 
 
 def test_open_loop_throughput_counts_completions_not_requests_in_flight():
@@ -372,13 +396,19 @@ def test_spread_gives_the_throughput_of_each_half_second():
 
 
 def test_a_window_shorter_than_two_bins_has_no_spread():
-    assert throughput_spread(columns(one_user(100 * MS, 1 * S))["end_ns"], 0, 900 * MS, 100 * MS) is None
+    assert (
+        throughput_spread(columns(one_user(100 * MS, 1 * S))["end_ns"], 0, 900 * MS, 100 * MS)
+        is None
+    )
 
 
 def test_a_run_bounded_by_its_requests_has_no_spread():
     load = LoadSpec(path="/io?ms=100", concurrency=1, requests=20)
     records = one_user(100 * MS, 2 * S)
-    assert result_of(records, window=(0, 2 * S), load=load, finished=2 * S).summary.throughput_spread is None
+    assert (
+        result_of(records, window=(0, 2 * S), load=load, finished=2 * S).summary.throughput_spread
+        is None
+    )
 
 
 # --- where the time went -----------------------------------------------------------
@@ -391,7 +421,10 @@ def stamped(intended, end, handler_start, handler_end):
 def test_latency_splits_into_handler_time_and_the_time_outside_it():
     # Sent at 0, handler 2..52 ms on the server's clock, answer at 55 ms:
     # 50 ms in the handler, 5 ms outside it (connect, accept, queue, transfer).
-    records = [stamped(i * 100 * MS, i * 100 * MS + 55 * MS, i * 100 * MS + 2 * MS, i * 100 * MS + 52 * MS) for i in range(10)]
+    records = [
+        stamped(i * 100 * MS, i * 100 * MS + 55 * MS, i * 100 * MS + 2 * MS, i * 100 * MS + 52 * MS)
+        for i in range(10)
+    ]
     s = result_of(records, window=(0, 1 * S)).summary
     assert s.handler_ms.p50 == pytest.approx(50.0)
     assert s.handler_ms.mean == pytest.approx(50.0)
@@ -409,7 +442,10 @@ def test_requests_without_server_stamps_are_left_out_of_the_split():
 
 
 def test_format_summary_shows_where_the_time_went():
-    records = [stamped(i * 100 * MS, i * 100 * MS + 55 * MS, i * 100 * MS + 2 * MS, i * 100 * MS + 52 * MS) for i in range(20)]
+    records = [
+        stamped(i * 100 * MS, i * 100 * MS + 55 * MS, i * 100 * MS + 2 * MS, i * 100 * MS + 52 * MS)
+        for i in range(20)
+    ]
     text = format_summary(result_of(records, window=(0, 2 * S), finished=2 * S).summary)
     assert "handler ms  p50 50.0" in text
     assert "outside ms  p50 5.0" in text

@@ -13,7 +13,11 @@ from conclab.measuring.summary import OPTIONAL, Percentiles, Summary
 
 def committed_data():
     """The experiments' data: files with measured points (not tables such as timing.json)."""
-    paths = [p for p in sorted((FIGURES_DIR / "data").glob("*.json")) if "points" in json.loads(p.read_text())]
+    paths = [
+        p
+        for p in sorted((FIGURES_DIR / "data").glob("*.json"))
+        if "points" in json.loads(p.read_text())
+    ]
     assert paths, "no committed figures/data/*.json"
     return paths
 
@@ -33,17 +37,23 @@ def test_every_committed_summary_loads_and_saves_back_unchanged(path):
     for point in raw["points"]:
         for saved in saved_summaries(point):
             summary = Summary.from_dict(saved)
-            assert summary.extra == {}, f"{path.name}: keys the record does not know: {sorted(summary.extra)}"
+            assert summary.extra == {}, (
+                f"{path.name}: keys the record does not know: {sorted(summary.extra)}"
+            )
             # NaN is saved as null and read back as None: the dicts compare equal.
             assert summary.to_dict() == saved
-            assert isinstance(summary.throughput_rps, float) and isinstance(summary.latency_ms, Percentiles)
+            assert isinstance(summary.throughput_rps, float) and isinstance(
+                summary.latency_ms, Percentiles
+            )
     # The whole file, read with typed summaries and written again, is the same text.
     assert to_json(read_data(path)) == path.read_text()
 
 
 def a_summary(**changes):
     path = committed_data()[0]
-    return Summary.from_dict(json.loads(path.read_text())["points"][0]["summary"]).replace(**changes)
+    return Summary.from_dict(json.loads(path.read_text())["points"][0]["summary"]).replace(
+        **changes
+    )
 
 
 def test_an_unknown_key_is_kept_in_extra_and_written_back():
@@ -66,12 +76,21 @@ def test_optional_fields_are_saved_only_when_set():
     plain = a_summary()
     assert all(getattr(plain, name) is None for name in OPTIONAL)
     assert not set(OPTIONAL) & set(plain.to_dict())
-    filled = plain.replace(server_cpu_us_per_request=612.5, runner="granian", server_python="3.13.1",
-                           server_gil_enabled=False, client_placement="pinned to core 1")
+    filled = plain.replace(
+        server_cpu_us_per_request=612.5,
+        runner="granian",
+        server_python="3.13.1",
+        server_gil_enabled=False,
+        client_placement="pinned to core 1",
+    )
     saved = filled.to_dict()
     assert {name: saved[name] for name in OPTIONAL} == {
-        "server_cpu_us_per_request": 612.5, "runner": "granian", "server_python": "3.13.1",
-        "server_gil_enabled": False, "client_placement": "pinned to core 1"}
+        "server_cpu_us_per_request": 612.5,
+        "runner": "granian",
+        "server_python": "3.13.1",
+        "server_gil_enabled": False,
+        "client_placement": "pinned to core 1",
+    }
     assert Summary.from_dict(json.loads(to_json(filled))) == filled
 
 

@@ -146,7 +146,13 @@ def test_unbounded_slots_serialise_as_null():
 
 
 SPECS = [SYNC, GTHREAD_8, ASGI, ServerSpec("asgi", threadpool=4), ServerSpec("wsgi", workers=3)]
-PATHS = ["/io?ms=100", "/blocking-io?ms=50", "/offload-io?ms=20", "/cpu?ms=30", "/offload-cpu?ms=10"]
+PATHS = [
+    "/io?ms=100",
+    "/blocking-io?ms=50",
+    "/offload-io?ms=20",
+    "/cpu?ms=30",
+    "/offload-cpu?ms=10",
+]
 
 
 @settings(max_examples=200, deadline=None)
@@ -164,12 +170,15 @@ def test_every_closed_loop_prediction_obeys_littles_law(spec, path, users):
 
 
 def fake_quota(monkeypatch, tmp_path, text):
-    """A cgroup folder whose cpu.max says ``text``; the lab reads it through $CONCLAB_CGROUP_ROOT."""
+    """A cgroup folder whose cpu.max says ``text``;
+    the lab reads it through $CONCLAB_CGROUP_ROOT."""
     (tmp_path / "cpu.max").write_text(text + "\n")
     monkeypatch.setenv("CONCLAB_CGROUP_ROOT", str(tmp_path))
 
 
-@pytest.mark.skipif(not system.has_cgroups(), reason="cgroup CPU quotas are Linux's: this system has none")
+@pytest.mark.skipif(
+    not system.has_cgroups(), reason="cgroup CPU quotas are Linux's: this system has none"
+)
 def test_cpu_work_is_capped_by_a_one_cpu_cgroup_quota(monkeypatch, tmp_path):
     spec = ServerSpec("wsgi", workers=4, cpus="all")
     fake_quota(monkeypatch, tmp_path, "100000 100000")  # 1 CPU per 100 ms period
@@ -178,12 +187,16 @@ def test_cpu_work_is_capped_by_a_one_cpu_cgroup_quota(monkeypatch, tmp_path):
     assert p.throughput_rps == pytest.approx(25.0)
 
 
-@pytest.mark.skipif(not system.has_cgroups(), reason="cgroup CPU quotas are Linux's: this system has none")
+@pytest.mark.skipif(
+    not system.has_cgroups(), reason="cgroup CPU quotas are Linux's: this system has none"
+)
 def test_a_fractional_quota_rounds_up_to_whole_cores(monkeypatch, tmp_path):
     if len(system.cpu_ids()) < 2:
         pytest.skip("needs two cores in the affinity mask")
     fake_quota(monkeypatch, tmp_path, "150000 100000")  # 1.5 CPUs: a second core runs part-time
-    assert predict(ServerSpec("wsgi", workers=4, cpus="all"), "/cpu?ms=40", concurrency=8).slots == 2
+    assert (
+        predict(ServerSpec("wsgi", workers=4, cpus="all"), "/cpu?ms=40", concurrency=8).slots == 2
+    )
 
 
 def test_no_quota_leaves_the_affinity_in_charge(monkeypatch, tmp_path):
@@ -206,7 +219,11 @@ def test_a_per_request_overhead_lengthens_the_service_time():
     p = predict(ServerSpec("wsgi", workers=8), "/io?ms=50", concurrency=8, overhead=o)
     assert p.throughput_rps == pytest.approx(8 / 0.0525)
     assert p.to_dict()["ideal_throughput_rps"] == pytest.approx(160.0)
-    assert p.to_dict()["overhead"] == {"per_request_ms": pytest.approx(2.5), "per_connection_ms": 0.0, "source": "1 user"}
+    assert p.to_dict()["overhead"] == {
+        "per_request_ms": pytest.approx(2.5),
+        "per_connection_ms": 0.0,
+        "source": "1 user",
+    }
 
 
 def test_the_overhead_caps_an_open_loops_capacity():
@@ -226,7 +243,9 @@ def test_one_wave_on_unbounded_slots_pays_the_connection_cost_once_per_extra_req
 
 
 def test_one_wave_on_one_slot_runs_in_rounds():
-    p = predict(SYNC, "/io?ms=100", concurrency=12, requests=12, overhead=Overhead(per_request_s=0.003))
+    p = predict(
+        SYNC, "/io?ms=100", concurrency=12, requests=12, overhead=Overhead(per_request_s=0.003)
+    )
     assert p.latency_ms == pytest.approx(12 * 103)
     assert p.throughput_rps == pytest.approx(12 / 1.236)
 
@@ -245,7 +264,7 @@ def test_fastapi_def_endpoints_are_bounded_by_anyios_tokens():
 
 @pytest.mark.freethreaded
 def test_without_the_gil_pool_threads_are_slots_for_pure_python(freethreaded_python):
-    """/offload-cpu: one slot under the GIL whatever the pool; min(threads, cores) on a free-threaded build."""
+    """/offload-cpu: one slot under the GIL, whatever the pool; min(threads, cores) without it."""
     from conclab.base.cores import usable_cores
 
     def rps(python, threadpool, users):

@@ -41,7 +41,8 @@ def test_an_unreadable_wrk_report_is_a_clear_error():
 # the driver's core: neither client ever shares a core with the server.
 IO = "/io?ms=100"
 SECONDS = 4  # both clients run as long, from a cold start: each counts its own ramp-up alike
-ATTEMPTS = 3  # a shared machine can steal a core for part of a run: a real disagreement misses every time
+# a shared machine can steal a core for part of a run: a real disagreement misses every time
+ATTEMPTS = 3
 
 
 @pytest.mark.slow
@@ -53,17 +54,26 @@ def test_driver_agrees_with_wrk_on_io(users):
     spec = ServerSpec("asgi")
     misses = []
     with serve(spec) as server:
-        run_load(server.url, path=IO, concurrency=users, duration=1, progress=False, warn=False)  # warm the server
+        run_load(
+            server.url, path=IO, concurrency=users, duration=1, progress=False, warn=False
+        )  # warm the server
         for _ in range(ATTEMPTS):
-            ours = run_load(server.url, LoadSpec(path=IO, concurrency=users, duration=SECONDS, timeout=10),
-                            progress=False, warn=False).summary
+            ours = run_load(
+                server.url,
+                LoadSpec(path=IO, concurrency=users, duration=SECONDS, timeout=10),
+                progress=False,
+                warn=False,
+            ).summary
             theirs = wrk.run_wrk(server.url + IO, users, SECONDS)
             assert theirs.errors == 0 and ours["error_count"] == 0
             off_rps = ours["throughput_rps"] / theirs.rps - 1
             off_p50 = ours["latency_ms"]["p50"] / theirs.latency_ms["p50"] - 1
             if abs(off_rps) <= 0.05 and abs(off_p50) <= 0.10:
                 return
-            misses.append(f"driver {ours['throughput_rps']:.0f} req/s, p50 {ours['latency_ms']['p50']:.1f} ms; "
-                          f"wrk {theirs.rps:.0f} req/s, p50 {theirs.latency_ms['p50']:.1f} ms "
-                          f"({off_rps:+.1%}, {off_p50:+.1%}; client saturated: {ours['client_saturated']})")
+            misses.append(
+                f"driver {ours['throughput_rps']:.0f} req/s, "
+                f"p50 {ours['latency_ms']['p50']:.1f} ms; "
+                f"wrk {theirs.rps:.0f} req/s, p50 {theirs.latency_ms['p50']:.1f} ms "
+                f"({off_rps:+.1%}, {off_p50:+.1%}; client saturated: {ours['client_saturated']})"
+            )
     pytest.fail(f"{users} users on {IO}: every attempt disagreed with wrk:\n" + "\n".join(misses))

@@ -4,7 +4,8 @@ A raw ASGI app (no framework) for Uvicorn. Try THIS copy by hand, from the
 root of the Concurrency Lab repository (README.md, step 1):
 
     make try LAB=01 SUBMISSION=path/to/this/folder
-    curl -s 'http://127.0.0.1:8000/sleep?ms=3000' & sleep 0.5; time curl -s http://127.0.0.1:8000/health; wait
+    curl -s 'http://127.0.0.1:8000/sleep?ms=3000' & sleep 0.5
+    time curl -s http://127.0.0.1:8000/health; wait
 
 Uvicorn runs every request of this app on ONE thread, in an event loop. A
 handler that blocks - sleeps, waits for another server, or computes for a long
@@ -43,7 +44,12 @@ class BadRequest(ValueError):
 
 def int_param(query, name, high):
     values = query.get(name, [])
-    if len(values) != 1 or not values[0].isascii() or not values[0].isdigit() or int(values[0]) > high:
+    if (
+        len(values) != 1
+        or not values[0].isascii()
+        or not values[0].isdigit()
+        or int(values[0]) > high
+    ):
         raise BadRequest(f"{name} must be an integer 0..{high}")
     return int(values[0])
 

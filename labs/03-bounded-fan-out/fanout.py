@@ -60,4 +60,3 @@ async def fetch_all(urls, limit, timeout):
     #         results.append(response.text)
     #     return results
     ### END STARTER
-

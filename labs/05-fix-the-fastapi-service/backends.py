@@ -33,4 +33,8 @@ def render_pdf(report_id, ms):
     """The vendor's renderer: blocks this thread for `ms` ms, then describes the PDF."""
     time.sleep(ms / 1000)
     rows = _rows(report_id)
-    return {"id": report_id, "pages": len(rows), "bytes": 1000 + 10 * sum(r["visits"] for r in rows)}
+    return {
+        "id": report_id,
+        "pages": len(rows),
+        "bytes": 1000 + 10 * sum(r["visits"] for r in rows),
+    }

@@ -27,13 +27,13 @@ SALT = b"conclab-lab-01"
 
 ADVICE = {
     "sleep": "Look at sleep() in app.py: time.sleep() holds the event loop's only thread "
-             "while it waits. `await asyncio.sleep(...)` hands the loop back meanwhile.",
+    "while it waits. `await asyncio.sleep(...)` hands the loop back meanwhile.",
     "fetch": "Look at fetch() in app.py: httpx.get() is a synchronous call, so the loop waits "
-             "with it. Use an httpx.AsyncClient and `await client.get(...)` (open one client at "
-             "startup, in lifespan, and close it at shutdown).",
+    "with it. Use an httpx.AsyncClient and `await client.get(...)` (open one client at "
+    "startup, in lifespan, and close it at shutdown).",
     "hash": "Look at hash_text() in app.py: hashing is CPU work on the loop's own thread, and "
-            "CPU work cannot be awaited. Offload it to a pool thread: "
-            "`await asyncio.to_thread(slow_hash, ...)` (hashlib releases the GIL meanwhile).",
+    "CPU work cannot be awaited. Offload it to a pool thread: "
+    "`await asyncio.to_thread(slow_hash, ...)` (hashlib releases the GIL meanwhile).",
 }
 
 
@@ -72,7 +72,9 @@ def route(request, app_url, upstream):
     try:
         answers, probes = asyncio.run(asyncio.wait_for(fire(app_url, paths), 45))
     except (TimeoutError, httpx.HTTPError) as err:
-        pytest.fail(f"/{name}: requests failed ({type(err).__name__}: {err}). {ADVICE[name]}", pytrace=False)
+        pytest.fail(
+            f"/{name}: requests failed ({type(err).__name__}: {err}). {ADVICE[name]}", pytrace=False
+        )
     return name, answers, probes, expected
 
 
@@ -90,7 +92,8 @@ def test_route_still_does_its_job(route):
     else:
         got = [a["body"] for a in answers]
         assert got == expected, (
-            f"/{name} answered {got[0][:80]!r}, expected {expected[0][:80]!r}. Make it non-blocking "
+            f"/{name} answered {got[0][:80]!r}, expected "
+            f"{expected[0][:80]!r}. Make it non-blocking "
             f"without changing what it answers. Look at {name}() in app.py."
         )
 
@@ -122,4 +125,6 @@ def test_health_stays_fast(route):
         f"/health waited up to {worst:.2f} s while {N} /{name} requests ran: it was answered "
         f"only after one of them finished, so the loop was blocked. {ADVICE[name]}"
     )
-    assert all(p["status"] == 200 for p in probes), "/health did not answer 200; keep the /health route."
+    assert all(p["status"] == 200 for p in probes), (
+        "/health did not answer 200; keep the /health route."
+    )

@@ -22,5 +22,13 @@ Try, in another terminal:
 
 
 def try_it(submission: Path, port: int) -> None:
-    try_beside_service(submission, port, grader_dir=HERE, service="the slow service /fetch calls",
-                       env_name="UPSTREAM_URL", path="/data", wait_ms=WAIT_MS, tips=TIPS)
+    try_beside_service(
+        submission,
+        port,
+        grader_dir=HERE,
+        service="the slow service /fetch calls",
+        env_name="UPSTREAM_URL",
+        path="/data",
+        wait_ms=WAIT_MS,
+        tips=TIPS,
+    )

@@ -42,23 +42,44 @@ def read_config(path):
     except Exception as err:  # noqa: BLE001 - any error in the student's file is a finding
         pytest.fail(f"gunicorn.conf.py fails to run: {type(err).__name__}: {err}", pytrace=False)
     if settings.get("daemon"):
-        pytest.fail("gunicorn.conf.py sets daemon = True: the server would detach from the "
-                    "grader. Remove it.", pytrace=False)
+        pytest.fail(
+            "gunicorn.conf.py sets daemon = True: the server would detach from the "
+            "grader. Remove it.",
+            pytrace=False,
+        )
     workers, threads = settings.get("workers", 1), settings.get("threads", 1)
     for name, value, high in (("workers", workers, 32), ("threads", threads, 256)):
         if not isinstance(value, int) or not 1 <= value <= high:
-            pytest.fail(f"gunicorn.conf.py: {name} = {value!r}; the grader starts 1..{high} "
-                        "to keep the grading machine usable. Use an integer in that range.", pytrace=False)
+            pytest.fail(
+                f"gunicorn.conf.py: {name} = {value!r}; the grader starts 1..{high} "
+                "to keep the grading machine usable. Use an integer in that range.",
+                pytrace=False,
+            )
     return workers, threads
 
 
 def measure(conf, threads):
     fair = f"--keep-alive 0 --worker-connections {threads}"  # see the module docstring
-    spec = ServerSpec("wsgi", app="app:app", app_dir=str(LAB), config=str(conf), cpus="all",
-                      env=(("GUNICORN_CMD_ARGS", fair),))
-    with serve_or_fail(spec, conf.parent, "Gunicorn with your gunicorn.conf.py", start_timeout=30) as server:
-        result = run_load(server.url, path="/order", concurrency=USERS, duration=4.0,
-                          warmup=1.0, timeout=10.0, progress=False)
+    spec = ServerSpec(
+        "wsgi",
+        app="app:app",
+        app_dir=str(LAB),
+        config=str(conf),
+        cpus="all",
+        env=(("GUNICORN_CMD_ARGS", fair),),
+    )
+    with serve_or_fail(
+        spec, conf.parent, "Gunicorn with your gunicorn.conf.py", start_timeout=30
+    ) as server:
+        result = run_load(
+            server.url,
+            path="/order",
+            concurrency=USERS,
+            duration=4.0,
+            warmup=1.0,
+            timeout=10.0,
+            progress=False,
+        )
     return result.summary
 
 
@@ -77,11 +98,18 @@ def measured(submission, note):
         runs.append(measure(conf, threads))
     best = max(runs, key=lambda s: s.throughput_rps)
     lat = best.latency_ms
-    note(f"this machine: {usable_cores()} usable core(s) (CPU affinity and cgroup quota, whichever is smaller)")
-    note(f"your config: {workers} worker(s) x {threads} thread(s) = {workers * threads} slots; "
-         f"{len(best.worker_pids) or '?'} worker(s) served requests")
-    note(f"measured: {best.throughput_rps:.1f} requests/s, mean {lat.mean:.0f} ms, "
-         f"p99 {lat.p99:.0f} ms, {best.error_count} errors")
+    note(
+        f"this machine: {usable_cores()} usable core(s) (CPU "
+        "affinity and cgroup quota, whichever is smaller)"
+    )
+    note(
+        f"your config: {workers} worker(s) x {threads} thread(s) = {workers * threads} slots; "
+        f"{len(best.worker_pids) or '?'} worker(s) served requests"
+    )
+    note(
+        f"measured: {best.throughput_rps:.1f} requests/s, mean {lat.mean:.0f} ms, "
+        f"p99 {lat.p99:.0f} ms, {best.error_count} errors"
+    )
     return best, workers * threads
 
 
@@ -97,8 +125,11 @@ def prediction(submission):
 def predicted(prediction, key):
     value = prediction.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        pytest.fail(f"prediction.toml: {key} = {value!r}; write your predicted number "
-                    "(greater than 0), worked out with Little's law.", pytrace=False)
+        pytest.fail(
+            f"prediction.toml: {key} = {value!r}; write your predicted number "
+            "(greater than 0), worked out with Little's law.",
+            pytrace=False,
+        )
     return value
 
 
@@ -154,7 +185,8 @@ def test_throughput_prediction_matches(measured, prediction):
         f"you predicted {guess:g} requests/s; measured {x:.1f} (off by {off_by(guess, x):.0%}, "
         f"{TOLERANCE:.0%} allowed). In prediction.toml apply Little's law to YOUR config: "
         f"X = min(N, slots) / S with N = {USERS} users, slots = {slots}, S = {SERVICE_S} s "
-        f"- and check that the CPU part (5 ms per request) fits on the {usable_cores()} usable core(s)."
+        "- and check that the CPU part (5 ms per request) "
+        f"fits on the {usable_cores()} usable core(s)."
     )
 
 

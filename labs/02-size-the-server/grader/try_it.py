@@ -23,12 +23,26 @@ def try_it(submission: Path, port: int) -> None:
     except Exception as err:  # noqa: BLE001 - any error in the student's file is for the student
         raise LabError(f"{conf} fails to run: {type(err).__name__}: {err}") from None
     fair = f"--keep-alive 0 --worker-connections {threads}"
-    spec = ServerSpec("wsgi", app="app:app", app_dir=str(LAB), config=str(conf), port=port, cpus="all",
-                      env=(("GUNICORN_CMD_ARGS", fair),))
-    with serve_for_trying(spec, "Gunicorn with your gunicorn.conf.py", env_shown={"GUNICORN_CMD_ARGS": fair},
-                          start_timeout=30) as server:
-        print(f"""
+    spec = ServerSpec(
+        "wsgi",
+        app="app:app",
+        app_dir=str(LAB),
+        config=str(conf),
+        port=port,
+        cpus="all",
+        env=(("GUNICORN_CMD_ARGS", fair),),
+    )
+    with serve_for_trying(
+        spec,
+        "Gunicorn with your gunicorn.conf.py",
+        env_shown={"GUNICORN_CMD_ARGS": fair},
+        start_timeout=30,
+    ) as server:
+        print(
+            f"""
 Measure it, in another terminal (the grader's load: 16 users, 1 s warm-up, 4 s measured):
   .venv/bin/conclab bench --url {server.url} --path /order --concurrency 16 --duration 4 --warmup 1
-""", flush=True)
+""",
+            flush=True,
+        )
         follow(server)

@@ -34,16 +34,41 @@ def main(out: Path = FIGURES_DIR / "data" / "lab02_configs.json") -> None:
             conf.write_text(f"workers = {workers}\nthreads = {threads}\n")
             summary = GRADER["measure"](conf, threads)
             slots = workers * threads
-            rows.append({"workers": workers, "threads": threads, "slots": slots,
-                         "predicted_rps": min(users, slots) / service_s,
-                         "throughput_rps": summary.throughput_rps,
-                         "latency_ms": summary.latency_ms.to_dict()})
-    atomic_write(out, json.dumps({"name": "lab02_configs", "users": users, "service_s": service_s,
-                                  "machine": machine(), "time": now_iso(),
-                                  "load_average_1min": [load_before, os.getloadavg()[0]], "configs": rows}, indent=1) + "\n")
+            rows.append(
+                {
+                    "workers": workers,
+                    "threads": threads,
+                    "slots": slots,
+                    "predicted_rps": min(users, slots) / service_s,
+                    "throughput_rps": summary.throughput_rps,
+                    "latency_ms": summary.latency_ms.to_dict(),
+                }
+            )
+    atomic_write(
+        out,
+        json.dumps(
+            {
+                "name": "lab02_configs",
+                "users": users,
+                "service_s": service_s,
+                "machine": machine(),
+                "time": now_iso(),
+                "load_average_1min": [load_before, os.getloadavg()[0]],
+                "configs": rows,
+            },
+            indent=1,
+        )
+        + "\n",
+    )
     for row in rows:
-        print(row["workers"], row["threads"], round(row["predicted_rps"], 1), round(row["throughput_rps"], 1),
-              round(row["latency_ms"]["mean"]), round(row["latency_ms"]["p99"]))
+        print(
+            row["workers"],
+            row["threads"],
+            round(row["predicted_rps"], 1),
+            round(row["throughput_rps"], 1),
+            round(row["latency_ms"]["mean"]),
+            round(row["latency_ms"]["p99"]),
+        )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ def fetch_all(submission):
     module = import_student(submission, "fanout")
     function = getattr(module, "fetch_all", None)
     if function is None:
-        pytest.fail("fanout.py has no function fetch_all: keep its name and arguments.", pytrace=False)
+        pytest.fail(
+            "fanout.py has no function fetch_all: keep its name and arguments.", pytrace=False
+        )
     if not inspect.iscoroutinefunction(function):
         pytest.fail("fetch_all must be an `async def` function: it is awaited.", pytrace=False)
     return function
@@ -67,34 +69,57 @@ class Run:
         try:
             self.results = asyncio.run(go())
         except TimeoutError:
-            pytest.fail(f"fetch_all did not return within 30 s. {WHERE}: does every request end?", pytrace=False)
+            pytest.fail(
+                f"fetch_all did not return within 30 s. {WHERE}: does every request end?",
+                pytrace=False,
+            )
         except Exception as err:  # noqa: BLE001 - the message says which URL and why
             yours = tracebacks.of_exception(err, self.submission)
-            said = "\n".join(["an exception, here in your code:", *yours]) if yours else first_line(err)
+            said = (
+                "\n".join(["an exception, here in your code:", *yours])
+                if yours
+                else first_line(err)
+            )
             pytest.fail(
                 f"fetch_all raised {said}\n{hung_hint(err, timeout)}"
-                f"It must not raise: return each URL's error in that URL's place in the list. {WHERE}.",
+                "It must not raise: return each URL's error "
+                f"in that URL's place in the list. {WHERE}.",
                 pytrace=False,
             )
         self.elapsed = time.monotonic() - start
         self.stats = json.loads(httpx.get(f"{self.base}/stats", trust_env=False).text)
         if not isinstance(self.results, list | tuple) or len(self.results) != len(urls):
-            got = len(self.results) if isinstance(self.results, list | tuple) else type(self.results).__name__
-            pytest.fail(f"fetch_all returned {got} results for {len(urls)} URLs: one result per URL, as a list.", pytrace=False)
+            got = (
+                len(self.results)
+                if isinstance(self.results, list | tuple)
+                else type(self.results).__name__
+            )
+            pytest.fail(
+                f"fetch_all returned {got} results for "
+                f"{len(urls)} URLs: one result per URL, as a list.",
+                pytrace=False,
+            )
         return self
 
 
 def hung_hint(err, timeout):
     """For the grader's 504 from the URL that hangs: why it got that far."""
-    if isinstance(err, httpx.HTTPStatusError) and err.response.status_code == 504 and err.request.url.path == "/hang":
-        return (f"That 504 is the URL that hangs: the grader's server gave up on it after {HANG_S} s, "
-                f"because nothing stopped waiting at timeout={timeout:g} s. Pass `timeout` to httpx "
-                "(httpx.AsyncClient(timeout=...)).\n")
+    if (
+        isinstance(err, httpx.HTTPStatusError)
+        and err.response.status_code == 504
+        and err.request.url.path == "/hang"
+    ):
+        return (
+            f"That 504 is the URL that hangs: the grader's server gave up on it after {HANG_S} s, "
+            f"because nothing stopped waiting at timeout={timeout:g} s. Pass `timeout` to httpx "
+            "(httpx.AsyncClient(timeout=...)).\n"
+        )
     return ""
 
 
 def first_line(err):
-    """'HTTPStatusError: Server error ...' - the exception's type and the first line of its message."""
+    """'HTTPStatusError: Server error ...' - the
+    exception's type and the first line of its message."""
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
@@ -103,12 +128,16 @@ def how_it_ran(run, limit):
     """What the server saw of a run, in words: the cause behind a slow or unbounded call."""
     seen = run.stats["max_inflight"]
     if seen <= 1:
-        return ("The server never saw more than 1 of your requests at once: they ran one after "
-                "another (`await` inside a for loop does that). Start them all as tasks "
-                "(asyncio.gather or a TaskGroup) and let a semaphore admit `limit` at a time.")
+        return (
+            "The server never saw more than 1 of your requests at once: they ran one after "
+            "another (`await` inside a for loop does that). Start them all as tasks "
+            "(asyncio.gather or a TaskGroup) and let a semaphore admit `limit` at a time."
+        )
     if seen > limit:
-        return (f"The server saw {seen} of your requests at once, more than limit={limit}: "
-                "every request must first take one of `limit` slots (asyncio.Semaphore(limit)).")
+        return (
+            f"The server saw {seen} of your requests at once, more than limit={limit}: "
+            "every request must first take one of `limit` slots (asyncio.Semaphore(limit))."
+        )
     return ""
 
 
@@ -171,11 +200,18 @@ def test_errors_returned_not_raised(upstream, fetch_all, submission):
     """an HTTP error or an unreachable server is returned in its slot, not raised"""
     run = Run(upstream, submission)
     dead = f"http://127.0.0.1:{free_port()}/nobody-listens-here"
-    urls = [run.item(0, 50), f"{run.base}/status/500?ms=50", dead, f"{run.base}/status/404", run.item(4, 50)]
+    urls = [
+        run.item(0, 50),
+        f"{run.base}/status/500?ms=50",
+        dead,
+        f"{run.base}/status/404",
+        run.item(4, 50),
+    ]
     run.call(fetch_all, urls, limit=2)
     got = [r if isinstance(r, str) else type(r).__name__ for r in run.results]
     ok = (
-        run.results[0] == "item 0" and run.results[4] == "item 4"
+        run.results[0] == "item 0"
+        and run.results[4] == "item 4"
         and isinstance(run.results[1], httpx.HTTPStatusError)
         and isinstance(run.results[2], httpx.ConnectError | httpx.ConnectTimeout)
         and isinstance(run.results[3], httpx.HTTPStatusError)
@@ -196,7 +232,8 @@ def test_timeout_is_honoured(upstream, fetch_all, submission):
     first = run.results[0]
     assert isinstance(first, httpx.TimeoutException), (
         f"the URL that never answers gave {first_line(first)}, after {run.elapsed:.1f} s; expected "
-        f"an httpx.TimeoutException after 0.5 s. {hung_hint(first, 0.5) or (WHERE + ': pass `timeout` to httpx.')}"
+        "an httpx.TimeoutException after 0.5 s. "
+        f"{hung_hint(first, 0.5) or (WHERE + ': pass `timeout` to httpx.')}"
     )
     assert run.results[1:] == ["item 1", "item 2"], (
         f"the other URLs gave {run.results[1:]}; a hanging URL must not spoil the others."
@@ -243,7 +280,7 @@ def window_time(latencies, limit):
 
 def batch_time(latencies, limit):
     """When the last URL ends if URLs go in batches of `limit`, each waiting for its slowest."""
-    return sum(max(latencies[i:i + limit]) for i in range(0, len(latencies), limit))
+    return sum(max(latencies[i : i + limit]) for i in range(0, len(latencies), limit))
 
 
 @pytest.mark.points(2)
@@ -259,7 +296,10 @@ def test_a_slow_url_holds_up_only_its_own_slot(upstream, fetch_all, submission):
         f"fetch_all took {run.elapsed:.2f} s. A sliding window needs about {window:.1f} s; "
         f"batches of 3 that each wait for their slowest URL need {batches:.1f} s; one at a "
         f"time, {sum(latencies):.1f} s. {WHERE}: "
-        + (how_it_ran(run, 3) or "it ran 3 at a time, but a slow URL held up the others, as "
-           "batches do: instead of gathering chunks of `limit` URLs, start every URL and let a "
-           "semaphore hand a free slot to the next one.")
+        + (
+            how_it_ran(run, 3)
+            or "it ran 3 at a time, but a slow URL held up the others, as "
+            "batches do: instead of gathering chunks of `limit` URLs, start every URL and let a "
+            "semaphore hand a free slot to the next one."
+        )
     )

@@ -62,7 +62,9 @@ def call(fetch_all, urls, limit):
     """One call; (results or None, the exception raised or None, seconds)."""
     start = time.monotonic()
     try:
-        results = asyncio.run(asyncio.wait_for(fetch_all([u for _, u, _ in urls], limit, TIMEOUT), 30))
+        results = asyncio.run(
+            asyncio.wait_for(fetch_all([u for _, u, _ in urls], limit, TIMEOUT), 30)
+        )
         return results, None, time.monotonic() - start
     except Exception as err:  # noqa: BLE001 - shown to the student
         return None, err, time.monotonic() - start
@@ -98,14 +100,24 @@ def try_it(submission: Path, port: int) -> None:
         show(urls, results, raised, submission)
         ideal = sliding_window([s for *_, s in urls], LIMIT)
         print(f"took {elapsed:.2f} s; a sliding window of {LIMIT} needs about {ideal:.1f} s")
-        print(f"the server saw at most {stats['max_inflight']} request(s) in flight at once (limit {LIMIT})")
+        print(
+            f"the server saw at most {stats['max_inflight']} "
+            f"request(s) in flight at once (limit {LIMIT})"
+        )
 
         # README step 5: URLs queued behind one that hangs, one slot.
         queue = f"{server.url}/queue{time.monotonic_ns()}"
         urls = [("hangs 2.5 s", f"{queue}/hang", TIMEOUT)] + [
-            ("50 ms", f"{queue}/item/{i}?ms=50", 0.05) for i in range(1, 4)]
-        print(f"\nfetch_all([a URL that hangs, 3 URLs of 50 ms], limit=1, timeout={TIMEOUT}):", flush=True)
+            ("50 ms", f"{queue}/item/{i}?ms=50", 0.05) for i in range(1, 4)
+        ]
+        print(
+            f"\nfetch_all([a URL that hangs, 3 URLs of 50 ms], limit=1, timeout={TIMEOUT}):",
+            flush=True,
+        )
         results, raised, elapsed = call(fetch_all, urls, 1)
         stats = json.loads(httpx.get(f"{queue}/stats", trust_env=False).text)
         show(urls, results, raised, submission)
-        print(f"took {elapsed:.2f} s; the server answered {stats['served']} of the {len(urls)} requests")
+        print(
+            f"took {elapsed:.2f} s; the server answered "
+            f"{stats['served']} of the {len(urls)} requests"
+        )

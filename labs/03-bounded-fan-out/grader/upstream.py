@@ -22,8 +22,16 @@ RUNS = {}
 
 
 def stats(run):
-    return RUNS.setdefault(run, {"inflight": 0, "max_inflight": 0, "served": 0,
-                                 "first_start_ns": None, "last_end_ns": None})
+    return RUNS.setdefault(
+        run,
+        {
+            "inflight": 0,
+            "max_inflight": 0,
+            "served": 0,
+            "first_start_ns": None,
+            "last_end_ns": None,
+        },
+    )
 
 
 async def wait_for_disconnect(receive):

@@ -49,8 +49,11 @@ def count_of(response, what):
     try:
         return int(response.json()["count"])
     except (ValueError, KeyError, TypeError):
-        pytest.fail(f"{what} answered {response.status_code} {response.text[:200]!r}; expected "
-                    'JSON like {"count": 7}. Look at app.py.', pytrace=False)
+        pytest.fail(
+            f"{what} answered {response.status_code} {response.text[:200]!r}; expected "
+            'JSON like {"count": 7}. Look at app.py.',
+            pytrace=False,
+        )
 
 
 def burst(submission, workers, threads, hits):
@@ -58,12 +61,17 @@ def burst(submission, workers, threads, hits):
     student_file(submission, "app.py")
     with tempfile.TemporaryDirectory(prefix="lab04-") as state:
         env = (("LAB_SUBMISSION", str(submission)), ("COUNTER_PATH", str(Path(state) / "counter")))
-        spec = ServerSpec("wsgi", workers=workers, threads=threads, app="shim:app",
-                          app_dir=str(HERE), env=env)
+        spec = ServerSpec(
+            "wsgi", workers=workers, threads=threads, app="shim:app", app_dir=str(HERE), env=env
+        )
         with serve_or_fail(spec, submission, "your app.py under Gunicorn") as server:
             answers, reads = asyncio.run(asyncio.wait_for(hammer(server.url, hits, CLIENTS), 40))
-    return {"answers": answers, "reads": reads, "hits": hits,
-            "pids": collections.Counter(r.headers.get("x-grader-pid") for r in answers)}
+    return {
+        "answers": answers,
+        "reads": reads,
+        "hits": hits,
+        "pids": collections.Counter(r.headers.get("x-grader-pid") for r in answers),
+    }
 
 
 def counts(result):
@@ -72,12 +80,17 @@ def counts(result):
     if failed:
         # The student's traceback, from the server's log, is shown under this
         # failure (serve_or_fail watches the log).
-        pytest.fail(f"{len(failed)} of {len(result['answers']) + len(result['reads'])} requests "
-                    f"failed with status {failed[0].status_code}. "
-                    "Look at app.py; `make try LAB=04 SUBMISSION=<your folder>` runs it by hand and "
-                    "shows its log.", pytrace=False)
-    return ([count_of(r, "POST /hit") for r in result["answers"]],
-            [count_of(r, "GET /count") for r in result["reads"]])
+        pytest.fail(
+            f"{len(failed)} of {len(result['answers']) + len(result['reads'])} requests "
+            f"failed with status {failed[0].status_code}. "
+            "Look at app.py; `make try LAB=04 SUBMISSION=<your folder>` runs it by hand and "
+            "shows its log.",
+            pytrace=False,
+        )
+    return (
+        [count_of(r, "POST /hit") for r in result["answers"]],
+        [count_of(r, "GET /count") for r in result["reads"]],
+    )
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,23 @@ WORKERS = 4  # as in the grader
 def try_it(submission: Path, port: int) -> None:
     with tempfile.TemporaryDirectory(prefix="lab04-try-") as state:
         counter = str(Path(state) / "counter")
-        spec = ServerSpec("wsgi", workers=WORKERS, app="shim:app", app_dir=str(HERE), port=port,
-                          cpus="all", env=(("LAB_SUBMISSION", str(submission)), ("COUNTER_PATH", counter)))
+        spec = ServerSpec(
+            "wsgi",
+            workers=WORKERS,
+            app="shim:app",
+            app_dir=str(HERE),
+            port=port,
+            cpus="all",
+            env=(("LAB_SUBMISSION", str(submission)), ("COUNTER_PATH", counter)),
+        )
         with serve_for_trying(spec, "your app.py", env_shown={"COUNTER_PATH": counter}) as app:
             url = app.url
-            print(f"""
+            print(
+                f"""
 Try, in another terminal (20 hits at once, then the total, asked 4 times):
   for i in $(seq 20); do curl -s -X POST {url}/hit & done; wait
   for i in 1 2 3 4; do curl -s {url}/count; done
-""", flush=True)
+""",
+                flush=True,
+            )
             follow(app)

@@ -58,13 +58,20 @@ async def grader_route(scope, send):
     """/__grader/fill and /__grader/empty, answered here; True if it was one of them."""
     if not scope["path"].startswith("/__grader/"):
         return False
-    query = dict(pair.split("=", 1) for pair in scope["query_string"].decode().split("&") if "=" in pair)
+    query = dict(
+        pair.split("=", 1) for pair in scope["query_string"].decode().split("&") if "=" in pair
+    )
     if scope["path"] == "/__grader/fill":
         answer = fill(int(query.get("free", "10")))
     else:
         answer = empty()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
     return True
 

@@ -36,24 +36,28 @@ _spec = importlib.util.spec_from_file_location("lab05_backends", HERE.parent / "
 backends = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(backends)
 
-LABELS = {"report": "/reports/{id}", "rates": "/rates", "api-key": "/api-key",
-          "pdf": "/reports/{id}/pdf"}
+LABELS = {
+    "report": "/reports/{id}",
+    "rates": "/rates",
+    "api-key": "/api-key",
+    "pdf": "/reports/{id}/pdf",
+}
 ADVICE = {
     "report": "Look at report() in app.py: backends.query() blocks the thread it runs on, and an "
-              "`async def` endpoint runs on the event loop's only thread. Await the asyncio "
-              "driver (`await backends.query_async(...)`), or make the endpoint a plain `def`, "
-              "which FastAPI runs in its threadpool.",
+    "`async def` endpoint runs on the event loop's only thread. Await the asyncio "
+    "driver (`await backends.query_async(...)`), or make the endpoint a plain `def`, "
+    "which FastAPI runs in its threadpool.",
     "rates": "Look at rates() in app.py: httpx.Client is a synchronous client, so the loop waits "
-             "with it. Use an httpx.AsyncClient and `await http.get(...)` (open it at startup, in "
-             "lifespan, and close it at shutdown) - or make the endpoint a plain `def`.",
+    "with it. Use an httpx.AsyncClient and `await http.get(...)` (open it at startup, in "
+    "lifespan, and close it at shutdown) - or make the endpoint a plain `def`.",
     "api-key": "Look at api_key() in app.py: key derivation is CPU work on the loop's own "
-               "thread, and CPU work cannot be awaited. Hand it to a pool: `await "
-               "run_in_threadpool(derive_key, ...)` (hashlib releases the GIL meanwhile).",
+    "thread, and CPU work cannot be awaited. Hand it to a pool: `await "
+    "run_in_threadpool(derive_key, ...)` (hashlib releases the GIL meanwhile).",
     "pdf": "Look at health() and report_pdf() in app.py. A plain `def` endpoint needs a token "
-           "from AnyIO's threadpool, and slow PDF renders can hold every one: a plain `def` "
-           "/health then waits behind them. /health waits for nothing - make it `async def` "
-           "so it never needs a token (or give the renders a CapacityLimiter of their own). "
-           "Raising total_tokens, or loop.set_default_executor, does not do it.",
+    "from AnyIO's threadpool, and slow PDF renders can hold every one: a plain `def` "
+    "/health then waits behind them. /health waits for nothing - make it `async def` "
+    "so it never needs a token (or give the renders a CapacityLimiter of their own). "
+    "Raising total_tokens, or loop.set_default_executor, does not do it.",
 }
 
 
@@ -76,7 +80,9 @@ async def fire(base, paths, fill_pool=False):
     With fill_pool, first borrow all but FREE of AnyIO's tokens (given back after)."""
     limits = httpx.Limits(max_connections=len(paths) + 2)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        pool = (await client.get(base + f"/__grader/fill?free={FREE}")).json() if fill_pool else None
+        pool = (
+            (await client.get(base + f"/__grader/fill?free={FREE}")).json() if fill_pool else None
+        )
         try:
             answers, probes = await harness.burst(client, base, paths, json_body=True)
             return answers, probes, pool
@@ -89,8 +95,10 @@ def plan(name, rates):
     """The burst for one route: the paths, and the answer each must get."""
     if name == "report":
         ids = range(1, N + 1)
-        return ([f"/reports/{i}?ms={WAIT_MS}" for i in ids],
-                [{"id": i, "rows": backends.query(i, 0)} for i in ids])
+        return (
+            [f"/reports/{i}?ms={WAIT_MS}" for i in ids],
+            [{"id": i, "rows": backends.query(i, 0)} for i in ids],
+        )
     if name == "rates":
         return ["/rates"] * N, [{"source": "rates-service", "rates": rates}] * N
     if name == "api-key":
@@ -110,12 +118,20 @@ def burst(app_url, upstream):
         if name not in done:
             paths, expected = plan(name, upstream[1])
             try:
-                answers, probes, pool = asyncio.run(asyncio.wait_for(
-                    fire(app_url, paths, fill_pool=name == "pdf"), 45))
-                done[name] = {"answers": answers, "probes": probes, "pool": pool,
-                              "paths": paths, "expected": expected}
+                answers, probes, pool = asyncio.run(
+                    asyncio.wait_for(fire(app_url, paths, fill_pool=name == "pdf"), 45)
+                )
+                done[name] = {
+                    "answers": answers,
+                    "probes": probes,
+                    "pool": pool,
+                    "paths": paths,
+                    "expected": expected,
+                }
             except (TimeoutError, httpx.HTTPError) as err:
-                done[name] = f"{LABELS[name]}: requests failed ({type(err).__name__}: {err}). {ADVICE[name]}"
+                done[name] = (
+                    f"{LABELS[name]}: requests failed ({type(err).__name__}: {err}). {ADVICE[name]}"
+                )
         if isinstance(done[name], str):
             pytest.fail(done[name], pytrace=False)
         return done[name]
@@ -127,14 +143,18 @@ def burst(app_url, upstream):
 def test_answers_unchanged(burst, name):
     """the route answers 200 with the same body as before"""
     result = burst(name)
-    for path, answer, expected in zip(result["paths"], result["answers"], result["expected"], strict=True):
+    for path, answer, expected in zip(
+        result["paths"], result["answers"], result["expected"], strict=True
+    ):
         assert answer["status"] < 500, (
             f"GET {path} answered {answer['status']} {json.dumps(answer['body'])[:200]}: your code "
             f"raised an exception (the server's log says which). {ADVICE[name]}"
         )
         assert answer["status"] == 200 and answer["body"] == expected, (
-            f"GET {path} answered {answer['status']} {json.dumps(answer['body'])[:200]}; expected 200 "
-            f"{json.dumps(expected)[:200]}. Fix how the route waits, not what it answers. {ADVICE[name]}"
+            f"GET {path} answered {answer['status']} "
+            f"{json.dumps(answer['body'])[:200]}; expected 200 "
+            f"{json.dumps(expected)[:200]}. Fix how the "
+            f"route waits, not what it answers. {ADVICE[name]}"
         )
     if name in ("report", "pdf"):
         took = min(a["end"] - a["start"] for a in result["answers"]) / 1e9
@@ -151,9 +171,12 @@ def still_running(result, name):
     answers, probes = result["answers"], result["probes"]
     if max(a["end"] for a in answers) <= probes[0]["sent"]:
         took = max(a["end"] - a["start"] for a in answers) / 1e9
-        pytest.fail(f"every request to {LABELS[name]} was answered within {took:.2f} s, before the "
-                    "grader probed /health 0.25 s later, so this cannot be checked: the route "
-                    f"must still take its time. See answers_unchanged[{name}].", pytrace=False)
+        pytest.fail(
+            f"every request to {LABELS[name]} was answered within {took:.2f} s, before the "
+            "grader probed /health 0.25 s later, so this cannot be checked: the route "
+            f"must still take its time. See answers_unchanged[{name}].",
+            pytrace=False,
+        )
 
 
 @pytest.mark.points(2)
@@ -190,12 +213,16 @@ def test_health_answers_meanwhile(burst, name):
             late.append(probe)
     worst = max(p["received"] - p["sent"] for p in probes) / 1e9
     if pool:
-        what = (f"{len(answers)} PDF renders (the grader first borrowed all but {pool['free']} of "
-                f"the threadpool's {pool['total']} tokens, as other traffic would)")
+        what = (
+            f"{len(answers)} PDF renders (the grader first borrowed all but {pool['free']} of "
+            f"the threadpool's {pool['total']} tokens, as other traffic would)"
+        )
     else:
         what = f"{len(answers)} requests to {LABELS[name]}"
     assert not late, (
         f"/health waited up to {worst:.2f} s during {what}: it was answered only after one of "
         f"them finished. {ADVICE[name]}"
     )
-    assert all(p["status"] == 200 for p in probes), "/health did not answer 200; keep the /health route."
+    assert all(p["status"] == 200 for p in probes), (
+        "/health did not answer 200; keep the /health route."
+    )

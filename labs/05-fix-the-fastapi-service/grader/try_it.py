@@ -20,9 +20,17 @@ Try, in another terminal:
   curl -s '{url}/api-key?user=Ada&rounds=3000000' & sleep 0.2; time curl -s {url}/health; wait
   # 45 slow PDFs at once: more than the threadpool's 40 tokens
   for i in $(seq 45); do curl -s -o /dev/null '{url}/reports/'$i'/pdf?ms=3000' & done; sleep 0.5; time curl -s {url}/health; wait
-"""
+"""  # noqa: E501
 
 
 def try_it(submission: Path, port: int) -> None:
-    try_beside_service(submission, port, grader_dir=HERE, service="the rates service /rates calls",
-                       env_name="RATES_URL", path="/rates", wait_ms=WAIT_MS, tips=TIPS)
+    try_beside_service(
+        submission,
+        port,
+        grader_dir=HERE,
+        service="the rates service /rates calls",
+        env_name="RATES_URL",
+        path="/rates",
+        wait_ms=WAIT_MS,
+        tips=TIPS,
+    )

@@ -23,7 +23,13 @@ from workload import interpreter_report  # noqa: E402  (after the path is set)
 async def app(scope, receive, send):
     if scope["type"] == "http" and scope["path"] in ("/health", "/interpreter"):
         body = "ok\n" if scope["path"] == "/health" else json.dumps(interpreter_report()) + "\n"
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
         await send({"type": "http.response.body", "body": body.encode()})
         return
     await student.app(scope, receive, send)

@@ -38,7 +38,9 @@ BELOW = 20_000  # each request counts the primes below this: tens of ms of pure 
 REQUESTS = 24
 CLIENTS = 4
 THREADS = 2  # the pool's threads (THREADPOOL_SIZE), as many as the cores of a small laptop
-PARALLEL_SHARE = 0.15  # share of the busiest threads' CPU time run side by side (serial: under 0.05)
+PARALLEL_SHARE = (
+    0.15  # share of the busiest threads' CPU time run side by side (serial: under 0.05)
+)
 WHERE = "Look at count_primes() in app.py"
 
 
@@ -46,9 +48,9 @@ def primes_below(n):
     """The right answer, by a sieve (not the student's method)."""
     sieve = bytearray([1]) * max(n, 2)
     sieve[0:2] = b"\0\0"
-    for i in range(2, int(n ** 0.5) + 1):
+    for i in range(2, int(n**0.5) + 1):
         if sieve[i]:
-            sieve[i * i::i] = bytearray(len(sieve[i * i::i]))
+            sieve[i * i :: i] = bytearray(len(sieve[i * i :: i]))
     return sum(sieve[:n])
 
 
@@ -71,7 +73,10 @@ def overlap(samples):
     once; summed over the slices, divided by the sum of max(A, B). One thread
     at a time gives ~0, two threads always computing together ~1.
     """
-    slices = [{tid: after[tid] - before.get(tid, 0) for tid in after} for before, after in itertools.pairwise(samples)]
+    slices = [
+        {tid: after[tid] - before.get(tid, 0) for tid in after}
+        for before, after in itertools.pairwise(samples)
+    ]
     totals = {}
     for s in slices:
         for tid, ns in s.items():
@@ -93,7 +98,9 @@ async def hammer(url):
         for _ in todo:  # the clients share one iterator: REQUESTS requests in all
             answers.append(await client.get(f"{url}/primes", params={"below": BELOW}))
 
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=CLIENTS)) as client:
+    async with httpx.AsyncClient(
+        timeout=30, limits=httpx.Limits(max_connections=CLIENTS)
+    ) as client:
         await asyncio.gather(*(client_loop(client) for _ in range(CLIENTS)))
         stats = await client.get(f"{url}/stats")
     return answers, stats
@@ -106,10 +113,18 @@ def run(submission):
     if why:
         pytest.skip(why)
     student_file(submission, "app.py")
-    spec = ServerSpec("asgi", app="shim:app", app_dir=str(HERE), python=str(interpreters.freethreaded_python()),
-                      threadpool=THREADS, cpus="all",
-                      env=(("LAB_SUBMISSION", str(submission)), ("CONCLAB_SERVERS", str(SERVERS_DIR))))
-    with serve_or_fail(spec, submission, "your app.py on the free-threaded Python", start_timeout=120) as server:
+    spec = ServerSpec(
+        "asgi",
+        app="shim:app",
+        app_dir=str(HERE),
+        python=str(interpreters.freethreaded_python()),
+        threadpool=THREADS,
+        cpus="all",
+        env=(("LAB_SUBMISSION", str(submission)), ("CONCLAB_SERVERS", str(SERVERS_DIR))),
+    )
+    with serve_or_fail(
+        spec, submission, "your app.py on the free-threaded Python", start_timeout=120
+    ) as server:
         report = server.interpreter or {}
         samples, done = [], threading.Event()
 
@@ -139,8 +154,11 @@ def gil_off(run):
 
 def ok(response, what):
     if response.status_code != 200:
-        pytest.fail(f"{what} answered {response.status_code} {response.text[:200]!r}. Look at app.py; "
-                    "`make try LAB=06 SUBMISSION=<your folder>` runs it by hand and shows its log.", pytrace=False)
+        pytest.fail(
+            f"{what} answered {response.status_code} {response.text[:200]!r}. Look at app.py; "
+            "`make try LAB=06 SUBMISSION=<your folder>` runs it by hand and shows its log.",
+            pytrace=False,
+        )
     return response.json()
 
 
@@ -157,10 +175,12 @@ def test_counts_are_exact(run):
     stats = ok(run["stats"], "GET /stats")
     want = {"requests": REQUESTS, "checked": REQUESTS * BELOW}
     assert {k: stats.get(k) for k in want} == want, (
-        f"after {REQUESTS} requests of /primes?below={BELOW}, /stats said {stats}, expected {want}. "
+        f"after {REQUESTS} requests of /primes?below={BELOW}, /stats said {stats}, "
+        f"expected {want}. "
         f"Updates to the shared dict were lost: without the GIL two threads can both read "
         f"stats['checked'], both add, both write back. {WHERE}: make each update one locked step, "
-        "and take the lock rarely (once per request, not once per number), or the threads queue for it."
+        "and take the lock rarely (once per request, not once per number), "
+        "or the threads queue for it."
     )
 
 
@@ -169,8 +189,10 @@ def test_work_runs_in_parallel(run):
     gil_off(run)
     share = overlap(run["samples"])
     assert share >= PARALLEL_SHARE, (
-        f"while {CLIENTS} clients waited, the server's two busiest threads computed side by side for "
-        f"{share:.0%} of their CPU time (at least {PARALLEL_SHARE:.0%} expected). The work ran one request "
+        f"while {CLIENTS} clients waited, the server's two busiest threads "
+        f"computed side by side for "
+        f"{share:.0%} of their CPU time (at least {PARALLEL_SHARE:.0%} expected). "
+        f"The work ran one request "
         f"at a time: on the event loop, or under a lock held for the whole computation. {WHERE}: "
         "run it in the pool, and hold a lock only around the short update of the shared totals."
     )

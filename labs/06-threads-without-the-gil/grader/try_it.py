@@ -21,16 +21,29 @@ THREADS = 2  # as in the grader
 def try_it(submission: Path, port: int) -> None:
     python = interpreters.freethreaded_python()
     if python is None:
-        raise UserError(f"lab 06 runs on a free-threaded Python, and none is built: {interpreters.BUILD_COMMAND}")
-    spec = ServerSpec("asgi", app="shim:app", app_dir=str(HERE), port=port, cpus="all", threadpool=THREADS,
-                      python=str(python),
-                      env=(("LAB_SUBMISSION", str(submission)), ("CONCLAB_SERVERS", str(SERVERS_DIR))))
+        raise UserError(
+            f"lab 06 runs on a free-threaded Python, and none is built: "
+            f"{interpreters.BUILD_COMMAND}"
+        )
+    spec = ServerSpec(
+        "asgi",
+        app="shim:app",
+        app_dir=str(HERE),
+        port=port,
+        cpus="all",
+        threadpool=THREADS,
+        python=str(python),
+        env=(("LAB_SUBMISSION", str(submission)), ("CONCLAB_SERVERS", str(SERVERS_DIR))),
+    )
     with serve_for_trying(spec, "your app.py") as app:
         url = app.url
-        print(f"""
+        print(
+            f"""
 Try, in another terminal (8 requests at once, then the totals; 8 x 20000 numbers were checked):
   for i in $(seq 8); do curl -s "{url}/primes?below=20000" & done; wait
   curl -s {url}/stats
   curl -s {url}/interpreter
-""", flush=True)
+""",
+            flush=True,
+        )
         follow(app)

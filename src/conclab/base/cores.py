@@ -37,7 +37,10 @@ def cgroup_quota(cgroup_root: Path | None = None) -> float | None:
         quota, _, period = _read(folder / "cpu.max").strip().partition(" ")
         if quota.isdigit() and period.isdigit() and int(period) > 0:
             quotas.append(int(quota) / int(period))
-        quota, period = _read(folder / "cpu.cfs_quota_us").strip(), _read(folder / "cpu.cfs_period_us").strip()
+        quota, period = (
+            _read(folder / "cpu.cfs_quota_us").strip(),
+            _read(folder / "cpu.cfs_period_us").strip(),
+        )
         if quota.isdigit() and period.isdigit() and int(quota) > 0 and int(period) > 0:
             quotas.append(int(quota) / int(period))
     return min(quotas) if quotas else None

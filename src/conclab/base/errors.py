@@ -53,8 +53,13 @@ class ServerStartError(UserError, RuntimeError):
     start, never by reading the server's words. The message quotes all of them.
     """
 
-    def __init__(self, reason: str, output: str = "", command: tuple[str, ...] = (),
-                 port_in_use: bool = False):
+    def __init__(
+        self,
+        reason: str,
+        output: str = "",
+        command: tuple[str, ...] = (),
+        port_in_use: bool = False,
+    ):
         self.reason = reason
         self.output = output
         self.command = tuple(command)

@@ -50,13 +50,23 @@ class App:
         return f" {self.pool_word}={spec.threadpool}"
 
 
-APPS: dict[str, App] = {app.name: app for app in (
-    App("wsgi", "wsgi_flask:app", WSGI, "Flask", needs=("flask",)),
-    App("asgi", "asgi_minimal:app", ASGI, "raw ASGI", routes=ASYNC_ROUTES),
-    App("fastapi", "asgi_fastapi:app", ASGI, "FastAPI",
-        routes=(*ASYNC_ROUTES, "/def-io", "/def-health", "/pool"),
-        needs=("fastapi",), label_prefix="fastapi ", pool_word="tokens"),
-)}
+APPS: dict[str, App] = {
+    app.name: app
+    for app in (
+        App("wsgi", "wsgi_flask:app", WSGI, "Flask", needs=("flask",)),
+        App("asgi", "asgi_minimal:app", ASGI, "raw ASGI", routes=ASYNC_ROUTES),
+        App(
+            "fastapi",
+            "asgi_fastapi:app",
+            ASGI,
+            "FastAPI",
+            routes=(*ASYNC_ROUTES, "/def-io", "/def-health", "/pool"),
+            needs=("fastapi",),
+            label_prefix="fastapi ",
+            pool_word="tokens",
+        ),
+    )
+}
 
 
 @functools.cache
@@ -67,32 +77,73 @@ def _gunicorn_extra_flags():
         from gunicorn.config import KNOWN_SETTINGS
     except ImportError:
         return ()
-    return ("--no-control-socket",) if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else ()
+    return (
+        ("--no-control-socket",)
+        if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS)
+        else ()
+    )
 
 
 def _gunicorn(spec: ServerSpec, host: str, port: int, app: str, app_dir: str) -> list[str]:
     if spec.config:
         # Command-line flags beat the config file, so pass only these three.
-        return [spec.interpreter, "-m", "gunicorn", "--config", str(spec.config),
-                "--bind", f"{host}:{port}", "--chdir", app_dir, app]
+        return [
+            spec.interpreter,
+            "-m",
+            "gunicorn",
+            "--config",
+            str(spec.config),
+            "--bind",
+            f"{host}:{port}",
+            "--chdir",
+            app_dir,
+            app,
+        ]
     if spec.interface == ASGI:
         # Gunicorn manages the processes, each worker is a Uvicorn server (uvicorn-worker).
         worker = ["--worker-class", "uvicorn_worker.UvicornWorker"]
     else:
         worker = ["--worker-class", spec.gunicorn_class, "--threads", str(spec.threads)]
     return [
-        spec.interpreter, "-m", "gunicorn", "--bind", f"{host}:{port}",
-        "--chdir", app_dir, "--workers", str(spec.workers), *worker,
-        "--timeout", str(spec.timeout), "--graceful-timeout", "3", *_gunicorn_extra_flags(), app,
+        spec.interpreter,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{host}:{port}",
+        "--chdir",
+        app_dir,
+        "--workers",
+        str(spec.workers),
+        *worker,
+        "--timeout",
+        str(spec.timeout),
+        "--graceful-timeout",
+        "3",
+        *_gunicorn_extra_flags(),
+        app,
     ]
 
 
 def _uvicorn(spec: ServerSpec, host: str, port: int, app: str, app_dir: str) -> list[str]:
     cmd = [
-        spec.interpreter, "-m", "uvicorn", "--host", host, "--port", str(port),
-        "--app-dir", app_dir, "--workers", str(spec.workers),
-        "--loop", spec.loop, "--http", spec.http, "--no-access-log",
-        "--timeout-graceful-shutdown", "3",
+        spec.interpreter,
+        "-m",
+        "uvicorn",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--app-dir",
+        app_dir,
+        "--workers",
+        str(spec.workers),
+        "--loop",
+        spec.loop,
+        "--http",
+        spec.http,
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "3",
     ]
     if spec.limit_concurrency:
         cmd += ["--limit-concurrency", str(spec.limit_concurrency)]
@@ -104,9 +155,24 @@ def _granian(spec: ServerSpec, host: str, port: int, app: str, app_dir: str) -> 
     # A WSGI app runs in Granian's blocking threads: as many as the spec's threads.
     threads = ["--blocking-threads", str(spec.threads)] if spec.interface == WSGI else []
     return [
-        spec.interpreter, "-m", "granian", "--interface", spec.interface, "--host", host, "--port", str(port),
-        "--working-dir", app_dir, "--workers", str(spec.workers), *threads,
-        "--loop", spec.loop, "--no-access-log", app,
+        spec.interpreter,
+        "-m",
+        "granian",
+        "--interface",
+        spec.interface,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--working-dir",
+        app_dir,
+        "--workers",
+        str(spec.workers),
+        *threads,
+        "--loop",
+        spec.loop,
+        "--no-access-log",
+        app,
     ]
 
 
@@ -131,11 +197,14 @@ class Runner:
     manager: str  # the --manager word that picks it
     interfaces: tuple[str, ...]  # WSGI and/or ASGI
     what: str  # a few words for help texts
-    command: Callable[[ServerSpec, str, int, str, str], list[str]]  # (spec, host, port, app, app_dir)
+    command: Callable[
+        [ServerSpec, str, int, str, str], list[str]
+    ]  # (spec, host, port, app, app_dir)
     needs: tuple[str, ...]  # packages (import names) it needs
     # ServerSpec fields it ignores, so a spec must leave them at their defaults
     rejects: tuple[str, ...] = ()
-    # True when its first process serves requests itself with one worker (no separate worker process)
+    # True when its first process serves requests itself
+    # with one worker (no separate worker process)
     master_serves: bool = False
     # Stopping: SIGTERM to the whole process group, SIGKILL after this many seconds.
     grace: float = 5.0
@@ -150,25 +219,56 @@ class Runner:
 
 UVICORN_ONLY = ("loop", "http", "limit_concurrency")
 
-RUNNERS: dict[str, Runner] = {r.name: r for r in (
-    # Order matters: the first runner serving an interface is its default.
-    Runner("gunicorn", "gunicorn", (WSGI,), "Gunicorn, sync or gthread workers", _gunicorn, ("gunicorn",),
-           takes_config=True, label=_gunicorn_label),
-    Runner("uvicorn", "uvicorn", (ASGI,), "Uvicorn", _uvicorn, ("uvicorn",), master_serves=True),
-    Runner("gunicorn+uvicorn", "gunicorn", (ASGI,), "Gunicorn managing Uvicorn workers", _gunicorn,
-           ("gunicorn", "uvicorn_worker"), rejects=UVICORN_ONLY),
-    # Granian (Rust) stops its ASGI workers slowly: within 5 s of SIGTERM or not at all,
-    # so the guard's SIGKILL after the grace ends it.
-    Runner("granian", "granian", (WSGI, ASGI), "Granian", _granian, ("granian",),
-           rejects=("http", "limit_concurrency"), label=_granian_label),
-)}
+RUNNERS: dict[str, Runner] = {
+    r.name: r
+    for r in (
+        # Order matters: the first runner serving an interface is its default.
+        Runner(
+            "gunicorn",
+            "gunicorn",
+            (WSGI,),
+            "Gunicorn, sync or gthread workers",
+            _gunicorn,
+            ("gunicorn",),
+            takes_config=True,
+            label=_gunicorn_label,
+        ),
+        Runner(
+            "uvicorn", "uvicorn", (ASGI,), "Uvicorn", _uvicorn, ("uvicorn",), master_serves=True
+        ),
+        Runner(
+            "gunicorn+uvicorn",
+            "gunicorn",
+            (ASGI,),
+            "Gunicorn managing Uvicorn workers",
+            _gunicorn,
+            ("gunicorn", "uvicorn_worker"),
+            rejects=UVICORN_ONLY,
+        ),
+        # Granian (Rust) stops its ASGI workers slowly: within 5 s of SIGTERM or not at all,
+        # so the guard's SIGKILL after the grace ends it.
+        Runner(
+            "granian",
+            "granian",
+            (WSGI, ASGI),
+            "Granian",
+            _granian,
+            ("granian",),
+            rejects=("http", "limit_concurrency"),
+            label=_granian_label,
+        ),
+    )
+}
 MANAGERS = tuple(dict.fromkeys(r.manager for r in RUNNERS.values()))
 
 
 def runner_for(interface: str, manager: str | None) -> Runner | None:
-    """The runner ``manager`` names for an app of this interface (None: the default); None if none."""
-    return next((r for r in RUNNERS.values()
-                 if interface in r.interfaces and manager in (None, r.manager)), None)
+    """The runner ``manager`` names for an app of this
+    interface (None: the default); None if none."""
+    return next(
+        (r for r in RUNNERS.values() if interface in r.interfaces and manager in (None, r.manager)),
+        None,
+    )
 
 
 def default_runner(app: App) -> Runner:
@@ -177,15 +277,22 @@ def default_runner(app: App) -> Runner:
 
 def help_text() -> str:
     """'wsgi: Flask on Gunicorn; asgi: raw ASGI on Uvicorn; ...' for the CLI."""
-    return "; ".join(f"{a.name}: {a.what} on {default_runner(a).name.capitalize()}" for a in APPS.values())
+    return "; ".join(
+        f"{a.name}: {a.what} on {default_runner(a).name.capitalize()}" for a in APPS.values()
+    )
 
 
 def managers_help() -> str:
     """What each --manager word runs, for the CLI."""
     parts = []
     for word in MANAGERS:
-        runs = [f"{r.what} ({'/'.join(i.upper() for i in r.interfaces)})"
-                for r in RUNNERS.values() if r.manager == word]
+        runs = [
+            f"{r.what} ({'/'.join(i.upper() for i in r.interfaces)})"
+            for r in RUNNERS.values()
+            if r.manager == word
+        ]
         parts.append(f"{word}: {' or '.join(runs)}")
-    defaults = ", ".join(f"{runner_for(i, None).manager} for {i.upper()} apps" for i in (WSGI, ASGI))
+    defaults = ", ".join(
+        f"{runner_for(i, None).manager} for {i.upper()} apps" for i in (WSGI, ASGI)
+    )
     return f"who runs the app (default: {defaults}); " + "; ".join(parts)

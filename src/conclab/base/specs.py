@@ -23,13 +23,27 @@ from .servers import APPS, MANAGERS, RUNNERS, App, Runner, runner_for
 
 LOOPBACK = "127.0.0.1"
 TRANSPORTS = ("aiohttp", "httpx")
-LIMITS = {"concurrency": 4096, "rate": 20_000.0, "duration": 600.0, "requests": 2_000_000, "timeout": 600.0}
+LIMITS = {
+    "concurrency": 4096,
+    "rate": 20_000.0,
+    "duration": 600.0,
+    "requests": 2_000_000,
+    "timeout": 600.0,
+}
 
 # One record per request. Times are time.monotonic_ns(): one clock for every
 # process on Linux, so they line up with the server's X-Start-Ns/X-End-Ns.
 FIELDS = (
-    "intended_ns", "start_ns", "end_ns", "status", "error", "path",
-    "worker_pid", "thread", "server_start_ns", "server_end_ns",
+    "intended_ns",
+    "start_ns",
+    "end_ns",
+    "status",
+    "error",
+    "path",
+    "worker_pid",
+    "thread",
+    "server_start_ns",
+    "server_end_ns",
 )
 
 
@@ -40,8 +54,10 @@ def _either(words, quote="'") -> str:
 
 
 def _rejected(runner: Runner) -> str:
-    return (f"with manager {runner.manager}, {runner.what} takes no {', '.join(runner.rejects)} "
-            "of its own: leave them unset")
+    return (
+        f"with manager {runner.manager}, {runner.what} takes no {', '.join(runner.rejects)} "
+        "of its own: leave them unset"
+    )
 
 
 @dataclass(frozen=True)
@@ -97,35 +113,62 @@ class ServerSpec:
             problems.append(f"manager must be {_either(MANAGERS)}, not {self.manager!r}")
         elif runner is None:
             serves = [r.manager for r in RUNNERS.values() if app.interface in r.interfaces]
-            problems.append(f"manager {self.manager} does not run {app.interface.upper()} apps; "
-                            f"a {app.interface.upper()} app runs on {_either(serves, quote='')}")
-        elif any(getattr(self, name) != ServerSpec.__dataclass_fields__[name].default
-                 for name in runner.rejects):
+            problems.append(
+                f"manager {self.manager} does not run {app.interface.upper()} apps; "
+                f"a {app.interface.upper()} app runs on {_either(serves, quote='')}"
+            )
+        elif any(
+            getattr(self, name) != ServerSpec.__dataclass_fields__[name].default
+            for name in runner.rejects
+        ):
             problems.append(_rejected(runner))
-        for name, low, high in (("workers", 1, 64), ("threads", 1, 1024), ("threadpool", 1, 1024), ("timeout", 1, 3600)):
+        for name, low, high in (
+            ("workers", 1, 64),
+            ("threads", 1, 1024),
+            ("threadpool", 1, 1024),
+            ("timeout", 1, 3600),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 problems.append(f"{name} must be an integer {low}..{high}, not {value!r}")
-        if self.limit_concurrency is not None and (isinstance(self.limit_concurrency, bool) or not (isinstance(self.limit_concurrency, int) and self.limit_concurrency >= 1)):
-            problems.append(f"limit_concurrency must be a positive integer, not {self.limit_concurrency!r}")
+        if self.limit_concurrency is not None and (
+            isinstance(self.limit_concurrency, bool)
+            or not (isinstance(self.limit_concurrency, int) and self.limit_concurrency >= 1)
+        ):
+            problems.append(
+                f"limit_concurrency must be a positive integer, not {self.limit_concurrency!r}"
+            )
         if self.loop not in ("auto", "asyncio", "uvloop"):
             problems.append(f"loop must be auto, asyncio or uvloop, not {self.loop!r}")
         if self.http not in ("auto", "h11", "httptools"):
             problems.append(f"http must be auto, h11 or httptools, not {self.http!r}")
         if self.worker_class not in (None, "sync", "gthread"):
             problems.append(f"worker_class must be sync or gthread, not {self.worker_class!r}")
-        if self.port is not None and (isinstance(self.port, bool) or not (isinstance(self.port, int) and 1 <= self.port <= 65535)):
+        if self.port is not None and (
+            isinstance(self.port, bool)
+            or not (isinstance(self.port, int) and 1 <= self.port <= 65535)
+        ):
             problems.append(f"port must be 1..65535, not {self.port!r}")
         # None and "all" are resolved when the server starts (resolved_cpus), so
         # that building a spec asks nothing of the operating system.
         if self.cpus not in (None, "all"):
             usable = system.cpu_ids()
-            if not (isinstance(self.cpus, tuple | list) and self.cpus
-                    and all(isinstance(c, int) and c in usable for c in self.cpus)):
-                problems.append(f"cpus must be None, 'all' or core numbers from {list(usable)}, not {self.cpus!r}")
-        if self.config is not None and not (runner and runner.takes_config and isinstance(self.config, str)):
-            problems.append("config (a gunicorn.conf.py path) is for a WSGI app on Gunicorn only, "
-                            f"not {self.config!r}")
+            if not (
+                isinstance(self.cpus, tuple | list)
+                and self.cpus
+                and all(isinstance(c, int) and c in usable for c in self.cpus)
+            ):
+                problems.append(
+                    "cpus must be None, 'all' or core numbers "
+                    f"from {list(usable)}, not {self.cpus!r}"
+                )
+        if self.config is not None and not (
+            runner and runner.takes_config and isinstance(self.config, str)
+        ):
+            problems.append(
+                "config (a gunicorn.conf.py path) is for a WSGI app on Gunicorn only, "
+                f"not {self.config!r}"
+            )
         if problems:
             raise SpecError("; ".join(problems))
 
@@ -140,7 +183,7 @@ class ServerSpec:
 
     @property
     def interface(self) -> str:
-        """"wsgi" or "asgi": how the runner calls the app."""
+        """ "wsgi" or "asgi": how the runner calls the app."""
         return self.app_entry.interface
 
     @property
@@ -194,7 +237,6 @@ class ServerSpec:
         return tuple(self.cpus)
 
 
-
 @dataclass(frozen=True)
 class LoadSpec:
     """What load to apply. Exactly one of concurrency/rate, at least one of duration/requests."""
@@ -233,13 +275,20 @@ def check_load(load: LoadSpec) -> None:
     if not isinstance(load.path, str) or not load.path.startswith("/"):
         _bad(f"path must start with '/', not {load.path!r}")
     checks = (
-        ("concurrency", load.concurrency, 1), ("rate", load.rate, 0.1),
-        ("duration", load.duration, 0.1), ("requests", load.requests, 1), ("timeout", load.timeout, 0.01),
+        ("concurrency", load.concurrency, 1),
+        ("rate", load.rate, 0.1),
+        ("duration", load.duration, 0.1),
+        ("requests", load.requests, 1),
+        ("timeout", load.timeout, 0.01),
     )
     for name, value, low in checks:
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             _bad(f"{name} must be a number, not {value!r}")
         if not low <= value <= LIMITS[name]:
             _bad(f"{name} must be between {low:g} and {LIMITS[name]:g}, not {value:g}")

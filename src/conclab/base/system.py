@@ -45,7 +45,9 @@ def missing(what: str, found: str | None, install_hint: str) -> str | None:
         return None
     line = f"{what} is not installed: {install_hint}"
     if in_ci():
-        raise ProgramMissing(f"{line} (CI=true: a missing {what} fails instead of skipping; .ci/run installs it)")
+        raise ProgramMissing(
+            f"{line} (CI=true: a missing {what} fails instead of skipping; .ci/run installs it)"
+        )
     return line
 
 
@@ -60,16 +62,19 @@ FAKE_PLATFORM_VAR = "CONCLAB_FAKE_PLATFORM"
 OS_NAMES = {"linux": "Linux", "darwin": "macOS", "windows": "Windows"}
 
 WINDOWS_REFUSAL = (
-    "Concurrency Lab does not run on native Windows (Gunicorn, the process groups and the fork-based "
-    "servers need a POSIX system): use WSL2 (`wsl --install -d Ubuntu-24.04`, then the README's WSL2 "
+    "Concurrency Lab does not run on native Windows (Gunicorn, the process groups and the "
+    "fork-based servers need a POSIX system): use WSL2 (`wsl --install -d Ubuntu-24.04`, "
+    "then the README's WSL2 "
     "section) or the dev container (.devcontainer/, in VS Code or GitHub Codespaces)."
 )
-UNPINNED_SPREAD = ("the OS moves the driver and the servers between cores (on Apple Silicon between "
-                   "performance and efficiency cores), so repeated points spread wider")
+UNPINNED_SPREAD = (
+    "the OS moves the driver and the servers between cores (on Apple Silicon between "
+    "performance and efficiency cores), so repeated points spread wider"
+)
 
 
 def platform() -> str:
-    """"linux", "darwin" (macOS), "windows", or ``sys.platform`` for another system.
+    """ "linux", "darwin" (macOS), "windows", or ``sys.platform`` for another system.
 
     ``$CONCLAB_FAKE_PLATFORM`` overrides the answer for the lab alone: the tests
     make the lab behave as on macOS on a Linux machine. (Faking ``sys.platform``
@@ -98,6 +103,7 @@ def is_linux() -> bool:
 
 
 # ------------------------------------------------------------------- cores
+
 
 def affinity() -> frozenset[int] | None:
     """The cores this process may run on, or None where the system has no CPU
@@ -145,7 +151,11 @@ def pinned_label(cpus) -> str:
     cpus = sorted(cpus or ())
     if not cpus:
         return "unpinned: every core"
-    return f"pinned to core {cpus[0]}" if len(cpus) == 1 else f"pinned to cores {','.join(map(str, cpus))}"
+    return (
+        f"pinned to core {cpus[0]}"
+        if len(cpus) == 1
+        else f"pinned to cores {','.join(map(str, cpus))}"
+    )
 
 
 def pinned_command(cpu: int | None, command: list[str]) -> list[str]:
@@ -162,8 +172,9 @@ def has_cgroups() -> bool:
 
 # ------------------------------------------------------------ memory, CPU time
 
+
 def memory_kind() -> str:
-    """"PSS" on Linux (each shared page split between the processes sharing it), else "RSS"."""
+    """ "PSS" on Linux (each shared page split between the processes sharing it), else "RSS"."""
     return "PSS" if is_linux() else "RSS"
 
 
@@ -171,7 +182,10 @@ def memory_label() -> str:
     """How memory is counted here, for a summary or an axis."""
     if is_linux():
         return "PSS"
-    return f"RSS, not PSS (no PSS on {os_name()}: pages shared by forked workers count once per process)"
+    return (
+        f"RSS, not PSS (no PSS on {os_name()}: "
+        "pages shared by forked workers count once per process)"
+    )
 
 
 def memory_of(proc) -> int:
@@ -226,6 +240,7 @@ def wait_note() -> str:
 
 # --------------------------------------------------------- processes, limits
 
+
 def set_parent_death_signal(sig: int) -> bool:
     """Ask Linux to send ``sig`` to this process when its parent dies (PR_SET_PDEATHSIG).
 
@@ -236,7 +251,9 @@ def set_parent_death_signal(sig: int) -> bool:
     import ctypes
 
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
+        return (
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0) == 0
+        )  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return False
 
@@ -283,8 +300,10 @@ def raise_open_files_limit(need: int) -> str | None:
             continue
     if soft >= want:
         return None
-    return (f"the open-files limit is {soft}, fewer than the {want} this run needs: "
-            f"run `ulimit -n {want}` in this shell first")
+    return (
+        f"the open-files limit is {soft}, fewer than the {want} this run needs: "
+        f"run `ulimit -n {want}` in this shell first"
+    )
 
 
 def notes() -> list[str]:
@@ -296,7 +315,10 @@ def notes() -> list[str]:
         out.append(f"memory as {memory_label()}")
         out.append(f"CPU time from psutil (clock ticks), not schedstat; {wait_note()}")
         out.append(f"no cgroups on {os_name()}: usable cores come from the core count alone")
-        out.append(f"no parent-death signal on {os_name()}: the guard's stdin pipe stops a server whose launcher died")
+        out.append(
+            f"no parent-death signal on {os_name()}: the guard's "
+            "stdin pipe stops a server whose launcher died"
+        )
     return out
 
 

@@ -45,7 +45,13 @@ def workers_users() -> int:
 def jobs_workers(quick: bool) -> list[Job]:
     cores = usable_cores()
     users = workers_users()
-    ws = [1, 2] if quick else sorted(w for w in {1, 2, 3, 4, 5, 8, cores, cores + 1, 2 * cores + 1, users} if w <= 64)
+    ws = (
+        [1, 2]
+        if quick
+        else sorted(
+            w for w in {1, 2, 3, 4, 5, 8, cores, cores + 1, 2 * cores + 1, users} if w <= 64
+        )
+    )
     out = []
     for w in ws:
         # CPU work gets every core, the driver's included. Waiting needs no core, so the
@@ -53,8 +59,22 @@ def jobs_workers(quick: bool) -> list[Job]:
         # for its core, and each request spent ~7 ms outside the handler instead of ~3.5.
         cpu_spec = ServerSpec("wsgi", workers=w, cpus="all")
         io_spec = ServerSpec("wsgi", workers=w)
-        out.append(Job(f"CPU: /cpu?ms=40, {users} users", cpu_spec, closed_load("/cpu?ms=40", users, quick), x=w))
-        out.append(Job(f"I/O: /io?ms=50, {users} users", io_spec, closed_load("/io?ms=50", users, quick), x=w))
+        out.append(
+            Job(
+                f"CPU: /cpu?ms=40, {users} users",
+                cpu_spec,
+                closed_load("/cpu?ms=40", users, quick),
+                x=w,
+            )
+        )
+        out.append(
+            Job(
+                f"I/O: /io?ms=50, {users} users",
+                io_spec,
+                closed_load("/io?ms=50", users, quick),
+                x=w,
+            )
+        )
     return out
 
 
@@ -103,9 +123,14 @@ def draw_memory(data: dict, fig: Figure) -> None:
             continue
         x = xs(pts)
         total = [p["rss_bytes"]["loaded"] / 2**20 for p in pts]
-        samples = [[v / 2**20 for v in p["rss_bytes"].get("loaded_samples") or [p["rss_bytes"]["loaded"]]] for p in pts]
-        yerr = [[t - min(s) for t, s in zip(total, samples, strict=True)],
-                [max(s) - t for t, s in zip(total, samples, strict=True)]]
+        samples = [
+            [v / 2**20 for v in p["rss_bytes"].get("loaded_samples") or [p["rss_bytes"]["loaded"]]]
+            for p in pts
+        ]
+        yerr = [
+            [t - min(s) for t, s in zip(total, samples, strict=True)],
+            [max(s) - t for t, s in zip(total, samples, strict=True)],
+        ]
         ax1.errorbar(x, total, yerr=yerr, fmt="o-", color=color, capsize=3, label=name)
         if len(pts) >= 2:
             slope = (total[-1] - total[0]) / (x[-1] - x[0]) if x[-1] != x[0] else math.nan
@@ -117,7 +142,10 @@ def draw_memory(data: dict, fig: Figure) -> None:
     ax1.set_xlabel("requests held in flight at once")
     kind = data.get("machine", {}).get("memory", "PSS")  # RSS where the system has no PSS (macOS)
     ax1.set_ylabel(f"server memory, all processes ({kind}, MiB)")
-    ax1.set_title(f"memory ({kind}) while holding N slow requests\n(bars: lowest and highest of 3 readings)", fontsize=9)
+    ax1.set_title(
+        f"memory ({kind}) while holding N slow requests\n(bars: lowest and highest of 3 readings)",
+        fontsize=9,
+    )
     ax1.legend(fontsize=7)
     ax1.grid(alpha=0.3)
     ax2.set_yscale("log")
@@ -130,7 +158,8 @@ def draw_memory(data: dict, fig: Figure) -> None:
 GIL = Experiment(
     "gil",
     "The GIL: CPU work (/cpu?ms=40) in threads vs processes",
-    "Threads of one process take turns holding the GIL; processes run on every core - but not beyond.",
+    "Threads of one process take turns holding the "
+    "GIL; processes run on every core - but not beyond.",
     jobs_gil,
     draw=lambda d, f: draw_lines(d, f, "threads or processes (2 users each)"),
 )
@@ -147,7 +176,8 @@ MEMORY = Experiment(
     "A forked worker process costs megabytes, a thread tens of kilobytes, and an in-flight Uvicorn "
     "request (connection, transport, parser, task and coroutine) about ten kilobytes.",
     jobs_memory,
-    draw=draw_memory, uses=("pss",),
+    draw=draw_memory,
+    uses=("pss",),
     note=False,  # no throughput drawn: its own subtitle says what the bars are
     shares_servers=False,  # each server's memory before the load is the baseline: a fresh one
 )

@@ -1,4 +1,4 @@
-"""CPU work in a web server: on the loop, in a thread pool or a process pool - and what a request costs.
+"""CPU work in a web server: on the loop, in a thread or a process pool - and what a request costs.
 
 Two figures:
 
@@ -62,7 +62,9 @@ def jobs_cpu_offload(quick):
         for n in offload_users(quick):
             load = closed_load(f"{route}?ms={CPU_MS}", n, quick)
             # The probe spans the whole run, warm-up included, like the blocking figure's.
-            probe = LoadSpec(path="/health", rate=PROBE_RATE, duration=load.warmup + load.duration, timeout=30)
+            probe = LoadSpec(
+                path="/health", rate=PROBE_RATE, duration=load.warmup + load.duration, timeout=30
+            )
             out.append(Job(series, spec, load, x=n, probe=probe, tags={"route": route}))
     return out
 
@@ -74,7 +76,9 @@ def draw_cpu_offload(data, fig):
         plot_throughput(ax1, name, pts, color)
         probed = [p for p in pts if p.get("probe")]
         x = xs(probed)
-        ax2.plot(x, [p["probe"].latency_ms.p50 for p in probed], "o-", color=color, label=f"{name} p50")
+        ax2.plot(
+            x, [p["probe"].latency_ms.p50 for p in probed], "o-", color=color, label=f"{name} p50"
+        )
         ax2.plot(x, [p["probe"].latency_ms.p99 for p in probed], "^:", color=color, alpha=0.8)
     ax1.set_xlabel("concurrent users (closed loop), 40 ms of CPU each")
     ax1.set_ylabel("throughput (requests/s)")
@@ -83,21 +87,36 @@ def draw_cpu_offload(data, fig):
     ax1.legend(fontsize=5.5, ncols=2, loc="upper left")
     right = max(p["x"] for p in data["points"])
     ax2.axhline(DEFAULT_SWITCH_MS, color="#555555", lw=0.8, ls="--")
-    ax2.annotate("GIL switch interval, 5 ms (default)", (right, DEFAULT_SWITCH_MS), fontsize=6,
-                 color="#555555", va="top", ha="right")
+    ax2.annotate(
+        "GIL switch interval, 5 ms (default)",
+        (right, DEFAULT_SWITCH_MS),
+        fontsize=6,
+        color="#555555",
+        va="top",
+        ha="right",
+    )
     ax2.axhline(1.0, color="#999999", lw=0.8, ls="--")
     ax2.annotate("1 ms", (right, 1.0), fontsize=6, color="#999999", va="bottom", ha="right")
     ax2.set_yscale("log")
     ax2.set_xlabel("concurrent users (closed loop)")
     ax2.set_ylabel("/health latency (ms, log)")
-    ax2.set_title(f"a /health probe ({PROBE_RATE}/s) during the load: p50 (o, solid), p99 (^, dotted)", fontsize=9)
+    ax2.set_title(
+        f"a /health probe ({PROBE_RATE}/s) during the load: p50 (o, solid), p99 (^, dotted)",
+        fontsize=9,
+    )
     ax2.legend(fontsize=6)
     for ax in (ax1, ax2):
         ax.set_xticks(sorted({p["x"] for p in data["points"]}))
         ax.grid(alpha=0.3)
     cores = (data.get("machine") or {}).get("usable_cores") or usable_cores()
-    ax1.annotate(f"server on every core ({cores}); the load driver shares one", (0.02, 0.02),
-                 xycoords="axes fraction", fontsize=7, va="bottom", color="#555555")
+    ax1.annotate(
+        f"server on every core ({cores}); the load driver shares one",
+        (0.02, 0.02),
+        xycoords="axes fraction",
+        fontsize=7,
+        va="bottom",
+        color="#555555",
+    )
 
 
 CPU_OFFLOAD = Experiment(
@@ -130,8 +149,14 @@ def cost_routes(quick: bool) -> list[str]:
 
 def cost_load(path: str, rate: float, quick: bool, repeat: int = 0) -> LoadSpec:
     """An open-loop run at ``rate``; ``repeat`` (as the seed) makes each repeat its own point."""
-    return LoadSpec(path=path, rate=rate, duration=1.0 if quick else 2.0, warmup=0.2 if quick else 0.3,
-                    timeout=10, seed=repeat)
+    return LoadSpec(
+        path=path,
+        rate=rate,
+        duration=1.0 if quick else 2.0,
+        warmup=0.2 if quick else 0.3,
+        timeout=10,
+        seed=repeat,
+    )
 
 
 def measure_cost(server: Server, load: LoadSpec) -> tuple[LoadResult, dict]:
@@ -145,7 +170,8 @@ def measure_cost(server: Server, load: LoadSpec) -> tuple[LoadResult, dict]:
     n = answered(result)
     us = cpu.us_per_request(n)
     return result, {
-        "server_cpu_s": cpu.seconds, "requests": n,
+        "server_cpu_s": cpu.seconds,
+        "requests": n,
         "us_per_request": us if us is not None else math.nan,
     }
 
@@ -165,14 +191,24 @@ class CostJob(Job):
 
 
 # Quick mode keeps the steps of the lesson: Gunicorn sync, then h11 -> httptools -> uvloop.
-QUICK_STACKS = ("gunicorn sync", "uvicorn asyncio+h11", "uvicorn asyncio+httptools", "uvicorn uvloop+httptools")
+QUICK_STACKS = (
+    "gunicorn sync",
+    "uvicorn asyncio+h11",
+    "uvicorn asyncio+httptools",
+    "uvicorn uvloop+httptools",
+)
 
 
 def jobs_cost(quick):
     repeats = 1 if quick else 3
     return [
-        CostJob(f"{route} at {rate} req/s", spec, cost_load(route, rate, quick, r), x=i,
-                tags={"stack": name, "repeat": r})
+        CostJob(
+            f"{route} at {rate} req/s",
+            spec,
+            cost_load(route, rate, quick, r),
+            x=i,
+            tags={"stack": name, "repeat": r},
+        )
         for i, (name, spec) in enumerate(STACKS)
         if not quick or name in QUICK_STACKS
         for route in cost_routes(quick)
@@ -182,20 +218,32 @@ def jobs_cost(quick):
 
 
 def wrk_cost(quick):
-    """wrk (C) drives uvloop+httptools as hard as it can: its maximum, and the CPU per request there."""
+    """wrk (C) drives uvloop+httptools as hard as it
+    can: its maximum, and the CPU per request there."""
     if not wrk.installed():
         return {"wrk": None, "note": f"wrk not installed ({wrk.INSTALL_HINT}): no measured maximum"}
     # wrk runs on the driver's core, the server on the others.
     with serve(FAST) as server:
-        run_load(server.url, path="/hello", concurrency=10, duration=0.5, progress=False, warn=False)  # warm up
+        run_load(
+            server.url, path="/hello", concurrency=10, duration=0.5, progress=False, warn=False
+        )  # warm up
         try:
             with ServerCpu(server) as cpu:
                 done = wrk.run_wrk(server.url + "/hello", 50, 2 if quick else 5)
         except wrk.WrkError as err:
             return {"wrk": None, "note": str(err)}
-    return {"wrk": {"rps": done.rps, "requests": done.requests, "seconds": done.seconds, "server_cpu_s": cpu.seconds,
-                    "us_per_request": cpu.us_per_request(done.requests), "server_busy": cpu.seconds / done.seconds,
-                    "connections": 50, "server_cores": len(FAST.resolved_cpus())}}
+    return {
+        "wrk": {
+            "rps": done.rps,
+            "requests": done.requests,
+            "seconds": done.seconds,
+            "server_cpu_s": cpu.seconds,
+            "us_per_request": cpu.us_per_request(done.requests),
+            "server_busy": cpu.seconds / done.seconds,
+            "connections": 50,
+            "server_cores": len(FAST.resolved_cpus()),
+        }
+    }
 
 
 def cost_table(points) -> dict:
@@ -221,15 +269,29 @@ def draw_cost(data, fig):
         high = [max(v) - m if v else 0 for m, v in zip(mid, values, strict=True)]
         x = np.arange(len(stacks)) + (j - (len(series) - 1) / 2) * width
         # One colour per route, darker at the low rate.
-        ax1.bar(x, mid, width, yerr=[low, high], capsize=2, color=COLORS[0 if "/hello" in name else 2],
-                label=name, alpha=1.0 if name.endswith(f" {RATES[0]} req/s") else 0.5)
+        ax1.bar(
+            x,
+            mid,
+            width,
+            yerr=[low, high],
+            capsize=2,
+            color=COLORS[0 if "/hello" in name else 2],
+            label=name,
+            alpha=1.0 if name.endswith(f" {RATES[0]} req/s") else 0.5,
+        )
         for xi, m, h in zip(x, mid, high, strict=True):
             if math.isfinite(m):
                 ax1.annotate(f"{m:.0f}", (xi, m + h), ha="center", va="bottom", fontsize=5.5)
-    ax1.set_xticks(np.arange(len(stacks)), [s.replace(" (", "\n(").replace("uvicorn ", "uvicorn\n")
-                                            for s in stacks], fontsize=7)
+    ax1.set_xticks(
+        np.arange(len(stacks)),
+        [s.replace(" (", "\n(").replace("uvicorn ", "uvicorn\n") for s in stacks],
+        fontsize=7,
+    )
     ax1.set_ylabel("server CPU time per request (microseconds)")
-    ax1.set_title("what each request costs the server (bars: median, whiskers: min..max of repeats)", fontsize=9)
+    ax1.set_title(
+        "what each request costs the server (bars: median, whiskers: min..max of repeats)",
+        fontsize=9,
+    )
     ax1.legend(fontsize=7)
     ax1.grid(axis="y", alpha=0.3)
 
@@ -244,13 +306,22 @@ def draw_cost(data, fig):
     if wrk:
         labels += ["cost\nunder wrk", "wrk's\nmeasured max"]
         values += [1e6 / wrk["us_per_request"], wrk["rps"]]
-    bars = ax2.bar(range(len(values)), values, color=["#1f77b4"] * (len(values) - (1 if wrk else 0))
-                   + (["black"] if wrk else []))
+    bars = ax2.bar(
+        range(len(values)),
+        values,
+        color=["#1f77b4"] * (len(values) - (1 if wrk else 0)) + (["black"] if wrk else []),
+    )
     for b, v in zip(bars, values, strict=True):
-        ax2.annotate(f"{v:,.0f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
+        ax2.annotate(
+            f"{v:,.0f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7
+        )
     ax2.set_xticks(range(len(values)), labels, fontsize=7)
     ax2.set_ylabel("requests/s on one core (blue: implied by the cost)")
-    note = f"under wrk the server was busy {wrk['server_busy']:.0%} of a core" if wrk else "wrk not installed"
+    note = (
+        f"under wrk the server was busy {wrk['server_busy']:.0%} of a core"
+        if wrk
+        else "wrk not installed"
+    )
     ax2.set_title(f"uvloop+httptools, /hello: 1e6 / (us per request)\n({note})", fontsize=9)
     ax2.grid(axis="y", alpha=0.3)
 
@@ -258,12 +329,12 @@ def draw_cost(data, fig):
 COST_PER_REQUEST = Experiment(
     "cost_per_request",
     "What a request costs the server: CPU time per request, open loop below capacity",
-    "httptools parses HTTP in C and uvloop runs the loop on libuv: each cuts the server's CPU per request; "
-    "the cost falls as load rises, because each loop turn handles more events.",
+    "httptools parses HTTP in C and uvloop runs the loop on libuv: each cuts the server's "
+    "CPU per request; the cost falls as load rises, because each loop turn handles more events.",
     jobs_cost,
     draw=draw_cost,
     size=(12, 5),
-    extra=wrk_cost, uses=("wrk", "schedstat"),
+    extra=wrk_cost,
+    uses=("wrk", "schedstat"),
     note=False,  # its whiskers are the repeats' min..max, said in the panel
 )
-

@@ -1,4 +1,4 @@
-"""The experiment machinery: named sweeps (server specs x routes x load) whose results become one figure.
+"""The experiment machinery: named sweeps (server specs x routes x load), each one a figure.
 
     conclab charts                 # measure every experiment, write figures/*.png
     conclab charts --only gil      # one
@@ -56,7 +56,16 @@ from ..processes import interpreters
 from ..processes.stack import running
 from .plotting import footer
 
-TIMELINE_FIELDS = ("intended_ns", "start_ns", "end_ns", "status", "worker_pid", "thread", "server_start_ns", "server_end_ns")
+TIMELINE_FIELDS = (
+    "intended_ns",
+    "start_ns",
+    "end_ns",
+    "status",
+    "worker_pid",
+    "thread",
+    "server_start_ns",
+    "server_end_ns",
+)
 
 
 @dataclass
@@ -74,8 +83,13 @@ class Job:
     tags: dict = field(default_factory=dict)
 
     def key(self) -> str:
-        parts = [self.spec.to_dict(), self.load.to_dict(), self.probe.to_dict() if self.probe else None,
-                 self.keep_records, self.sample_rss]
+        parts = [
+            self.spec.to_dict(),
+            self.load.to_dict(),
+            self.probe.to_dict() if self.probe else None,
+            self.keep_records,
+            self.sample_rss,
+        ]
         if self.probe_after:
             parts.append(self.probe_after)
         blob = json.dumps(parts, sort_keys=True, default=str)
@@ -97,7 +111,8 @@ class Experiment:
     draw: Callable[[dict, Figure], None]  # (data, fig) -> draws the panels into fig
     size: tuple[float, float] = (11, 4.6)  # inches
     extra: Callable[[bool], dict] | None = None  # (quick) -> extra data (e.g. wrk numbers)
-    note: bool = True  # print what the theory includes and what the bars mean (plotting.theory_note)
+    # print what the theory includes and what the bars mean (plotting.theory_note)
+    note: bool = True
     # () -> None, or one line saying which system program is missing and how to
     # install it (e.g. processes.nginx.nginx_missing); such an experiment is skipped.
     needs: Callable[[], str | None] | None = None
@@ -120,11 +135,24 @@ GTHREAD = ServerSpec("wsgi", threads=16)
 UVICORN = ServerSpec("asgi")
 
 
-def closed_load(path: str, n: int, quick: bool, warmup: float | None = None, duration: float | None = None,
-                timeout: float = 30.0, transport: str = "aiohttp") -> LoadSpec:
+def closed_load(
+    path: str,
+    n: int,
+    quick: bool,
+    warmup: float | None = None,
+    duration: float | None = None,
+    timeout: float = 30.0,
+    transport: str = "aiohttp",
+) -> LoadSpec:
     """The usual closed-loop point: n users, a short warm-up, then a measured window."""
-    return LoadSpec(path=path, concurrency=n, warmup=warmup if warmup is not None else (0.3 if quick else 0.5),
-                    duration=duration or (1.0 if quick else 2.0), timeout=timeout, transport=transport)
+    return LoadSpec(
+        path=path,
+        concurrency=n,
+        warmup=warmup if warmup is not None else (0.3 if quick else 0.5),
+        duration=duration or (1.0 if quick else 2.0),
+        timeout=timeout,
+        transport=transport,
+    )
 
 
 CALIBRATION_MAX_MS = 100  # the overhead is measured on the same route, waiting at most this long
@@ -133,7 +161,11 @@ CALIBRATION_WAVE = 32  # new connections opened at once to measure the cost of e
 
 def is_wave(load: LoadSpec) -> bool:
     """Every user sends exactly one request, all at once: a wave of new connections."""
-    return load.concurrency is not None and load.requests is not None and load.requests == load.concurrency
+    return (
+        load.concurrency is not None
+        and load.requests is not None
+        and load.requests == load.concurrency
+    )
 
 
 def calibration_path(path: str) -> str | None:
@@ -172,8 +204,12 @@ def calibrate(server, spec: ServerSpec, path: str, wave: bool = False) -> Overhe
     per_connection = 0.0
     k = int(min(CALIBRATION_WAVE, slots(spec, route)[0])) if wave else 1
     if k >= 2:
-        spans = [_quiet_run(server.url, LoadSpec(path=cal, concurrency=k, requests=k, timeout=30)).summary.window_s
-                 for _ in range(3)]
+        spans = [
+            _quiet_run(
+                server.url, LoadSpec(path=cal, concurrency=k, requests=k, timeout=30)
+            ).summary.window_s
+            for _ in range(3)
+        ]
         per_connection = max(0.0, (statistics.median(spans) - (s_cal + per_request)) / (k - 1))
         source += f"; 3 waves of {k} new connections"
     return Overhead(per_request, per_connection, source)
@@ -198,19 +234,39 @@ def wait_for_every_worker(server, path: str = "/io?ms=100", timeout: float = 30.
         r = _quiet_run(server.url, LoadSpec(path=path, concurrency=n, requests=n, timeout=30))
         seen |= {int(pid) for pid in r.columns()["worker_pid"] if pid}
     if want and not want <= seen:
-        warnings.warn(f"{len(want - seen)} of {len(want)} workers never answered within {timeout:g} s", stacklevel=2)
+        warnings.warn(
+            f"{len(want - seen)} of {len(want)} workers never answered within {timeout:g} s",
+            stacklevel=2,
+        )
     return seen
 
 
-def point_doc(job: Job, result, probe_result=None, rss=None, overhead: Overhead | None = None) -> dict:
+def point_doc(
+    job: Job, result, probe_result=None, rss=None, overhead: Overhead | None = None
+) -> dict:
     s = result.summary
-    pred = predict(job.spec, job.load.path, concurrency=job.load.concurrency, rate=job.load.rate,
-                   requests=job.load.requests, overhead=overhead)
+    pred = predict(
+        job.spec,
+        job.load.path,
+        concurrency=job.load.concurrency,
+        rate=job.load.rate,
+        requests=job.load.requests,
+        overhead=overhead,
+    )
     doc = {
-        "series": job.series, "x": job.x, "tags": job.tags,
-        "spec": job.spec.to_dict(), "label": job.spec.label, "load": job.load.to_dict(),
-        "summary": s, "prediction": pred.to_dict() if pred else None,
-        "status": "interrupted" if result.interrupted else "failed" if result.failed else "complete",
+        "series": job.series,
+        "x": job.x,
+        "tags": job.tags,
+        "spec": job.spec.to_dict(),
+        "label": job.spec.label,
+        "load": job.load.to_dict(),
+        "summary": s,
+        "prediction": pred.to_dict() if pred else None,
+        "status": "interrupted"
+        if result.interrupted
+        else "failed"
+        if result.failed
+        else "complete",
     }
     if job.keep_records:
         cols = result.columns()
@@ -275,17 +331,24 @@ class SteadyStop:
 
     @staticmethod
     def applies(job: Job) -> bool:
-        """Plain closed-loop points for a duration; not points with probes, memory samples or own timing."""
+        """Plain closed-loop points for a duration; not
+        points with probes, memory samples or own timing."""
         load = job.load
-        return (not hasattr(job, "measure") and not job.probe and not job.sample_rss
-                and load.concurrency is not None and load.duration is not None and load.requests is None)
+        return (
+            not hasattr(job, "measure")
+            and not job.probe
+            and not job.sample_rss
+            and load.concurrency is not None
+            and load.duration is not None
+            and load.requests is None
+        )
 
     def __call__(self, progress) -> None:
         t0 = progress.started_ns
         if progress.finished or not t0 or "stopped_by" in self.decided:
             return
         now = time.monotonic_ns()
-        new = progress.records[self.seen:]
+        new = progress.records[self.seen :]
         self.seen += len(new)
         for r in new:
             if r[3] == 200 and not r[4]:
@@ -300,10 +363,15 @@ class SteadyStop:
         if window_ns < MIN_WINDOW_S * 1e9 or not self.ends:
             return
         ends = np.asarray(self.ends, dtype=np.int64)
-        spread = throughput_spread(ends, self.steady_ns, now, ramp_ns=self.latency_ns / len(self.ends))
+        spread = throughput_spread(
+            ends, self.steady_ns, now, ramp_ns=self.latency_ns / len(self.ends)
+        )
         if spread:
             rates = np.asarray(spread.bins_rps)
-            if rates.mean() > 0 and spread.std / rates.mean() / math.sqrt(rates.size) <= SPREAD_TARGET:
+            if (
+                rates.mean() > 0
+                and spread.std / rates.mean() / math.sqrt(rates.size) <= SPREAD_TARGET
+            ):
                 self._stop(progress, "spread", window_ns)
 
     def _find_steady(self, progress, t0, now) -> bool:
@@ -311,9 +379,11 @@ class SteadyStop:
         if self.ends:
             width = max(int(2 * self.latency_ns / len(self.ends)), 100_000_000)
             whole = int((min(now, warm_end + width * STEADY_WINDOWS) - t0) // width)
-            counts = np.bincount([(e - t0) // width for e in self.ends if e < t0 + whole * width], minlength=whole)
+            counts = np.bincount(
+                [(e - t0) // width for e in self.ends if e < t0 + whole * width], minlength=whole
+            )
             for k in range(max(whole - STEADY_WINDOWS + 1, 0)):
-                c = counts[k:k + STEADY_WINDOWS]
+                c = counts[k : k + STEADY_WINDOWS]
                 if c.min() > 0 and c.max() - c.min() <= STEADY_TOLERANCE * c.mean():
                     self.steady_ns = min(t0 + k * width, warm_end)
                     break
@@ -373,7 +443,11 @@ def _run_job(job: Job, url: str, server, overhead: Overhead | None = None) -> di
     finally:
         stop.set()
         for t in helpers:
-            t.join(job.load.timeout + job.probe_after + (job.probe.duration or 0) + 5 if job.probe else 10)
+            t.join(
+                job.load.timeout + job.probe_after + (job.probe.duration or 0) + 5
+                if job.probe
+                else 10
+            )
     doc = point_doc(job, result, probe_box.get("r"), rss_box or None, overhead)
     if steady:
         doc["adaptive"] = steady.decided
@@ -416,19 +490,34 @@ class Timing:
             self.seconds[name] += time.monotonic() - started
 
     def point(self, job: Job, doc: dict, seconds: float) -> None:
-        warm = (doc.get("adaptive") or {}).get("warmup_s", 0.0 if hasattr(job, "measure") else job.load.warmup)
+        warm = (doc.get("adaptive") or {}).get(
+            "warmup_s", 0.0 if hasattr(job, "measure") else job.load.warmup
+        )
         warm = min(warm, seconds)
         self.seconds["warmup"] += warm
         self.seconds["measuring"] += seconds - warm
-        self.points.append({"series": job.series, "x": job.x, "warmup_s": round(warm, 3),
-                            "measuring_s": round(seconds - warm, 3)})
+        self.points.append(
+            {
+                "series": job.series,
+                "x": job.x,
+                "warmup_s": round(warm, 3),
+                "measuring_s": round(seconds - warm, 3),
+            }
+        )
 
     def to_dict(self) -> dict:
         seconds = {k: round(v, 2) for k, v in self.seconds.items()}
-        return {"name": self.name, "quick": self.quick, "total_s": round(sum(self.seconds.values()), 2),
-                "seconds": seconds, "servers": self.servers, "measured": len(self.points),
-                "cached": self.cached, "points": self.points,
-                "load_avg": {"start": self.load_start, "end": round(os.getloadavg()[0], 2)}}
+        return {
+            "name": self.name,
+            "quick": self.quick,
+            "total_s": round(sum(self.seconds.values()), 2),
+            "seconds": seconds,
+            "servers": self.servers,
+            "measured": len(self.points),
+            "cached": self.cached,
+            "points": self.points,
+            "load_avg": {"start": self.load_start, "end": round(os.getloadavg()[0], 2)},
+        }
 
 
 def _calibration_key(job: Job):
@@ -437,7 +526,8 @@ def _calibration_key(job: Job):
     return calibration_path(job.load.path), is_wave(job.load)
 
 
-_CALIBRATIONS: dict = {}  # (spec, calibration path, wave) -> Overhead, for every experiment of this process
+# (spec, calibration path, wave) -> Overhead, for every experiment of this process
+_CALIBRATIONS: dict = {}
 
 
 def _calibrate_group(server, spec: ServerSpec, group) -> dict:
@@ -518,8 +608,14 @@ class ServerPool:
         self.close()
 
 
-def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None = None, fresh: bool = False,
-            progress: bool = True, pool: ServerPool | None = None) -> dict:
+def measure(
+    exp: Experiment,
+    quick: bool | None = None,
+    results_dir: Path | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    pool: ServerPool | None = None,
+) -> dict:
     """Run (or resume) an experiment's jobs; return its assembled data."""
     from tqdm.auto import tqdm
 
@@ -540,7 +636,13 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
                     points[job.key()] = read_point(doc)
                     continue
         todo.append(job)
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=exp.name, unit="point", disable=not progress)
+    bar = tqdm(
+        total=len(jobs),
+        initial=len(jobs) - len(todo),
+        desc=exp.name,
+        unit="point",
+        disable=not progress,
+    )
     clock = Timing(exp.name, quick, cached=len(jobs) - len(todo))
     try:
         for spec, group in _group_by_server(todo).items():
@@ -552,10 +654,16 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
                         server, started = stack.enter_context(running(spec)), True
                     clock.servers += started
                     if started and isinstance(spec, ServerSpec):
-                        bar.set_postfix_str(f"{spec.label}: booting every worker, calibrating", refresh=True)
+                        bar.set_postfix_str(
+                            f"{spec.label}: booting every worker, calibrating", refresh=True
+                        )
                         wait_for_every_worker(server)
                 with clock.phase("calibration"):
-                    overheads = _calibrate_group(server, spec, group) if isinstance(spec, ServerSpec) else {}
+                    overheads = (
+                        _calibrate_group(server, spec, group)
+                        if isinstance(spec, ServerSpec)
+                        else {}
+                    )
                 for job in group:
                     bar.set_postfix_str(f"{job.series} x={job.x}", refresh=True)
                     overhead = overheads.get(_calibration_key(job))
@@ -567,7 +675,9 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
                         doc = point_doc(job, stop.result, overhead=overhead)
                         results.write_json(cache / f"{job.key()}.json", doc)
                         raise
-                    doc["summary"] = interpreters.record(doc["summary"], server)  # the server's Python and GIL
+                    doc["summary"] = interpreters.record(
+                        doc["summary"], server
+                    )  # the server's Python and GIL
                     clock.point(job, doc, time.monotonic() - started)
                     results.write_json(cache / f"{job.key()}.json", doc)
                     points[job.key()] = doc
@@ -580,8 +690,12 @@ def measure(exp: Experiment, quick: bool | None = None, results_dir: Path | None
     finally:
         bar.close()
     data = {
-        "name": exp.name, "title": exp.title, "lesson": exp.lesson, "quick": quick,
-        "machine": results.machine(), "time": results.now_iso(),
+        "name": exp.name,
+        "title": exp.title,
+        "lesson": exp.lesson,
+        "quick": quick,
+        "machine": results.machine(),
+        "time": results.now_iso(),
         "client_cpu": client_cpu(),
         "points": [points[j.key()] for j in jobs if j.key() in points],
     }
@@ -614,7 +728,8 @@ TIMING_FILE = "timing.json"
 
 
 def save_timing(out_dir: Path, timing: dict) -> Path:
-    """Keep an experiment's timing in ``<out>/data/timing.json``, beside its data, by mode and name."""
+    """Keep an experiment's timing in ``<out>/data/timing.json``,
+    beside its data, by mode and name."""
     path = Path(out_dir) / "data" / TIMING_FILE
     doc = {}
     if path.exists():
@@ -625,9 +740,16 @@ def save_timing(out_dir: Path, timing: dict) -> Path:
     return path
 
 
-def run_experiment(exp: Experiment, out_dir: Path = FIGURES_DIR, results_dir: Path | None = None,
-                   quick: bool | None = None, replot: bool = False, fresh: bool = False,
-                   progress: bool = True, pool: ServerPool | None = None) -> Path:
+def run_experiment(
+    exp: Experiment,
+    out_dir: Path = FIGURES_DIR,
+    results_dir: Path | None = None,
+    quick: bool | None = None,
+    replot: bool = False,
+    fresh: bool = False,
+    progress: bool = True,
+    pool: ServerPool | None = None,
+) -> Path:
     """Measure (unless ``replot``) and draw one experiment; return the PNG path.
 
     A measured experiment's timing (see :class:`Timing`) goes to ``<out>/data/timing.json``.
@@ -636,9 +758,14 @@ def run_experiment(exp: Experiment, out_dir: Path = FIGURES_DIR, results_dir: Pa
     data_path = out_dir / "data" / f"{exp.name}.json"
     if replot:
         if not data_path.exists():
-            raise FileNotFoundError(f"no saved results for {exp.name!r} at {data_path}: run `make charts ONLY={exp.name}` first")
+            raise FileNotFoundError(
+                f"no saved results for {exp.name!r} at {data_path}: "
+                f"run `make charts ONLY={exp.name}` first"
+            )
         return save_png(exp, read_data(data_path), out_dir / f"{exp.name}.png")
-    data = measure(exp, quick=quick, results_dir=results_dir, fresh=fresh, progress=progress, pool=pool)
+    data = measure(
+        exp, quick=quick, results_dir=results_dir, fresh=fresh, progress=progress, pool=pool
+    )
     timing = data.pop("timing")
     results.write_json(data_path, data)
     started = time.monotonic()
@@ -660,19 +787,38 @@ def timing_table(timings: dict) -> str:
     total = dict.fromkeys(["total_s", *PHASES], 0.0)
     servers = measured = cached = 0
     for name, t in timings.items():
-        rows.append([name, f"{t['total_s']:.1f}", *(f"{t['seconds'].get(p, 0):.1f}" for p in PHASES),
-                     str(t["servers"]), f"{t['measured']} ({t['cached']})"])
+        rows.append(
+            [
+                name,
+                f"{t['total_s']:.1f}",
+                *(f"{t['seconds'].get(p, 0):.1f}" for p in PHASES),
+                str(t["servers"]),
+                f"{t['measured']} ({t['cached']})",
+            ]
+        )
         total["total_s"] += t["total_s"]
         for p in PHASES:
             total[p] += t["seconds"].get(p, 0)
-        servers, measured, cached = servers + t["servers"], measured + t["measured"], cached + t["cached"]
+        servers, measured, cached = (
+            servers + t["servers"],
+            measured + t["measured"],
+            cached + t["cached"],
+        )
     if len(timings) > 1:
-        rows.append(["**all**", f"**{total['total_s']:.1f}**", *(f"{total[p]:.1f}" for p in PHASES),
-                     str(servers), f"{measured} ({cached})"])
+        rows.append(
+            [
+                "**all**",
+                f"**{total['total_s']:.1f}**",
+                *(f"{total[p]:.1f}" for p in PHASES),
+                str(servers),
+                f"{measured} ({cached})",
+            ]
+        )
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
 def read_timing(out_dir: Path = FIGURES_DIR) -> dict:
-    """``{"quick": {name: timing}, "full": {...}}`` from ``<out>/data/timing.json`` ({} when absent)."""
+    """``{"quick": {name: timing}, "full": {...}}`` from
+    ``<out>/data/timing.json`` ({} when absent)."""
     path = Path(out_dir) / "data" / TIMING_FILE
     return results.read_json(path) if path.exists() else {}

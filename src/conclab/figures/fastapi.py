@@ -38,7 +38,9 @@ RAISED_TOKENS = 50  # total_tokens raised at startup: THREADPOOL_SIZE=50
 WAIT_MS = 100  # every request of the `fastapi` figure waits this long
 SETTLE_S = 0.5  # threadpool_cliff: how much longer than the warm-up to wait for every slow request
 PLAIN = FuncFormatter(lambda v, _: f"{v:g}")  # 64, not 2^6 or 6.4 x 10^1
-SOME = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else "")  # minor ticks: 20, 30, 50 ...
+SOME = FuncFormatter(
+    lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""
+)  # minor ticks: 20, 30, 50 ...
 
 # The three ways to write an endpoint that waits, as the figure's series name them.
 ASYNC_AWAIT = "async def + await (/io)"
@@ -56,7 +58,9 @@ def fastapi_spec(tokens: int = DEFAULT_TOKENS) -> ServerSpec:
 
 def jobs_fastapi(quick: bool) -> list[Job]:
     users = [4, 64] if quick else [1, 4, 16, 40, 64, 128, 256]  # quick: a subset of the full sweep
-    plateau = [64] if quick else [4, 16, 64, 128, 256]  # 64 and up: more users than either token count
+    plateau = (
+        [64] if quick else [4, 16, 64, 128, 256]
+    )  # 64 and up: more users than either token count
     # time.sleep on the loop serves one request at a time: N users wait N x 100 ms each
     # (and the run waits for the last of them), so this series stops early.
     blocked = [1, 4] if quick else [1, 4, 16, 64]
@@ -64,12 +68,20 @@ def jobs_fastapi(quick: bool) -> list[Job]:
     wait = f"?ms={WAIT_MS}"
     cases = [
         (ASYNC_AWAIT, default, "/io", users),
-        (DEF_SLEEP.format(DEFAULT_TOKENS), default, "/def-io", sorted({*users[1:], *plateau}) if quick else users),
+        (
+            DEF_SLEEP.format(DEFAULT_TOKENS),
+            default,
+            "/def-io",
+            sorted({*users[1:], *plateau}) if quick else users,
+        ),
         (DEF_SLEEP.format(RAISED_TOKENS), raised, "/def-io", plateau),
         (ASYNC_SLEEP, default, "/blocking-io", blocked),
     ]
-    return [Job(series, spec, steady_load(spec, route + wait, n, quick), x=n)
-            for series, spec, route, ns in cases for n in ns]
+    return [
+        Job(series, spec, steady_load(spec, route + wait, n, quick), x=n)
+        for series, spec, route, ns in cases
+        for n in ns
+    ]
 
 
 def steady_load(spec: ServerSpec, path: str, n: int, quick: bool) -> LoadSpec:
@@ -94,9 +106,14 @@ def draw_fastapi(data: dict, fig) -> None:
         ax2.plot(x, predicted(pts, "latency_ms"), "--", color=color, alpha=0.5)
         tokens = pts[-1]["spec"]["threadpool"]
         if name.startswith("def"):  # name the plateau: tokens / S
-            ax1.annotate(f"{tokens} tokens / {WAIT_MS} ms = {tokens / WAIT_MS * 1000:g} req/s",
-                         (x[-1], tokens / WAIT_MS * 1000), fontsize=7, color=color, ha="right",
-                         va="top" if tokens == DEFAULT_TOKENS else "bottom")
+            ax1.annotate(
+                f"{tokens} tokens / {WAIT_MS} ms = {tokens / WAIT_MS * 1000:g} req/s",
+                (x[-1], tokens / WAIT_MS * 1000),
+                fontsize=7,
+                color=color,
+                ha="right",
+                va="top" if tokens == DEFAULT_TOKENS else "bottom",
+            )
     for ax in (ax1, ax2):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -106,7 +123,9 @@ def draw_fastapi(data: dict, fig) -> None:
         ax.set_xlabel("concurrent users (closed loop)")
         ax.grid(alpha=0.3)
     ax1.set_ylabel("throughput (requests/s, log)")
-    ax1.set_title(f"throughput, {WAIT_MS} ms of waiting per request (dashed: Little's law)", fontsize=10)
+    ax1.set_title(
+        f"throughput, {WAIT_MS} ms of waiting per request (dashed: Little's law)", fontsize=10
+    )
     ax2.set_ylabel("latency p99 (ms, log)")
     ax2.set_title("latency p99 (dashed: Little's law, mean)", fontsize=10)
     ax1.legend(fontsize=7, loc="lower right")
@@ -142,13 +161,26 @@ class CliffJob(Job):
         time.sleep(self.load.warmup)
         # On a busy machine the last connections can lag: wait (a little) until the
         # server itself counts every slow request as holding its token.
-        want, give_up = min(self.load.concurrency, self.spec.threadpool), time.monotonic() + SETTLE_S
+        want, give_up = (
+            min(self.load.concurrency, self.spec.threadpool),
+            time.monotonic() + SETTLE_S,
+        )
         while (pool_before := _pool(server.url))["borrowed"] < want and time.monotonic() < give_up:
             time.sleep(0.05)
         slow_s = _slow_s(self.load)
-        probes = [threading.Thread(target=run, args=(path, LoadSpec(
-            path=path, rate=self.probe_rate, duration=self.probe_s, timeout=slow_s + 10)), daemon=True)
-            for path in self.probe_paths]
+        probes = [
+            threading.Thread(
+                target=run,
+                args=(
+                    path,
+                    LoadSpec(
+                        path=path, rate=self.probe_rate, duration=self.probe_s, timeout=slow_s + 10
+                    ),
+                ),
+                daemon=True,
+            )
+            for path in self.probe_paths
+        ]
         for t in probes:
             t.start()
         for t in probes:
@@ -157,7 +189,10 @@ class CliffJob(Job):
         slow.join(self.load.warmup + self.load.duration + self.load.timeout + 5)
         doc = point_doc(self, boxes["slow"])
         doc["tokens"] = self.spec.threadpool
-        doc["pool"] = [pool_before, pool_after]  # the limiter's borrowed/total, as the server reports it
+        doc["pool"] = [
+            pool_before,
+            pool_after,
+        ]  # the limiter's borrowed/total, as the server reports it
         doc["probes"] = {path: boxes[path].summary for path in self.probe_paths if path in boxes}
         return doc
 
@@ -188,15 +223,29 @@ def jobs_cliff(quick: bool) -> list[Job]:
     out = []
     for tokens, ns in cliff_points(quick).items():
         for n in ns:
-            load = LoadSpec(path=f"/def-io?ms={slow_ms}", concurrency=n, warmup=0.5,
-                            duration=SETTLE_S + probe_s + slow_ms / 1000 + 0.3, timeout=30)
-            out.append(CliffJob(f"{tokens} tokens", fastapi_spec(tokens), load, x=n, probe_s=probe_s,
-                                tags={"tokens": tokens}))
+            load = LoadSpec(
+                path=f"/def-io?ms={slow_ms}",
+                concurrency=n,
+                warmup=0.5,
+                duration=SETTLE_S + probe_s + slow_ms / 1000 + 0.3,
+                timeout=30,
+            )
+            out.append(
+                CliffJob(
+                    f"{tokens} tokens",
+                    fastapi_spec(tokens),
+                    load,
+                    x=n,
+                    probe_s=probe_s,
+                    tags={"tokens": tokens},
+                )
+            )
     return out
 
 
 def probe_p(point: dict, path: str, key: str) -> float:
-    """One latency percentile (``key``: "p50", "p99" ...) of the probe of ``path`` in ms, NaN if none."""
+    """One latency percentile (``key``: "p50", "p99"
+    ...) of the probe of ``path`` in ms, NaN if none."""
     probe = (point.get("probes") or {}).get(path)
     value = getattr(probe.latency_ms, key) if probe else None
     return math.nan if value is None else value
@@ -208,19 +257,52 @@ def draw_cliff(data: dict, fig) -> None:
         color = COLORS[i % len(COLORS)]
         x = xs(pts)
         tokens = pts[0]["tokens"]
-        ax.plot(x, [probe_p(p, "/def-health", "p50") for p in pts], "o-", color=color,
-                label=f"def /def-health, {name}: p50")
-        ax.plot(x, [probe_p(p, "/def-health", "p99") for p in pts], "^:", color=color, alpha=0.7,
-                label=f"def /def-health, {name}: p99")
-        ax.plot(x, [probe_p(p, "/health", "p99") for p in pts], "s--", color=color, alpha=0.45, ms=4,
-                label=f"async def /health, {name}: p99")
+        ax.plot(
+            x,
+            [probe_p(p, "/def-health", "p50") for p in pts],
+            "o-",
+            color=color,
+            label=f"def /def-health, {name}: p50",
+        )
+        ax.plot(
+            x,
+            [probe_p(p, "/def-health", "p99") for p in pts],
+            "^:",
+            color=color,
+            alpha=0.7,
+            label=f"def /def-health, {name}: p99",
+        )
+        ax.plot(
+            x,
+            [probe_p(p, "/health", "p99") for p in pts],
+            "s--",
+            color=color,
+            alpha=0.45,
+            ms=4,
+            label=f"async def /health, {name}: p99",
+        )
         for a in (ax, pool_ax):
             a.axvline(tokens, color=color, ls="--", lw=1)
-        ax.annotate(f"total_tokens = {tokens}", (tokens, 1), xycoords=("data", "axes fraction"), fontsize=7,
-                    color=color, ha="right", va="top", rotation=90)
+        ax.annotate(
+            f"total_tokens = {tokens}",
+            (tokens, 1),
+            xycoords=("data", "axes fraction"),
+            fontsize=7,
+            color=color,
+            ha="right",
+            va="top",
+            rotation=90,
+        )
         borrowed = [p["pool"][0]["borrowed"] if p.get("pool") else math.nan for p in pts]
         pool_ax.plot(x, borrowed, "o-", color=color, label=f"{name}: borrowed (/pool)")
-        pool_ax.plot(x, [min(n, tokens) for n in x], "--", color=color, alpha=0.5, label=f"{name}: min(N, tokens)")
+        pool_ax.plot(
+            x,
+            [min(n, tokens) for n in x],
+            "--",
+            color=color,
+            alpha=0.5,
+            label=f"{name}: min(N, tokens)",
+        )
     slow_ms = parse_route(data["points"][0]["load"]["path"])[1] * 1000 if data["points"] else 0
     ax.set_yscale("log")
     ax.set_xlabel(f"slow `def` requests in flight, N (closed loop on /def-io?ms={slow_ms:.0f})")
@@ -238,17 +320,18 @@ def draw_cliff(data: dict, fig) -> None:
 FASTAPI = Experiment(
     "fastapi",
     "FastAPI: def or async def? 100 ms of waiting, three ways",
-    "async def + await has no slot limit; a plain def takes one of AnyIO's tokens, so it plateaus at "
-    "tokens / S (400 req/s with 40); time.sleep inside async def blocks the loop: 1 / S.",
+    "async def + await has no slot limit; a plain def takes one of AnyIO's tokens, "
+    "so it plateaus at tokens / S (400 req/s with 40); "
+    "time.sleep inside async def blocks the loop: 1 / S.",
     jobs_fastapi,
     draw=draw_fastapi,
 )
 THREADPOOL_CLIFF = Experiment(
     "threadpool_cliff",
     "The threadpool cliff: a def health check behind N slow def requests",
-    "While a token is free a def health check answers at once; when the N slow def requests hold every "
-    "token it waits for one of them to end. An async def /health never notices; raising total_tokens "
-    "moves the cliff.",
+    "While a token is free a def health check answers at once; when the N slow def requests "
+    "hold every token it waits for one of them to end. An async def /health never notices; "
+    "raising total_tokens moves the cliff.",
     jobs_cliff,
     draw=draw_cliff,
     note=False,  # no throughput bars; the theory is the token count, drawn as a line

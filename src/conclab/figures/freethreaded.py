@@ -41,8 +41,10 @@ CPU_MS = 20
 WORK_UNITS = 1000  # /offload-work: about 24 ms of pure Python on the lab's 3.11 here
 PROBE_RATE = 25  # /health requests per second during the load
 GIL, FREE = "GIL build", "free-threaded"
-NOT_MEASURED = ("interpreter pool (3.14 InterpreterPoolExecutor): not measured - "
-                "no Python 3.14 here outside a chroot, and --python cannot point into one")
+NOT_MEASURED = (
+    "interpreter pool (3.14 InterpreterPoolExecutor): not measured - "
+    "no Python 3.14 here outside a chroot, and --python cannot point into one"
+)
 
 
 def pool_sizes() -> list[int]:
@@ -57,14 +59,19 @@ def users(quick: bool) -> list[int]:
 def server(build: str, threadpool: int) -> ServerSpec:
     """The raw ASGI server on every core, on the lab's Python or the free-threaded build."""
     # Where the build goes, even before it is built: a start then fails saying so.
-    built = interpreters.freethreaded_python() or interpreters.freethreaded_home() / "bin" / "python3.13t"
+    built = (
+        interpreters.freethreaded_python()
+        or interpreters.freethreaded_home() / "bin" / "python3.13t"
+    )
     python = str(built) if build == FREE else None
     return ServerSpec("asgi", cpus="all", threadpool=threadpool, python=python)
 
 
 def _job(series, spec, path, n, quick, **tags):
     load = closed_load(path, n, quick)
-    probe = LoadSpec(path="/health", rate=PROBE_RATE, duration=load.warmup + load.duration, timeout=30)
+    probe = LoadSpec(
+        path="/health", rate=PROBE_RATE, duration=load.warmup + load.duration, timeout=30
+    )
     return Job(series, spec, load, x=n, probe=probe, tags={"threadpool": spec.threadpool, **tags})
 
 
@@ -93,18 +100,39 @@ def jobs_freethreaded(quick):
         for size in pool_sizes():
             spec = server(build, size)
             for n in users(quick):
-                out.append(_job(f"{build}, pool of {size}", spec, f"/offload-cpu?ms={CPU_MS}", n, quick,
-                                build=build, route="/offload-cpu"))
-    for series, route in (("process pool (/process-cpu)", "/process-cpu"), ("hashlib in threads (/hash-cpu)", "/hash-cpu")):
+                out.append(
+                    _job(
+                        f"{build}, pool of {size}",
+                        spec,
+                        f"/offload-cpu?ms={CPU_MS}",
+                        n,
+                        quick,
+                        build=build,
+                        route="/offload-cpu",
+                    )
+                )
+    for series, route in (
+        ("process pool (/process-cpu)", "/process-cpu"),
+        ("hashlib in threads (/hash-cpu)", "/hash-cpu"),
+    ):
         spec = server(GIL, cores)
-        out += [_job(f"{GIL}, {series}", spec, f"{route}?ms={CPU_MS}", n, quick, build=GIL, route=route)
-                for n in users(quick)]
+        out += [
+            _job(f"{GIL}, {series}", spec, f"{route}?ms={CPU_MS}", n, quick, build=GIL, route=route)
+            for n in users(quick)
+        ]
     for build in (GIL, FREE):
         spec = server(build, cores)
         for n in (1, 2):
             load = closed_load(f"/offload-work?units={WORK_UNITS}", n, quick)
-            out.append(FixedWorkJob(f"{build}, fixed work", spec, load, x=n,
-                                    tags={"threadpool": cores, "build": build, "route": "/offload-work"}))
+            out.append(
+                FixedWorkJob(
+                    f"{build}, fixed work",
+                    spec,
+                    load,
+                    x=n,
+                    tags={"threadpool": cores, "build": build, "route": "/offload-work"},
+                )
+            )
     return out
 
 
@@ -125,7 +153,9 @@ def series_of(points, build, route=None):
 def gil_state(points) -> str:
     """The GIL state the servers of these points reported (never assumed)."""
     seen = {p["summary"].server_gil_enabled for p in points}
-    return {frozenset({False}): "GIL off", frozenset({True}): "GIL on"}.get(frozenset(seen), "GIL state mixed or not recorded")
+    return {frozenset({False}): "GIL off", frozenset({True}): "GIL on"}.get(
+        frozenset(seen), "GIL state mixed or not recorded"
+    )
 
 
 def versions(points) -> str:
@@ -138,16 +168,29 @@ def draw_freethreaded(data, fig):
     (ax_gil, ax_free), (ax_probe, ax_work) = fig.subplots(2, 2)
     top = 0.0
     for ax, build, routes in ((ax_gil, GIL, None), (ax_free, FREE, None)):
-        groups = {k: v for k, v in series_of(points, build, routes).items() if "fixed work" not in k}
+        groups = {
+            k: v for k, v in series_of(points, build, routes).items() if "fixed work" not in k
+        }
         for i, (name, pts) in enumerate(groups.items()):
             color = COLORS[i % len(COLORS)]
             x = [p["x"] for p in pts]
-            ax.plot(x, [p["summary"].throughput_rps for p in pts], "o-", color=color, label=name.split(", ", 1)[1])
+            ax.plot(
+                x,
+                [p["summary"].throughput_rps for p in pts],
+                "o-",
+                color=color,
+                label=name.split(", ", 1)[1],
+            )
             ax.plot(x, [theory(p, cores) for p in pts], "--", color=color, alpha=0.6)
-            top = max(top, *(p["summary"].throughput_rps for p in pts), *(theory(p, cores) for p in pts))
+            top = max(
+                top, *(p["summary"].throughput_rps for p in pts), *(theory(p, cores) for p in pts)
+            )
         every = [p for pts in groups.values() for p in pts]
-        ax.set_title(f"{build}: Python {versions(every)}, {gil_state(every)} (read from the server)\n"
-                     f"/offload-cpu?ms={CPU_MS} (dashed: min(users, computing at once) / S)", fontsize=8.5)
+        ax.set_title(
+            f"{build}: Python {versions(every)}, {gil_state(every)} (read from the server)\n"
+            f"/offload-cpu?ms={CPU_MS} (dashed: min(users, computing at once) / S)",
+            fontsize=8.5,
+        )
         ax.set_xlabel("concurrent users (closed loop)")
         ax.set_ylabel("throughput (requests/s)")
         ax.legend(fontsize=6.5, loc="upper left", ncols=2)
@@ -156,21 +199,42 @@ def draw_freethreaded(data, fig):
         ax.set_ylim(0, top * 1.35)
         ax.grid(alpha=0.3)
     fig.text(0.99, 0.024, NOT_MEASURED, ha="right", va="bottom", fontsize=6.5, color="#555555")
-    ax_free.annotate(f"server on every core ({cores}); the load driver shares one", (0.99, 0.02),
-                     xycoords="axes fraction", ha="right", va="bottom", fontsize=6, color="#555555")
+    ax_free.annotate(
+        f"server on every core ({cores}); the load driver shares one",
+        (0.99, 0.02),
+        xycoords="axes fraction",
+        ha="right",
+        va="bottom",
+        fontsize=6,
+        color="#555555",
+    )
 
     # The loop's responsiveness: /health while the pool computes (pool of 2 on each build).
     for i, build in enumerate((GIL, FREE)):
-        pts = [p for p in series_of(points, build, "/offload-cpu").get(f"{build}, pool of 2", []) if p.get("probe")]
+        pts = [
+            p
+            for p in series_of(points, build, "/offload-cpu").get(f"{build}, pool of 2", [])
+            if p.get("probe")
+        ]
         x = [p["x"] for p in pts]
-        ax_probe.plot(x, [p["probe"].latency_ms.p50 for p in pts], "o-", color=COLORS[i], label=f"{build} p50")
-        ax_probe.plot(x, [p["probe"].latency_ms.p99 for p in pts], "^:", color=COLORS[i], alpha=0.8,
-                      label=f"{build} p99")
+        ax_probe.plot(
+            x, [p["probe"].latency_ms.p50 for p in pts], "o-", color=COLORS[i], label=f"{build} p50"
+        )
+        ax_probe.plot(
+            x,
+            [p["probe"].latency_ms.p99 for p in pts],
+            "^:",
+            color=COLORS[i],
+            alpha=0.8,
+            label=f"{build} p99",
+        )
     ax_probe.set_xticks(sorted({p["x"] for p in points if p["tags"]["route"] == "/offload-cpu"}))
     ax_probe.set_yscale("log")
     ax_probe.set_xlabel("concurrent users (closed loop), pool of 2")
     ax_probe.set_ylabel("/health latency (ms, log)")
-    ax_probe.set_title(f"a /health probe ({PROBE_RATE}/s) during the load: the event loop's wait", fontsize=8.5)
+    ax_probe.set_title(
+        f"a /health probe ({PROBE_RATE}/s) during the load: the event loop's wait", fontsize=8.5
+    )
     ax_probe.legend(fontsize=6.5)
     ax_probe.grid(alpha=0.3)
 
@@ -183,14 +247,25 @@ def draw_freethreaded(data, fig):
             colors.append(COLORS[i])
     bars = ax_work.bar(range(len(values)), values, color=colors)
     for b, v in zip(bars, values, strict=True):
-        ax_work.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
+        ax_work.annotate(
+            f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7
+        )
     ax_work.set_xticks(range(len(values)), labels, fontsize=7)
     ax_work.set_ylabel("throughput (requests/s)")
     ms = fixed_work_ms(points)
-    cost = (f"server CPU per request: {ms[GIL]:.1f} ms on the GIL build, {ms[FREE]:.1f} ms free-threaded "
-            f"({ms[FREE] / ms[GIL] - 1:+.0%})") if ms.get(GIL) and ms.get(FREE) else "CPU per request: not measured"
-    ax_work.set_title(f"a fixed amount of work (/offload-work?units={WORK_UNITS}), pool of {cores}\n{cost}",
-                      fontsize=8.5)
+    cost = (
+        (
+            f"server CPU per request: {ms[GIL]:.1f} ms on the GIL build, "
+            f"{ms[FREE]:.1f} ms free-threaded "
+            f"({ms[FREE] / ms[GIL] - 1:+.0%})"
+        )
+        if ms.get(GIL) and ms.get(FREE)
+        else "CPU per request: not measured"
+    )
+    ax_work.set_title(
+        f"a fixed amount of work (/offload-work?units={WORK_UNITS}), pool of {cores}\n{cost}",
+        fontsize=8.5,
+    )
     ax_work.grid(axis="y", alpha=0.3)
 
 
@@ -198,38 +273,53 @@ def fixed_work_ms(points) -> dict[str, float]:
     """The server's CPU milliseconds per fixed-work request, per build (1 and 2 users pooled)."""
     out = {}
     for build in (GIL, FREE):
-        costs = [p["cost"]["us_per_request"] / 1000 for p in series_of(points, build, "/offload-work").get(f"{build}, fixed work", [])
-                 if (p.get("cost") or {}).get("us_per_request")]
+        costs = [
+            p["cost"]["us_per_request"] / 1000
+            for p in series_of(points, build, "/offload-work").get(f"{build}, fixed work", [])
+            if (p.get("cost") or {}).get("us_per_request")
+        ]
         if costs:
             out[build] = statistics.median(costs)
     return out
 
 
 def speedups(points) -> dict[str, float]:
-    """Throughput with 2 users over 1, per build, /offload-cpu with a pool of 2 (the notebook's numbers)."""
+    """2 users over 1, per build: /offload-cpu with a pool of 2 (the notebook's numbers)."""
     out = {}
     for build in (GIL, FREE):
-        pts = {p["x"]: p["summary"].throughput_rps for p in series_of(points, build, "/offload-cpu").get(f"{build}, pool of 2", [])}
+        pts = {
+            p["x"]: p["summary"].throughput_rps
+            for p in series_of(points, build, "/offload-cpu").get(f"{build}, pool of 2", [])
+        }
         out[build] = pts[2] / pts[1] if 1 in pts and 2 in pts else math.nan
     return out
 
 
 def off_theory(points, cores) -> list[tuple[str, int, float]]:
     """(series, users, measured/theory - 1) for every throughput point with a theory line."""
-    return [(p["series"], p["x"], p["summary"].throughput_rps / theory(p, cores) - 1)
-            for p in points if p["tags"]["route"] != "/offload-work"]
+    return [
+        (p["series"], p["x"], p["summary"].throughput_rps / theory(p, cores) - 1)
+        for p in points
+        if p["tags"]["route"] != "/offload-work"
+    ]
 
 
 def median_probe_ms(points, build) -> float:
-    pts = [p for p in series_of(points, build, "/offload-cpu").get(f"{build}, pool of 2", []) if p.get("probe")]
+    pts = [
+        p
+        for p in series_of(points, build, "/offload-cpu").get(f"{build}, pool of 2", [])
+        if p.get("probe")
+    ]
     return statistics.median(p["probe"].latency_ms.p50 for p in pts) if pts else math.nan
 
 
 FREETHREADED = Experiment(
     "freethreaded",
-    f"Threads without the GIL: {CPU_MS} ms of pure Python in a pool thread, GIL build vs free-threaded build (raw ASGI)",
-    "Under the GIL more pool threads add no throughput for pure Python; on the free-threaded build they "
-    "compute on every core, min(users, threads, cores)/S, at a single-thread cost the fixed-work panel shows.",
+    f"Threads without the GIL: {CPU_MS} ms of pure Python in a pool thread, "
+    "GIL build vs free-threaded build (raw ASGI)",
+    "Under the GIL more pool threads add no throughput for pure Python; on the free-threaded "
+    "build they compute on every core, min(users, threads, cores)/S, at a single-thread cost "
+    "the fixed-work panel shows.",
     jobs_freethreaded,
     draw=draw_freethreaded,
     size=(12, 8.5),

@@ -68,7 +68,10 @@ class SlowClientsJob(Job):
                 exits.extend((time.monotonic_ns(), pid) for pid in sorted(seen - now))
                 seen = now
 
-        helpers = [threading.Thread(target=slow, daemon=True), threading.Thread(target=watch, daemon=True)]
+        helpers = [
+            threading.Thread(target=slow, daemon=True),
+            threading.Thread(target=watch, daemon=True),
+        ]
         for t in helpers:
             t.start()
         try:
@@ -101,7 +104,10 @@ def slow_client_servers(quick: bool) -> list[tuple[str, ServerSpec | FrontSpec]]
     sync = ServerSpec("wsgi", workers=2, timeout=timeout)
     out = [
         ("gunicorn sync, 2 workers", sync),
-        ("gunicorn gthread, 2 workers x 4 threads", ServerSpec("wsgi", workers=2, threads=4, timeout=timeout)),
+        (
+            "gunicorn gthread, 2 workers x 4 threads",
+            ServerSpec("wsgi", workers=2, threads=4, timeout=timeout),
+        ),
         ("uvicorn (event loop)", ServerSpec("asgi")),
         ("FastAPI on uvicorn", ServerSpec("fastapi")),
         ("nginx -> gunicorn sync, 2 workers", FrontSpec(sync)),
@@ -111,10 +117,16 @@ def slow_client_servers(quick: bool) -> list[tuple[str, ServerSpec | FrontSpec]]
 
 def jobs_slow_clients(quick: bool) -> list[Job]:
     duration = 3.5 if quick else 40.0
-    # 16 clients: twice gthread's 8 threads, since the kernel rarely spreads them evenly over its workers.
-    slow = SlowLoad(clients=16, duration=duration - LEAD_S, interval=1.0, stagger=0.12 if quick else 1.0)
+    # 16 clients: twice gthread's 8 threads, since the
+    # kernel rarely spreads them evenly over its workers.
+    slow = SlowLoad(
+        clients=16, duration=duration - LEAD_S, interval=1.0, stagger=0.12 if quick else 1.0
+    )
     probe = LoadSpec(path="/hello", rate=PROBE_RATE, duration=duration, timeout=duration + 10)
-    return [SlowClientsJob(series, spec, probe, keep_records=True, slow=slow) for series, spec in slow_client_servers(quick)]
+    return [
+        SlowClientsJob(series, spec, probe, keep_records=True, slow=slow)
+        for series, spec in slow_client_servers(quick)
+    ]
 
 
 def _held_slots(spec) -> float:
@@ -136,25 +148,55 @@ def draw_slow_clients(data: dict, fig) -> None:
         intended = np.asarray(recs["intended_ns"], dtype=float)[order]
         end = np.asarray(recs["end_ns"], dtype=float)[order]
         ok = np.asarray(recs["status"])[order] == 200
-        ax.plot((intended[ok] - t0) / 1e9, (end[ok] - intended[ok]) / 1e6, ".-", ms=3, lw=0.8, color=color,
-                label=p["series"])
+        ax.plot(
+            (intended[ok] - t0) / 1e9,
+            (end[ok] - intended[ok]) / 1e6,
+            ".-",
+            ms=3,
+            lw=0.8,
+            color=color,
+            label=p["series"],
+        )
         for k, t in enumerate(p.get("worker_exits_ns", [])):
             ax.axvline((t - t0) / 1e9, color=color, ls="--", lw=1)
             if k == 0:
-                ax.annotate("worker timeout:\nGunicorn kills it", ((t - t0) / 1e9, 1), xycoords=("data", "axes fraction"),
-                            fontsize=7, color=color, ha="right", va="top", rotation=90)
+                ax.annotate(
+                    "worker timeout:\nGunicorn kills it",
+                    ((t - t0) / 1e9, 1),
+                    xycoords=("data", "axes fraction"),
+                    fontsize=7,
+                    color=color,
+                    ha="right",
+                    va="top",
+                    rotation=90,
+                )
         slow = p.get("slow")
         if slow and not drawn_clients:
-            # How many slow clients are connected at each moment (the same schedule for every server).
-            times = sorted((c["connected_ns"] - t0) / 1e9 for c in slow["connections"] if c["connected_ns"])
-            count_ax.step([0, *times], range(len(times) + 1), where="post", color="#888888", lw=1.5,
-                          label="slow clients connected")
+            # How many slow clients are connected at each
+            # moment (the same schedule for every server).
+            times = sorted(
+                (c["connected_ns"] - t0) / 1e9 for c in slow["connections"] if c["connected_ns"]
+            )
+            count_ax.step(
+                [0, *times],
+                range(len(times) + 1),
+                where="post",
+                color="#888888",
+                lw=1.5,
+                label="slow clients connected",
+            )
             drawn_clients = True
         held = p.get("held_slots")
         if held:
             count_ax.axhline(held, color=color, ls=":", lw=1)
-            count_ax.annotate(f"{held:g} threads: stalls here", (0.01, held), xycoords=("axes fraction", "data"),
-                              fontsize=7, color=color, va="bottom")
+            count_ax.annotate(
+                f"{held:g} threads: stalls here",
+                (0.01, held),
+                xycoords=("axes fraction", "data"),
+                fontsize=7,
+                color=color,
+                va="bottom",
+            )
     ax.set_yscale("log")
     ax.set_xlabel("time since the probe started (s)")
     ax.set_ylabel(f"/hello latency, from its intended start (ms, log; {PROBE_RATE} probes/s)")
@@ -169,13 +211,26 @@ def draw_slow_clients(data: dict, fig) -> None:
     # Right: how each server ended the slow connections.
     names = [p["series"] for p in data["points"]]
     bottom = np.zeros(len(names))
-    outcome_colors = {"answered": "#2ca02c", "closed": "#ff7f0e", "reset": "#d62728", "timed_out": "#bbbbbb",
-                      "refused": "#000000"}
+    outcome_colors = {
+        "answered": "#2ca02c",
+        "closed": "#ff7f0e",
+        "reset": "#d62728",
+        "timed_out": "#bbbbbb",
+        "refused": "#000000",
+    }
     for outcome in OUTCOMES:
-        counts = np.array([(p.get("slow") or {}).get("summary", {}).get(outcome, 0) for p in data["points"]], float)
+        counts = np.array(
+            [(p.get("slow") or {}).get("summary", {}).get(outcome, 0) for p in data["points"]],
+            float,
+        )
         if counts.any():
-            bars.barh(range(len(names)), counts, left=bottom, color=outcome_colors[outcome],
-                      label=outcome.replace("_", " "))
+            bars.barh(
+                range(len(names)),
+                counts,
+                left=bottom,
+                color=outcome_colors[outcome],
+                label=outcome.replace("_", " "),
+            )
             bottom += counts
     bars.set_yticks(range(len(names)), [n.replace(", ", ",\n", 1) for n in names], fontsize=7)
     bars.invert_yaxis()
@@ -185,10 +240,14 @@ def draw_slow_clients(data: dict, fig) -> None:
 
 
 SLOW_CLIENTS = Experiment(
-    "slow_clients", "Slow clients: a /hello probe while clients trickle their headers",
-    "A sync worker is held by one slow client and gthread by one per thread; the event loop and nginx "
-    "wait for all of them at once, so the probe stays fast.",
-    jobs_slow_clients, draw_slow_clients, size=(12, 5), needs=nginx_missing,
+    "slow_clients",
+    "Slow clients: a /hello probe while clients trickle their headers",
+    "A sync worker is held by one slow client and gthread by one per thread; the event loop "
+    "and nginx wait for all of them at once, so the probe stays fast.",
+    jobs_slow_clients,
+    draw_slow_clients,
+    size=(12, 5),
+    needs=nginx_missing,
     note=False,  # latency over time: no throughput bars, no Little's-law line
     shares_servers=False,  # slow clients get workers killed: every server starts fresh
 )
@@ -200,15 +259,34 @@ SLOW_CLIENTS = Experiment(
 def jobs_scale_out(quick: bool) -> list[Job]:
     counts = [1, 2] if quick else [1, 2, 3, 4]
     users = 8
-    load_kw = {"concurrency": users, "warmup": 0.3 if quick else 0.5, "duration": 1.0 if quick else 3.0, "timeout": 30}
+    load_kw = {
+        "concurrency": users,
+        "warmup": 0.3 if quick else 0.5,
+        "duration": 1.0 if quick else 3.0,
+        "timeout": 30,
+    }
     out = []
     for n in counts:
         # One sync worker per instance: each instance is exactly one slot.
         spec = FrontSpec(ServerSpec("wsgi"), instances=n)
-        out.append(Job(f"I/O: /io?ms=100, {users} users", spec, LoadSpec(path="/io?ms=100", **load_kw), x=n,
-                       keep_records=True))
-        out.append(Job(f"CPU: /cpu?ms=20, {users} users", spec, LoadSpec(path="/cpu?ms=20", **load_kw), x=n,
-                       keep_records=True))
+        out.append(
+            Job(
+                f"I/O: /io?ms=100, {users} users",
+                spec,
+                LoadSpec(path="/io?ms=100", **load_kw),
+                x=n,
+                keep_records=True,
+            )
+        )
+        out.append(
+            Job(
+                f"CPU: /cpu?ms=20, {users} users",
+                spec,
+                LoadSpec(path="/cpu?ms=20", **load_kw),
+                x=n,
+                keep_records=True,
+            )
+        )
     return out
 
 
@@ -227,14 +305,26 @@ def draw_scale_out(data: dict, fig) -> None:
     # Each instance's share of the I/O requests, from the X-Worker-Pid header.
     io = next((pts for name, pts in series.items() if name.startswith("I/O")), [])
     for p in io:
-        pids = Counter(pid for pid, st in zip(p["records"]["worker_pid"], p["records"]["status"], strict=True)
-                       if st == 200)
+        pids = Counter(
+            pid
+            for pid, st in zip(p["records"]["worker_pid"], p["records"]["status"], strict=True)
+            if st == 200
+        )
         total = sum(pids.values()) or 1
         left = 0.0
         for j, (_, n) in enumerate(sorted(pids.items())):
             share = n / total
-            share_ax.barh(p["x"], share, left=left, color=COLORS[j % len(COLORS)], alpha=0.8, edgecolor="white")
-            share_ax.annotate(f"{share:.0%}", (left + share / 2, p["x"]), ha="center", va="center", fontsize=7)
+            share_ax.barh(
+                p["x"],
+                share,
+                left=left,
+                color=COLORS[j % len(COLORS)],
+                alpha=0.8,
+                edgecolor="white",
+            )
+            share_ax.annotate(
+                f"{share:.0%}", (left + share / 2, p["x"]), ha="center", va="center", fontsize=7
+            )
             left += share
     share_ax.set_xlim(0, 1)
     share_ax.set_ylabel("instances")
@@ -244,7 +334,11 @@ def draw_scale_out(data: dict, fig) -> None:
 
 
 SCALE_OUT = Experiment(
-    "scale_out", "Scaling out: nginx balancing separate app server instances",
-    "Waiting scales with instances as Little's law says; CPU work stops at the cores the servers may use.",
-    jobs_scale_out, draw_scale_out, needs=nginx_missing,
+    "scale_out",
+    "Scaling out: nginx balancing separate app server instances",
+    "Waiting scales with instances as Little's law says; "
+    "CPU work stops at the cores the servers may use.",
+    jobs_scale_out,
+    draw_scale_out,
+    needs=nginx_missing,
 )

@@ -67,7 +67,10 @@ def jobs_client_ceiling(quick: bool) -> list[Job]:
 def wrk_ceiling(quick: bool) -> dict:
     """wrk (C) against the same server, when it is installed: the ceiling of a native client."""
     if not wrk.installed():
-        return {"wrk": None, "note": f"wrk not installed ({wrk.INSTALL_HINT}) - no native-client reference"}
+        return {
+            "wrk": None,
+            "note": f"wrk not installed ({wrk.INSTALL_HINT}) - no native-client reference",
+        }
     out = {}
     with serve(UVICORN) as server:
         for n in [10, 100] if quick else [1, 10, 50, 100, 256]:
@@ -133,7 +136,9 @@ def draw_client_ceiling(data: dict, fig: Figure) -> None:
         ax = ax1 if name.endswith("/hello") else ax2
         x = xs(pts)
         thr = [p["summary"].throughput_rps for p in pts]
-        ax.errorbar(x, thr, yerr=spread(pts), fmt="o-", color=color, capsize=3, label=name.split(":")[0])
+        ax.errorbar(
+            x, thr, yerr=spread(pts), fmt="o-", color=color, capsize=3, label=name.split(":")[0]
+        )
         mark_saturated(ax, pts, thr)
         if ax is ax2 and i < 2:
             ax.plot(
@@ -146,7 +151,9 @@ def draw_client_ceiling(data: dict, fig: Figure) -> None:
     wrk = (data.get("extra") or {}).get("wrk")
     if wrk:
         users = sorted(int(k) for k in wrk)
-        ax1.plot(users, [wrk[str(k)] for k in users], "s-", color="black", label="wrk (C), for reference")
+        ax1.plot(
+            users, [wrk[str(k)] for k in users], "s-", color="black", label="wrk (C), for reference"
+        )
     ax1.set_title("/hello: the most a client can push")
     ax2.set_title("/io?ms=100: can the client see the server's capacity?")
     for ax in (ax1, ax2):
@@ -173,5 +180,6 @@ CLIENT_CEILING = Experiment(
     "- always check the client is not the bottleneck.",
     jobs_client_ceiling,
     draw=draw_client_ceiling,
-    extra=wrk_ceiling, uses=("wrk",),
+    extra=wrk_ceiling,
+    uses=("wrk",),
 )

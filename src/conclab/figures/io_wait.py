@@ -56,19 +56,37 @@ BLOCKED_WARMUP = 2.5
 def jobs_blocking(quick: bool) -> list[Job]:
     n = BLOCKING_USERS
     out = []
-    for path in (f"/io?ms={BLOCKING_MS}", f"/blocking-io?ms={BLOCKING_MS}", f"/offload-io?ms={BLOCKING_MS}"):
+    for path in (
+        f"/io?ms={BLOCKING_MS}",
+        f"/blocking-io?ms={BLOCKING_MS}",
+        f"/offload-io?ms={BLOCKING_MS}",
+    ):
         blocked = path.startswith("/blocking-io")
-        load = closed_load(path, n, quick, warmup=BLOCKED_WARMUP if blocked else None, duration=1.0 if quick else 3.0)
+        load = closed_load(
+            path,
+            n,
+            quick,
+            warmup=BLOCKED_WARMUP if blocked else None,
+            duration=1.0 if quick else 3.0,
+        )
         # The /health probe runs during the measured window, after the warm-up, so
         # every probe request meets the loop under the full load. At 20/s a probe
         # finds the earlier ones still waiting, so it opens a new connection.
         probe = LoadSpec(path="/health", rate=20, duration=load.duration, timeout=30)
-        out.append(Job(path.split("?")[0], UVICORN, load, x=n, probe=probe, probe_after=load.warmup))
+        out.append(
+            Job(path.split("?")[0], UVICORN, load, x=n, probe=probe, probe_after=load.warmup)
+        )
         if blocked:
             # The same load, probed by one user on one kept-alive connection: it
             # connects with the load (its first answer waits for the accept, in
             # the warm-up), then has no new connection to wait for, only the loop.
-            alive = LoadSpec(path="/health", concurrency=1, warmup=load.warmup, duration=load.duration, timeout=30)
+            alive = LoadSpec(
+                path="/health",
+                concurrency=1,
+                warmup=load.warmup,
+                duration=load.duration,
+                timeout=30,
+            )
             out.append(Job(KEPT_ALIVE, UVICORN, load, x=n, probe=alive))
     return out
 
@@ -119,12 +137,22 @@ def draw_blocking(data: dict, fig: Figure) -> None:
     # Prediction for a probe on an open connection: it waits at most one turn of
     # the blocked loop, in which every user's handler runs once.
     turn = BLOCKING_USERS * BLOCKING_MS
-    ax2.axhline(turn, color="black", ls="--", lw=0.8, alpha=0.6,
-                label=f"one turn of the blocked loop: {BLOCKING_USERS} x {BLOCKING_MS} ms")
+    ax2.axhline(
+        turn,
+        color="black",
+        ls="--",
+        lw=0.8,
+        alpha=0.6,
+        label=f"one turn of the blocked loop: {BLOCKING_USERS} x {BLOCKING_MS} ms",
+    )
     ax2.set_xticks(x, names, fontsize=7)
     ax2.set_yscale("log")
     ax2.set_ylabel("/health latency (ms, log)")
-    ax2.set_title("/health during the load: 20/s, new connections\n(uvloop accepts one per turn), or one kept-alive user", fontsize=9)
+    ax2.set_title(
+        "/health during the load: 20/s, new connections\n"
+        "(uvloop accepts one per turn), or one kept-alive user",
+        fontsize=9,
+    )
     ax2.legend(fontsize=7)
     for ax in (ax1, ax2):
         ax.grid(axis="y", alpha=0.3)

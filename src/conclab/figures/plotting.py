@@ -26,14 +26,19 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 def theory_note(data) -> str | None:
     """One line saying what the dashed theory includes and what the bars mean, from the data."""
     points = data.get("points", [])
-    overheads = [p["prediction"]["overhead"] for p in points
-                 if p.get("prediction") and (p["prediction"].get("overhead") or {}).get("source")]
+    overheads = [
+        p["prediction"]["overhead"]
+        for p in points
+        if p.get("prediction") and (p["prediction"].get("overhead") or {}).get("source")
+    ]
     spread = any(p["summary"].throughput_spread for p in points if p.get("summary"))
     parts = []
     if overheads:
         per_request = sorted(o["per_request_ms"] for o in overheads)
-        text = (f"theory = Little's law with S + o, o = the server's own overhead measured once per "
-                f"server before the sweep (1 user: o = {per_request[0]:.1f}-{per_request[-1]:.1f} ms")
+        text = (
+            f"theory = Little's law with S + o, o = the server's own overhead measured once per "
+            f"server before the sweep (1 user: o = {per_request[0]:.1f}-{per_request[-1]:.1f} ms"
+        )
         per_conn = sorted(o["per_connection_ms"] for o in overheads if o["per_connection_ms"])
         if per_conn:
             text += f"; each extra new connection of a wave {per_conn[0]:.2f}-{per_conn[-1]:.2f} ms"
@@ -60,17 +65,35 @@ def footer(fig: Figure, data: dict, note: bool = True) -> None:
         where = f"driver pinned to core {client}; servers on every core, the driver's included"
     else:
         where = f"driver pinned to core {client}, servers on the others"
-    cores = f"{m.get('cores', '?')} cores ({m['usable_cores']} usable)" if "usable_cores" in m else f"{m.get('cores', '?')} cores"
+    cores = (
+        f"{m.get('cores', '?')} cores ({m['usable_cores']} usable)"
+        if "usable_cores" in m
+        else f"{m.get('cores', '?')} cores"
+    )
     pythons = interpreters.footer_words(data.get("points", []), m.get("python", "?"))
-    fig.text(0.01, 0.002, f"{cores}, {pythons}, {when}; {where}{quick}",
-             fontsize=7, color="#555555", ha="left", va="bottom")
+    fig.text(
+        0.01,
+        0.002,
+        f"{cores}, {pythons}, {when}; {where}{quick}",
+        fontsize=7,
+        color="#555555",
+        ha="left",
+        va="bottom",
+    )
     # Failed requests are left out of throughput and latency: say so on the figure.
     points = data.get("points", [])
     failed = [p for p in points if p.get("summary") and p["summary"].error_count]
     if failed:
         n = sum(p["summary"].error_count for p in failed)
-        fig.text(0.99, 0.002, f"{n} failed requests in {len(failed)} of {len(points)} runs (not counted above)",
-                 fontsize=7, color="#d62728", ha="right", va="bottom")
+        fig.text(
+            0.99,
+            0.002,
+            f"{n} failed requests in {len(failed)} of {len(points)} runs (not counted above)",
+            fontsize=7,
+            color="#d62728",
+            ha="right",
+            va="bottom",
+        )
 
 
 def by_series(points: list[dict]) -> dict[str, list[dict]]:
@@ -87,23 +110,32 @@ def xs(points: list[dict]) -> list:
 
 
 def latencies(points: list[dict], key: str) -> list[float]:
-    """One percentile (``key``: "p50", "p99", "mean" ...) of each point's latency, in ms (NaN when none)."""
+    """One percentile (``key``: "p50", "p99", "mean" ...)
+    of each point's latency, in ms (NaN when none)."""
     values = [getattr(p["summary"].latency_ms, key) for p in points]
     return [math.nan if v is None else v for v in values]
 
 
 def predicted(points: list[dict], key: str) -> list[float]:
-    return [p["prediction"][key] if p.get("prediction") and p["prediction"].get(key) is not None else math.nan for p in points]
+    return [
+        p["prediction"][key]
+        if p.get("prediction") and p["prediction"].get(key) is not None
+        else math.nan
+        for p in points
+    ]
 
 
 def mark_saturated(ax: Axes, points: list[dict], ys: list[float]) -> None:
     for p, y in zip(points, ys, strict=True):
         if p["summary"].client_saturated:
-            ax.annotate("client\nsaturated", (p["x"], y), fontsize=6, color="red", ha="center", va="bottom")
+            ax.annotate(
+                "client\nsaturated", (p["x"], y), fontsize=6, color="red", ha="center", va="bottom"
+            )
 
 
 def spread(points) -> tuple[list[float], list[float]]:
-    """Error-bar lengths (below, above) of each point's throughput: its slowest and fastest 0.5 s."""
+    """Error-bar lengths (below, above) of each point's
+    throughput: its slowest and fastest 0.5 s."""
     below, above = [], []
     for p in points:
         s = p["summary"]
@@ -115,16 +147,28 @@ def spread(points) -> tuple[list[float], list[float]]:
 
 
 def plot_throughput(ax: Axes, name: str, pts: list[dict], color: str) -> list:
-    """Measured throughput (solid, with its spread) and Little's law (dashed) for one series; returns the x values."""
+    """Measured throughput (solid, with its spread) and Little's
+    law (dashed) for one series; returns the x values."""
     x = xs(pts)
     thr = [p["summary"].throughput_rps for p in pts]
-    ax.errorbar(x, thr, yerr=spread(pts), fmt="o-", color=color, capsize=3, label=f"{name} (measured)")
+    ax.errorbar(
+        x, thr, yerr=spread(pts), fmt="o-", color=color, capsize=3, label=f"{name} (measured)"
+    )
     mark_saturated(ax, pts, thr)
-    ax.plot(x, predicted(pts, "throughput_rps"), "--", color=color, alpha=0.6, label=f"{name} (Little's law)")
+    ax.plot(
+        x,
+        predicted(pts, "throughput_rps"),
+        "--",
+        color=color,
+        alpha=0.6,
+        label=f"{name} (Little's law)",
+    )
     return x
 
 
-def throughput_latency(data: dict, fig: Figure, logx: bool = True, xlabel: str = "concurrent users (closed loop)") -> None:
+def throughput_latency(
+    data: dict, fig: Figure, logx: bool = True, xlabel: str = "concurrent users (closed loop)"
+) -> None:
     """Two panels: throughput and latency against x, measurement and theory."""
     ax1, ax2 = fig.subplots(1, 2)
     for i, (name, pts) in enumerate(by_series(data["points"]).items()):
@@ -163,7 +207,9 @@ def timeline(ax: Axes, records: dict, title: str = "", t0_ns: int | None = None)
     t0 = t0_ns if t0_ns is not None else int(starts.min())
     lanes = sorted({(p, t) for p, t in zip(records["worker_pid"], records["thread"], strict=True)})
     lane_of = {lane: i for i, lane in enumerate(lanes)}
-    order = np.argsort(np.asarray(records["server_start_ns"]) if any(records["server_start_ns"]) else starts)
+    order = np.argsort(
+        np.asarray(records["server_start_ns"]) if any(records["server_start_ns"]) else starts
+    )
     in_lane = defaultdict(int)
     for p, t in zip(records["worker_pid"], records["thread"], strict=True):
         in_lane[lane_of[(p, t)]] += 1
@@ -178,13 +224,17 @@ def timeline(ax: Axes, records: dict, title: str = "", t0_ns: int | None = None)
         ax.broken_barh([(c0, c1 - c0)], (y, step * 0.8), color="#b0c4de")
         s0, s1 = records["server_start_ns"][idx], records["server_end_ns"][idx]
         if s0 and s1:
-            ax.broken_barh([((s0 - t0) / 1e6, (s1 - s0) / 1e6)], (y + step * 0.2, step * 0.45), color="#1f3b73")
+            ax.broken_barh(
+                [((s0 - t0) / 1e6, (s1 - s0) / 1e6)], (y + step * 0.2, step * 0.45), color="#1f3b73"
+            )
     for lane in range(1, len(lanes)):
         ax.axhline(lane, color="#999999", lw=0.5)
     ax.set_yticks([i + 0.5 for i in range(len(lanes))])
     ax.set_yticklabels([f"pid {p}\nthread {t}" for p, t in lanes], fontsize=6)
     ax.set_ylim(0, len(lanes))
-    ax.set_xlabel("time since the load started (ms)" if t0_ns is not None else "time since first request (ms)")
+    ax.set_xlabel(
+        "time since the load started (ms)" if t0_ns is not None else "time since first request (ms)"
+    )
     ax.set_title(title, fontsize=9)
     ax.grid(axis="x", alpha=0.3)
 
@@ -194,16 +244,29 @@ def draw_timelines(data: dict, fig: Figure) -> None:
     axes = fig.subplots(len(pts), 1, squeeze=False)[:, 0]
     for ax, p in zip(axes, pts, strict=True):
         recs = p["records"]
-        took = (max(recs["end_ns"]) - recs.get("t0_ns", min(recs["start_ns"]))) / 1e6 if recs["start_ns"] else 0
+        took = (
+            (max(recs["end_ns"]) - recs.get("t0_ns", min(recs["start_ns"]))) / 1e6
+            if recs["start_ns"]
+            else 0
+        )
         pred = p.get("prediction") or {}
         theory = f" (theory {pred['latency_ms']:.0f} ms)" if pred.get("latency_ms") else ""
-        timeline(ax, recs, f"{p['series']} - all done in {took:.0f} ms{theory}", t0_ns=recs.get("t0_ns"))
+        timeline(
+            ax, recs, f"{p['series']} - all done in {took:.0f} ms{theory}", t0_ns=recs.get("t0_ns")
+        )
     # Above the first panel's own title, inside the layout: a figure legend at the
     # top would share its row with the figure's title and cover it.
-    axes[0].legend(handles=[
-        matplotlib_patch("#b0c4de", "client: sent -> answered"),
-        matplotlib_patch("#1f3b73", "server: handler running (X-Start-Ns..X-End-Ns)"),
-    ], fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.12), ncols=2, frameon=False)
+    axes[0].legend(
+        handles=[
+            matplotlib_patch("#b0c4de", "client: sent -> answered"),
+            matplotlib_patch("#1f3b73", "server: handler running (X-Start-Ns..X-End-Ns)"),
+        ],
+        fontsize=7,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.12),
+        ncols=2,
+        frameon=False,
+    )
 
 
 def matplotlib_patch(color: str, label: str) -> Patch:

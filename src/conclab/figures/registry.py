@@ -16,7 +16,8 @@ EXPERIMENTS: list[Experiment] = [
     io_wait.TIMELINES,
     io_wait.BLOCKING,
     io_wait.THREADPOOL,
-    fastapi.FASTAPI, fastapi.THREADPOOL_CLIFF,
+    fastapi.FASTAPI,
+    fastapi.THREADPOOL_CLIFF,
     cpu_cores.GIL,
     cpu_cores.WORKERS,
     cpu_cores.MEMORY,
@@ -25,7 +26,8 @@ EXPERIMENTS: list[Experiment] = [
     freethreaded.FREETHREADED,
     honesty.OPEN_VS_CLOSED,
     honesty.CLIENT_CEILING,
-    front.SLOW_CLIENTS, front.SCALE_OUT,
+    front.SLOW_CLIENTS,
+    front.SCALE_OUT,
 ]
 REGISTRY: dict[str, Experiment] = {e.name: e for e in EXPERIMENTS}
 

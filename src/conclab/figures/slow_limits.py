@@ -50,15 +50,24 @@ def _normal_requests(url: str) -> dict:
     return dict(sorted(statuses.items()))
 
 
-def _with_slow_clients(url: str, clients: int, duration: float, during) -> tuple[dict | None, object]:
+def _with_slow_clients(
+    url: str, clients: int, duration: float, during
+) -> tuple[dict | None, object]:
     """Hold ``clients`` slow connections to ``url``; after HOLD_S call ``during()``."""
     if not clients:
         return None, during()
     out: dict = {}
 
     def hold():
-        out["result"] = run_slow_clients(url, SlowLoad(clients=clients, duration=duration, interval=1.0,
-                                                       stagger=min(0.005, HOLD_S / 2 / clients)))
+        out["result"] = run_slow_clients(
+            url,
+            SlowLoad(
+                clients=clients,
+                duration=duration,
+                interval=1.0,
+                stagger=min(0.005, HOLD_S / 2 / clients),
+            ),
+        )
 
     thread = threading.Thread(target=hold)
     thread.start()
@@ -74,16 +83,35 @@ def limit_cases() -> list[dict]:
     cases = []
     with serve(app) as server:
         for k in (0, LIMIT // 2, LIMIT - 1, LIMIT):
-            slow, statuses = _with_slow_clients(server.url, k, HOLD_S + 4, lambda: _normal_requests(server.url))
-            cases.append({"front": "none", "limit_concurrency": LIMIT, "slow_clients": k,
-                          "normal": statuses, "slow": slow})
+            slow, statuses = _with_slow_clients(
+                server.url, k, HOLD_S + 4, lambda: _normal_requests(server.url)
+            )
+            cases.append(
+                {
+                    "front": "none",
+                    "limit_concurrency": LIMIT,
+                    "slow_clients": k,
+                    "normal": statuses,
+                    "slow": slow,
+                }
+            )
     front = FrontSpec(app=app, client_header_timeout=HEADER_TIMEOUT_S)
     with serve_front(front) as nginx:
         for k in (LIMIT, 10 * LIMIT):
             # The slow clients would go on for 12 s; nginx drops them after its timeout.
-            slow, statuses = _with_slow_clients(nginx.url, k, 12.0, lambda: _normal_requests(nginx.url))
-            cases.append({"front": "nginx", "client_header_timeout_s": HEADER_TIMEOUT_S,
-                          "limit_concurrency": LIMIT, "slow_clients": k, "normal": statuses, "slow": slow})
+            slow, statuses = _with_slow_clients(
+                nginx.url, k, 12.0, lambda: _normal_requests(nginx.url)
+            )
+            cases.append(
+                {
+                    "front": "nginx",
+                    "client_header_timeout_s": HEADER_TIMEOUT_S,
+                    "limit_concurrency": LIMIT,
+                    "slow_clients": k,
+                    "normal": statuses,
+                    "slow": slow,
+                }
+            )
     return cases
 
 
@@ -93,8 +121,15 @@ def memory_cases() -> list[dict]:
     with serve_front(FrontSpec(app=ServerSpec("asgi"), client_header_timeout=60)) as front:
         for k in MEMORY_CLIENTS:
             slow, pss = _with_slow_clients(front.url, k, HOLD_S + 3, front.nginx.rss_bytes)
-            cases.append({"slow_clients": k, "nginx_pss_bytes": pss, "slow": slow,
-                          "worker_connections_alert": "worker_connections are not enough" in front.nginx.log()})
+            cases.append(
+                {
+                    "slow_clients": k,
+                    "nginx_pss_bytes": pss,
+                    "slow": slow,
+                    "worker_connections_alert": "worker_connections are not enough"
+                    in front.nginx.log(),
+                }
+            )
     base = cases[0]["nginx_pss_bytes"]
     for case in cases[1:]:
         case["bytes_per_client"] = (case["nginx_pss_bytes"] - base) / case["slow_clients"]
@@ -102,21 +137,36 @@ def memory_cases() -> list[dict]:
 
 
 def worker_connections() -> int:
-    """The template's ``worker_connections``: every client connection, and every one to an app, takes one."""
+    """The template's ``worker_connections``: every client
+    connection, and every one to an app, takes one."""
     conf = (SERVERS_DIR / "nginx.conf").read_text()
     return int(re.search(r"^\s*worker_connections\s+(\d+);", conf, re.M).group(1))
 
 
 def main(out: Path = FIGURES_DIR / "data") -> None:
     common = {"machine": machine(), "time": now_iso()}
-    limit = {"name": "slow_limit", "limit_concurrency": LIMIT, "normal_requests": NORMAL, **common,
-             "cases": limit_cases()}
+    limit = {
+        "name": "slow_limit",
+        "limit_concurrency": LIMIT,
+        "normal_requests": NORMAL,
+        **common,
+        "cases": limit_cases(),
+    }
     atomic_write(Path(out) / "slow_limit.json", json.dumps(limit, indent=1) + "\n")
-    memory = {"name": "nginx_memory", "worker_connections": worker_connections(), **common, "cases": memory_cases()}
+    memory = {
+        "name": "nginx_memory",
+        "worker_connections": worker_connections(),
+        **common,
+        "cases": memory_cases(),
+    }
     atomic_write(Path(out) / "nginx_memory.json", json.dumps(memory, indent=1) + "\n")
     for doc in (limit, memory):
         for case in doc["cases"]:
-            print(doc["name"], {k: v for k, v in case.items() if k != "slow"}, (case.get("slow") or {}).get("statuses"))
+            print(
+                doc["name"],
+                {k: v for k, v in case.items() if k != "slow"},
+                (case.get("slow") or {}).get("statuses"),
+            )
 
 
 if __name__ == "__main__":

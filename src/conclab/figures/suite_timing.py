@@ -40,11 +40,15 @@ class Recorder:
         self.load_start = load_avg()
 
     def pytest_runtest_logreport(self, report) -> None:
-        test = self.tests.setdefault(report.nodeid, {"id": report.nodeid, "seconds": 0.0, "outcome": "passed"})
+        test = self.tests.setdefault(
+            report.nodeid, {"id": report.nodeid, "seconds": 0.0, "outcome": "passed"}
+        )
         test["seconds"] += report.duration
         xfail = hasattr(report, "wasxfail")
         if report.when == "call":
-            test["outcome"] = ("xfailed" if report.skipped else "xpassed") if xfail else report.outcome
+            test["outcome"] = (
+                ("xfailed" if report.skipped else "xpassed") if xfail else report.outcome
+            )
         elif report.failed:  # a fixture that broke, before or after the test
             test["outcome"] = "error"
         elif report.skipped:  # a skip (or an expected failure) decided before the test ran
@@ -56,16 +60,19 @@ class Recorder:
         tests = sorted(self.tests.values(), key=lambda t: -t["seconds"])
         for test in tests:
             test["seconds"] = round(test["seconds"], 2)
-        results.write_json(self.path, {
-            "args": self.args,
-            "time": results.now_iso(),
-            "seconds": round(time.monotonic() - self.started, 1),
-            "exit_status": int(exitstatus),
-            "load_avg": {"start": self.load_start, "end": load_avg()},
-            "outcomes": dict(Counter(t["outcome"] for t in tests)),
-            "machine": results.machine(),
-            "tests": tests,
-        })
+        results.write_json(
+            self.path,
+            {
+                "args": self.args,
+                "time": results.now_iso(),
+                "seconds": round(time.monotonic() - self.started, 1),
+                "exit_status": int(exitstatus),
+                "load_avg": {"start": self.load_start, "end": load_avg()},
+                "outcomes": dict(Counter(t["outcome"] for t in tests)),
+                "machine": results.machine(),
+                "tests": tests,
+            },
+        )
 
 
 def pytest_configure(config) -> None:
@@ -73,4 +80,6 @@ def pytest_configure(config) -> None:
     # must not write over the suite's file.
     path = os.environ.pop(ENV, None)
     if path and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(Recorder(Path(path), list(config.invocation_params.args)), "conclab-durations")
+        config.pluginmanager.register(
+            Recorder(Path(path), list(config.invocation_params.args)), "conclab-durations"
+        )

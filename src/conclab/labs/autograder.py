@@ -1,4 +1,6 @@
-"""What a teacher uploads unchanged: ``conclab autograder LAB --gradescope OUT.zip --classroom DIR``.
+"""What a teacher uploads unchanged.
+
+    conclab autograder LAB --gradescope OUT.zip --classroom DIR
 
 Gradescope (the zip)::
 
@@ -55,7 +57,8 @@ export DEBIAN_FRONTEND=noninteractive
 PY=""
 for candidate in python3.13 python3.12 python3.11 python3; do
     if command -v "$candidate" >/dev/null &&
-       "$candidate" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+       "$candidate" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' \
+           2>/dev/null; then
         PY="$candidate"; break
     fi
 done
@@ -115,7 +118,8 @@ def write_gradescope_zip(key: str | None, out: str | Path) -> Path:
         files = {
             "setup.sh": SETUP_SH,
             "run_autograder": RUN_AUTOGRADER.replace(" LAB ", f" {lab.name[:2]} "),
-            "autograder.json": json.dumps({"lab": lab.name, "files": student_files(lab)}, indent=2) + "\n",
+            "autograder.json": json.dumps({"lab": lab.name, "files": student_files(lab)}, indent=2)
+            + "\n",
         }
         for name, text in files.items():
             (staging / name).write_text(text)
@@ -135,7 +139,8 @@ def write_gradescope_zip(key: str | None, out: str | Path) -> Path:
 
 
 def write_classroom_template(key: str | None, out: str | Path) -> Path:
-    """A template repository: the handout at the root, the lab's source in .conclab/, the workflow."""
+    """A template repository: the handout at the root,
+    the lab's source in .conclab/, the workflow."""
     lab = _lab(key)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -158,7 +163,9 @@ def classroom_workflow(lab: Path) -> str:
     number = lab.name[:2]
     ids = [re.sub(r"[^a-z0-9]+", "-", c.name.lower()).strip("-") for c in checks]
     lines = [
-        "# Written by `conclab autograder " + number + " --classroom`: one step per check, with its points.",
+        "# Written by `conclab autograder "
+        + number
+        + " --classroom`: one step per check, with its points.",
         "name: Autograding Tests",
         "'on': [push, repository_dispatch]",
         "permissions: {checks: write, actions: read, contents: read}",
@@ -188,10 +195,14 @@ def classroom_workflow(lab: Path) -> str:
             f"        timeout: {CHECK_MINUTES}",
             f"        max-score: {check.max_points:g}",
         ]
-    lines += ["    - name: Autograding Reporter",
-              "      uses: classroom-resources/autograding-grading-reporter@v1",
-              "      env:"]
-    lines += [f"        {step.upper()}_RESULTS: \"${{{{steps.{step}.outputs.result}}}}\"" for step in ids]
+    lines += [
+        "    - name: Autograding Reporter",
+        "      uses: classroom-resources/autograding-grading-reporter@v1",
+        "      env:",
+    ]
+    lines += [
+        f'        {step.upper()}_RESULTS: "${{{{steps.{step}.outputs.result}}}}"' for step in ids
+    ]
     lines += ["      with:", f"        runners: {','.join(ids)}"]
     return "\n".join(lines) + "\n"
 
@@ -206,7 +217,8 @@ def _lab(key):
 
 
 def run_autograder(key: str | None) -> int:
-    """Grade /autograder/submission, write /autograder/results/results.json (see the module docstring)."""
+    """Grade /autograder/submission, write
+    /autograder/results/results.json (see the module docstring)."""
     from . import sandbox  # Linux-only calls, used here and in batch grading only
 
     root = Path(os.environ.get("CONCLAB_AUTOGRADER_ROOT") or DEFAULT_ROOT)
@@ -214,8 +226,13 @@ def run_autograder(key: str | None) -> int:
     reaper = sandbox.become_subreaper()
     found = find_submission(root / "submission", meta["files"])
     if found is None:
-        verdict = Grade(meta["lab"], [], 0.0, f"your submission holds no {', '.join(meta['files'])}: upload the "
-                        "files of the lab folder (or the folder itself)")
+        verdict = Grade(
+            meta["lab"],
+            [],
+            0.0,
+            f"your submission holds no {', '.join(meta['files'])}: upload the "
+            "files of the lab folder (or the folder itself)",
+        )
     else:
         with tempfile.TemporaryDirectory(prefix="conclab-submission-") as scratch:
             copy = Path(scratch) / meta["lab"]

@@ -40,10 +40,13 @@ BOUNDS: set[str] = set()  # the bounds the keepers held, as they reported them
 
 
 def submissions(folder: Path) -> list[tuple[str, Path]]:
-    """(student, folder) for every submission under ``folder``, names from a Gradescope export if any."""
+    """(student, folder) for every submission under
+    ``folder``, names from a Gradescope export if any."""
     names = _gradescope_names(folder / METADATA)
     found = []
-    for path in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
+    for path in sorted(
+        p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))
+    ):
         found.append((names.get(path.name, path.name), path))
     if not found:
         raise LabError(f"{folder} holds no submission folders (one folder per student)")
@@ -59,7 +62,9 @@ def _gradescope_names(path: Path) -> dict[str, str]:
     names = {}
     for key, entry in data.items():
         submitters = (entry or {}).get(":submitters") or []
-        who = " & ".join(str(s.get(":name") or s.get(":email") or "") for s in submitters if isinstance(s, dict))
+        who = " & ".join(
+            str(s.get(":name") or s.get(":email") or "") for s in submitters if isinstance(s, dict)
+        )
         if who.strip():
             names[str(key)] = who
     return names
@@ -69,11 +74,17 @@ def core_sets(jobs: int) -> list[list[int]]:
     """Cores of its own for each of ``jobs`` graders (jobs is at most the cores)."""
     cpus = sorted(os.sched_getaffinity(0))
     size = len(cpus) // jobs
-    return [cpus[i * size:(i + 1) * size] for i in range(jobs)]
+    return [cpus[i * size : (i + 1) * size] for i in range(jobs)]
 
 
-def grade_batch(key: str | None, batch: str | Path, out: str | Path | None = None, jobs: int = 1,
-                timeout: float = GRADER_TIMEOUT + SLACK, memory_mb: int = MEMORY_MB) -> int:
+def grade_batch(
+    key: str | None,
+    batch: str | Path,
+    out: str | Path | None = None,
+    jobs: int = 1,
+    timeout: float = GRADER_TIMEOUT + SLACK,
+    memory_mb: int = MEMORY_MB,
+) -> int:
     """Grade every submission under ``batch``; ``timeout`` bounds each one, all included."""
     if not key:
         raise LabError("which lab? e.g. conclab grade 01 --batch submissions/")
@@ -87,7 +98,11 @@ def grade_batch(key: str | None, batch: str | Path, out: str | Path | None = Non
     checks = collect_checks(lab.name)
     usable = len(os.sched_getaffinity(0))
     if jobs > usable:
-        print(f"{jobs} graders asked, {usable} cores here: running {usable}, each on a core of its own", flush=True)
+        print(
+            f"{jobs} graders asked, {usable} cores here: "
+            f"running {usable}, each on a core of its own",
+            flush=True,
+        )
         jobs = usable
     files = student_files(lab)
     free = list(core_sets(jobs))
@@ -108,14 +123,24 @@ def grade_batch(key: str | None, batch: str | Path, out: str | Path | None = Non
     grades = []
     with ThreadPoolExecutor(jobs) as pool:
         results = pool.map(one, students)
-        for (student, _), grade in tqdm(zip(students, results, strict=True), total=len(students),
-                                        unit="student", desc=f"grading {lab.name}"):
+        for (student, _), grade in tqdm(
+            zip(students, results, strict=True),
+            total=len(students),
+            unit="student",
+            desc=f"grading {lab.name}",
+        ):
             grades.append((student, grade))
             atomic_write(out / "feedback" / f"{_safe(student)}.txt", format_text(grade))
     atomic_write(out / "grades.csv", grades_csv(checks, grades))
-    print(f"graded {len(grades)} submission(s) of {lab.name}: {out / 'grades.csv'}, feedback in {out / 'feedback'}")
+    print(
+        f"graded {len(grades)} submission(s) of {lab.name}: "
+        f"{out / 'grades.csv'}, feedback in {out / 'feedback'}"
+    )
     if BOUNDS:
-        print(f"each submission was bounded by: {', '.join(sorted(BOUNDS))} (docs/grading.md says which hold where)")
+        print(
+            f"each submission was bounded by: {', '.join(sorted(BOUNDS))} "
+            "(docs/grading.md says which hold where)"
+        )
     return 0
 
 
@@ -123,26 +148,61 @@ def _grade_one(lab, student, folder, files, out, cores, timeout, memory_mb) -> G
     started = time.monotonic()
     found = find_submission(folder, files)
     if found is None:
-        return Grade(lab.name, [], 0.0, f"no {', '.join(files)} in the submission (nor one folder down)")
+        return Grade(
+            lab.name, [], 0.0, f"no {', '.join(files)} in the submission (nor one folder down)"
+        )
     name = _safe(student)
     result = out / ".running" / f"{name}.json"
     result.parent.mkdir(parents=True, exist_ok=True)
     result.unlink(missing_ok=True)
-    grade_command = [sys.executable, "-c", "import sys; from conclab.cli import main; sys.exit(main())",
-                     "grade", lab.name, "--submission", str(found), "--format", "json", "--out", str(result)]
-    command = [sys.executable, "-m", "conclab.labs.sandbox", "--timeout", str(timeout),
-               "--memory-mb", str(memory_mb), "--cpus", ",".join(map(str, cores)),
-               "--scratch", str(out / ".scratch" / name), "--name", re.sub(r"\W", "", name)[:40] or "student",
-               "--", *grade_command]
-    done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout + SLACK)
-    BOUNDS.update(done.stdout.rsplit("[bounds: ", 1)[-1].rstrip("]\n ").split(", ") if "[bounds: " in done.stdout else [])
+    grade_command = [
+        sys.executable,
+        "-c",
+        "import sys; from conclab.cli import main; sys.exit(main())",
+        "grade",
+        lab.name,
+        "--submission",
+        str(found),
+        "--format",
+        "json",
+        "--out",
+        str(result),
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "conclab.labs.sandbox",
+        "--timeout",
+        str(timeout),
+        "--memory-mb",
+        str(memory_mb),
+        "--cpus",
+        ",".join(map(str, cores)),
+        "--scratch",
+        str(out / ".scratch" / name),
+        "--name",
+        re.sub(r"\W", "", name)[:40] or "student",
+        "--",
+        *grade_command,
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, errors="replace", timeout=timeout + SLACK
+    )
+    BOUNDS.update(
+        done.stdout.rsplit("[bounds: ", 1)[-1].rstrip("]\n ").split(", ")
+        if "[bounds: " in done.stdout
+        else []
+    )
     seconds = time.monotonic() - started
     try:
         grade = Grade.from_dict(json.loads(result.read_text()))
     except (OSError, ValueError):
         tail = [line for line in done.stdout.strip().splitlines() if line.strip()][-3:]
-        why = (f"stopped after {timeout:g} s (a hang?)" if done.returncode == 124
-               else f"the grader ended without a grade (exit {done.returncode}): " + " / ".join(tail))
+        why = (
+            f"stopped after {timeout:g} s (a hang?)"
+            if done.returncode == 124
+            else f"the grader ended without a grade (exit {done.returncode}): " + " / ".join(tail)
+        )
         grade = Grade(lab.name, [], seconds, why)
     finally:
         result.unlink(missing_ok=True)
@@ -156,7 +216,8 @@ def _grade_one(lab, student, folder, files, out, cores, timeout, memory_mb) -> G
 
 
 def grades_csv(checks: list[CheckResult], grades: list[tuple[str, Grade]]) -> str:
-    """One row per student: points per check (blank: skipped, not counted), total, max, seconds, error."""
+    """One row per student: points per check (blank:
+    skipped, not counted), total, max, seconds, error."""
     names = [c.name for c in checks]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -167,7 +228,9 @@ def grades_csv(checks: list[CheckResult], grades: list[tuple[str, Grade]]) -> st
         row = [student]
         for name in names:
             check = by_name.get(name)
-            row.append("" if check and check.status == "skipped" else f"{check.points:g}" if check else "0")
+            row.append(
+                "" if check and check.status == "skipped" else f"{check.points:g}" if check else "0"
+            )
         maximum = grade.max_score if grade.checks else full
         row += [f"{grade.score:g}", f"{maximum:g}", f"{grade.seconds:.1f}", grade.error]
         writer.writerow(row)

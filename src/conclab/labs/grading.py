@@ -26,9 +26,16 @@ GRADER_TIMEOUT = 150.0  # seconds for a whole grader run; each lab aims for unde
 MAX_LOG_CHARS = 200_000  # of a grader's log kept when it is not shown live
 
 
-def grade(key: str | None, submission: str | Path | None = None, labs_dir: Path | None = None,
-          timeout: float = GRADER_TIMEOUT, check: str | None = None, live: bool = True,
-          env: dict[str, str] | None = None, popen: dict | None = None) -> Grade:
+def grade(
+    key: str | None,
+    submission: str | Path | None = None,
+    labs_dir: Path | None = None,
+    timeout: float = GRADER_TIMEOUT,
+    check: str | None = None,
+    live: bool = True,
+    env: dict[str, str] | None = None,
+    popen: dict | None = None,
+) -> Grade:
     """Grade one lab: run its grader in a fresh process; return the :class:`Grade`.
 
     ``live``: the grader's PASS/FAIL lines go to stdout as each check ends
@@ -41,15 +48,23 @@ def grade(key: str | None, submission: str | Path | None = None, labs_dir: Path 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="conclab-grade-") as scratch:
         results_file = Path(scratch) / "results.json"
-        env = dict(os.environ, **(env or {}), CONCLAB_SUBMISSION=str(folder), CONCLAB_LAB=str(lab),
-                   CONCLAB_RESULTS=str(results_file), PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            **(env or {}),
+            CONCLAB_SUBMISSION=str(folder),
+            CONCLAB_LAB=str(lab),
+            CONCLAB_RESULTS=str(results_file),
+            PYTHONUNBUFFERED="1",
+        )
         env.pop("CONCLAB_CHECK", None)
         if check:
             env["CONCLAB_CHECK"] = check
         error, log = _run_grader(lab, env, timeout, live, popen or {})
         checks = _read_results(results_file)
     if check and not checks:
-        raise LabError(log.strip().splitlines()[-1] if log.strip() else f"no check {check!r} in lab {lab.name}")
+        raise LabError(
+            log.strip().splitlines()[-1] if log.strip() else f"no check {check!r} in lab {lab.name}"
+        )
     for result in checks:
         if result.output == "did not run" and result.status == "failed":
             result.output = f"did not run: {error}" if error else "did not run"
@@ -63,11 +78,19 @@ def collect_checks(key: str | None, labs_dir: Path | None = None) -> list[CheckR
         results_file = Path(scratch) / "results.json"
         env = dict(os.environ, CONCLAB_RESULTS=str(results_file), CONCLAB_LAB=str(lab))
         env.pop("CONCLAB_CHECK", None)
-        done = subprocess.run([*_pytest_command(lab), "--collect-only", "-q"], cwd=lab, env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [*_pytest_command(lab), "--collect-only", "-q"],
+            cwd=lab,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         checks = _read_results(results_file)
     if done.returncode != 0 or not checks:
-        raise LabError(f"could not list the checks of {lab.name}: {(done.stdout + done.stderr).strip()[-500:]}")
+        raise LabError(
+            f"could not list the checks of {lab.name}: {(done.stdout + done.stderr).strip()[-500:]}"
+        )
     return checks
 
 
@@ -82,17 +105,31 @@ def _lab_and_folder(key, submission, labs_dir):
 
 
 def _pytest_command(lab):
-    return [sys.executable, "-m", "pytest", "-c", str(lab.parent / "pytest.ini"),
-            "-p", "conclab.labs.plugin", str(lab / "grader")]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-c",
+        str(lab.parent / "pytest.ini"),
+        "-p",
+        "conclab.labs.plugin",
+        str(lab / "grader"),
+    ]
 
 
 def _run_grader(lab, env, timeout, live, popen):
     """Run the grader; return (an error that stopped it, or "", its log when not live)."""
     # A session of its own, so that a hung grader can be stopped as one group.
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log:
-        proc = subprocess.Popen(_pytest_command(lab), cwd=lab, env=env, start_new_session=True,
-                                stdout=None if live else log, stderr=None if live else subprocess.STDOUT,
-                                **popen)
+        proc = subprocess.Popen(
+            _pytest_command(lab),
+            cwd=lab,
+            env=env,
+            start_new_session=True,
+            stdout=None if live else log,
+            stderr=None if live else subprocess.STDOUT,
+            **popen,
+        )
         error = ""
         try:
             proc.wait(timeout=timeout)
@@ -134,11 +171,17 @@ def check_submission(lab: Path, submission: str | Path, what: str = "grade") -> 
     folder = Path(submission)
     example = f"dist/handout/{lab.name}"
     if not folder.is_dir():
-        raise LabError(f"submission folder not found: {submission} (give your copy of the lab folder, e.g. {example})")
+        raise LabError(
+            f"submission folder not found: {submission} (give "
+            f"your copy of the lab folder, e.g. {example})"
+        )
     missing = [name for name in student_files(lab) if not (folder / name).is_file()]
     if missing:
-        raise LabError(f"{folder.resolve()} does not hold {', '.join(missing)}, the file(s) lab {lab.name[:2]} "
-                       f"needs: give your copy of the {lab.name} folder to {what}, e.g. {example}")
+        raise LabError(
+            f"{folder.resolve()} does not hold "
+            f"{', '.join(missing)}, the file(s) lab {lab.name[:2]} "
+            f"needs: give your copy of the {lab.name} folder to {what}, e.g. {example}"
+        )
     return folder.resolve()
 
 
@@ -165,5 +208,9 @@ def find_submission(folder: Path, files: list[str]) -> Path | None:
     folder = Path(folder)
     if all((folder / name).is_file() for name in files):
         return folder
-    inside = sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in IGNORED_FOLDERS) if folder.is_dir() else []
+    inside = (
+        sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in IGNORED_FOLDERS)
+        if folder.is_dir()
+        else []
+    )
     return next((p for p in inside if all((p / name).is_file() for name in files)), None)

@@ -18,7 +18,9 @@ SKIPPED_NAMES = {"__pycache__", ".pytest_cache", ".ruff_cache", ".DS_Store"}
 def all_labs(labs_dir: Path | None = None) -> list[Path]:
     """labs/NN-topic/ folders, in order."""
     root = Path(labs_dir or LABS_DIR).resolve()  # graders run with the lab as cwd
-    return sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"\d\d-[a-z0-9-]+", p.name))
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"\d\d-[a-z0-9-]+", p.name)
+    )
 
 
 def find_lab(key: str, labs_dir: Path | None = None) -> Path:
@@ -36,8 +38,11 @@ def find_lab(key: str, labs_dir: Path | None = None) -> Path:
 
 def handed_out(path: Path) -> bool:
     """Instructor-only files (instructor*, caches) stay behind."""
-    return not (path.name in SKIPPED_NAMES or path.name.lower().startswith("instructor")
-                or path.suffix == ".pyc")
+    return not (
+        path.name in SKIPPED_NAMES
+        or path.name.lower().startswith("instructor")
+        or path.suffix == ".pyc"
+    )
 
 
 def _copy_lab(src, dst):
@@ -84,19 +89,29 @@ def write_handout(out: str | Path, labs_dir: Path | None = None) -> list[Path]:
 
 def handout_index(folders: list[Path]) -> str:
     """The handout's front page: each lab's title and goal, and how to grade it."""
-    lines = ["# Concurrency Lab - homework labs", "",
-             "One folder per lab; start with its README. Work in your copy of the folder;",
-             "run it by hand and grade it from the root of the Concurrency Lab repository",
-             "(after `make setup`, which creates the `.venv` these commands use):", "",
-             "```sh", "make try LAB=01 SUBMISSION=path/to/your/01-unblock-the-loop",
-             "make grade LAB=01 SUBMISSION=path/to/your/01-unblock-the-loop", "```", "",
-             "`make try` runs your copy as the grader does, until Ctrl-C. `make grade` prints a",
-             "PASS/FAIL line per check, why a check failed, and your score.", ""]
+    lines = [
+        "# Concurrency Lab - homework labs",
+        "",
+        "One folder per lab; start with its README. Work in your copy of the folder;",
+        "run it by hand and grade it from the root of the Concurrency Lab repository",
+        "(after `make setup`, which creates the `.venv` these commands use):",
+        "",
+        "```sh",
+        "make try LAB=01 SUBMISSION=path/to/your/01-unblock-the-loop",
+        "make grade LAB=01 SUBMISSION=path/to/your/01-unblock-the-loop",
+        "```",
+        "",
+        "`make try` runs your copy as the grader does, until Ctrl-C. `make grade` prints a",
+        "PASS/FAIL line per check, why a check failed, and your score.",
+        "",
+    ]
     for folder in folders:
         readme = folder / "README.md"
         text = readme.read_text(encoding="utf-8") if readme.is_file() else folder.name
         title = (text.strip().splitlines() or [folder.name])[0].lstrip("# ").strip()
         goal = re.search(r"^\*\*Goal:\*\*\s*(.+?)(?:\n\n|\Z)", text, re.M | re.S)
-        lines.append(f"- [{title}]({folder.name}/README.md)"
-                     + (f": {' '.join(goal.group(1).split())}" if goal else ""))
+        lines.append(
+            f"- [{title}]({folder.name}/README.md)"
+            + (f": {' '.join(goal.group(1).split())}" if goal else "")
+        )
     return "\n".join(lines) + "\n"

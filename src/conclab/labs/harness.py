@@ -7,7 +7,7 @@ Those files run inside Gunicorn or Uvicorn, as ``shim:app`` or
 ``upstream:app``, and import this module:
 
     student = load_student_app()          # app.py of $LAB_SUBMISSION, importable as `app`
-    app = stamped(student.app)            # ASGI: x-grader-start-ns / x-grader-end-ns on every answer
+    app = stamped(student.app)            # ASGI: x-grader-start-ns / x-grader-end-ns on answers
     app = slow_service("/data", token)    # a helper: /data after $DELAY_MS, /health, 404
 
 and a grader test measures with :func:`timed_get` and :func:`burst`.
@@ -60,8 +60,10 @@ def stamped(student_app, before=None):
 
         async def stamped_send(message):
             if message["type"] == "http.response.start":
-                stamps = [(b"x-grader-start-ns", str(start).encode()),
-                          (b"x-grader-end-ns", str(time.monotonic_ns()).encode())]
+                stamps = [
+                    (b"x-grader-start-ns", str(start).encode()),
+                    (b"x-grader-end-ns", str(time.monotonic_ns()).encode()),
+                ]
                 message = dict(message, headers=[*message.get("headers", []), *stamps])
             await send(message)
 
@@ -80,7 +82,13 @@ async def lifespan(receive, send) -> None:
 
 
 async def respond(send, status: int, body: str, content_type: bytes = b"text/plain") -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type)],
+        }
+    )
     await send({"type": "http.response.body", "body": body.encode()})
 
 
@@ -118,14 +126,23 @@ async def timed_get(client, url: str, json_body: bool = False) -> dict:
             pass
     headers = response.headers
     return {
-        "sent": sent, "received": time.monotonic_ns(), "status": response.status_code, "body": body,
+        "sent": sent,
+        "received": time.monotonic_ns(),
+        "status": response.status_code,
+        "body": body,
         "start": int(headers.get("x-grader-start-ns", sent)),
         "end": int(headers.get("x-grader-end-ns", time.monotonic_ns())),
     }
 
 
-async def burst(client, base: str, paths: list[str], probes: int = 3, after: float = 0.25,
-                json_body: bool = False):
+async def burst(
+    client,
+    base: str,
+    paths: list[str],
+    probes: int = 3,
+    after: float = 0.25,
+    json_body: bool = False,
+):
     """Send ``paths`` all at once; ``after`` s later, while they run, probe /health
     ``probes`` times, one after another. Returns (answers, probes)."""
     tasks = [asyncio.create_task(timed_get(client, base + path, json_body)) for path in paths]
@@ -135,7 +152,8 @@ async def burst(client, base: str, paths: list[str], probes: int = 3, after: flo
 
 
 def pbkdf2_rounds_for(seconds: float, salt: bytes) -> int:
-    """PBKDF2 rounds that take about ``seconds`` of CPU here: machines differ, the check does not."""
+    """PBKDF2 rounds that take about ``seconds`` of
+    CPU here: machines differ, the check does not."""
     import hashlib
 
     def cpu_time(rounds):

@@ -25,7 +25,9 @@ def student_file(folder: Path, name: str) -> Path:
 
     path = Path(folder) / name
     if not path.is_file():
-        pytest.fail(f"{name} is missing from {folder}: hand in the whole lab folder.", pytrace=False)
+        pytest.fail(
+            f"{name} is missing from {folder}: hand in the whole lab folder.", pytrace=False
+        )
     return path
 
 
@@ -53,17 +55,23 @@ def start_failure(err: ServerStartError, folder: Path, what: str) -> str:
     first line in the student's own files down to the exception; failing that,
     the launcher's summary and the exception lines of the server's output."""
     lines = [err.reason, *err.output.splitlines()]
-    first = next((i for i, line in enumerate(lines) if "File " in line and str(folder) in line), None)
+    first = next(
+        (i for i, line in enumerate(lines) if "File " in line and str(folder) in line), None
+    )
     if first is not None:
-        end = next((i for i in range(first, len(lines)) if EXCEPTION_LINE.match(lines[i])), len(lines) - 1)
-        shown = lines[first:end + 1]
+        end = next(
+            (i for i in range(first, len(lines)) if EXCEPTION_LINE.match(lines[i])), len(lines) - 1
+        )
+        shown = lines[first : end + 1]
     else:
         shown = lines[:1] + [line for line in lines if EXCEPTION_LINE.match(line)][-3:]
     return f"{what} did not start:\n" + "\n".join(line.strip() for line in shown)
 
 
 @contextlib.contextmanager
-def serve_or_fail(spec: ServerSpec, folder: Path, what: str, start_timeout: float = 20.0) -> Iterator[Server]:
+def serve_or_fail(
+    spec: ServerSpec, folder: Path, what: str, start_timeout: float = 20.0
+) -> Iterator[Server]:
     """Serve the student's app for a ``with`` block; if it does not start, fail the
     check with the student's own traceback (see :func:`start_failure`). While it
     runs, and after, a failing check shows the end of any traceback through the
@@ -87,7 +95,9 @@ def serve_service(grader_dir: Path, delay_ms: int, **env: str) -> Iterator[Serve
     """The grader's helper service (``grader_dir/upstream.py``, answering after
     ``delay_ms``) under Uvicorn for a ``with`` block, with ``env`` set."""
     pairs = (("DELAY_MS", str(delay_ms)), *((k, str(v)) for k, v in env.items()))
-    with serve(ServerSpec("asgi", app="upstream:app", app_dir=str(grader_dir), env=pairs)) as server:
+    with serve(
+        ServerSpec("asgi", app="upstream:app", app_dir=str(grader_dir), env=pairs)
+    ) as server:
         yield server
 
 

@@ -28,11 +28,13 @@ def _uncomment(line, where):
     if not body.strip():
         return line
     indent = body[: len(body) - len(body.lstrip())]
-    rest = body[len(indent):]
+    rest = body[len(indent) :]
     if not rest.startswith("#"):
-        raise MarkerError(f"{where}: a STARTER line must be commented out with '#': {body.strip()!r}")
+        raise MarkerError(
+            f"{where}: a STARTER line must be commented out with '#': {body.strip()!r}"
+        )
     rest = rest[2:] if rest.startswith("# ") else rest[1:]
-    ending = line[len(body):]
+    ending = line[len(body) :]
     return indent + rest + ending if rest else ending  # a bare '#' becomes a blank line
 
 
@@ -48,7 +50,10 @@ def split_blocks(text: str, name: str = "<text>") -> Iterator[tuple[str | None, 
         edge, kind = match.groups()
         if edge == "BEGIN":
             if open_kind:
-                raise MarkerError(f"{name}:{number}: BEGIN {kind} inside the {open_kind} block opened at line {opened_at}")
+                raise MarkerError(
+                    f"{name}:{number}: BEGIN {kind} inside the "
+                    f"{open_kind} block opened at line {opened_at}"
+                )
             open_kind, opened_at = kind, number
         else:
             if open_kind != kind:

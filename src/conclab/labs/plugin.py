@@ -27,8 +27,11 @@ if TYPE_CHECKING:
 
 def pytest_configure(config: pytest.Config) -> None:
     """`-p conclab.labs.plugin` loads this module; the real plugin is built here, lazily."""
-    config.addinivalue_line("markers", "points(n, visibility='visible'): what a check is worth "
-                            "(visibility: visible or after_due_date); 1 point, visible, without it")
+    config.addinivalue_line(
+        "markers",
+        "points(n, visibility='visible'): what a check is worth "
+        "(visibility: visible or after_due_date); 1 point, visible, without it",
+    )
     config.pluginmanager.register(_grading_plugin(), "conclab-grading")
 
 
@@ -37,7 +40,8 @@ def _grading_plugin():
 
     class GradingPlugin:
         def __init__(self):
-            self.planned = {}  # nodeid -> CheckResult (status "failed", "did not run") until it reports
+            # nodeid -> CheckResult (status "failed", "did not run") until it reports
+            self.planned = {}
             self.results = {}  # nodeid -> CheckResult, in the order reported
             self.notes = {}  # nodeid -> lines note() printed during that check
             self.current = None
@@ -71,13 +75,22 @@ def _grading_plugin():
                 chosen = [item for item in items if _short_name(item) == only]
                 if not chosen:
                     names = ", ".join(dict.fromkeys(_short_name(item) for item in items))
-                    raise pytest.UsageError(f"no check {only!r} in this lab; the checks are: {names}")
+                    raise pytest.UsageError(
+                        f"no check {only!r} in this lab; the checks are: {names}"
+                    )
                 config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
                 items[:] = chosen
             for item in items:
                 points, visibility = results.points_of(item)
                 self.planned[item.nodeid] = results.CheckResult(
-                    _short_name(item), _title(item), 0.0, points, "failed", "did not run", visibility)
+                    _short_name(item),
+                    _title(item),
+                    0.0,
+                    points,
+                    "failed",
+                    "did not run",
+                    visibility,
+                )
             self._save()
 
         def pytest_runtest_logstart(self, nodeid, location):
@@ -107,13 +120,21 @@ def _grading_plugin():
                 self._report(check, same=reason == self.last_reason)
                 self.last_reason = reason
             elif report.skipped:
-                why = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+                why = (
+                    report.longrepr[2]
+                    if isinstance(report.longrepr, tuple)
+                    else str(report.longrepr)
+                )
                 why = why.removeprefix("Skipped: ")
                 check.status, check.points, check.max_points = "skipped", 0.0, 0.0
                 check.output = f"skipped, not counted in this run (no points, no maximum): {why}"
                 self._report(check)
             elif report.when == "call":
-                check.status, check.points, check.output = "passed", check.max_points, "\n".join(notes)
+                check.status, check.points, check.output = (
+                    "passed",
+                    check.max_points,
+                    "\n".join(notes),
+                )
                 self._report(check)
 
         def _report(self, check, same=False):

@@ -79,14 +79,22 @@ class Grade:
         return bool(self.checks) and not self.error and all(c.passed for c in counted)
 
     def to_dict(self) -> dict:
-        return {"lab": self.lab, "score": self.score, "max_score": self.max_score,
-                "seconds": round(self.seconds, 2), "error": self.error,
-                "checks": [dict(asdict(c), passed=c.passed) for c in self.checks]}
+        return {
+            "lab": self.lab,
+            "score": self.score,
+            "max_score": self.max_score,
+            "seconds": round(self.seconds, 2),
+            "error": self.error,
+            "checks": [dict(asdict(c), passed=c.passed) for c in self.checks],
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Grade:
         names = CheckResult.__dataclass_fields__
-        checks = [CheckResult(**{k: v for k, v in c.items() if k in names}) for c in data.get("checks", [])]
+        checks = [
+            CheckResult(**{k: v for k, v in c.items() if k in names})
+            for c in data.get("checks", [])
+        ]
         return cls(data.get("lab", ""), checks, data.get("seconds", 0.0), data.get("error", ""))
 
 
@@ -150,10 +158,17 @@ def format_json(grade: Grade) -> str:
 def format_gradescope(grade: Grade) -> str:
     """Gradescope's results.json: score, output, and tests[] with name, score,
     max_score, output, visibility, status (passed/failed)."""
-    tests = [{"name": c.label, "score": c.points, "max_score": c.max_points,
-              "output": c.output if c.status != "passed" or c.output else "passed",
-              "visibility": c.visibility, "status": "failed" if c.status == "failed" else "passed"}
-             for c in grade.checks]
+    tests = [
+        {
+            "name": c.label,
+            "score": c.points,
+            "max_score": c.max_points,
+            "output": c.output if c.status != "passed" or c.output else "passed",
+            "visibility": c.visibility,
+            "status": "failed" if c.status == "failed" else "passed",
+        }
+        for c in grade.checks
+    ]
     output = "\n".join(summary_lines(grade))
     return json.dumps({"score": grade.score, "output": output, "tests": tests}, indent=2) + "\n"
 

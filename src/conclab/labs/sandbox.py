@@ -92,9 +92,12 @@ def reap() -> None:
 
 
 class Cgroups:
-    """This process's own cgroups for one grader run (v2, else v1 cpu/memory/pids), where writable."""
+    """This process's own cgroups for one grader run
+    (v2, else v1 cpu/memory/pids), where writable."""
 
-    def __init__(self, name: str, memory_mb: int | None, cpu_quota: float | None, root: Path = CGROUP_ROOT):
+    def __init__(
+        self, name: str, memory_mb: int | None, cpu_quota: float | None, root: Path = CGROUP_ROOT
+    ):
         self.folders: list[Path] = []
         self.bounds: list[str] = []
         own = _own_groups()
@@ -104,13 +107,23 @@ class Cgroups:
             if self._make(folder):
                 self._set(folder, "memory.max", memory_mb and memory_mb * 2**20, "memory")
                 self._set(folder, "pids.max", MAX_PIDS, "pids")
-                self._set(folder, "cpu.max", cpu_quota and f"{int(cpu_quota * 100000)} 100000", "cpu quota")
+                self._set(
+                    folder,
+                    "cpu.max",
+                    cpu_quota and f"{int(cpu_quota * 100000)} 100000",
+                    "cpu quota",
+                )
             return
         for controller, settings in (
             ("memory", [("memory.limit_in_bytes", memory_mb and memory_mb * 2**20, "memory")]),
             ("pids", [("pids.max", MAX_PIDS, "pids")]),
-            ("cpu", [("cpu.cfs_period_us", cpu_quota and 100000, None),
-                     ("cpu.cfs_quota_us", cpu_quota and int(cpu_quota * 100000), "cpu quota")]),
+            (
+                "cpu",
+                [
+                    ("cpu.cfs_period_us", cpu_quota and 100000, None),
+                    ("cpu.cfs_quota_us", cpu_quota and int(cpu_quota * 100000), "cpu quota"),
+                ],
+            ),
         ):
             mount = root / controller
             path = next((p for ctrls, p in own.items() if controller in ctrls.split(",")), "/")
@@ -190,8 +203,10 @@ def _mount_tmpfs(folder: Path, size_mb: int) -> bool:
     all of it gone when unmounted. False where it cannot be mounted."""
     if os.geteuid() != 0 or not shutil.which("mount"):
         return False
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=1777", "tmpfs", str(folder)],
-                          capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=1777", "tmpfs", str(folder)],
+        capture_output=True,
+    )
     return done.returncode == 0
 
 
@@ -208,13 +223,25 @@ def _limits(file_mb: int, memory_mb: int | None, cpus: list[int] | None):
                 resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
         if cpus:
             os.sched_setaffinity(0, cpus)
+
     return apply
 
 
-def keep(command: list[str], *, timeout: float, memory_mb: int | None, cpus: list[int] | None,
-         cpu_quota: float | None, scratch: Path, file_mb: int, output_kb: int, name: str,
-         disk_mb: int = 512) -> int:
-    """Run ``command`` bounded; write its capped output to stdout; return its exit code (124: timed out)."""
+def keep(
+    command: list[str],
+    *,
+    timeout: float,
+    memory_mb: int | None,
+    cpus: list[int] | None,
+    cpu_quota: float | None,
+    scratch: Path,
+    file_mb: int,
+    output_kb: int,
+    name: str,
+    disk_mb: int = 512,
+) -> int:
+    """Run ``command`` bounded; write its capped output
+    to stdout; return its exit code (124: timed out)."""
     reaper = become_subreaper()
     groups = Cgroups(f"conclab-{name}-{os.getpid()}", memory_mb, cpu_quota)
     groups.join(os.getpid())  # what the keeper starts from now on starts inside
@@ -226,14 +253,21 @@ def keep(command: list[str], *, timeout: float, memory_mb: int | None, cpus: lis
     # Without a memory cgroup, RLIMIT_AS bounds each process instead (address space, so
     # generously: threads reserve far more than they touch).
     address_mb = None if groups.has("memory") else (memory_mb and max(4 * memory_mb, 4096))
-    proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, preexec_fn=_limits(file_mb, address_mb, cpus))
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_limits(file_mb, address_mb, cpus),
+    )
     kept = bytearray()
 
     def read():  # keep the first output_kb, drain the rest
         for chunk in iter(lambda: proc.stdout.read(65536), b""):
             if len(kept) < output_kb * 1024:
                 kept.extend(chunk[: output_kb * 1024 - len(kept)])
+
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     code = None
@@ -293,9 +327,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
-    return keep(command, timeout=args.timeout, memory_mb=args.memory_mb, cpus=cpus, cpu_quota=args.cpu_quota,
-                scratch=args.scratch, file_mb=args.file_mb, output_kb=args.output_kb, name=args.name,
-                disk_mb=args.disk_mb)
+    return keep(
+        command,
+        timeout=args.timeout,
+        memory_mb=args.memory_mb,
+        cpus=cpus,
+        cpu_quota=args.cpu_quota,
+        scratch=args.scratch,
+        file_mb=args.file_mb,
+        output_kb=args.output_kb,
+        name=args.name,
+        disk_mb=args.disk_mb,
+    )
 
 
 if __name__ == "__main__":

@@ -64,7 +64,8 @@ def unseen() -> list[str]:
 
 
 def last_in_log(text: str, folder: Path) -> list[str]:
-    """The last traceback in ``text`` with a frame in ``folder``: those frames and the exception line."""
+    """The last traceback in ``text`` with a frame in
+    ``folder``: those frames and the exception line."""
     folder = str(Path(folder).resolve())
     found: list[str] = []
     lines = text.splitlines()

@@ -31,7 +31,9 @@ DEFAULT_PORT = 8000
 TRY_FILE = Path("grader") / "try_it.py"
 
 
-def try_lab(key: str | None, submission: str | None, port: int = DEFAULT_PORT, labs_dir=None) -> int:
+def try_lab(
+    key: str | None, submission: str | None, port: int = DEFAULT_PORT, labs_dir=None
+) -> int:
     """Run the lab's try_it(submission, port); return an exit code."""
     if not key:
         raise LabError("which lab? e.g. make try LAB=01 SUBMISSION=path/to/your/01-folder")
@@ -61,8 +63,13 @@ def _interrupt(signum, frame):
 
 
 @contextlib.contextmanager
-def serve_for_trying(spec: ServerSpec, what: str, env_shown: dict[str, str] | None = None,
-                     start_timeout: float = 20.0, quiet: bool = False) -> Iterator[Server]:
+def serve_for_trying(
+    spec: ServerSpec,
+    what: str,
+    env_shown: dict[str, str] | None = None,
+    start_timeout: float = 20.0,
+    quiet: bool = False,
+) -> Iterator[Server]:
     """Serve for a ``with`` block and say what runs where; a failed start is a
     LabError holding the server's own output (the student's traceback)."""
     with contextlib.ExitStack() as stack:
@@ -70,7 +77,10 @@ def serve_for_trying(spec: ServerSpec, what: str, env_shown: dict[str, str] | No
             server = stack.enter_context(serve(spec, start_timeout=start_timeout))
         except ServerStartError as err:
             if err.port_in_use and spec.port:
-                raise LabError(f"port {spec.port} is taken: pick another, e.g. PORT={spec.port + 1} make try ...") from None
+                raise LabError(
+                    f"port {spec.port} is taken: pick another, "
+                    f"e.g. PORT={spec.port + 1} make try ..."
+                ) from None
             raise LabError(f"{what} did not start:\n{err.output}") from None
         if not quiet:
             env = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env_shown or {}).items())
@@ -94,7 +104,7 @@ def follow(*servers: Server, poll: float = 0.2) -> None:
         for i, server in enumerate(servers):
             text = server.log()
             if len(text) > offsets[i]:
-                sys.stdout.write(text[offsets[i]:])
+                sys.stdout.write(text[offsets[i] :])
                 sys.stdout.flush()
                 offsets[i] = len(text)
         stopped = [s for s in servers if not s.running()]
@@ -103,20 +113,39 @@ def follow(*servers: Server, poll: float = 0.2) -> None:
         time.sleep(poll)
 
 
-
-def try_beside_service(submission: Path, port: int, *, grader_dir: Path, service: str, env_name: str,
-                       path: str, wait_ms: int, tips: str) -> None:
+def try_beside_service(
+    submission: Path,
+    port: int,
+    *,
+    grader_dir: Path,
+    service: str,
+    env_name: str,
+    path: str,
+    wait_ms: int,
+    tips: str,
+) -> None:
     """The try_it of a lab whose app calls a slow service: the grader's
     ``upstream.py`` (``wait_ms`` per answer, on a free port), then the student's
     app.py under Uvicorn on ``port`` with $``env_name`` pointing at ``path`` there;
     print ``tips`` (format fields ``url`` and ``wait_ms``) and follow both logs
     until Ctrl-C, which stops both."""
-    upstream_spec = ServerSpec("asgi", app="upstream:app", app_dir=str(grader_dir), cpus="all",
-                               env=(("DELAY_MS", str(wait_ms)),))
+    upstream_spec = ServerSpec(
+        "asgi",
+        app="upstream:app",
+        app_dir=str(grader_dir),
+        cpus="all",
+        env=(("DELAY_MS", str(wait_ms)),),
+    )
     with serve_for_trying(upstream_spec, service) as upstream:
         target = upstream.url + path
-        spec = ServerSpec("asgi", app="app:app", app_dir=str(submission), port=port, cpus="all",
-                          env=((env_name, target),))
+        spec = ServerSpec(
+            "asgi",
+            app="app:app",
+            app_dir=str(submission),
+            port=port,
+            cpus="all",
+            env=((env_name, target),),
+        )
         with serve_for_trying(spec, "your app.py", env_shown={env_name: target}) as app:
             print(tips.format(url=app.url, wait_ms=wait_ms), flush=True)
             follow(app, upstream)

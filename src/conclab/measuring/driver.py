@@ -45,8 +45,17 @@ from .loadrun import Run
 from .transport import error_kind, raise_fd_limit
 from .watchers import RunProgress, watching
 
-__all__ = ["ClientSaturatedWarning", "Interrupted", "LoadResult", "RunProgress", "check_target", "error_kind",
-           "raise_fd_limit", "run_load", "watching"]
+__all__ = [
+    "ClientSaturatedWarning",
+    "Interrupted",
+    "LoadResult",
+    "RunProgress",
+    "check_target",
+    "error_kind",
+    "raise_fd_limit",
+    "run_load",
+    "watching",
+]
 
 
 class ClientSaturatedWarning(UserWarning):
@@ -70,9 +79,11 @@ def check_target(url: str, allow_remote: bool = False) -> None:
             raise LoadError(f"cannot resolve {host!r}") from None
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if not all(a.is_loopback for a in addresses):
-        raise RemoteTargetError(f"refusing to send load to {host} - not a loopback address (pass allow_remote=True, "
-                                "or --allow-remote on the command line, to override)", host)
-
+        raise RemoteTargetError(
+            f"refusing to send load to {host} - not a loopback address (pass allow_remote=True, "
+            "or --allow-remote on the command line, to override)",
+            host,
+        )
 
 
 def run_load(
@@ -140,14 +151,20 @@ def run_load(
     if watch:
         watch.tick(final=True)
         for exc in watch.errors:
-            warnings.warn(f"a watcher of the run failed and was dropped: {exc!r}", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"a watcher of the run failed and was dropped: {exc!r}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     if warn and result.summary.client_saturated:
         s = result.summary
         warnings.warn(
             f"the load driver was saturated (client CPU {s.client_cpu:.0%}, waiting for a CPU "
-            f"{'not measured' if s.client_wait is None else format(s.client_wait, '.0%')}, loop lag p99 "
-            f"{s.loop_lag_ms_p99:.1f} ms): throughput is a lower bound and latencies include client delay",
-            ClientSaturatedWarning, stacklevel=2,
+            f"{'not measured' if s.client_wait is None else format(s.client_wait, '.0%')}, "
+            f"loop lag p99 {s.loop_lag_ms_p99:.1f} ms): "
+            "throughput is a lower bound and latencies include client delay",
+            ClientSaturatedWarning,
+            stacklevel=2,
         )
     return result
 

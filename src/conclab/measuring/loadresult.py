@@ -21,7 +21,8 @@ class LoadResult:
     window: tuple[int, int] = (0, 0)
     finished_ns: int = 0
     client_cpu_s: float = 0.0
-    client_wait_s: float | None = 0.0  # ready to run but waiting for its core; None: not measurable here
+    # ready to run but waiting for its core; None: not measurable here
+    client_wait_s: float | None = 0.0
     client_placement: str | None = None  # "pinned to core 1", "unpinned: no CPU affinity on macOS"
     loop_lag_ms: list = field(default_factory=list, repr=False)
     interrupted: bool = False
@@ -44,4 +45,3 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, result):
         super().__init__("load run interrupted")
         self.result = result
-

@@ -44,7 +44,8 @@ class Run:
         self.gone_since = None  # end of the first failure of the current streak
         self.gone = {}  # kind -> count of failures in the streak, sent after it began
         self.loop = None
-        self.window_start_ns = None  # set by a watcher that saw the warm-up end early (RunProgress.steady_from)
+        # set by a watcher that saw the warm-up end early (RunProgress.steady_from)
+        self.window_start_ns = None
         self.stopped_ns = None  # set by a watcher that has measured enough (RunProgress.stop)
 
     def record(self, rec):
@@ -104,7 +105,10 @@ class Run:
                 self.failed = f"the server refused {n} connections in a row (is it running?)"
             else:
                 kinds = ", ".join(f"{v} {k}" for k, v in sorted(self.gone.items()))
-                self.failed = f"the server stopped answering: {n} requests in a row failed ({kinds}) - did it crash?"
+                self.failed = (
+                    f"the server stopped answering: {n} requests in a row failed ({kinds}) "
+                    "- did it crash?"
+                )
             self.stop.set()
 
     async def watch_lag(self):
@@ -118,10 +122,14 @@ class Run:
         load = self.load
         self.loop = asyncio.get_running_loop()
         self.stop = asyncio.Event()
-        connections = int(load.concurrency or min(LIMITS["concurrency"], max(64, load.rate * load.timeout)))
+        connections = int(
+            load.concurrency or min(LIMITS["concurrency"], max(64, load.rate * load.timeout))
+        )
         raise_fd_limit(connections)
         self.transport = make_transport(load, connections)
-        client = httpx.AsyncClient(transport=self.transport, timeout=httpx.Timeout(load.timeout), trust_env=False)
+        client = httpx.AsyncClient(
+            transport=self.transport, timeout=httpx.Timeout(load.timeout), trust_env=False
+        )
         async with client:
             self.request = client.build_request("GET", self.url + load.path)
             # The clock starts once the client is ready: building it (the first
@@ -135,8 +143,14 @@ class Run:
             lag_task = asyncio.create_task(self.watch_lag())
             progress_task = asyncio.create_task(self.report_progress(t0, deadline))
             if load.concurrency:
-                users = [asyncio.create_task(closed_user(self, deadline)) for _ in range(int(load.concurrency))]
-                done, pending = await asyncio.wait(users, timeout=None if deadline is None else (deadline - t0) / 1e9 + load.timeout + 2)
+                users = [
+                    asyncio.create_task(closed_user(self, deadline))
+                    for _ in range(int(load.concurrency))
+                ]
+                done, pending = await asyncio.wait(
+                    users,
+                    timeout=None if deadline is None else (deadline - t0) / 1e9 + load.timeout + 2,
+                )
                 for task in pending:
                     task.cancel()
             else:
@@ -147,7 +161,11 @@ class Run:
         wait1 = _thread_wait_s()
         result.client_wait_s = wait1 - wait0 if wait0 is not None and wait1 is not None else None
         result.finished_ns = time.monotonic_ns()
-        end = deadline if (deadline and not load.requests) else max((r[2] for r in self.records), default=result.finished_ns)
+        end = (
+            deadline
+            if (deadline and not load.requests)
+            else max((r[2] for r in self.records), default=result.finished_ns)
+        )
         if self.stopped_ns:  # a watcher ended the run: the window ends then, without the drain
             end = min(end, self.stopped_ns)
         start = min(self.window_start_ns or warm_end, warm_end)
@@ -165,7 +183,11 @@ class Run:
             while not self.stop.is_set():
                 await asyncio.sleep(0.25)
                 done = len(self.records) + self.dropped
-                value = done if self.load.requests else min(total, round((time.monotonic_ns() - t0) / 1e9, 1))
+                value = (
+                    done
+                    if self.load.requests
+                    else min(total, round((time.monotonic_ns() - t0) / 1e9, 1))
+                )
                 bar.n = value
                 errors = sum(1 for r in self.records[-500:] if r[4])
                 bar.set_postfix(done=done, recent_errors=errors, refresh=False)

@@ -22,7 +22,21 @@ from ..base.files import atomic_write
 from ..base.specs import FIELDS
 from .summary import Summary
 
-PACKAGES = ("gunicorn", "uvicorn", "uvicorn-worker", "granian", "flask", "fastapi", "starlette", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "httptools", "anyio")
+PACKAGES = (
+    "gunicorn",
+    "uvicorn",
+    "uvicorn-worker",
+    "granian",
+    "flask",
+    "fastapi",
+    "starlette",
+    "httpx",
+    "httpx-aiohttp",
+    "aiohttp",
+    "uvloop",
+    "httptools",
+    "anyio",
+)
 
 
 def machine() -> dict:
@@ -99,7 +113,12 @@ def read_records(path) -> list[tuple]:
         if tuple(header) != FIELDS:
             raise ValueError(f"{path}: not a records file (columns {header})")
         for row in reader:
-            out.append(tuple(v if name in ("error", "path") else int(v) for name, v in zip(FIELDS, row, strict=True)))
+            out.append(
+                tuple(
+                    v if name in ("error", "path") else int(v)
+                    for name, v in zip(FIELDS, row, strict=True)
+                )
+            )
     return out
 
 
@@ -112,7 +131,11 @@ def run_document(result, server: dict | None = None, extra: dict | None = None) 
         "server": server,
         "machine": machine(),
         "time": now_iso(),
-        "status": "failed" if result.failed else "interrupted" if result.interrupted else "complete",
+        "status": "failed"
+        if result.failed
+        else "interrupted"
+        if result.interrupted
+        else "complete",
     }
     if extra:
         doc.update(extra)

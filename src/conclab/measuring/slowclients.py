@@ -1,7 +1,8 @@
 """Slow clients: connections that trickle a request and never finish it.
 
     result = run_slow_clients("http://127.0.0.1:8000", clients=4, duration=10)
-    result.counts()   # {'clients': 4, 'accepted': 4, 'answered': 0, 'closed': 0, 'reset': 0, 'timed_out': 4, ...}
+    result.counts()   # {'clients': 4, 'accepted': 4, 'answered': 0, 'closed': 0, 'reset': 0,
+                      #  'timed_out': 4, ...}
 
 Each of the K clients opens a TCP connection, sends a request line, then one
 header line per ``interval`` seconds - and never the blank line that ends the
@@ -69,19 +70,38 @@ class SlowLoad:
 
     def __post_init__(self):
         problems = []
-        for name, low in (("clients", 1), ("duration", 0.1), ("interval", 0.05), ("connect_timeout", 0.1)):
+        for name, low in (
+            ("clients", 1),
+            ("duration", 0.1),
+            ("interval", 0.05),
+            ("connect_timeout", 0.1),
+        ):
             value = getattr(self, name)
             high = LIMITS.get(name, 60.0)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-                    or not low <= value <= high:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or not low <= value <= high
+            ):
                 problems.append(f"{name} must be a number {low:g}..{high:g}, not {value!r}")
-        if not problems and (isinstance(self.stagger, bool) or not isinstance(self.stagger, int | float)
-                             or not 0 <= self.stagger * (self.clients - 1) < self.duration):
-            problems.append(f"stagger must be >= 0 and open every client before the duration ends, not {self.stagger!r}")
+        if not problems and (
+            isinstance(self.stagger, bool)
+            or not isinstance(self.stagger, int | float)
+            or not 0 <= self.stagger * (self.clients - 1) < self.duration
+        ):
+            problems.append(
+                "stagger must be >= 0 and open every client "
+                f"before the duration ends, not {self.stagger!r}"
+            )
         if isinstance(self.clients, float) and not self.clients.is_integer():
             problems.append(f"clients must be a whole number, not {self.clients!r}")
-        if not isinstance(self.path, str) or not self.path.startswith("/") or not self.path.isprintable() \
-                or " " in self.path:
+        if (
+            not isinstance(self.path, str)
+            or not self.path.startswith("/")
+            or not self.path.isprintable()
+            or " " in self.path
+        ):
             problems.append(f"path must start with '/' and hold no spaces, not {self.path!r}")
         if problems:
             raise LoadError("; ".join(problems))
@@ -118,7 +138,10 @@ class SlowResult:
     def counts(self) -> dict:
         """How the connections ended, plus how many the server accepted at all."""
         by = Counter(c.outcome for c in self.connections)
-        out = {"clients": len(self.connections), "accepted": sum(1 for c in self.connections if c.connected_ns)}
+        out = {
+            "clients": len(self.connections),
+            "accepted": sum(1 for c in self.connections if c.connected_ns),
+        }
         out.update({name: by.get(name, 0) for name in OUTCOMES})
         return out
 
@@ -133,16 +156,27 @@ class SlowResult:
         }
 
     def to_dict(self) -> dict:
-        return {"url": self.url, "load": self.load.to_dict(), "summary": self.summary(),
-                "started_ns": self.started_ns, "connections": [asdict(c) for c in self.connections]}
+        return {
+            "url": self.url,
+            "load": self.load.to_dict(),
+            "summary": self.summary(),
+            "started_ns": self.started_ns,
+            "connections": [asdict(c) for c in self.connections],
+        }
 
 
 def _status(first_line: str) -> int:
     parts = first_line.split()
-    return int(parts[1]) if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit() else 0
+    return (
+        int(parts[1])
+        if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit()
+        else 0
+    )
 
 
-async def _one(conn: Connection, host: str, port: int, load: SlowLoad, deadline_ns: int, stop: asyncio.Future):
+async def _one(
+    conn: Connection, host: str, port: int, load: SlowLoad, deadline_ns: int, stop: asyncio.Future
+):
     """One slow client, from connect to its outcome."""
     if load.stagger:
         try:
@@ -154,7 +188,9 @@ async def _one(conn: Connection, host: str, port: int, load: SlowLoad, deadline_
             return
     conn.start_ns = time.monotonic_ns()
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), load.connect_timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port), load.connect_timeout
+        )
     except (OSError, TimeoutError):
         conn.outcome, conn.end_ns = "refused", time.monotonic_ns()
         return
@@ -169,8 +205,9 @@ async def _one(conn: Connection, host: str, port: int, load: SlowLoad, deadline_
             if left <= 0 or stop.done():
                 conn.outcome = "timed_out"
                 break
-            done, _ = await asyncio.wait({read, stop}, timeout=min(load.interval, left),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {read, stop}, timeout=min(load.interval, left), return_when=asyncio.FIRST_COMPLETED
+            )
             if read in done:
                 data = read.result()  # raises ConnectionResetError on RST
                 if data:
@@ -204,7 +241,9 @@ async def _run(result: SlowResult, host: str, port: int, stopper: dict):
     result.started_ns = time.monotonic_ns()
     deadline = result.started_ns + int(load.duration * 1e9)
     result.connections = [Connection(i) for i in range(int(load.clients))]
-    tasks = [asyncio.create_task(_one(c, host, port, load, deadline, stop)) for c in result.connections]
+    tasks = [
+        asyncio.create_task(_one(c, host, port, load, deadline, stop)) for c in result.connections
+    ]
     # Every client stops at the deadline by itself; this bound only guards against a bug.
     await asyncio.wait(tasks, timeout=load.duration + load.connect_timeout + 5)
     for t in tasks:
@@ -212,8 +251,9 @@ async def _run(result: SlowResult, host: str, port: int, stopper: dict):
     result.finished_ns = time.monotonic_ns()
 
 
-def run_slow_clients(url: str, load: SlowLoad | None = None, *, stop: threading.Event | None = None,
-                     **fields) -> SlowResult:
+def run_slow_clients(
+    url: str, load: SlowLoad | None = None, *, stop: threading.Event | None = None, **fields
+) -> SlowResult:
     """Hold ``clients`` slow connections to ``url`` for ``duration`` seconds; return what happened.
 
     Blocks until every connection has ended (at most ``duration`` plus the
@@ -267,10 +307,13 @@ def describe(result: SlowResult) -> str:
     s = result.summary()
     load = result.load
     lines = [
-        f"{s['clients']} slow clients against {result.url}{load.path}, one header line every {load.interval:g} s, "
+        f"{s['clients']} slow clients against {result.url}{load.path}, "
+        f"one header line every {load.interval:g} s, "
         f"for up to {load.duration:g} s (took {s['seconds']:.1f} s)",
-        f"  accepted  {s['accepted']:>5}   TCP connection opened (queued by the kernel or held by a worker)",
-        f"  answered  {s['answered']:>5}   the server replied{' ' + str(s['statuses']) if s['statuses'] else ''}",
+        f"  accepted  {s['accepted']:>5}   TCP connection "
+        "opened (queued by the kernel or held by a worker)",
+        f"  answered  {s['answered']:>5}   the server "
+        f"replied{' ' + str(s['statuses']) if s['statuses'] else ''}",
         f"  closed    {s['closed']:>5}   the server hung up without a reply",
         f"  reset     {s['reset']:>5}   the connection was reset",
         f"  timed out {s['timed_out']:>5}   still waiting when the client gave up",

@@ -45,17 +45,26 @@ def columns(records) -> dict[str, np.ndarray]:
     """Turn the driver's record tuples into named numpy columns."""
 
     if not records:
-        return {name: np.array([], dtype=object if name in ("error", "path") else np.int64) for name in FIELDS}
+        return {
+            name: np.array([], dtype=object if name in ("error", "path") else np.int64)
+            for name in FIELDS
+        }
     cols = list(zip(*records, strict=True))
     out = {}
     for name, values in zip(FIELDS, cols, strict=True):
-        out[name] = np.array(values, dtype=object) if name in ("error", "path") else np.array(values, dtype=np.int64)
+        out[name] = (
+            np.array(values, dtype=object)
+            if name in ("error", "path")
+            else np.array(values, dtype=np.int64)
+        )
     return out
 
 
 def max_overlap(starts, ends) -> int:
     """The most intervals [start, end) that were open at the same instant."""
-    events = sorted([(int(s), 1) for s in starts] + [(int(e), -1) for e in ends], key=lambda ev: (ev[0], ev[1]))
+    events = sorted(
+        [(int(s), 1) for s in starts] + [(int(e), -1) for e in ends], key=lambda ev: (ev[0], ev[1])
+    )
     best = now = 0
     for _, step in events:
         now += step
@@ -117,10 +126,17 @@ def throughput_spread(ends, w0, w1, ramp_ns=0, bin_s: float = BIN_S) -> Spread |
         return None
     step = int(bin_s * 1e9)
     edges = [w0 + i * step for i in range(n + 1)]
-    rates = [smoothed_throughput(ends, a, b, ramp_ns) for a, b in zip(edges, edges[1:], strict=False)]
+    rates = [
+        smoothed_throughput(ends, a, b, ramp_ns) for a, b in zip(edges, edges[1:], strict=False)
+    ]
     arr = np.asarray(rates)
-    return Spread(bin_s=bin_s, bins_rps=[float(r) for r in rates], min=float(arr.min()),
-                  max=float(arr.max()), std=float(arr.std(ddof=1)))
+    return Spread(
+        bin_s=bin_s,
+        bins_rps=[float(r) for r in rates],
+        min=float(arr.min()),
+        max=float(arr.max()),
+        std=float(arr.std(ddof=1)),
+    )
 
 
 def percentiles(values_ms) -> Percentiles:
@@ -160,7 +176,11 @@ def summarize(result) -> Summary:
             cycle_ns = float(np.mean((c["end_ns"] - c["intended_ns"])[in_window]))
     throughput = smoothed_throughput(c["end_ns"][ok], w0, w1, cycle_ns)
     # A run bounded by its number of requests (a wave) has no steady stretch to bin.
-    spread = throughput_spread(c["end_ns"][ok], w0, w1, cycle_ns) if result.load.requests is None else None
+    spread = (
+        throughput_spread(c["end_ns"][ok], w0, w1, cycle_ns)
+        if result.load.requests is None
+        else None
+    )
     # Where the time went: the handler on the server's clock, and everything else.
     stamped = good & (c["server_start_ns"] > 0) & (c["server_end_ns"] >= c["server_start_ns"])
     handler_ms = (c["server_end_ns"] - c["server_start_ns"])[stamped] / 1e6
@@ -177,7 +197,11 @@ def summarize(result) -> Summary:
     lag = np.asarray(result.loop_lag_ms, dtype=float)
     lag_p99 = float(np.percentile(lag, 99)) if lag.size else 0.0
     send_lag_p99 = float(np.percentile(send_lag_ms[measured], 99)) if measured.any() else 0.0
-    saturated = bool(client_cpu + waited >= SATURATION_CPU or waited >= SATURATION_WAIT or (open_loop and send_lag_p99 > SATURATION_SEND_LAG_MS))
+    saturated = bool(
+        client_cpu + waited >= SATURATION_CPU
+        or waited >= SATURATION_WAIT
+        or (open_loop and send_lag_p99 > SATURATION_SEND_LAG_MS)
+    )
     lat = percentiles(latency_ms[good])
     in_flight = mean_in_flight(c["intended_ns"], c["end_ns"], w0, w1)
     return Summary(
@@ -200,9 +224,17 @@ def summarize(result) -> Summary:
         loop_lag_ms_p99=lag_p99,
         send_lag_ms_p99=send_lag_p99,
         mean_in_flight=in_flight,
-        littles_law=LittlesLaw(L_measured=in_flight, X_times_R=throughput * lat.mean / 1000 if completed else 0.0),
+        littles_law=LittlesLaw(
+            L_measured=in_flight, X_times_R=throughput * lat.mean / 1000 if completed else 0.0
+        ),
         worker_pids=sorted({int(p) for p in c["worker_pid"][good] if p}),
-        threads=len({(int(p), int(t)) for p, t in zip(c["worker_pid"][good], c["thread"][good], strict=True) if t}),
+        threads=len(
+            {
+                (int(p), int(t))
+                for p, t in zip(c["worker_pid"][good], c["thread"][good], strict=True)
+                if t
+            }
+        ),
         interrupted=bool(result.interrupted),
         failed=result.failed,
         dropped_records=int(result.dropped_records),
@@ -213,12 +245,18 @@ def _where_the_time_went(summary: Summary) -> list[str]:
     lines = []
     for d, name in ((summary.handler_ms, "handler ms"), (summary.outside_ms, "outside ms")):
         if d.p50 is not None and not math.isnan(d.p50):
-            lines.append(f"{name:<11} p50 {d.p50:.1f}   p90 {d.p90:.1f}   p99 {d.p99:.1f}   max {d.max:.1f}   mean {d.mean:.1f}")
+            lines.append(
+                f"{name:<11} p50 {d.p50:.1f}   p90 {d.p90:.1f}   p99 "
+                f"{d.p99:.1f}   max {d.max:.1f}   mean {d.mean:.1f}"
+            )
     if lines:
         lines[-1] += "   (outside = latency - handler: connect, accept, queue, transfer)"
     spread = summary.throughput_spread
     if spread:
-        lines.append(f"spread      {spread.min:.1f} .. {spread.max:.1f} req/s over {len(spread.bins_rps)} bins of {spread.bin_s:g} s")
+        lines.append(
+            f"spread      {spread.min:.1f} .. {spread.max:.1f} req/s "
+            f"over {len(spread.bins_rps)} bins of {spread.bin_s:g} s"
+        )
     return lines
 
 
@@ -232,11 +270,17 @@ def _about_the_server(summary: Summary) -> list[str]:
     """The optional fields, those that are set."""
     lines = []
     if summary.server_cpu_us_per_request is not None:
-        lines.append(f"server CPU  {summary.server_cpu_us_per_request:.0f} us per request "
-                     "(the app server's processes, warm-up included)")
-    served = [f"by {summary.runner}" if summary.runner else "",
-              f"Python {summary.server_python}" if summary.server_python else "",
-              "" if summary.server_gil_enabled is None else f"GIL {'on' if summary.server_gil_enabled else 'off'}"]
+        lines.append(
+            f"server CPU  {summary.server_cpu_us_per_request:.0f} us per request "
+            "(the app server's processes, warm-up included)"
+        )
+    served = [
+        f"by {summary.runner}" if summary.runner else "",
+        f"Python {summary.server_python}" if summary.server_python else "",
+        ""
+        if summary.server_gil_enabled is None
+        else f"GIL {'on' if summary.server_gil_enabled else 'off'}",
+    ]
     if any(served):
         lines.append("served      " + ", ".join(s for s in served if s))
     return lines
@@ -246,14 +290,17 @@ def format_summary(summary: Summary) -> str:
     """A few human lines for the terminal."""
     lat = summary.latency_ms
     lines = [
-        f"throughput  {summary.throughput_rps:10.1f} req/s   ({summary.completed} ok in {summary.window_s:.1f} s)",
-        f"latency ms  p50 {lat.p50:.1f}   p90 {lat.p90:.1f}   p99 {lat.p99:.1f}   max {lat.max:.1f}   mean {lat.mean:.1f}",
+        f"throughput  {summary.throughput_rps:10.1f} req/s   "
+        f"({summary.completed} ok in {summary.window_s:.1f} s)",
+        f"latency ms  p50 {lat.p50:.1f}   p90 {lat.p90:.1f}   p99 "
+        f"{lat.p99:.1f}   max {lat.max:.1f}   mean {lat.mean:.1f}",
         *_where_the_time_went(summary),
         f"errors      {summary.error_count}" + (f"  {summary.errors}" if summary.errors else ""),
         f"client CPU  {summary.client_cpu:.0%} of one core, {_waiting(summary)}"
         + ("   <-- SATURATED: the client is the bottleneck" if summary.client_saturated else ""),
         *([f"client      {summary.client_placement}"] if summary.client_placement else []),
-        f"Little's law  L measured {summary.littles_law.L_measured:.1f}  vs  X*R {summary.littles_law.X_times_R:.1f}",
+        f"Little's law  L measured {summary.littles_law.L_measured:.1f}  vs  "
+        f"X*R {summary.littles_law.X_times_R:.1f}",
         *_about_the_server(summary),
     ]
     if summary.interrupted:

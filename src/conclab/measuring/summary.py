@@ -30,7 +30,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Percentiles:
-    """A distribution of times, in milliseconds (NaN, or None once saved, when it had no samples)."""
+    """A distribution of times, in milliseconds (NaN,
+    or None once saved, when it had no samples)."""
 
     p50: float | None  # ms, median
     p90: float | None  # ms
@@ -61,7 +62,13 @@ class Spread:
     std: float  # requests/s, standard deviation over the bins (ddof=1)
 
     def to_dict(self) -> dict:
-        return {"bin_s": self.bin_s, "bins_rps": list(self.bins_rps), "min": self.min, "max": self.max, "std": self.std}
+        return {
+            "bin_s": self.bin_s,
+            "bins_rps": list(self.bins_rps),
+            "min": self.min,
+            "max": self.max,
+            "std": self.std,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping) -> Spread:
@@ -85,7 +92,13 @@ class LittlesLaw:
 
 # Fields that are written only when set (None otherwise): filled by whoever knows
 # them (the command line, an experiment), absent from data saved before they existed.
-OPTIONAL = ("server_cpu_us_per_request", "runner", "server_python", "server_gil_enabled", "client_placement")
+OPTIONAL = (
+    "server_cpu_us_per_request",
+    "runner",
+    "server_python",
+    "server_gil_enabled",
+    "client_placement",
+)
 
 # Fields added after the first saved summaries, and what an older file means by their absence.
 _ADDED_LATER = {
@@ -100,21 +113,21 @@ _ADDED_LATER = {
 class Summary:
     """What one load run measured. Built by :func:`conclab.measuring.stats.summarize`."""
 
-    throughput_rps: float  # requests/s: successful completions in the measured window (edges weighed in)
+    throughput_rps: float  # requests/s: successes in the measured window (edges weighed in)
     latency_ms: Percentiles  # ms, from the intended start (open loop: the schedule) to the answer
-    service_ms: Percentiles  # ms, from the actual send to the answer (an open loop's uncorrected view)
+    service_ms: Percentiles  # ms, from the actual send to the answer (open loop, uncorrected)
     handler_ms: Percentiles  # ms, the server's handler (X-Start-Ns to X-End-Ns, the server's clock)
-    outside_ms: Percentiles  # ms, latency minus handler: connect, accept, queue, transfer, client delay
+    outside_ms: Percentiles  # ms, latency - handler: connect, accept, queue, transfer, client delay
     throughput_spread: Spread | None  # per 0.5 s bins; None for a wave or a window under two bins
     completed: int  # count: successful answers that ended inside the window
     sent: int  # count: requests sent, warm-up included
     measured: int  # count: requests meant to start inside the window
-    errors: dict[str, int]  # count per kind ("timeout", "refused", "http_503", ...), measured requests
+    errors: dict[str, int]  # count per kind ("timeout", "refused", "http_503", ...), measured
     error_count: int  # count: the sum of ``errors``
     window_s: float  # s, length of the measured window (after the warm-up)
     client_cpu: float  # fraction of one core the driver's thread used (0.5 = half a core)
-    client_wait: float | None  # fraction of the run the driver's thread waited for its core (Linux schedstat; None elsewhere)
-    client_saturated: bool  # the driver, not the server, was the limit: its numbers understate the server
+    client_wait: float | None  # fraction of the run the driver waited for its core (schedstat)
+    client_saturated: bool  # the driver, not the server, was the limit: it understates the server
     loop_lag_ms_p99: float  # ms, p99 of how late the driver's loop woke from a 10 ms sleep
     send_lag_ms_p99: float  # ms, p99 of how late requests were sent after their intended start
     mean_in_flight: float  # requests, time-averaged number in flight in the window (Little's L)
@@ -125,19 +138,21 @@ class Summary:
     failed: str | None  # why the run stopped early (the server gone), or None
     dropped_records: int  # count: requests not recorded (over the driver's max_records)
     # Optional: None unless whoever ran the server filled them in.
-    server_cpu_us_per_request: float | None = None  # us of server CPU (all its processes) per answered request
+    server_cpu_us_per_request: float | None = None  # us of server CPU (all processes) per answer
     runner: str | None = None  # the program that served: "gunicorn", "uvicorn", "granian", ...
     server_python: str | None = None  # the server interpreter's version, e.g. "3.13.1"
-    server_gil_enabled: bool | None = None  # the GIL, as read from the server process (False: free-threaded)
-    client_placement: str | None = None  # where the driver ran: "pinned to core 1", "unpinned: no CPU affinity on macOS"
+    server_gil_enabled: bool | None = None  # the GIL, read from the server (False: free-threaded)
+    client_placement: str | None = None  # where the driver ran: "pinned to core 1", "unpinned: ..."
     # Keys of a saved summary this version does not know, kept to be written back.
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "extra", dict(self.extra))  # its own copy (a plain dict: it pickles)
+        # its own copy (a plain dict: it pickles)
+        object.__setattr__(self, "extra", dict(self.extra))
 
     def to_dict(self) -> dict:
-        """A plain, JSON-ready dict: the keys as saved ever since, optional ones when set, then ``extra``."""
+        """A plain, JSON-ready dict: the keys as saved ever
+        since, optional ones when set, then ``extra``."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)

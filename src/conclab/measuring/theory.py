@@ -75,8 +75,11 @@ class Overhead:
     source: str = ""
 
     def to_dict(self) -> dict:
-        return {"per_request_ms": self.per_request_s * 1000, "per_connection_ms": self.per_connection_s * 1000,
-                "source": self.source}
+        return {
+            "per_request_ms": self.per_request_s * 1000,
+            "per_connection_ms": self.per_connection_s * 1000,
+            "source": self.source,
+        }
 
 
 NO_OVERHEAD = Overhead()
@@ -93,10 +96,17 @@ class Prediction:
     ideal_throughput_rps: float | None = None  # the same law with no overhead (o = 0)
 
     def to_dict(self) -> dict:
-        return {"slots": self.slots if math.isfinite(self.slots) else None, "service_s": self.service_s,
-                "throughput_rps": self.throughput_rps, "latency_ms": self.latency_ms, "bound": self.bound,
-                "overhead": self.overhead.to_dict(),
-                "ideal_throughput_rps": self.ideal_throughput_rps if self.ideal_throughput_rps is not None else self.throughput_rps}
+        return {
+            "slots": self.slots if math.isfinite(self.slots) else None,
+            "service_s": self.service_s,
+            "throughput_rps": self.throughput_rps,
+            "latency_ms": self.latency_ms,
+            "bound": self.bound,
+            "overhead": self.overhead.to_dict(),
+            "ideal_throughput_rps": self.ideal_throughput_rps
+            if self.ideal_throughput_rps is not None
+            else self.throughput_rps,
+        }
 
 
 def parse_route(path: str) -> tuple[str, float | None]:
@@ -134,7 +144,9 @@ def slots(spec: ServerSpec, route: str, cores: int | None = None) -> tuple[float
             return cpu_slots, "cores"
         per_worker = spec.threads if spec.gunicorn_class == "gthread" else 1
         return spec.workers * per_worker, "slots"
-    if route == "/offload-cpu" and free_threaded(spec):  # no GIL: the pool's threads compute side by side
+    if route == "/offload-cpu" and free_threaded(
+        spec
+    ):  # no GIL: the pool's threads compute side by side
         return min(spec.workers * spec.threadpool, cores), "cores"
     if route in ("/cpu", "/offload-cpu"):
         return cpu_slots, "cores"
@@ -152,8 +164,15 @@ def slots(spec: ServerSpec, route: str, cores: int | None = None) -> tuple[float
     raise ValueError(f"no theory for route {route!r}")
 
 
-def predict(spec: ServerSpec, path: str, concurrency: int | None = None, rate: float | None = None,
-            cores: int | None = None, requests: int | None = None, overhead: Overhead | None = None) -> Prediction | None:
+def predict(
+    spec: ServerSpec,
+    path: str,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    cores: int | None = None,
+    requests: int | None = None,
+    overhead: Overhead | None = None,
+) -> Prediction | None:
     """Little's-law prediction for a closed loop (``concurrency``) or an open loop (``rate``).
 
     ``requests`` equal to ``concurrency`` is one wave: every user sends one request,
@@ -174,12 +193,18 @@ def predict(spec: ServerSpec, path: str, concurrency: int | None = None, rate: f
             rounds = math.ceil(n / c) if math.isfinite(c) else 1
             makespan = rounds * s_eff + (k - 1) * max(o.per_connection_s, 0.0)
             ideal = n / (rounds * service)
-            return Prediction(c, service, n / makespan, makespan * 1000, "clients" if n <= c else why, o, ideal)
+            return Prediction(
+                c, service, n / makespan, makespan * 1000, "clients" if n <= c else why, o, ideal
+            )
         x = min(n, c) / s_eff
-        return Prediction(c, service, x, n / x * 1000, "clients" if n <= c else why, o, min(n, c) / service)
+        return Prediction(
+            c, service, x, n / x * 1000, "clients" if n <= c else why, o, min(n, c) / service
+        )
     if rate is not None:
         capacity = c / s_eff
         x = min(rate, capacity)
         latency = s_eff * 1000 if rate < capacity else math.inf
-        return Prediction(c, service, x, latency, "clients" if rate < capacity else why, o, min(rate, c / service))
+        return Prediction(
+            c, service, x, latency, "clients" if rate < capacity else why, o, min(rate, c / service)
+        )
     raise ValueError("give concurrency or rate")

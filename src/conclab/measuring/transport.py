@@ -47,23 +47,31 @@ def make_transport(load: LoadSpec, connections: int) -> httpx.AsyncBaseTransport
     return NoRetryTransport(limits=limits, trust_env=False)
 
 
-
 def error_kind(exc: BaseException) -> str:
     """A short, stable name for why a request failed (the root cause, not the wrapper)."""
     root = exc
     # Stop before a CancelledError: asyncio.timeout() raises TimeoutError *from*
     # the cancellation it used to interrupt the request - that is not the cause.
-    while (root.__cause__ is not None and root is not root.__cause__
-           and not isinstance(root.__cause__, asyncio.CancelledError)):
+    while (
+        root.__cause__ is not None
+        and root is not root.__cause__
+        and not isinstance(root.__cause__, asyncio.CancelledError)
+    ):
         root = root.__cause__
     name = type(root).__name__
-    if isinstance(root, TimeoutError | asyncio.TimeoutError | httpx.TimeoutException) or "Timeout" in name:
+    if (
+        isinstance(root, TimeoutError | asyncio.TimeoutError | httpx.TimeoutException)
+        or "Timeout" in name
+    ):
         return "timeout"
     if name in ("ServerDisconnectedError", "RemoteProtocolError", "IncompleteRead"):
         return "disconnected"
     if isinstance(root, ConnectionRefusedError) or name in ("ClientConnectorError", "ConnectError"):
         return "refused"
-    if isinstance(root, ConnectionResetError | BrokenPipeError) or name in ("ClientOSError", "ReadError", "WriteError"):
+    if isinstance(root, ConnectionResetError | BrokenPipeError) or name in (
+        "ClientOSError",
+        "ReadError",
+        "WriteError",
+    ):
         return "reset"
     return name
-

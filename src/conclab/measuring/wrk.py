@@ -43,13 +43,20 @@ class WrkResult:
     rps: float  # wrk's Requests/sec: completed requests / seconds
     requests: int  # requests completed
     seconds: float  # how long wrk ran
-    latency_ms: dict = field(default_factory=dict)  # {"p50": ..., "p75", "p90", "p99"} (with --latency)
+    latency_ms: dict = field(
+        default_factory=dict
+    )  # {"p50": ..., "p75", "p90", "p99"} (with --latency)
     errors: int = 0  # socket errors (connect, read, write, timeout) and non-2xx/3xx answers
     text: str = field(default="", repr=False)  # wrk's own output
 
     def to_dict(self) -> dict:
-        return {"rps": self.rps, "requests": self.requests, "seconds": self.seconds,
-                "latency_ms": self.latency_ms, "errors": self.errors}
+        return {
+            "rps": self.rps,
+            "requests": self.requests,
+            "seconds": self.seconds,
+            "latency_ms": self.latency_ms,
+            "errors": self.errors,
+        }
 
 
 def installed() -> bool:
@@ -68,13 +75,21 @@ def parse(text: str) -> WrkResult:
         raise WrkError(f"could not read wrk's output: {text[-300:]!r}")
     latency = {f"p{p}": float(v) * _UNITS[unit] for p, v, unit in _PERCENTILE.findall(text)}
     sockets, non_2xx = _ERRORS.search(text), _NON_2XX.search(text)
-    errors = (sum(map(int, sockets.groups())) if sockets else 0) + (int(non_2xx.group(1)) if non_2xx else 0)
+    errors = (sum(map(int, sockets.groups())) if sockets else 0) + (
+        int(non_2xx.group(1)) if non_2xx else 0
+    )
     seconds = float(done.group(2)) * _UNITS[done.group(3)] / 1e3
     return WrkResult(float(rps.group(1)), int(done.group(1)), seconds, latency, errors, text)
 
 
-def run_wrk(url: str, connections: int, duration: float, threads: int = 1, pin: bool = True,
-            timeout_s: float = 10.0) -> WrkResult:
+def run_wrk(
+    url: str,
+    connections: int,
+    duration: float,
+    threads: int = 1,
+    pin: bool = True,
+    timeout_s: float = 10.0,
+) -> WrkResult:
     """Run wrk against ``url`` for ``duration`` seconds with ``connections`` open at once.
 
     ``pin``: wrk runs on the load driver's core (conclab.base.cores.client_cpu),
@@ -85,11 +100,20 @@ def run_wrk(url: str, connections: int, duration: float, threads: int = 1, pin: 
     wrk = shutil.which("wrk")
     if wrk is None:
         raise FileNotFoundError(f"wrk is not installed: {INSTALL_HINT}")
-    cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
-           f"--timeout={timeout_s:g}s", "--latency", url]
+    cmd = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        f"--timeout={timeout_s:g}s",
+        "--latency",
+        url,
+    ]
     if pin:  # taskset where the system can pin; unpinned (as it is) elsewhere
         cmd = system.pinned_command(client_cpu(), cmd)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + timeout_s + 30)
     if done.returncode != 0:
-        raise WrkError(f"wrk failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-300:]}")
+        raise WrkError(
+            f"wrk failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-300:]}"
+        )
     return parse(done.stdout)

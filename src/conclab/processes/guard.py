@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--cpus", default="", help="comma-separated CPU ids for the server")
     parser.add_argument("--grace", type=float, default=5.0)
-    parser.add_argument("--log-dir", default="", help="the launcher's log folder, removed if the launcher died")
+    parser.add_argument(
+        "--log-dir", default="", help="the launcher's log folder, removed if the launcher died"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command

@@ -68,8 +68,11 @@ def freethreaded_missing() -> str | None:
 
     Under CI (CI=true) a missing build raises instead (``base.system.missing``).
     """
-    return missing("a free-threaded Python (3.13t)", freethreaded_python(),
-                   f"build it with `{BUILD_COMMAND}` (a few minutes, into {freethreaded_home()})")
+    return missing(
+        "a free-threaded Python (3.13t)",
+        freethreaded_python(),
+        f"build it with `{BUILD_COMMAND}` (a few minutes, into {freethreaded_home()})",
+    )
 
 
 class InterpreterError(UserError, ValueError):
@@ -89,20 +92,28 @@ class Interpreter:
         return f"{self.version}{'t' if self.free_threaded else ''}"
 
 
-_ASK = ("import json, platform, sys, sysconfig; print(json.dumps([platform.python_version(), "
-        "bool(sysconfig.get_config_var('Py_GIL_DISABLED')), sys.version_info >= (3, 11)]))")
+_ASK = (
+    "import json, platform, sys, sysconfig; print(json.dumps([platform.python_version(), "
+    "bool(sysconfig.get_config_var('Py_GIL_DISABLED')), sys.version_info >= (3, 11)]))"
+)
 
 
 @functools.cache
 def interpreter(python: str) -> Interpreter:
     """Ask ``python`` what it is; a path that is not a Python 3.11+ is one clear line."""
     try:
-        out = subprocess.run([python, "-c", _ASK], capture_output=True, text=True, timeout=60, check=True).stdout
+        out = subprocess.run(
+            [python, "-c", _ASK], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
         version, free, recent = json.loads(out.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as err:
-        raise InterpreterError(f"--python {python}: not a Python interpreter that runs here ({err})") from None
+        raise InterpreterError(
+            f"--python {python}: not a Python interpreter that runs here ({err})"
+        ) from None
     if not recent:
-        raise InterpreterError(f"--python {python}: Python {version} is too old; the servers need 3.11+")
+        raise InterpreterError(
+            f"--python {python}: Python {version} is too old; the servers need 3.11+"
+        )
     return Interpreter(python, version, free)
 
 
@@ -143,12 +154,21 @@ def server_venv(python: Interpreter, packages: tuple[str, ...]) -> Path:
         if not todo:
             return venv_python
         if not venv_python.exists():
-            _run([python.path, "-m", "venv", "--clear", str(home)], f"cannot make a venv for Python {python.tag} ({python.path})")
-        for package in tqdm(todo, desc=f"server venv for Python {python.tag}", unit="package",
-                            disable=len(todo) < 2 and bool(have)):
+            _run(
+                [python.path, "-m", "venv", "--clear", str(home)],
+                f"cannot make a venv for Python {python.tag} ({python.path})",
+            )
+        for package in tqdm(
+            todo,
+            desc=f"server venv for Python {python.tag}",
+            unit="package",
+            disable=len(todo) < 2 and bool(have),
+        ):
             # --prefer-binary: a wheel (even an older one) rather than building from source.
-            _run([str(venv_python), "-m", "pip", "install", "--quiet", "--prefer-binary", package],
-                 f"cannot install {package} for Python {python.tag} ({python.path})")
+            _run(
+                [str(venv_python), "-m", "pip", "install", "--quiet", "--prefer-binary", package],
+                f"cannot install {package} for Python {python.tag} ({python.path})",
+            )
             have.add(package)
             stamp.write_text("\n".join(sorted(have)) + "\n")
     return venv_python
@@ -158,7 +178,10 @@ def _run(cmd: list[str], what: str) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        reason = next((line for line in reversed(lines) if line.startswith("ERROR")), lines[-1] if lines else "")
+        reason = next(
+            (line for line in reversed(lines) if line.startswith("ERROR")),
+            lines[-1] if lines else "",
+        )
         raise InterpreterError(f"{what}: {reason}")
 
 
@@ -172,14 +195,19 @@ def prepare(spec):
         return spec
     python = interpreter(spec.python)
     if python.free_threaded and spec.runner.name == "uvicorn":
-        spec = dataclasses.replace(spec, loop="asyncio" if spec.loop == "auto" else spec.loop,
-                                   http="h11" if spec.http == "auto" else spec.http)
+        spec = dataclasses.replace(
+            spec,
+            loop="asyncio" if spec.loop == "auto" else spec.loop,
+            http="h11" if spec.http == "auto" else spec.http,
+        )
     return dataclasses.replace(spec, python=str(server_venv(python, packages_for(spec))))
 
 
 # ------------------------------------------------------------ what the server says
 
-GIL_WARNING = re.compile(r"The global interpreter lock \(GIL\) has been enabled to load module '([^']+)'")
+GIL_WARNING = re.compile(
+    r"The global interpreter lock \(GIL\) has been enabled to load module '([^']+)'"
+)
 
 
 def read_report(url: str, log: str = "") -> dict | None:
@@ -216,16 +244,24 @@ def reenabled_warning(report: dict | None) -> str | None:
     if not (report and report.get("free_threaded_build") and report.get("gil_enabled")):
         return None
     by = report.get("gil_enabled_by")
-    who = f"the extension module {by} turned it back on" if by else "an extension module turned it back on"
-    return (f"the server's Python is free-threaded but its GIL is enabled: {who} "
-            "(use --http h11 --loop asyncio, or PYTHON_GIL=0 to keep it off at your own risk)")
+    who = (
+        f"the extension module {by} turned it back on"
+        if by
+        else "an extension module turned it back on"
+    )
+    return (
+        f"the server's Python is free-threaded but its GIL is enabled: {who} "
+        "(use --http h11 --loop asyncio, or PYTHON_GIL=0 to keep it off at your own risk)"
+    )
 
 
 def record(summary, server):
     """The run summary with the server's interpreter and GIL state, as it reported them."""
     report = server.interpreter
-    return summary.replace(server_python=report.get("python") if report else None,
-                           server_gil_enabled=report.get("gil_enabled") if report else None)
+    return summary.replace(
+        server_python=report.get("python") if report else None,
+        server_gil_enabled=report.get("gil_enabled") if report else None,
+    )
 
 
 def footer_words(points: list[dict], fallback: str) -> str:
@@ -237,7 +273,9 @@ def footer_words(points: list[dict], fallback: str) -> str:
         if s is None or s.server_python is None:
             words = f"server Python {fallback} (GIL state not recorded)"
         else:
-            words = f"server Python {s.server_python}, GIL {'on' if s.server_gil_enabled else 'off'}"
+            words = (
+                f"server Python {s.server_python}, GIL {'on' if s.server_gil_enabled else 'off'}"
+            )
         if words not in seen:
             seen.append(words)
     return "; ".join(seen) or f"Python {fallback}"
@@ -247,7 +285,10 @@ def describe(python: str | None = None) -> str:
     """One line for ``conclab doctor`` and humans: is a free-threaded Python built, and where."""
     found = Path(python) if python else freethreaded_python()
     if found is None:
-        return f"free-threaded Python: not built (`{BUILD_COMMAND}` builds it into {freethreaded_home()})"
+        return (
+            f"free-threaded Python: not built (`{BUILD_COMMAND}` builds it into "
+            f"{freethreaded_home()})"
+        )
     info = interpreter(str(found))
     return f"free-threaded Python: {found} (Python {info.tag})"
 

@@ -71,7 +71,8 @@ class Server:
             f"{self.spec.label} listening on {self.url}\n"
             f"  command: {shlex.join(self.command)}\n"
             f"  python: {interpreters.gil_words(self.interpreter)} (as the server reports it)\n"
-            f"  pids: guard {self.guard_pid}, master {self.master_pid}, workers {self.worker_pids}\n"
+            f"  pids: guard {self.guard_pid}, master {self.master_pid}, "
+            f"workers {self.worker_pids}\n"
             f"  log: {self.log_path}"
         )
 
@@ -113,8 +114,11 @@ class Server:
         if self.serves_in_master:  # its children are the app's pool processes
             return [master]
         try:
-            workers = [p.pid for p in psutil.Process(master).children()
-                       if "resource_tracker" not in " ".join(_cmdline(p))]
+            workers = [
+                p.pid
+                for p in psutil.Process(master).children()
+                if "resource_tracker" not in " ".join(_cmdline(p))
+            ]
         except psutil.NoSuchProcess:
             return []
         return workers or [master]
@@ -194,35 +198,70 @@ def port_taken(port: int, host: str = LOOPBACK) -> bool:
     return False
 
 
-def launch(spec, command: list[str], port: int, log_path: Path, start_timeout: float, *,
-           env: dict[str, str] | None = None, grace: float = GRACE, serves_in_master: bool = False,
-           ready: Callable[[Server], bool] = lambda server: True) -> Server:
+def launch(
+    spec,
+    command: list[str],
+    port: int,
+    log_path: Path,
+    start_timeout: float,
+    *,
+    env: dict[str, str] | None = None,
+    grace: float = GRACE,
+    serves_in_master: bool = False,
+    ready: Callable[[Server], bool] = lambda server: True,
+) -> Server:
     """Start ``command`` under the guard, on ``spec``'s cores, and wait until it serves.
 
     ``spec`` gives the label and the cores (``resolved_cpus``); the server's output
     goes to ``log_path``. See :func:`wait_for_health` for what "serves" means.
     """
     guard = [
-        sys.executable, "-m", "conclab.processes.guard", "--parent", str(os.getpid()),
-        "--cpus", ",".join(map(str, spec.resolved_cpus())), "--grace", f"{grace:g}",
-        "--log-dir", str(log_path.parent), "--", *command,
+        sys.executable,
+        "-m",
+        "conclab.processes.guard",
+        "--parent",
+        str(os.getpid()),
+        "--cpus",
+        ",".join(map(str, spec.resolved_cpus())),
+        "--grace",
+        f"{grace:g}",
+        "--log-dir",
+        str(log_path.parent),
+        "--",
+        *command,
     ]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            guard, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env,
+            guard,
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
         )
-    server = Server(spec, f"http://{LOOPBACK}:{port}", port, proc.pid, log_path, command, proc, grace,
-                    serves_in_master)
+    server = Server(
+        spec,
+        f"http://{LOOPBACK}:{port}",
+        port,
+        proc.pid,
+        log_path,
+        command,
+        proc,
+        grace,
+        serves_in_master,
+    )
     try:
         return wait_for_health(server, start_timeout, ready=lambda: ready(server))
-    except BaseException:  # Ctrl-C while starting: a notebook kernel lives on, so must not the server
+    except (
+        BaseException
+    ):  # Ctrl-C while starting: a notebook kernel lives on, so must not the server
         server.stop()
         raise
 
 
-def start_on_a_free_port(start: Callable[[int], Server], port: int | None = None,
-                         attempts: int = 3) -> Server:
+def start_on_a_free_port(
+    start: Callable[[int], Server], port: int | None = None, attempts: int = 3
+) -> Server:
     """``start(port)`` on ``port``, or on a free port: another program may take a free
     port between our check and the server's bind, so a start whose port was taken
     (``ServerStartError.port_in_use``) is tried again on another, up to ``attempts`` times."""
@@ -242,8 +281,10 @@ def check_installed(spec: ServerSpec) -> None:
     if spec.python is None:
         missing = [name for name in spec.needs if importlib.util.find_spec(name) is None]
         if missing:
-            raise SpecError(f"{spec.label} needs {', '.join(missing)}, not installed in {sys.executable}: "
-                            "install the lab again (make setup)")
+            raise SpecError(
+                f"{spec.label} needs {', '.join(missing)}, not installed in {sys.executable}: "
+                "install the lab again (make setup)"
+            )
 
 
 def _start(spec: ServerSpec, port: int, start_timeout: float, log_dir: Path) -> Server:
@@ -257,9 +298,17 @@ def _start(spec: ServerSpec, port: int, start_timeout: float, log_dir: Path) -> 
     # Another Python (spec.python) runs from a venv of its own, made on first use.
     command = interpreters.prepare(spec).command(port)
     # every worker is up, not just the first to answer
-    server = launch(spec, command, port, log_dir / f"{spec.kind}-{port}.log", start_timeout, env=env,
-                    grace=spec.runner.grace, serves_in_master=spec.serves_in_master,
-                    ready=lambda server: len(server.worker_pids) >= spec.workers)
+    server = launch(
+        spec,
+        command,
+        port,
+        log_dir / f"{spec.kind}-{port}.log",
+        start_timeout,
+        env=env,
+        grace=spec.runner.grace,
+        serves_in_master=spec.serves_in_master,
+        ready=lambda server: len(server.worker_pids) >= spec.workers,
+    )
     server.interpreter = interpreters.read_report(server.url, server.log())
     return server
 
@@ -272,15 +321,21 @@ def listens_on(server: Server) -> bool:
     """
     for p in server.processes():
         try:
-            conns = p.net_connections("tcp") if hasattr(p, "net_connections") else p.connections("tcp")
+            conns = (
+                p.net_connections("tcp") if hasattr(p, "net_connections") else p.connections("tcp")
+            )
         except psutil.Error:
             continue
-        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr[1] == server.port for c in conns):
+        if any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr[1] == server.port for c in conns
+        ):
             return True
     return False
 
 
-def wait_for_health(server: Server, start_timeout: float, ready: Callable[[], bool] = lambda: True) -> Server:
+def wait_for_health(
+    server: Server, start_timeout: float, ready: Callable[[], bool] = lambda: True
+) -> Server:
     """Poll ``/health`` until it answers 200, ``ready()`` holds and one of the server's
     own processes holds the listening socket; a start that fails or takes too long
     stops the server and raises ServerStartError with its output."""
@@ -291,15 +346,22 @@ def wait_for_health(server: Server, start_timeout: float, ready: Callable[[], bo
             exited = server.proc.poll() is not None
             if exited or time.monotonic() > deadline:
                 server.stop()  # close our end of its stdin pipe; KILL any straggler in the group
-                what = (f"exited while starting (code {server.proc.returncode})" if exited
-                        else f"did not answer /health within {start_timeout:g} s")
+                what = (
+                    f"exited while starting (code {server.proc.returncode})"
+                    if exited
+                    else f"did not answer /health within {start_timeout:g} s"
+                )
                 output = tail(server.log())
                 # A process the server forked away may hold the port it bound itself:
                 # that port was ours, so trying another would only fail again.
                 taken = not bound and port_taken(server.port)
                 in_use = f"; port {server.port} is in use" if taken else ""
-                raise ServerStartError(f"{server.spec.label} {what}{in_use}.", output=output,
-                                       command=server.command, port_in_use=taken)
+                raise ServerStartError(
+                    f"{server.spec.label} {what}{in_use}.",
+                    output=output,
+                    command=server.command,
+                    port_in_use=taken,
+                )
             try:
                 ok = client.get(server.url + "/health").status_code == 200
             except httpx.HTTPError:
@@ -325,13 +387,21 @@ def stop_server(server: Server, grace: float = GRACE) -> None:
 
 
 @contextlib.contextmanager
-def serve(spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrides: object) -> Iterator[Server]:
+def serve(
+    spec: ServerSpec | None = None, start_timeout: float = 20.0, **overrides: object
+) -> Iterator[Server]:
     """Run a server for the duration of a ``with`` block. See the module docstring."""
-    spec = dataclasses.replace(spec or ServerSpec(), **overrides) if overrides else (spec or ServerSpec())
+    spec = (
+        dataclasses.replace(spec or ServerSpec(), **overrides)
+        if overrides
+        else (spec or ServerSpec())
+    )
     check_installed(spec)
     log_dir = Path(tempfile.mkdtemp(prefix="conclab-server-"))
     try:
-        server = start_on_a_free_port(lambda port: _start(spec, port, start_timeout, log_dir), spec.port)
+        server = start_on_a_free_port(
+            lambda port: _start(spec, port, start_timeout, log_dir), spec.port
+        )
         try:
             yield server
         finally:

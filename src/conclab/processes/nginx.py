@@ -49,7 +49,9 @@ from ..base.system import ProgramMissing, missing
 from .launcher import Server, launch, serve, start_on_a_free_port
 
 TEMPLATE = SERVERS_DIR / "nginx.conf"
-INSTALL_HINT = "install it with `apt-get install nginx` (Debian/Ubuntu) or `brew install nginx` (macOS)"
+INSTALL_HINT = (
+    "install it with `apt-get install nginx` (Debian/Ubuntu) or `brew install nginx` (macOS)"
+)
 # Debian installs nginx into /usr/sbin, which an ordinary user's PATH may lack.
 _EXTRA_PATHS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/opt/homebrew/bin")
 
@@ -73,8 +75,13 @@ def nginx_missing() -> str | None:
     return missing("nginx", find_nginx(), INSTALL_HINT)
 
 
-def render_conf(port: int, prefix: Path, upstreams: list[int], client_header_timeout: int = 60,
-                template: Path = TEMPLATE) -> str:
+def render_conf(
+    port: int,
+    prefix: Path,
+    upstreams: list[int],
+    client_header_timeout: int = 60,
+    template: Path = TEMPLATE,
+) -> str:
     """servers/nginx.conf with its {{fields}} filled in."""
     fields = {
         "prefix": str(prefix),
@@ -86,7 +93,7 @@ def render_conf(port: int, prefix: Path, upstreams: list[int], client_header_tim
     for name, value in fields.items():
         text = text.replace("{{" + name + "}}", value)
     if "{{" in text:
-        left = text[text.index("{{"):].split("}}")[0] + "}}"
+        left = text[text.index("{{") :].split("}}")[0] + "}}"
         raise SpecError(f"{template} has a field the launcher does not fill: {left}")
     return text
 
@@ -144,8 +151,13 @@ class FrontSpec:
         return f"nginx -> {many}{self.app.label}"
 
     def to_dict(self) -> dict:
-        return {"front": "nginx", "instances": self.instances, "client_header_timeout": self.client_header_timeout,
-                "port": self.port, "app": self.app.to_dict()}
+        return {
+            "front": "nginx",
+            "instances": self.instances,
+            "client_header_timeout": self.client_header_timeout,
+            "port": self.port,
+            "app": self.app.to_dict(),
+        }
 
 
 @dataclass
@@ -213,8 +225,10 @@ class Front:
             f"workers {self.nginx.worker_pids}",
         ]
         for i, app in enumerate(self.apps, 1):
-            lines.append(f"  app {i}: {app.url}  pids: guard {app.guard_pid}, master {app.master_pid}, "
-                         f"workers {app.worker_pids}")
+            lines.append(
+                f"  app {i}: {app.url}  pids: guard {app.guard_pid}, master {app.master_pid}, "
+                f"workers {app.worker_pids}"
+            )
         return "\n".join(lines)
 
 
@@ -258,8 +272,9 @@ def serve_nginx(spec: NginxSpec, start_timeout: float = 20.0) -> Iterator[Server
 
 
 @contextlib.contextmanager
-def serve_front(spec: FrontSpec | None = None, start_timeout: float = 20.0,
-                **overrides: object) -> Iterator[Front]:
+def serve_front(
+    spec: FrontSpec | None = None, start_timeout: float = 20.0, **overrides: object
+) -> Iterator[Front]:
     """Start ``spec.instances`` app servers, then nginx in front of them; yield a :class:`Front`.
 
     On exit nginx stops first (no new requests reach the apps), then the apps.
@@ -269,6 +284,8 @@ def serve_front(spec: FrontSpec | None = None, start_timeout: float = 20.0,
         raise ProgramMissing(f"nginx is not installed: {INSTALL_HINT}")
     with contextlib.ExitStack() as stack:
         apps = [stack.enter_context(serve(spec.app, start_timeout)) for _ in range(spec.instances)]
-        nginx_spec = NginxSpec(tuple(app.port for app in apps), spec.client_header_timeout, port=spec.port)
+        nginx_spec = NginxSpec(
+            tuple(app.port for app in apps), spec.client_header_timeout, port=spec.port
+        )
         nginx = stack.enter_context(serve_nginx(nginx_spec, start_timeout))
         yield Front(spec, nginx, apps)

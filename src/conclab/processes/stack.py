@@ -37,7 +37,9 @@ class RunningServer(Protocol):
     def worker_pids(self) -> list[int]: ...  # the processes that serve requests
 
     @property
-    def interpreter(self) -> dict | None: ...  # the app server's own /interpreter answer (None: not read)
+    def interpreter(
+        self,
+    ) -> dict | None: ...  # the app server's own /interpreter answer (None: not read)
 
     def cpu_seconds(self) -> float: ...  # CPU time of the app server processes so far
 
@@ -52,8 +54,9 @@ class RunningServer(Protocol):
     def stop(self) -> None: ...  # TERM, then KILL after a grace period
 
 
-def running(spec: ServerSpec | FrontSpec | None = None, start_timeout: float = 20.0,
-            **overrides) -> AbstractContextManager[RunningServer]:
+def running(
+    spec: ServerSpec | FrontSpec | None = None, start_timeout: float = 20.0, **overrides
+) -> AbstractContextManager[RunningServer]:
     """A context manager running ``spec`` (see launcher.serve and nginx.serve_front)."""
     if isinstance(spec, FrontSpec):
         return serve_front(spec, start_timeout, **overrides)

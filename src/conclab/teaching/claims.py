@@ -51,13 +51,19 @@ FORMAT_DOC = "docs/claims.md"
 def scope(root: Path) -> list[Path]:
     """The prose files, in a stable order."""
     root = Path(root)
-    found = [*sorted(root.glob("notebooks/[0-9][0-9]-*.py")), root / "README.md",
-             *sorted(root.glob("docs/**/*.md")), *sorted(root.glob("labs/*/README.md")),
-             *sorted(root.glob("labs/*/instructor/*.md")), root / "servers" / "nginx.conf"]
+    found = [
+        *sorted(root.glob("notebooks/[0-9][0-9]-*.py")),
+        root / "README.md",
+        *sorted(root.glob("docs/**/*.md")),
+        *sorted(root.glob("labs/*/README.md")),
+        *sorted(root.glob("labs/*/instructor/*.md")),
+        root / "servers" / "nginx.conf",
+    ]
     return [p for p in found if p.is_file()]
 
 
 # --- prose blocks --------------------------------------------------------------------------
+
 
 @dataclass
 class Block:
@@ -97,7 +103,12 @@ def _markdown_blocks(path: str, lines: list[tuple[int, str]]) -> list[Block]:
             previous_blank = True
             continue
         # An indented code block: four spaces after a blank line, not a list's continuation.
-        if text.startswith("    ") and previous_blank and (not blocks or not _is_list(blocks[-1])) and not current:
+        if (
+            text.startswith("    ")
+            and previous_blank
+            and (not blocks or not _is_list(blocks[-1]))
+            and not current
+        ):
             previous_blank = True  # the whole indented run is code
             continue
         previous_blank = False
@@ -146,44 +157,112 @@ def blocks_of(root: Path, path: Path) -> list[Block]:
 # --- numbers in a block --------------------------------------------------------------------
 
 MARKER = re.compile(r"<!--\s*claim:(.*?)-->", re.S)
-NUMBER = re.compile(r"(?<![\w#./\\:$])(?<![A-Za-z]-)(?<!--)(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)*(?![\w.,]?\d)")
-UNIT = (r"\s*(?:ms|s|µs|us|ns|seconds?|minutes?|min|req/s|rps|requests?|users?|connections?|clients?|"
-        r"workers?|threads?|tasks?|calls?|MB|KB|kB|KiB|MiB|GB|bytes?|%|x|×|times|cores?|tokens?)\b")
-PACKAGES = (r"Gunicorn|Uvicorn|aiohttp|FastAPI|Starlette|AnyIO|anyio|httpx|httpcore|psycopg|SQLAlchemy|NumPy|Flask|uvloop|httptools|nginx|"
-            r"Python|CPython|python|python3|Jupyter|JupyterLab|jupytext|Debian|Ubuntu|Locust|k6|wrk|wrk2|"
-            r"uvicorn-worker|Windows|WSL|macOS|Node|Werkzeug|pytest|ruff|Chromium|Playwright|HTTP/|TLS|IPv")
-LABELS = (r"[Pp]orts?|notebooks?|Notebooks?|lab|labs|Lab|Labs|[Ss]teps?|[Ss]ections?|[Pp]arts?|[Ii]ssues?|PR|PRs|PEP|RFC|"
-          r"[Ff]igures?|[Cc]hapters?|[Ll]ines?|[Ii]tems?|[Tt]asks?|[Qq]uestions?|[Ee]xercises?|[Pp]oints?|[Ss]cores?")
-STATUS = {"200", "201", "202", "204", "301", "302", "304", "400", "401", "403", "404", "405", "408", "413", "414",
-          "422", "429", "500", "502", "503", "504"}
+NUMBER = re.compile(
+    r"(?<![\w#./\\:$])(?<![A-Za-z]-)(?<!--)(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)*(?![\w.,]?\d)"
+)
+UNIT = (
+    r"\s*(?:ms|s|µs|us|ns|seconds?|minutes?|min|req/s|rps|requests?|users?|connections?|clients?|"
+    r"workers?|threads?|tasks?|calls?|MB|KB|kB|KiB|MiB|GB|bytes?|%|x|×|times|cores?|tokens?)\b"
+)
+PACKAGES = (
+    r"Gunicorn|Uvicorn|aiohttp|FastAPI|Starlette|AnyIO|anyio|httpx|httpcore|psycopg|SQLAlchemy|NumPy|Flask|uvloop|httptools|nginx|"
+    r"Python|CPython|python|python3|Jupyter|JupyterLab|jupytext|Debian|Ubuntu|Locust|k6|wrk|wrk2|"
+    r"uvicorn-worker|Windows|WSL|macOS|Node|Werkzeug|pytest|ruff|Chromium|Playwright|HTTP/|TLS|IPv"
+)
+LABELS = (
+    r"[Pp]orts?|notebooks?|Notebooks?|lab|labs|Lab|Labs|[Ss]teps?|[Ss]ections?|[Pp]arts?|[Ii]ssues?|PR|PRs|PEP|RFC|"
+    r"[Ff]igures?|[Cc]hapters?|[Ll]ines?|[Ii]tems?|[Tt]asks?|[Qq]uestions?|[Ee]xercises?|[Pp]oints?|[Ss]cores?"
+)
+STATUS = {
+    "200",
+    "201",
+    "202",
+    "204",
+    "301",
+    "302",
+    "304",
+    "400",
+    "401",
+    "403",
+    "404",
+    "405",
+    "408",
+    "413",
+    "414",
+    "422",
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+}
 CHAIN = r"(?:\s*(?:,|and|or|to|-|–|/)\s*\d+(?:\.\d+)*)*\s*(?:,|and|or|to|-|–|/)?\s*$"
 
-# What a number may be without a source: (name, test on the text before it, the number, the text after).
+# What a number may be without a source: (name, test
+# on the text before it, the number, the text after).
 ALLOWED = (
     ("a year", lambda before, n, after: re.fullmatch(r"(19[89]|20[0-3])\d", n) is not None),
-    ("a notebook, lab, step, issue or PEP number",
-     lambda before, n, after: re.search(rf"(?:\b(?:{LABELS})|#)\s*(?:\d+(?:\.\d+)*){CHAIN}", before + " 0") is not None
-     or re.search(rf"\b(?:{LABELS})\s*$", before) is not None),
-    ("a version", lambda before, n, after: re.search(rf"(?:\b(?:{PACKAGES})|\bv)\s*(?:\d+(?:\.\d+)*{CHAIN})?$",
-                                                   before) is not None or n.count(".") >= 2),
+    (
+        "a notebook, lab, step, issue or PEP number",
+        lambda before, n, after: (
+            re.search(rf"(?:\b(?:{LABELS})|#)\s*(?:\d+(?:\.\d+)*){CHAIN}", before + " 0")
+            is not None
+            or re.search(rf"\b(?:{LABELS})\s*$", before) is not None
+        ),
+    ),
+    (
+        "a version",
+        lambda before, n, after: (
+            re.search(rf"(?:\b(?:{PACKAGES})|\bv)\s*(?:\d+(?:\.\d+)*{CHAIN})?$", before) is not None
+            or n.count(".") >= 2
+        ),
+    ),
     ("an HTTP status", lambda before, n, after: n in STATUS and not re.match(UNIT, after)),
-    ("a list or heading number", lambda before, n, after: (re.fullmatch(r"\s*", before) is not None
-                                                        and re.match(r"[.)]\s", after) is not None)
-     or (re.fullmatch(r"\s*#+\s*", before) is not None and re.match(r"(?:\.\d+)*\.?\s", after) is not None)),
-    ("a table's numbering column", lambda before, n, after: re.fullmatch(r"\s*\|\s*", before) is not None
-     and re.match(r"\s*\|", after) is not None and len(n) <= 2),
-    ("a class of HTTP statuses (4xx)", lambda before, n, after: n in "12345" and after.startswith("xx")),
-    ("a lesson's name (01-topic)", lambda before, n, after: re.fullmatch(r"0\d", n) is not None
-     and after.startswith("-")),
+    (
+        "a list or heading number",
+        lambda before, n, after: (
+            (re.fullmatch(r"\s*", before) is not None and re.match(r"[.)]\s", after) is not None)
+            or (
+                re.fullmatch(r"\s*#+\s*", before) is not None
+                and re.match(r"(?:\.\d+)*\.?\s", after) is not None
+            )
+        ),
+    ),
+    (
+        "a table's numbering column",
+        lambda before, n, after: (
+            re.fullmatch(r"\s*\|\s*", before) is not None
+            and re.match(r"\s*\|", after) is not None
+            and len(n) <= 2
+        ),
+    ),
+    (
+        "a class of HTTP statuses (4xx)",
+        lambda before, n, after: n in "12345" and after.startswith("xx"),
+    ),
+    (
+        "a lesson's name (01-topic)",
+        lambda before, n, after: re.fullmatch(r"0\d", n) is not None and after.startswith("-"),
+    ),
 )
 
 
 def _strip(text: str) -> str:
     """The block's prose, with what is not prose blanked out (same length, so positions hold)."""
+
     def blank(m):
         return re.sub(r"[^\n]", " ", m.group())
-    for pattern in (MARKER.pattern, r"<!--.*?-->", r"`[^`]*`", r"\]\([^)\s]*\)", r"<https?://[^>]*>", r"https?://\S+",
-                    r"\{\{[^}]*\}\}", r"\$[^$\n]+\$"):
+
+    for pattern in (
+        MARKER.pattern,
+        r"<!--.*?-->",
+        r"`[^`]*`",
+        r"\]\([^)\s]*\)",
+        r"<https?://[^>]*>",
+        r"https?://\S+",
+        r"\{\{[^}]*\}\}",
+        r"\$[^$\n]+\$",
+    ):
         text = re.sub(pattern, blank, text, flags=re.S)
     return text
 
@@ -219,17 +298,30 @@ def numbers_in(block: Block) -> list[Number]:
     prose = _strip(text)
     out = []
     for m in NUMBER.finditer(prose):
-        before, after = prose[max(0, m.start() - 60):m.start()], prose[m.end():m.end() + 20]
+        before, after = prose[max(0, m.start() - 60) : m.start()], prose[m.end() : m.end() + 20]
         line_start = prose.rfind("\n", 0, m.start()) + 1
-        line_before = prose[line_start:m.start()]
-        allowed = next((name for name, rule in ALLOWED
-                        if rule(line_before if name.startswith(("a list", "a table")) else before, m.group(), after)), None)
+        line_before = prose[line_start : m.start()]
+        allowed = next(
+            (
+                name
+                for name, rule in ALLOWED
+                if rule(
+                    line_before if name.startswith(("a list", "a table")) else before,
+                    m.group(),
+                    after,
+                )
+            ),
+            None,
+        )
         line = block.lines[text.count("\n", 0, m.start())][0]
-        out.append(Number(block.path, line, m.group(), sentence_at(text, m.start()), allowed, m.start()))
+        out.append(
+            Number(block.path, line, m.group(), sentence_at(text, m.start()), allowed, m.start())
+        )
     return out
 
 
 # --- markers ------------------------------------------------------------------------------
+
 
 @dataclass
 class Claim:
@@ -253,8 +345,10 @@ def claims_in(block: Block) -> tuple[list[Claim], list[str]]:
             number, eq, source = part.partition("=")
             number, source = number.strip(), source.strip()
             if not eq or not NUMBER.fullmatch(number) or not source:
-                errors.append(f"{block.path}:{line}: cannot read the marker part {part!r}: "
-                              f"write NUMBER = SOURCE (see {FORMAT_DOC})")
+                errors.append(
+                    f"{block.path}:{line}: cannot read the marker part {part!r}: "
+                    f"write NUMBER = SOURCE (see {FORMAT_DOC})"
+                )
                 continue
             claims.append(Claim(number, source, block.path, line, sentence, m.start()))
     return claims, errors
@@ -262,12 +356,14 @@ def claims_in(block: Block) -> tuple[list[Claim], list[str]]:
 
 # --- sources ------------------------------------------------------------------------------
 
+
 def _anyio_tokens() -> int:
     import anyio
     import anyio.to_thread
 
     async def tokens():
         return anyio.to_thread.current_default_thread_limiter().total_tokens
+
     return int(anyio.run(tokens))
 
 
@@ -277,11 +373,13 @@ def _default(callable_, name):
 
 def _gunicorn(setting: str):
     from gunicorn import config
+
     return config.KNOWN_SETTINGS[[s.name for s in config.KNOWN_SETTINGS].index(setting)].default
 
 
 def _uvicorn(name: str):
     import uvicorn
+
     return _default(uvicorn.Config, name)
 
 
@@ -293,13 +391,16 @@ def _hashlib_gil_minsize() -> int:
     checked = {(3, 11): 2048, (3, 12): 2048, (3, 13): 2048}
     version = sys.version_info[:2]
     if version not in checked:
-        raise LookupError(f"hashlib's threshold is not checked for Python {version[0]}.{version[1]}: read "
-                          f"Modules/hashlib.h of that version and add it to claims._hashlib_gil_minsize")
+        raise LookupError(
+            f"hashlib's threshold is not checked for Python {version[0]}.{version[1]}: read "
+            f"Modules/hashlib.h of that version and add it to claims._hashlib_gil_minsize"
+        )
     return checked[version]
 
 
 def _asyncio_slow_callback_s() -> float:
     import asyncio
+
     loop = asyncio.new_event_loop()
     try:
         return loop.slow_callback_duration
@@ -311,17 +412,41 @@ def _asyncio_slow_callback_s() -> float:
 PACKAGE_FACTS = {
     "anyio.thread_tokens": (_anyio_tokens, "AnyIO's default thread limiter (total_tokens)"),
     "uvicorn.backlog": (lambda: _uvicorn("backlog"), "Uvicorn's default --backlog"),
-    "uvicorn.timeout_keep_alive": (lambda: _uvicorn("timeout_keep_alive"), "Uvicorn's default --timeout-keep-alive (s)"),
+    "uvicorn.timeout_keep_alive": (
+        lambda: _uvicorn("timeout_keep_alive"),
+        "Uvicorn's default --timeout-keep-alive (s)",
+    ),
     "gunicorn.timeout": (lambda: _gunicorn("timeout"), "Gunicorn's default --timeout (s)"),
     "gunicorn.backlog": (lambda: _gunicorn("backlog"), "Gunicorn's default --backlog"),
-    "gunicorn.graceful_timeout": (lambda: _gunicorn("graceful_timeout"), "Gunicorn's default --graceful-timeout (s)"),
+    "gunicorn.graceful_timeout": (
+        lambda: _gunicorn("graceful_timeout"),
+        "Gunicorn's default --graceful-timeout (s)",
+    ),
     "gunicorn.keepalive": (lambda: _gunicorn("keepalive"), "Gunicorn's default --keep-alive (s)"),
-    "gunicorn.worker_connections": (lambda: _gunicorn("worker_connections"), "Gunicorn's default --worker-connections"),
-    "gunicorn.limit_request_line": (lambda: _gunicorn("limit_request_line"), "Gunicorn's --limit-request-line (bytes)"),
-    "python.switch_interval_ms": (lambda: sys.getswitchinterval() * 1000, "CPython's switch interval (ms)"),
-    "python.hashlib_gil_minsize": (_hashlib_gil_minsize, "the size from which hashlib releases the GIL (bytes)"),
-    "python.hashlib_gil_maxkeep": (lambda: _hashlib_gil_minsize() - 1, "the largest size hashlib hashes holding the GIL"),
-    "asyncio.slow_callback_s": (_asyncio_slow_callback_s, "asyncio's loop.slow_callback_duration (s)"),
+    "gunicorn.worker_connections": (
+        lambda: _gunicorn("worker_connections"),
+        "Gunicorn's default --worker-connections",
+    ),
+    "gunicorn.limit_request_line": (
+        lambda: _gunicorn("limit_request_line"),
+        "Gunicorn's --limit-request-line (bytes)",
+    ),
+    "python.switch_interval_ms": (
+        lambda: sys.getswitchinterval() * 1000,
+        "CPython's switch interval (ms)",
+    ),
+    "python.hashlib_gil_minsize": (
+        _hashlib_gil_minsize,
+        "the size from which hashlib releases the GIL (bytes)",
+    ),
+    "python.hashlib_gil_maxkeep": (
+        lambda: _hashlib_gil_minsize() - 1,
+        "the largest size hashlib hashes holding the GIL",
+    ),
+    "asyncio.slow_callback_s": (
+        _asyncio_slow_callback_s,
+        "asyncio's loop.slow_callback_duration (s)",
+    ),
 }
 
 
@@ -338,8 +463,12 @@ def _lookup(doc, key: str, where: str):
                 nxt.extend(value[int(i)] for i in part[1:-1].split(","))
             elif part.startswith("["):
                 wanted = dict(f.split("=", 1) for f in part[1:-1].split(","))
-                nxt.extend(item for item in value if isinstance(item, dict)
-                           and all(str(item.get(k.strip())) == v.strip() for k, v in wanted.items()))
+                nxt.extend(
+                    item
+                    for item in value
+                    if isinstance(item, dict)
+                    and all(str(item.get(k.strip())) == v.strip() for k, v in wanted.items())
+                )
             elif isinstance(value, list) and re.fullmatch(r"-?\d+", part):
                 nxt.append(value[int(part)])
             elif isinstance(value, dict) and part in value:
@@ -352,16 +481,26 @@ def _lookup(doc, key: str, where: str):
     return values
 
 
-AGGREGATES = {"min": min, "max": max, "mean": statistics.fmean, "median": statistics.median, "count": len,
-              "sum": sum}
-DATA = re.compile(r"(?P<body>.+?)(?:\s*(?P<op>[*/])\s*(?P<scale>[\d.]+(?:e[+-]?\d+)?))?"
-                  r"(?:\s*±\s*(?P<tol>[\d.]+)(?P<pct>%)?)?")
+AGGREGATES = {
+    "min": min,
+    "max": max,
+    "mean": statistics.fmean,
+    "median": statistics.median,
+    "count": len,
+    "sum": sum,
+}
+DATA = re.compile(
+    r"(?P<body>.+?)(?:\s*(?P<op>[*/])\s*(?P<scale>[\d.]+(?:e[+-]?\d+)?))?"
+    r"(?:\s*±\s*(?P<tol>[\d.]+)(?P<pct>%)?)?"
+)
 
 
 def data_value(root: Path, source: str) -> tuple[float, float | None]:
     """The datum a source names, scaled, and its tolerance (None: the digits written)."""
-    ratio = re.fullmatch(r"ratio\((?P<a>.+?),\s*(?P<b>\w*\(?[\w.-]+\.json:.+)\)(?:\s*±\s*(?P<tol>[\d.]+)(?P<pct>%)?)?",
-                         source)
+    ratio = re.fullmatch(
+        r"ratio\((?P<a>.+?),\s*(?P<b>\w*\(?[\w.-]+\.json:.+)\)(?:\s*±\s*(?P<tol>[\d.]+)(?P<pct>%)?)?",
+        source,
+    )
     if ratio:  # ratio(A, B): one datum over another
         a, b = data_value(root, ratio["a"])[0], data_value(root, ratio["b"])[0]
         value = a / b
@@ -400,11 +539,12 @@ def data_value(root: Path, source: str) -> tuple[float, float | None]:
 
 
 def matches(written: str, value: float, tol: float | None) -> bool:
-    """Is ``value`` what ``written`` says, to its digits (half a unit of the last one) or within ``tol``?"""
+    """Is ``value`` what ``written`` says, to its digits
+    (half a unit of the last one) or within ``tol``?"""
     n = float(normal(written))
     if tol is None:
         decimals = len(normal(written).split(".")[1]) if "." in written else 0
-        tol = 0.5 * 10 ** -decimals
+        tol = 0.5 * 10**-decimals
     return math.isclose(n, value, abs_tol=tol + 1e-9)
 
 
@@ -427,7 +567,12 @@ def _calc(expression: str) -> float:
     import ast
     import operator
 
-    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+    ops = {
+        ast.Add: operator.add,
+        ast.Sub: operator.sub,
+        ast.Mult: operator.mul,
+        ast.Div: operator.truediv,
+    }
 
     def ev(node):
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
@@ -436,11 +581,18 @@ def _calc(expression: str) -> float:
             return ops[type(node.op)](ev(node.left), ev(node.right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -ev(node.operand)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("min", "max"):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("min", "max")
+        ):
             return {"min": min, "max": max}[node.func.id](ev(a) for a in node.args)
         raise ValueError(f"calc: only numbers, + - * / ( ), min and max, not {ast.unparse(node)!r}")
+
     try:
-        return float(ev(ast.parse(re.sub(r"(?<=\d),(?=\d{3})", "", expression.strip()), mode="eval").body))
+        return float(
+            ev(ast.parse(re.sub(r"(?<=\d),(?=\d{3})", "", expression.strip()), mode="eval").body)
+        )
     except SyntaxError:
         raise ValueError(f"calc: cannot read {expression.strip()!r}") from None
 
@@ -460,16 +612,25 @@ def check_claim(root: Path, claim: Claim) -> str | None:
     source = claim.source
     try:
         if source.startswith(("https://", "http://")):
-            return None if re.fullmatch(r"https?://[\w.-]+\.\w+\S*", source) else f"{source!r} is not a URL"
+            return (
+                None
+                if re.fullmatch(r"https?://[\w.-]+\.\w+\S*", source)
+                else f"{source!r} is not a URL"
+            )
         if source.startswith("calc:"):
             expression, _, tolerance = source[5:].partition("±")
             # A datum may stand in the expression: FILE.json:KEY, a key without spaces or operators.
-            expression = re.sub(r"[\w-]+\.json:[\w.\[\]=]+",
-                                lambda m: repr(data_value(root, m.group())[0]), expression)
+            expression = re.sub(
+                r"[\w-]+\.json:[\w.\[\]=]+",
+                lambda m: repr(data_value(root, m.group())[0]),
+                expression,
+            )
             value = _calc(expression)
             tol = None
             if tolerance.strip():
-                tol = float(tolerance.strip().rstrip("%")) / (100 / abs(value) if tolerance.strip().endswith("%") else 1)
+                tol = float(tolerance.strip().rstrip("%")) / (
+                    100 / abs(value) if tolerance.strip().endswith("%") else 1
+                )
             if not matches(claim.number, value, tol):
                 return f"{source[5:].strip()} = {value:.6g}, not {claim.number}"
             return None
@@ -477,11 +638,15 @@ def check_claim(root: Path, claim: Claim) -> str | None:
             code = _code_cells(Path(root) / claim.path)
             if code is None:
                 return "cell: only a notebook's text can cite its own code cells"
-            if not re.search(rf"(?<![\w.]){re.escape(normal(claim.number))}(?:\.0+)?(?![\w.]?\d)",
-                             re.sub(r"(?<=\d)[_,](?=\d{3})", "", code)):
+            if not re.search(
+                rf"(?<![\w.]){re.escape(normal(claim.number))}(?:\.0+)?(?![\w.]?\d)",
+                re.sub(r"(?<=\d)[_,](?=\d{3})", "", code),
+            ):
                 return f"no code cell of {claim.path} holds {claim.number} any more: update"
             return None
-        if source == "given":  # a value the sentence chooses: an example, a load, an exercise's parameter
+        if (
+            source == "given"
+        ):  # a value the sentence chooses: an example, a load, an exercise's parameter
             return None
         if source.startswith("ref:"):
             return None if source[4:].strip() else "ref: needs the reference's name"
@@ -491,8 +656,10 @@ def check_claim(root: Path, claim: Claim) -> str | None:
                 return "file: must name another file (the prose itself always holds the number)"
             if not path.is_file():
                 return f"{source[5:].strip()} does not exist"
-            if not re.search(rf"(?<![\w.]){re.escape(normal(claim.number))}(?:\.0+)?(?![\w.]?\d)",
-                             re.sub(r"(?<=\d)[_,](?=\d{3})", "", path.read_text(errors="replace"))):
+            if not re.search(
+                rf"(?<![\w.]){re.escape(normal(claim.number))}(?:\.0+)?(?![\w.]?\d)",
+                re.sub(r"(?<=\d)[_,](?=\d{3})", "", path.read_text(errors="replace")),
+            ):
                 return f"{source[5:].strip()} no longer holds {claim.number}: update"
             return None
         if source.startswith("pkg:"):
@@ -519,14 +686,22 @@ def check(root: Path = ROOT, files: list[Path] | None = None) -> list[Problem]:
     for path in files or scope(root):
         for block in blocks_of(root, path):
             claims, errors = claims_in(block)
-            problems += [Problem(block.path, int(e.split(":")[1]), e.split(": ", 1)[1]) for e in errors]
+            problems += [
+                Problem(block.path, int(e.split(":")[1]), e.split(": ", 1)[1]) for e in errors
+            ]
             numbers = numbers_in(block)
             written = {normal(n.text) for n in numbers}
             claimed = set()
             for claim in claims:
                 if normal(claim.number) not in written:
-                    problems.append(Problem(claim.path, claim.line, f"a marker claims {claim.number}, which its "
-                                                                    f"paragraph does not state: \"{claim.sentence}\""))
+                    problems.append(
+                        Problem(
+                            claim.path,
+                            claim.line,
+                            f"a marker claims {claim.number}, which its "
+                            f'paragraph does not state: "{claim.sentence}"',
+                        )
+                    )
                     continue
                 claimed.add(normal(claim.number))
                 wrong = check_claim(root, claim)
@@ -534,12 +709,18 @@ def check(root: Path = ROOT, files: list[Path] | None = None) -> list[Problem]:
                     same = [n for n in numbers if normal(n.text) == normal(claim.number)]
                     before = [n for n in same if n.pos < claim.pos]
                     sentence = (before[-1] if before else same[0]).sentence
-                    problems.append(Problem(claim.path, claim.line, f"{wrong}: \"{sentence}\""))
+                    problems.append(Problem(claim.path, claim.line, f'{wrong}: "{sentence}"'))
             for n in numbers:
                 if n.allowed is None and normal(n.text) not in claimed:
-                    problems.append(Problem(n.path, n.line, f"{n.text} has no source: \"{n.sentence}\" "
-                                                            f"(add <!-- claim: {n.text} = SOURCE -->, "
-                                                            f"see {FORMAT_DOC})"))
+                    problems.append(
+                        Problem(
+                            n.path,
+                            n.line,
+                            f'{n.text} has no source: "{n.sentence}" '
+                            f"(add <!-- claim: {n.text} = SOURCE -->, "
+                            f"see {FORMAT_DOC})",
+                        )
+                    )
     return problems
 
 
@@ -549,7 +730,10 @@ def main(argv: list[str] | None = None) -> int:
     problems = check(ROOT, files)
     for problem in problems:
         print(problem)
-    print(f"{len(problems)} number{'s' if len(problems) != 1 else ''} without a good source", file=sys.stderr)
+    print(
+        f"{len(problems)} number{'s' if len(problems) != 1 else ''} without a good source",
+        file=sys.stderr,
+    )
     return 1 if problems else 0
 
 

@@ -25,7 +25,16 @@ from .notebooks import notebook_paths
 
 FULL, DEGRADED, NOT_AT_ALL = "runs fully", "degraded", "not at all"
 # What the servers and the driver import: without them nothing runs.
-CORE_MODULES = ("gunicorn", "uvicorn", "flask", "fastapi", "httpx", "aiohttp", "psutil", "matplotlib")
+CORE_MODULES = (
+    "gunicorn",
+    "uvicorn",
+    "flask",
+    "fastapi",
+    "httpx",
+    "aiohttp",
+    "psutil",
+    "matplotlib",
+)
 
 
 @dataclass(frozen=True)
@@ -40,31 +49,48 @@ def tools() -> list[Tool]:
     """The system programs pip cannot install: found or missing, and what each one enables."""
     wrk = shutil.which("wrk")
     return [
-        Tool("nginx", find_nginx(), "nginx in front: figures slow_clients and scale_out, notebook 07, make serve-nginx",
-             system.install_hint("nginx", "nginx")),
-        Tool("Chromium", system.find_chromium(),
-             "the browser tests (every notebook run in JupyterLab in a real browser)",
-             system.install_hint("chromium", "--cask chromium") + f", or set {system.CHROMIUM_VAR}=/path/to/chromium"),
-        Tool("wrk", wrk, "a native (C) client as the reference in figures client_ceiling and cost_per_request",
-             system.install_hint("wrk", "wrk")),
+        Tool(
+            "nginx",
+            find_nginx(),
+            "nginx in front: figures slow_clients and scale_out, notebook 07, make serve-nginx",
+            system.install_hint("nginx", "nginx"),
+        ),
+        Tool(
+            "Chromium",
+            system.find_chromium(),
+            "the browser tests (every notebook run in JupyterLab in a real browser)",
+            system.install_hint("chromium", "--cask chromium")
+            + f", or set {system.CHROMIUM_VAR}=/path/to/chromium",
+        ),
+        Tool(
+            "wrk",
+            wrk,
+            "a native (C) client as the reference in figures client_ceiling and cost_per_request",
+            system.install_hint("wrk", "wrk"),
+        ),
     ]
 
 
 def gaps(found: dict[str, str | None]) -> dict[str, str]:
-    """What this machine lacks, by the key an Experiment's ``uses`` names, and how that degrades it."""
+    """What this machine lacks, by the key an Experiment's
+    ``uses`` names, and how that degrades it."""
     out = {}
     if not found.get("wrk"):
         out["wrk"] = "no wrk reference line (install wrk)"
     if system.memory_kind() != "PSS":
         out["pss"] = f"memory as {system.memory_label()}"
     if not system.has_schedstat():
-        out["schedstat"] = f"server CPU from psutil's clock ticks, not schedstat (coarser on {system.os_name()})"
+        out["schedstat"] = (
+            f"server CPU from psutil's clock ticks, not schedstat (coarser on {system.os_name()})"
+        )
     return out
 
 
 def unpinned() -> list[str]:
     """Every figure degrades the same way when nothing can be pinned."""
-    return [] if system.can_pin() else [f"unpinned: {system.unpinned_reason()} (points spread wider)"]
+    return (
+        [] if system.can_pin() else [f"unpinned: {system.unpinned_reason()} (points spread wider)"]
+    )
 
 
 def figure_status(exp, found_gaps: dict[str, str]) -> tuple[str, list[str]]:
@@ -79,7 +105,9 @@ def figure_status(exp, found_gaps: dict[str, str]) -> tuple[str, list[str]]:
     return (DEGRADED if how else FULL), how
 
 
-def notebook_status(path, figures: dict[str, tuple[str, list[str]]], nginx: str | None) -> tuple[str, list[str]]:
+def notebook_status(
+    path, figures: dict[str, tuple[str, list[str]]], nginx: str | None
+) -> tuple[str, list[str]]:
     """(status, reasons) of one notebook: its nginx cells, and the figures it shows."""
     text = path.with_suffix(".py").read_text(encoding="utf-8")
     how = []
@@ -89,7 +117,11 @@ def notebook_status(path, figures: dict[str, tuple[str, list[str]]], nginx: str 
         status, why = figures.get(name, (FULL, []))
         if status != FULL:
             # a skipped figure's reason is in the figures section above
-            how.append(f"figure {name} skipped" if status == NOT_AT_ALL else f"figure {name}: {'; '.join(why)}")
+            how.append(
+                f"figure {name} skipped"
+                if status == NOT_AT_ALL
+                else f"figure {name}: {'; '.join(why)}"
+            )
     return (DEGRADED if how else FULL), how
 
 
@@ -115,7 +147,9 @@ def python_line() -> str:
     built = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
     enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
     if built:
-        gil = "free-threaded build, GIL " + ("re-enabled (an extension asked for it)" if enabled else "disabled")
+        gil = "free-threaded build, GIL " + (
+            "re-enabled (an extension asked for it)" if enabled else "disabled"
+        )
     else:
         gil = "GIL build (not free-threaded)"
     return f"{sys.version.split()[0]} ({sys.executable}), {gil}"
@@ -138,14 +172,21 @@ def files_line() -> str:
         return f"no open-files limit to read on {system.os_name()}"
     soft, hard = limits
     need = 256 + 64  # a 256-user run's sockets, and some to spare
-    advice = "enough for a 256-user run" if soft >= need else (
-        f"below the {need} a 256-user run needs: the lab raises it when it starts a server"
-        if hard >= need else f"below the {need} a 256-user run needs: run `ulimit -n {need}` first")
+    advice = (
+        "enough for a 256-user run"
+        if soft >= need
+        else (
+            f"below the {need} a 256-user run needs: the lab raises it when it starts a server"
+            if hard >= need
+            else f"below the {need} a 256-user run needs: run `ulimit -n {need}` first"
+        )
+    )
     return f"soft {soft}, hard {hard} ({advice})"
 
 
 def report(out=None) -> int:
-    """Print the whole report to ``out`` (stdout); return 1 when the lab cannot run at all, else 0."""
+    """Print the whole report to ``out`` (stdout);
+    return 1 when the lab cannot run at all, else 0."""
     out = out or sys.stdout
 
     def say(text=""):
@@ -191,10 +232,15 @@ def report(out=None) -> int:
     say("labs (make grade LAB=NN)")
     for folder in sorted(LABS_DIR.glob("[0-9][0-9]-*")):
         if folder.is_dir():
-            row(folder.name, *lab_status(folder), pinned=False)  # graders check behaviour, not spread
+            row(
+                folder.name, *lab_status(folder), pinned=False
+            )  # graders check behaviour, not spread
     say()
     if fatal:
         say(f"the lab cannot run here: {fatal}")
         return 1
-    say(f"the lab runs here: {counts[FULL]} fully, {counts[DEGRADED]} degraded, {counts[NOT_AT_ALL]} not at all")
+    say(
+        f"the lab runs here: {counts[FULL]} fully, "
+        f"{counts[DEGRADED]} degraded, {counts[NOT_AT_ALL]} not at all"
+    )
     return 0

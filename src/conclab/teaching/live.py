@@ -1,4 +1,4 @@
-"""A chart that moves while the lab measures: throughput, p50/p99 and requests in flight, per second.
+"""A chart that moves while the lab measures: throughput, p50/p99, requests in flight, per second.
 
     with LiveChart("WSGI vs ASGI"):
         data = measure(REGISTRY["wsgi_vs_asgi"])
@@ -31,7 +31,9 @@ from matplotlib.figure import Figure
 from ..base.specs import FIELDS
 from ..measuring import driver
 
-INTENDED, END, STATUS, ERROR = (FIELDS.index(n) for n in ("intended_ns", "end_ns", "status", "error"))
+INTENDED, END, STATUS, ERROR = (
+    FIELDS.index(n) for n in ("intended_ns", "end_ns", "status", "error")
+)
 FRAME_INCHES = (9.0, 5.2)
 FRAME_DPI = 72  # a small PNG: cheap to draw (tens of ms), sharp enough on a projector
 
@@ -44,9 +46,13 @@ class _Segment:
     t0_s: float  # when the run's clock started, seconds since the chart began
     warmup_s: float
     seen: int = 0
-    latencies: dict = field(default_factory=dict)  # second -> list of latencies (ms) of answered requests
+    latencies: dict = field(
+        default_factory=dict
+    )  # second -> list of latencies (ms) of answered requests
     errors: dict = field(default_factory=dict)  # second -> failed requests
-    in_flight: list = field(default_factory=list)  # (seconds since the run began, requests in flight)
+    in_flight: list = field(
+        default_factory=list
+    )  # (seconds since the run began, requests in flight)
     end_s: float | None = None  # length of the run, once finished
 
 
@@ -71,7 +77,9 @@ class LiveChart:
     one display handle is created and updated. ``every``: seconds between frames.
     """
 
-    def __init__(self, title: str = "", every: float = 1.0, show: Callable[[bytes], None] | None = None):
+    def __init__(
+        self, title: str = "", every: float = 1.0, show: Callable[[bytes], None] | None = None
+    ):
         self.title = title
         self.every = every
         self._show = show
@@ -116,7 +124,7 @@ class LiveChart:
             self.segments.append(seg)
         records = run.records
         count = len(records)
-        for rec in records[seg.seen:count]:  # a slice: the driver keeps appending meanwhile
+        for rec in records[seg.seen : count]:  # a slice: the driver keeps appending meanwhile
             second = (rec[END] - run.started_ns) // 1_000_000_000
             if rec[ERROR] or not rec[STATUS]:
                 seg.errors[second] = seg.errors.get(second, 0) + 1
@@ -127,7 +135,9 @@ class LiveChart:
         seg.in_flight.append((now_s, run.in_flight))
         if run.finished:
             seg.end_s = now_s
-        if time.monotonic() - self._last_draw >= self.every * 0.9 or (run.finished and not self.frames):
+        if time.monotonic() - self._last_draw >= self.every * 0.9 or (
+            run.finished and not self.frames
+        ):
             self.draw()
 
     # -- drawing -------------------------------------------------------------
@@ -135,7 +145,9 @@ class LiveChart:
     # each frame: making fresh axes (ticks, labels) would cost several times more.
     def _series(self, seg: _Segment):
         """Per completed second: x (chart time), answered/s, p50, p99, failed/s."""
-        last = math.floor(seg.end_s) if seg.end_s is not None else math.floor(seg.in_flight[-1][0]) - 1
+        last = (
+            math.floor(seg.end_s) if seg.end_s is not None else math.floor(seg.in_flight[-1][0]) - 1
+        )
         rows = []
         for second in range(0, last + 1):
             lat = seg.latencies.get(second, [])
@@ -144,8 +156,16 @@ class LiveChart:
                 span = seg.end_s - second  # the run's last, partial second
                 if span < 0.25:
                     continue
-            p50, p99 = (np.percentile(lat, [50, 99]) if lat else (np.nan, np.nan))
-            rows.append((seg.t0_s + second + span / 2, len(lat) / span, p50, p99, seg.errors.get(second, 0) / span))
+            p50, p99 = np.percentile(lat, [50, 99]) if lat else (np.nan, np.nan)
+            rows.append(
+                (
+                    seg.t0_s + second + span / 2,
+                    len(lat) / span,
+                    p50,
+                    p99,
+                    seg.errors.get(second, 0) / span,
+                )
+            )
         return np.array(rows).reshape(-1, 5)
 
     def _setup(self):
@@ -183,10 +203,25 @@ class LiveChart:
             seg_end = seg.t0_s + (seg.end_s if seg.end_s is not None else seg.in_flight[-1][0])
             end = max(end, seg_end)
             if i == len(self._spans):  # a new run: its band, warm-up and label, made once
-                bands = [(ax.axvspan(seg.t0_s, seg_end, color="#f3f3f3" if i % 2 else "#e8eef7", zorder=0),
-                          ax.axvspan(seg.t0_s, seg.t0_s, color="#d9d9d9", zorder=0)) for ax in self._axes]
-                ax_x.annotate(seg.label, (seg.t0_s, 1), xycoords=("data", "axes fraction"), xytext=(2, -2),
-                              textcoords="offset points", va="top", fontsize=7, color="#444")
+                bands = [
+                    (
+                        ax.axvspan(
+                            seg.t0_s, seg_end, color="#f3f3f3" if i % 2 else "#e8eef7", zorder=0
+                        ),
+                        ax.axvspan(seg.t0_s, seg.t0_s, color="#d9d9d9", zorder=0),
+                    )
+                    for ax in self._axes
+                ]
+                ax_x.annotate(
+                    seg.label,
+                    (seg.t0_s, 1),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(2, -2),
+                    textcoords="offset points",
+                    va="top",
+                    fontsize=7,
+                    color="#444",
+                )
                 self._spans.append(bands)
             for band, warm in self._spans[i]:
                 band.set_width(seg_end - seg.t0_s)
@@ -194,19 +229,27 @@ class LiveChart:
             rows = self._series(seg)
             for k, name in enumerate(("answered", "p50", "p99", "failed"), start=1):
                 col = rows[:, (1, 2, 3, 4)[k - 1]] if len(rows) else []
-                columns[name] += [*zip(rows[:, 0], col, strict=True), (np.nan, np.nan)] if len(rows) else []
+                columns[name] += (
+                    [*zip(rows[:, 0], col, strict=True), (np.nan, np.nan)] if len(rows) else []
+                )
             flight = np.array(seg.in_flight)
             flight_x += [*(seg.t0_s + flight[:, 0]), np.nan]
             flight_y += [*flight[:, 1], np.nan]
         for name in ("answered", "p50", "p99", "failed"):
             pts = np.array(columns[name], dtype=float).reshape(-1, 2)
             self._lines[name].set_data(pts[:, 0], pts[:, 1])
-        any_failed = bool(np.nansum(self._lines["failed"].get_ydata())) if len(columns["failed"]) else False
+        any_failed = (
+            bool(np.nansum(self._lines["failed"].get_ydata())) if len(columns["failed"]) else False
+        )
         self._lines["failed"].set_visible(any_failed)
         self._lines["flight"].set_data(flight_x, flight_y)
         for ax in self._axes:  # from 0 to the highest point, with room for the runs' labels
             ys = [y for line in ax.get_lines() if line.get_visible() for y in line.get_ydata()]
-            top = np.nanmax(np.asarray(ys, dtype=float)) if np.isfinite(np.asarray(ys, dtype=float)).any() else 0.0
+            top = (
+                np.nanmax(np.asarray(ys, dtype=float))
+                if np.isfinite(np.asarray(ys, dtype=float)).any()
+                else 0.0
+            )
             ax.set_ylim(0, top * 1.25 or 1.0)
         ax_l.set_xlim(self.segments[0].t0_s if self.segments else 0, max(end, 1.0))
         state = "done" if self.segments and self.segments[-1].end_s is not None else "measuring..."

@@ -37,7 +37,9 @@ def notebook_paths(only: str | None = None, folder: Path = NOTEBOOKS) -> list[Pa
     """The lesson notebooks in order; ``only`` picks one by number ("02") or name."""
     paths = sorted(Path(folder).glob("[0-9][0-9]-*.ipynb"))
     if only:
-        paths = [p for p in paths if p.stem == only or p.stem.split("-", 1)[0] == only or p.name == only]
+        paths = [
+            p for p in paths if p.stem == only or p.stem.split("-", 1)[0] == only or p.name == only
+        ]
     return paths
 
 
@@ -85,8 +87,11 @@ def execute(path: Path, quick: bool | None = None, cell_timeout: int = CELL_TIME
         env.pop("CONCLAB_QUICK", None)
     env.pop("MPLBACKEND", None)  # the kernel picks its inline backend itself
     client = NotebookClient(
-        nb, kernel_manager_class=_kernel_manager_class(), kernel_name="conclab-python",
-        timeout=cell_timeout, startup_timeout=120,
+        nb,
+        kernel_manager_class=_kernel_manager_class(),
+        kernel_name="conclab-python",
+        timeout=cell_timeout,
+        startup_timeout=120,
         resources={"metadata": {"path": str(path.parent)}},
         # Loopback-only kernel: its "TCP without encryption" warning is noise here.
         extra_arguments=["--IPKernelApp.log_level=ERROR"],

@@ -65,14 +65,20 @@ def only(exp: Experiment, *, x=None, series=None, route=None, where=None, extra=
     ``extra=False`` skips the experiment's extra measurement (e.g. wrk's ceiling).
     The points kept are measured exactly as `make charts` measures them.
     """
-    def keep(job):
-        return ((x is None or job.x in x)
-                and (series is None or job.series in series)
-                and (route is None or job.load.path.split("?")[0] == route)
-                and (where is None or where(job)))
 
-    return dataclasses.replace(exp, jobs=lambda quick: [job for job in exp.jobs(quick) if keep(job)],
-                               extra=exp.extra if extra else None)
+    def keep(job):
+        return (
+            (x is None or job.x in x)
+            and (series is None or job.series in series)
+            and (route is None or job.load.path.split("?")[0] == route)
+            and (where is None or where(job))
+        )
+
+    return dataclasses.replace(
+        exp,
+        jobs=lambda quick: [job for job in exp.jobs(quick) if keep(job)],
+        extra=exp.extra if extra else None,
+    )
 
 
 def plan(exp: Experiment, quick: bool | None = None) -> Table:
@@ -82,14 +88,26 @@ def plan(exp: Experiment, quick: bool | None = None) -> Table:
     quick = quick_mode() if quick is None else quick
     series: dict = {}
     for job in exp.jobs(quick):
-        row = series.setdefault(job.series, {"servers": [], "routes": [], "loads": [], "xs": [], "time": []})
+        row = series.setdefault(
+            job.series, {"servers": [], "routes": [], "loads": [], "xs": [], "time": []}
+        )
         load = job.load
-        users = (f"{load.concurrency} users" if load.concurrency else f"{load.rate:g} req/s")
+        users = f"{load.concurrency} users" if load.concurrency else f"{load.rate:g} req/s"
         if load.requests and not load.duration:
-            users = (f"{load.requests} at once" if load.requests == load.concurrency
-                     else f"{load.requests} requests, {load.concurrency} at a time")
-        timing = f"{load.warmup:g} s warm-up + {load.duration:g} s" if load.duration else "until done"
-        for key, value in (("servers", job.spec.label), ("routes", load.path), ("loads", users), ("time", timing)):
+            users = (
+                f"{load.requests} at once"
+                if load.requests == load.concurrency
+                else f"{load.requests} requests, {load.concurrency} at a time"
+            )
+        timing = (
+            f"{load.warmup:g} s warm-up + {load.duration:g} s" if load.duration else "until done"
+        )
+        for key, value in (
+            ("servers", job.spec.label),
+            ("routes", load.path),
+            ("loads", users),
+            ("time", timing),
+        ):
             if value not in row[key]:
                 row[key].append(value)
         if job.x is not None and job.x not in row["xs"]:
@@ -99,11 +117,23 @@ def plan(exp: Experiment, quick: bool | None = None) -> Table:
         values = [str(v) for v in values]
         return ", ".join(values) if len(values) <= 3 else f"{values[0]}, ..., {values[-1]}"
 
-    rows = [[name, joined(r["servers"]), joined(r["routes"]), joined(r["loads"]), joined(r["xs"]) or "-", joined(r["time"])]
-            for name, r in series.items()]
+    rows = [
+        [
+            name,
+            joined(r["servers"]),
+            joined(r["routes"]),
+            joined(r["loads"]),
+            joined(r["xs"]) or "-",
+            joined(r["time"]),
+        ]
+        for name, r in series.items()
+    ]
     mode = "quick mode" if quick else "full mode"
-    return Table(["series", "server", "route", "load", "x (points)", "per point"], rows,
-                 f"{exp.name} ({mode}): {exp.title}")
+    return Table(
+        ["series", "server", "route", "load", "x (points)", "per point"],
+        rows,
+        f"{exp.name} ({mode}): {exp.title}",
+    )
 
 
 def command_line(spec: ServerSpec, port: int = 8000) -> str:
@@ -116,7 +146,13 @@ def command_line(spec: ServerSpec, port: int = 8000) -> str:
 def point(spec: ServerSpec, result, label: str | None = None) -> dict:
     """A LoadResult as a dict shaped like an experiment's points (plus its records)."""
     load = result.load
-    job = Job(label or f"{spec.label}: {load.path}", spec, load, x=load.concurrency or load.rate, keep_records=True)
+    job = Job(
+        label or f"{spec.label}: {load.path}",
+        spec,
+        load,
+        x=load.concurrency or load.rate,
+        keep_records=True,
+    )
     return point_doc(job, result)
 
 
@@ -135,21 +171,33 @@ class Table:
         if isinstance(value, float):
             if math.isinf(value):
                 return "unbounded"
-            return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+            return (
+                f"{value:,.0f}"
+                if abs(value) >= 100
+                else f"{value:.1f}"
+                if abs(value) >= 10
+                else f"{value:.2f}"
+            )
         return str(value)
 
     def __repr__(self):
         cells = [self.columns] + [[self._fmt(v) for v in row] for row in self.rows]
         widths = [max(len(r[i]) for r in cells) for i in range(len(self.columns))]
-        lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-                 for r in cells]
+        lines = [
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+            for r in cells
+        ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(lines + ([self.note] if self.note else []))
 
     def _repr_html_(self):
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(self._fmt(v))}</td>" for v in row) + "</tr>" for row in self.rows
+            "<tr>" + "".join(f"<td>{html.escape(self._fmt(v))}</td>" for v in row) + "</tr>"
+            for row in self.rows
         )
         note = f"<p><small>{html.escape(self.note)}</small></p>" if self.note else ""
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
@@ -172,10 +220,29 @@ def summary_table(points) -> Table:
         s = p["summary"]
         lat = s.latency_ms
         saturated |= s.client_saturated
-        rows.append([p["series"], p["load"]["path"], _load_label(p), s.throughput_rps, lat.p50, lat.p99,
-                     lat.mean, s.error_count, f"{s.client_cpu:.0%}" + (" SATURATED" if s.client_saturated else "")])
-    note = "SATURATED: the load driver was the bottleneck - its numbers understate the server." if saturated else ""
-    return Table(["run", "route", "load", "req/s", "p50 ms", "p99 ms", "mean ms", "errors", "client CPU"], rows, note)
+        rows.append(
+            [
+                p["series"],
+                p["load"]["path"],
+                _load_label(p),
+                s.throughput_rps,
+                lat.p50,
+                lat.p99,
+                lat.mean,
+                s.error_count,
+                f"{s.client_cpu:.0%}" + (" SATURATED" if s.client_saturated else ""),
+            ]
+        )
+    note = (
+        "SATURATED: the load driver was the bottleneck - its numbers understate the server."
+        if saturated
+        else ""
+    )
+    return Table(
+        ["run", "route", "load", "req/s", "p50 ms", "p99 ms", "mean ms", "errors", "client CPU"],
+        rows,
+        note,
+    )
 
 
 def littles_law_table(points) -> Table:
@@ -185,15 +252,25 @@ def littles_law_table(points) -> Table:
         s = p["summary"]
         pred = p.get("prediction") or {}
         slots = pred.get("slots")
-        rows.append([
-            p["series"], _load_label(p), float(slots) if slots is not None else (math.inf if pred else None),
-            s.throughput_rps, pred.get("throughput_rps"), s.latency_ms.mean, pred.get("latency_ms"),
-            s.throughput_rps * s.latency_ms.mean / 1000 if s.completed else None, s.mean_in_flight,
-        ])
+        rows.append(
+            [
+                p["series"],
+                _load_label(p),
+                float(slots) if slots is not None else (math.inf if pred else None),
+                s.throughput_rps,
+                pred.get("throughput_rps"),
+                s.latency_ms.mean,
+                pred.get("latency_ms"),
+                s.throughput_rps * s.latency_ms.mean / 1000 if s.completed else None,
+                s.mean_in_flight,
+            ]
+        )
     return Table(
-        ["run", "load", "slots c", "X req/s", "X theory", "R ms", "R theory", "X*R", "L measured"], rows,
-        "X: throughput; R: mean latency; L: mean requests in flight. Theory: X = min(N, c)/S, R = N/X. "
-        "Little's law says L = X*R - the last two columns should agree.",
+        ["run", "load", "slots c", "X req/s", "X theory", "R ms", "R theory", "X*R", "L measured"],
+        rows,
+        "X: throughput; R: mean latency; L: mean requests in flight. "
+        "Theory: X = min(N, c)/S, R = N/X. Little's law "
+        "says L = X*R - the last two columns should agree.",
     )
 
 
@@ -205,7 +282,16 @@ def latency_table(points) -> Table:
         rows.append([p["series"], lat.mean, lat.p50, lat.p90, lat.p99, lat.max])
         if p["load"].get("rate"):
             svc = p["summary"].service_ms
-            rows.append(["  ...measured from the send (uncorrected)", svc.mean, svc.p50, svc.p90, svc.p99, svc.max])
+            rows.append(
+                [
+                    "  ...measured from the send (uncorrected)",
+                    svc.mean,
+                    svc.p50,
+                    svc.p90,
+                    svc.p99,
+                    svc.max,
+                ]
+            )
     return Table(["run", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms"], rows)
 
 
@@ -216,19 +302,30 @@ def probe_table(points) -> Table:
         probe = p.get("probe")
         lat = probe.latency_ms if probe else Percentiles(None, None, None, None, None)
         rows.append([p["series"], p["summary"].throughput_rps, lat.p50, lat.p99, lat.max])
-    return Table(["route under load", "req/s", "/health p50 ms", "/health p99 ms", "/health max ms"], rows)
+    return Table(
+        ["route under load", "req/s", "/health p50 ms", "/health p99 ms", "/health max ms"], rows
+    )
 
 
-def check_guess(guess: float | None, measured: float, *, what: str = "throughput", unit: str = "req/s",
-                theory: float | None = None) -> None:
+def check_guess(
+    guess: float | None,
+    measured: float,
+    *,
+    what: str = "throughput",
+    unit: str = "req/s",
+    theory: float | None = None,
+) -> None:
     """Print the student's guess beside the measurement (and the theory, if given)."""
+
     def show(value):
         return f"{Table._fmt(float(value))}{' ' + unit if unit else ''}"
 
     theory_text = f" (theory: {show(theory)})" if theory is not None else ""
     if guess is None or isinstance(guess, str | bool) or not isinstance(guess, int | float):
-        print(f"{what}: measured {show(measured)}{theory_text}. "
-              f"No guess yet - write a number in the guess cell above and run both cells again.")
+        print(
+            f"{what}: measured {show(measured)}{theory_text}. "
+            f"No guess yet - write a number in the guess cell above and run both cells again."
+        )
         return
     ratio = guess / measured if measured else math.inf
     if 0.8 <= ratio <= 1.25:
@@ -237,7 +334,9 @@ def check_guess(guess: float | None, measured: float, *, what: str = "throughput
         verdict = f"{ratio:.1f}x too high"
     else:
         verdict = f"{1 / ratio:.1f}x too low" if ratio > 0 else "too low"
-    print(f"{what}: you guessed {show(guess)}, we measured {show(measured)}{theory_text} -> {verdict}")
+    print(
+        f"{what}: you guessed {show(guess)}, we measured {show(measured)}{theory_text} -> {verdict}"
+    )
 
 
 def timeline_figure(points, height_per_panel=2.4) -> Figure:
@@ -279,9 +378,15 @@ def task_timeline(panels: dict, title: str = "", max_rows: int = 30) -> Figure:
         ax.set_title(f"{name} - all done after {total:.0f} ms", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     axes[-1].set_xlabel("time since the first task started (ms)")
-    fig.legend(handles=[_patch("#b0c4de", "task alive (mostly paused at an await)"),
-                        _patch("#a01c1c", "task blocking the thread (time.sleep)")],
-               fontsize=7, loc="outside upper right", ncols=2)
+    fig.legend(
+        handles=[
+            _patch("#b0c4de", "task alive (mostly paused at an await)"),
+            _patch("#a01c1c", "task blocking the thread (time.sleep)"),
+        ],
+        fontsize=7,
+        loc="outside upper right",
+        ncols=2,
+    )
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -332,5 +437,8 @@ def gil_status() -> str:
     """One line on this interpreter's GIL (free-threaded builds exist from Python 3.13)."""
     check = getattr(sys, "_is_gil_enabled", None)
     enabled = True if check is None else check()
-    return (f"Python {sys.version.split()[0]}: the GIL is {'ON' if enabled else 'OFF (free-threaded build)'}; "
-            f"a thread running Python code is asked to let others in every {sys.getswitchinterval() * 1000:g} ms")
+    return (
+        f"Python {sys.version.split()[0]}: the GIL is "
+        f"{'ON' if enabled else 'OFF (free-threaded build)'}; a thread running Python code "
+        f"is asked to let others in every {sys.getswitchinterval() * 1000:g} ms"
+    )

@@ -23,7 +23,9 @@ async def answer(path, query):
             return (await client.get(UPSTREAM_URL, timeout=10)).text + "!"
     if path == "/hash":
         text, rounds = query["text"][0].encode(), int(query["rounds"][0])
-        return await asyncio.to_thread(lambda: hashlib.pbkdf2_hmac("sha256", text, b"salt", rounds).hex())
+        return await asyncio.to_thread(
+            lambda: hashlib.pbkdf2_hmac("sha256", text, b"salt", rounds).hex()
+        )
     return None
 
 

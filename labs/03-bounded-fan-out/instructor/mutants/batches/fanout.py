@@ -18,5 +18,5 @@ async def fetch_all(urls, limit, timeout):
 
         results = []
         for i in range(0, len(urls), limit):
-            results += await asyncio.gather(*(fetch_one(url) for url in urls[i:i + limit]))
+            results += await asyncio.gather(*(fetch_one(url) for url in urls[i : i + limit]))
         return results

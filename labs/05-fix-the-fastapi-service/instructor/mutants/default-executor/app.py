@@ -62,4 +62,3 @@ async def api_key(user: str, rounds: Annotated[int, Query(ge=1, le=10_000_000)] 
 @app.get("/reports/{report_id}/pdf")
 def report_pdf(report_id: int, ms: Ms = 1000):
     return backends.render_pdf(report_id, ms)
-

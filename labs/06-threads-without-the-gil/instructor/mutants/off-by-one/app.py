@@ -80,6 +80,11 @@ async def app(scope, receive, send):
         status, body = await handle(scope["path"], query)
     except ValueError:
         status, body = 400, {"error": "below must be an integer"}
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": json.dumps(body).encode() + b"\n"})
