@@ -386,16 +386,18 @@ teach.probe_table(list(most.values()))
 # server reports its own interpreter and whether its GIL is on **right now**
 # (`sys._is_gil_enabled()`, on its `/interpreter` route), because a C extension that does not
 # declare free-threading support turns the GIL back on when it is imported.
+# <!-- claim: 3.14 = https://peps.python.org/pep-0779/ -->
 #
 # The `freethreaded` experiment sends 1 to 8 users of `/offload-cpu?ms=20` (20 ms of CPU in
 # a pool thread) to the raw ASGI server, with pools of 1, 2 and the usable cores, on both
 # builds. `burn_cpu` burns a fixed CPU *time*, which hides how fast each interpreter runs
 # Python, so the experiment also sends `/offload-work`, a fixed amount of *work*, and reads
 # the server's CPU time per request.
+# <!-- claim: 1 = min(freethreaded.json:points.*.x); 8 = max(freethreaded.json:points.*.x); 20 = freethreaded.json:points.0.prediction.service_s*1000; 2 = max(freethreaded.json:points.*.tags.threadpool) -->
 #
 # **Predict** for a pool of 2 on the free-threaded build: the throughput with 2 users
 # divided by the throughput with 1 - and the same on the GIL build. And: does the same work
-# cost the free-threaded build more CPU time, or less?
+# cost the free-threaded build more CPU time, or less? <!-- claim: 2 = cell; 1 = cell -->
 
 # %%
 my_guess_free_speedup = None  # free-threaded, pool of 2: throughput with 2 users / with 1
@@ -453,14 +455,16 @@ print("servers:", interpreters.footer_words(points, "?"))
 #   [What's New in 3.14](https://docs.python.org/3.14/whatsnew/3.14.html) puts 3.14t's cost at
 #   roughly 5-10%). With one user the GIL build is faster; from two users on the
 #   free-threaded build wins as long as there are cores.
+#   <!-- claim: 3.13 = https://docs.python.org/3.13/howto/free-threading-python.html; 3.14 = https://docs.python.org/3.14/whatsnew/3.14.html; 5 = https://docs.python.org/3.14/whatsnew/3.14.html; 10 = https://docs.python.org/3.14/whatsnew/3.14.html -->
 # - **What breaks:** an extension that does not declare free-threading support turns the GIL
 #   back on at import (the server's report then says so, and names the module: httptools
 #   0.7.1 does; 0.8 and later declare support), and code that was thread-safe by accident
 #   stops being so - `counter += 1` on shared state loses updates. Lab 06
 #   (`labs/06-threads-without-the-gil`) is about exactly that.
+#   <!-- claim: 0.8 = https://github.com/MagicStack/httptools/releases -->
 # - **Not measured here:** Python 3.14's interpreter pool (`InterpreterPoolExecutor`, one
 #   interpreter with its own GIL per thread, [PEP 734](https://peps.python.org/pep-0734/)):
-#   no 3.14 runs on this machine outside a chroot.
+#   no 3.14 runs on this machine outside a chroot. <!-- claim: 3.14 = https://docs.python.org/3.14/whatsnew/3.14.html -->
 
 # %% [markdown]
 # ## Takeaway
@@ -471,7 +475,7 @@ print("servers:", interpreters.footer_words(points, "?"))
 #   add no throughput. More processes do, up to the usable cores.
 # - On a **free-threaded** Python (3.13t, 3.14t) pool threads do compute on several cores,
 #   at a single-thread cost, as long as no extension turns the GIL back on and shared state
-#   is locked.
+#   is locked. <!-- claim: 3.13 = https://docs.python.org/3.13/howto/free-threading-python.html; 3.14 = https://docs.python.org/3.14/howto/free-threading-python.html -->
 # - AnyIO's default thread limiter - used by Starlette and FastAPI for `def` endpoints, sync
 #   background tasks and file handling - has **40** tokens. When all are taken, more sync <!-- claim: 40 = pkg:anyio.thread_tokens -->
 #   work queues silently.
