@@ -204,25 +204,27 @@ def test_taken_port_raises_start_error_quoting_the_server(base):
     assert wait_gone(processes_mentioning(" ".join(spec.command(port))), timeout=5) == []
 
 
-FAKE_SERVER = """#!/bin/sh
-# A server that words its failure its own way: on port {port} it says nothing of
-# "in use" and exits; on any other port it is the real Python.
-case " $* " in
-  *" {port} "*) echo "kaput: cannot open the listening socket" >&2; exit 3;;
-esac
-exec {python} "$@"
+FAKE_APP = """
+# An app whose server words its failure its own way: on port {port} it says nothing
+# of "in use" and exits; on any other port it is the raw ASGI app.
+import os, sys
+if "{port}" in sys.argv:
+    print("kaput: cannot open the listening socket", file=sys.stderr, flush=True)
+    os._exit(3)
+sys.path.insert(0, {servers!r})
+from asgi_minimal import app
 """
 
 
 def test_a_reworded_server_message_still_triggers_the_port_retry(tmp_path, monkeypatch):
+    from conclab.base.paths import SERVERS_DIR
+
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        fake = tmp_path / "python"
-        fake.write_text(FAKE_SERVER.format(port=port, python=sys.executable))
-        fake.chmod(0o755)
-        spec = ServerSpec("asgi", python=str(fake))
+        (tmp_path / "fakeapp.py").write_text(FAKE_APP.format(port=port, servers=str(SERVERS_DIR)))
+        spec = ServerSpec("asgi", app="fakeapp:app", app_dir=str(tmp_path))
         # Fixed on the taken port: one attempt, and the error knows the port was taken.
         with pytest.raises(ServerStartError) as info:
             with serve(dataclasses.replace(spec, port=port)):

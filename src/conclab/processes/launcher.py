@@ -198,6 +198,31 @@ def port_taken(port: int, host: str = LOOPBACK) -> bool:
     return False
 
 
+def taken_by_another_program(server: Server) -> bool:
+    """True if another program holds the server's port: the start failed because of it.
+
+    A process the server forked away (a crashing lab submission's child, say) may
+    still hold the port the server bound itself; it writes to the server's log, so
+    its open files name it. Where the system does not say who holds a port, a
+    taken port counts as another program's.
+    """
+    if not port_taken(server.port):
+        return False
+    try:
+        holders = {
+            c.pid
+            for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr[1] == server.port and c.pid
+        }
+    except psutil.Error:
+        return True
+    for pid in holders:
+        with contextlib.suppress(psutil.Error):
+            if any(f.path == str(server.log_path) for f in psutil.Process(pid).open_files()):
+                return False  # one of the server's own
+    return True
+
+
 def launch(
     spec,
     command: list[str],
@@ -354,7 +379,7 @@ def wait_for_health(
                 output = tail(server.log())
                 # A process the server forked away may hold the port it bound itself:
                 # that port was ours, so trying another would only fail again.
-                taken = not bound and port_taken(server.port)
+                taken = not bound and taken_by_another_program(server)
                 in_use = f"; port {server.port} is in use" if taken else ""
                 raise ServerStartError(
                     f"{server.spec.label} {what}{in_use}.",
