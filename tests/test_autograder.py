@@ -22,7 +22,8 @@ import yaml
 
 from conclab.labs import handout as handouts
 
-pytestmark = [pytest.mark.labs, pytest.mark.slow, pytest.mark.timeout(600)]
+# A long CI stage (make test-stages): each test grades a submission as Gradescope would.
+pytestmark = [pytest.mark.labs, pytest.mark.slow, pytest.mark.stage, pytest.mark.timeout(600)]
 
 CONCLAB = str(Path(sys.executable).with_name("conclab"))
 LAB = handouts.find_lab("04")

@@ -19,7 +19,8 @@ import pytest
 from conclab.labs import handout as handouts
 from conclab.labs.batch import grade_batch, submissions
 
-pytestmark = [pytest.mark.labs, pytest.mark.slow, pytest.mark.timeout(900)]
+# A long CI stage (make test-stages): a whole class graded twice, serially and in parallel.
+pytestmark = [pytest.mark.labs, pytest.mark.slow, pytest.mark.stage, pytest.mark.timeout(900)]
 
 LAB = handouts.find_lab("04")
 SOLUTION = (LAB / "app.py").read_text()
