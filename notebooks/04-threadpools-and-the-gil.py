@@ -29,9 +29,8 @@ from conclab.base.cores import usable_cores
 from conclab.base.paths import FIGURES_DIR, quick_mode
 from conclab.base.specs import ServerSpec
 from conclab.figures import freethreaded
-from conclab.figures.experiment import figure
+from conclab.figures.experiment import figure, read_data
 from conclab.figures.registry import REGISTRY
-from conclab.measuring import results
 from conclab.measuring.driver import run_load
 from conclab.processes import interpreters
 from conclab.processes.launcher import serve
@@ -412,14 +411,17 @@ why = FREE_THREADED.missing()
 if why:
     print(f"skipped: {why}")
 else:
-    mine = teach.measure(teach.only(FREE_THREADED, x=[1, 2], where=lambda job: job.tags["threadpool"] == 2
-                                    and job.tags["route"] in ("/offload-cpu", "/offload-work")),
-                         results_dir=RESULTS_DIR, fresh=True)
+    pool_of_two = teach.only(
+        FREE_THREADED, x=[1, 2],
+        where=lambda job: job.tags["threadpool"] == 2
+        and job.tags["route"] in ("/offload-cpu", "/offload-work"),
+    )
+    mine = teach.measure(pool_of_two, results_dir=RESULTS_DIR, fresh=True)
     ratio = freethreaded.speedups(mine["points"])
-    teach.check_guess(my_guess_free_speedup, ratio[freethreaded.FREE], what="free-threaded, 2 users / 1", unit="x",
-                      theory=2.0)
-    teach.check_guess(my_guess_gil_speedup, ratio[freethreaded.GIL], what="GIL build, 2 users / 1", unit="x",
-                      theory=1.0)
+    teach.check_guess(my_guess_free_speedup, ratio[freethreaded.FREE],
+                      what="free-threaded, 2 users / 1", unit="x", theory=2.0)
+    teach.check_guess(my_guess_gil_speedup, ratio[freethreaded.GIL],
+                      what="GIL build, 2 users / 1", unit="x", theory=1.0)
     figure(FREE_THREADED, mine)
 
 # %% [markdown]
@@ -427,14 +429,15 @@ else:
 # numbers below are read from its data, `figures/data/freethreaded.json`:
 
 # %%
-reference = results.read_json(FIGURES_DIR / "data" / "freethreaded.json")
+reference = read_data(FIGURES_DIR / "data" / "freethreaded.json")
 points = reference["points"]
 cores = reference["machine"]["usable_cores"]
 for build, x in freethreaded.speedups(points).items():
     print(f"{build:14} pool of 2: 2 users give {x:.2f}x the throughput of 1 user")
 cost = freethreaded.fixed_work_ms(points)
 print(f"fixed work, server CPU per request: GIL build {cost[freethreaded.GIL]:.1f} ms, "
-      f"free-threaded {cost[freethreaded.FREE]:.1f} ms ({cost[freethreaded.FREE] / cost[freethreaded.GIL] - 1:+.0%})")
+      f"free-threaded {cost[freethreaded.FREE]:.1f} ms "
+      f"({cost[freethreaded.FREE] / cost[freethreaded.GIL] - 1:+.0%})")
 for build in (freethreaded.GIL, freethreaded.FREE):
     print(f"{build:14} /health median during the load (pool of 2): "
           f"{freethreaded.median_probe_ms(points, build):.1f} ms")

@@ -223,7 +223,7 @@ def test_bench_runs_unpinned_and_says_so(mac_env):
         mac_env,
     )
     assert status == 0, out
-    assert "(unpinned: no CPU affinity on macOS)" in out  # the server's line
+    assert "(unpinned: no CPU affinity on macOS; " in out  # the server's line
     assert "client      unpinned: no CPU affinity on macOS" in out
     assert "waiting for a CPU not measured (no schedstat on macOS)" in out
     assert "0% waiting" not in out

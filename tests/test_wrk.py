@@ -65,15 +65,15 @@ def test_driver_agrees_with_wrk_on_io(users):
                 warn=False,
             ).summary
             theirs = wrk.run_wrk(server.url + IO, users, SECONDS)
-            assert theirs.errors == 0 and ours["error_count"] == 0
-            off_rps = ours["throughput_rps"] / theirs.rps - 1
-            off_p50 = ours["latency_ms"]["p50"] / theirs.latency_ms["p50"] - 1
+            assert theirs.errors == 0 and ours.error_count == 0
+            off_rps = ours.throughput_rps / theirs.rps - 1
+            off_p50 = ours.latency_ms.p50 / theirs.latency_ms["p50"] - 1
             if abs(off_rps) <= 0.05 and abs(off_p50) <= 0.10:
                 return
             misses.append(
-                f"driver {ours['throughput_rps']:.0f} req/s, "
-                f"p50 {ours['latency_ms']['p50']:.1f} ms; "
+                f"driver {ours.throughput_rps:.0f} req/s, "
+                f"p50 {ours.latency_ms.p50:.1f} ms; "
                 f"wrk {theirs.rps:.0f} req/s, p50 {theirs.latency_ms['p50']:.1f} ms "
-                f"({off_rps:+.1%}, {off_p50:+.1%}; client saturated: {ours['client_saturated']})"
+                f"({off_rps:+.1%}, {off_p50:+.1%}; client saturated: {ours.client_saturated})"
             )
     pytest.fail(f"{users} users on {IO}: every attempt disagreed with wrk:\n" + "\n".join(misses))
