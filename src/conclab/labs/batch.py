@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..base import system
 from ..base.errors import LabError
 from ..base.files import atomic_write
 from .grading import GRADER_TIMEOUT, collect_checks, find_submission, student_files
@@ -72,7 +72,7 @@ def _gradescope_names(path: Path) -> dict[str, str]:
 
 def core_sets(jobs: int) -> list[list[int]]:
     """Cores of its own for each of ``jobs`` graders (jobs is at most the cores)."""
-    cpus = sorted(os.sched_getaffinity(0))
+    cpus = list(system.cpu_ids())
     size = len(cpus) // jobs
     return [cpus[i * size : (i + 1) * size] for i in range(jobs)]
 
@@ -96,7 +96,7 @@ def grade_batch(
     (out / "feedback").mkdir(parents=True, exist_ok=True)
     students = submissions(batch)
     checks = collect_checks(lab.name)
-    usable = len(os.sched_getaffinity(0))
+    usable = len(system.cpu_ids())
     if jobs > usable:
         print(
             f"{jobs} graders asked, {usable} cores here: "
