@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import functools
 import hashlib
 import json
@@ -147,6 +146,8 @@ def server_venv(python: Interpreter, packages: tuple[str, ...]) -> Path:
     home.parent.mkdir(parents=True, exist_ok=True)
     venv_python = home / "bin" / "python"
     with open(home.parent / f"{home.name}.lock", "w") as lock:
+        import fcntl  # POSIX (macOS and Linux), imported where it is used
+
         fcntl.flock(lock, fcntl.LOCK_EX)
         stamp = home / "conclab-packages.txt"
         have = set(stamp.read_text().split()) if stamp.exists() and venv_python.exists() else set()
