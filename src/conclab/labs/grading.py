@@ -81,7 +81,7 @@ def collect_checks(key: str | None, labs_dir: Path | None = None) -> list[CheckR
         done = subprocess.run(
             [*_pytest_command(lab), "--collect-only", "-q"],
             cwd=lab,
-            env=env,
+            env=_pytest_env(env),
             capture_output=True,
             text=True,
             timeout=120,
@@ -105,6 +105,8 @@ def _lab_and_folder(key, submission, labs_dir):
 
 
 def _pytest_command(lab):
+    # Only the plugins a grader uses: every other plugin installed beside pytest would be
+    # imported at each start (nbmake's notebook schema alone takes over a second).
     return [
         sys.executable,
         "-m",
@@ -112,9 +114,16 @@ def _pytest_command(lab):
         "-c",
         str(lab.parent / "pytest.ini"),
         "-p",
+        "pytest_timeout",
+        "-p",
         "conclab.labs.plugin",
         str(lab / "grader"),
     ]
+
+
+def _pytest_env(env: dict[str, str]) -> dict[str, str]:
+    """The grader's environment: ``env`` with pytest's plugin autoloading turned off."""
+    return dict(env, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
 
 
 def _run_grader(lab, env, timeout, live, popen):
@@ -124,7 +133,7 @@ def _run_grader(lab, env, timeout, live, popen):
         proc = subprocess.Popen(
             _pytest_command(lab),
             cwd=lab,
-            env=env,
+            env=_pytest_env(env),
             start_new_session=True,
             stdout=None if live else log,
             stderr=None if live else subprocess.STDOUT,
