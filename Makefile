@@ -37,9 +37,9 @@ setup: $(STAMP) ## create .venv and install the lab into it
 
 # `make test` lists its 25 slowest tests at the end (docs/timing.md says why each
 # takes that long). The long CI stages run from .ci/run after it: tests marked
-# `stage` (Python matrix, free-threaded build), `cgroup` (every lab graded under
-# an autograder's 0.5 CPU and 768 MB, as root) and the notebooks in Chromium
-# (marker `browser`, about 5 minutes).
+# `stage` (Python matrix, free-threaded build, batch grading, a minute-long soak),
+# `cgroup` (every lab graded under an autograder's 0.5 CPU and 768 MB, as root)
+# and the notebooks in Chromium (marker `browser`, about 5 minutes).
 STAGES := stage or browser or cgroup
 test: $(STAMP) ## run every test but the long CI stages (quick mode: CONCLAB_QUICK=1)
 	CONCLAB_QUICK=1 $(BIN)/python -m pytest -m "not ($(STAGES))" --durations=25

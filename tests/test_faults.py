@@ -583,6 +583,7 @@ def test_records_past_max_records_are_counted_not_kept():
 
 
 @pytest.mark.slow
+@pytest.mark.stage  # a minute of soak: a long CI stage (make test-stages), not make test
 def test_uvicorn_holds_1000_slow_connections_for_a_minute_and_the_driver_stays_bounded(
     record_property, capsys
 ):

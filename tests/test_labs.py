@@ -454,7 +454,9 @@ def read_log(log):
 @pytest.mark.parametrize("lab", LABS, ids=LAB_IDS)
 def test_every_readme_command_runs_as_written_from_a_handout_copy(lab, handout, tmp_path):
     """Each ```sh block of the handout's README, run from the repository root with the
-    student's folder and a free port filled in; `make try` shows the problem the lab is about."""
+    student's folder and a free port filled in; `make try` shows the problem the lab is about.
+    A `make grade` block is run by make as a dry run: it must run `conclab grade` on the copy,
+    whose verdict on the untouched handout test_grader_fails_the_untouched_starter checks."""
     skip_unless_buildable(lab)
     from conclab.processes.launcher import free_port
 
@@ -473,6 +475,28 @@ def test_every_readme_command_runs_as_written_from_a_handout_copy(lab, handout, 
         port = free_port()
         env = dict(os.environ, PORT=str(port))
         clients = as_written(clients, copies, port)
+        grades = server is None and all(
+            line.startswith("make grade ") for line in clients.splitlines() if line.strip()
+        )
+        if grades:
+            # The grading itself is test_grader_fails_the_untouched_starter's (the same
+            # `conclab grade` on the same untouched copy): here make only says what it runs.
+            done = subprocess.run(
+                ["bash", "-c", clients],
+                cwd=ROOT,
+                env=dict(env, MAKEFLAGS="n"),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            output = done.stdout + done.stderr
+            assert done.returncode == 0, output
+            for folder in (f for f in copies.values() if str(f) in clients):
+                lab_no = folder.name[:2]
+                assert re.search(
+                    rf"/conclab grade {lab_no} --submission {re.escape(str(folder))}\s", output
+                ), f"{lab.name}: `{clients}` does not run `conclab grade` on the copy:\n{output}"
+            continue
         if server is None:
             done = subprocess.run(
                 ["bash", "-c", clients],
@@ -488,10 +512,7 @@ def test_every_readme_command_runs_as_written_from_a_handout_copy(lab, handout, 
         assert not BROKEN.search(output), (
             f"{lab.name}: `{server or ''}\n{clients}` did not run as written:\n{output}"
         )
-        if "make grade" in clients:
-            assert re.search(r"^score: \d+/\d+$", output, re.MULTILINE), output
-        else:
-            tried += output
+        tried += output
     shows = expectations(lab).get("readme", {}).get("shows")
     assert shows, (
         f"{lab.name}: instructor/checks.toml needs [readme] shows = '<regex>' (what make try shows)"
