@@ -243,6 +243,48 @@ def test_a_reworded_server_message_still_triggers_the_port_retry(tmp_path, monke
             assert httpx.get(server.url + "/hello", timeout=10, trust_env=False).text == "hello\n"
 
 
+# A Gunicorn log as it ends when its master dies of its own HaltServer: the app's error
+# first, in the first worker that failed to boot, then 30-odd lines of the master's.
+GUNICORN_LOG = (
+    "[INFO] Booting worker with pid: 11\n"
+    "[ERROR] Exception in worker process\n"
+    "Traceback (most recent call last):\n"
+    '  File "/venv/gunicorn/arbiter.py", line 752, in spawn_worker\n'
+    "    worker.init_process()\n"
+    '  File "/lab/app.py", line 3, in <module>\n'
+    '    raise RuntimeError("boom")\n'
+    "RuntimeError: boom\n"
+    "[INFO] Worker exiting (pid: 11)\n"
+    "[ERROR] Worker (pid:12) exited with code 3.\n"
+    "Traceback (most recent call last):\n"
+    + '  File "/venv/gunicorn/arbiter.py", line 683, in reap_workers\n    self.stop()\n' * 16
+    + "gunicorn.errors.HaltServer: <HaltServer 'Worker failed to boot.' 3>\n"
+)
+
+
+def test_a_failed_start_quotes_the_apps_error_above_a_long_end_of_the_log():
+    output = launcher.start_output(GUNICORN_LOG)
+    assert 'File "/lab/app.py", line 3' in output and "RuntimeError: boom" in output
+    assert output.endswith("HaltServer 'Worker failed to boot.' 3>")  # the end, as before
+    assert "[INFO] Booting worker" not in output  # nothing else from before the end
+    short = "\n".join(GUNICORN_LOG.splitlines()[:12])
+    assert launcher.start_output(short) == short  # a short log is quoted whole
+    no_traceback = "\n".join(f"line {i}" for i in range(40))
+    assert launcher.start_output(no_traceback) == "\n".join(f"line {i}" for i in range(15, 40))
+
+
+def test_a_gunicorn_app_that_raises_on_import_in_4_workers_is_quoted_with_its_error(tmp_path):
+    # Timing decides whether Gunicorn's master ends the log with its own long traceback
+    # (see start_output); the app's error is quoted either way.
+    (tmp_path / "crash.py").write_text('raise RuntimeError("boom")\n')
+    spec = ServerSpec("wsgi", workers=4, app="crash:app", app_dir=str(tmp_path))
+    with pytest.raises(ServerStartError) as info:
+        with serve(spec, start_timeout=15):
+            pytest.fail("an app that raises on import must not start")
+    assert 'crash.py", line 1' in info.value.output and "RuntimeError: boom" in info.value.output
+    assert wait_gone(processes_mentioning(str(tmp_path)), timeout=5) == []
+
+
 @pytest.mark.parametrize(
     "bad",
     [

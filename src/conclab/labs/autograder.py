@@ -240,9 +240,9 @@ def run_autograder(key: str | None) -> int:
             verdict = grade(key or meta["lab"], copy, live=False)
             if not verdict.checks and not verdict.error:
                 verdict.error = "the grader reported nothing"
-    # Whatever the student's code left running is killed before results.json is written.
-    sandbox.kill_all(sandbox.descendants())
-    sandbox.reap()
+    # Whatever the student's code left running is killed, and gone, before
+    # results.json is written.
+    sandbox.kill_until_gone(sandbox.descendants)
     if found is not None and not verdict.checks:
         full = collect_checks(meta["lab"])
         for check in full:

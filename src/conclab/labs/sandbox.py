@@ -88,6 +88,26 @@ def reap() -> None:
             return
 
 
+def kill_until_gone(find, seconds: float = 5.0) -> bool:
+    """SIGKILL the processes ``find()`` lists (never this one), reaping our children,
+    until it lists none (True) or ``seconds`` have passed (False).
+
+    A killed process is not gone at once: until the kernel has torn it down (its
+    memory first), it is still listed, still "running", and on a busy machine that
+    can take a second or more. So "nothing left" is checked again, not assumed.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        left = set(find()) - {os.getpid()}
+        if not left:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        kill_all(left)
+        reap()
+        time.sleep(0.05)
+
+
 # --- cgroups ---------------------------------------------------------------------
 
 
@@ -167,13 +187,7 @@ class Cgroups:
 
     def remove(self, leave: int) -> None:
         """Kill every process in the groups but ``leave`` (the keeper), move it out, remove them."""
-        for _ in range(50):
-            left = self.procs() - {leave}
-            if not left:
-                break
-            kill_all(left)
-            reap()
-            time.sleep(0.05)
+        kill_until_gone(lambda: self.procs() - {leave})
         for folder in self.folders:
             parent = folder.parent
             with contextlib.suppress(OSError):
@@ -279,13 +293,7 @@ def keep(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         # Whatever escaped the group: in our cgroups, or re-parented to us.
-        for _ in range(20):
-            left = (groups.procs() | set(descendants())) - {os.getpid()}
-            if not left:
-                break
-            kill_all(left)
-            reap()
-            time.sleep(0.05)
+        kill_until_gone(lambda: groups.procs() | set(descendants()))
         proc.wait()
         reader.join(5)
         groups.remove(os.getpid())

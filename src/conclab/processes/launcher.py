@@ -183,6 +183,37 @@ def tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+TRACEBACK = "Traceback (most recent call last):"
+MAX_CAUSE_LINES = 60  # of the first traceback kept above the tail (its innermost frames)
+
+
+def start_output(log: str, lines: int = 25) -> str:
+    """What a failed start quotes of the server's log: its last ``lines`` lines, and
+    above them the log's first traceback when it ends before them.
+
+    The first traceback is the cause (the app's own error, in the first worker that
+    failed to load it); the end of the log is how the server died, and that can be
+    long. Gunicorn's master halts when a worker fails to boot; if a second one fails
+    while it halts, the master dies of an uncaught HaltServer of its own, a chained
+    traceback of 30-odd lines (https://github.com/benoitc/gunicorn/issues/2393)
+    that alone fills the tail. How often depends on timing alone: about one start in
+    two of an app that raises on import, with 4 workers on one core.
+    """
+    text = log.strip().splitlines()
+    start = max(0, len(text) - lines)
+    first = next((i for i, line in enumerate(text[:start]) if line.strip() == TRACEBACK), None)
+    if first is None:
+        return "\n".join(text[start:])
+    end = first + 1  # its exception line: the first unindented line after the frames
+    while end < len(text) and (not text[end].strip() or text[end].startswith(" ")):
+        end += 1
+    cause = text[first : min(end + 1, start)]
+    if len(cause) > MAX_CAUSE_LINES:
+        cause = [cause[0], "  ...", *cause[-(MAX_CAUSE_LINES - 1) :]]
+    skipped = ["..."] if end + 1 < start else []
+    return "\n".join([*cause, *skipped, *text[start:]])
+
+
 def port_taken(port: int, host: str = LOOPBACK) -> bool:
     """True if another socket holds ``port``: we try to bind it ourselves (EADDRINUSE).
 
@@ -376,7 +407,7 @@ def wait_for_health(
                     if exited
                     else f"did not answer /health within {start_timeout:g} s"
                 )
-                output = tail(server.log())
+                output = start_output(server.log())
                 # A process the server forked away may hold the port it bound itself:
                 # that port was ours, so trying another would only fail again.
                 taken = not bound and taken_by_another_program(server)
