@@ -11,7 +11,7 @@ import pytest
 
 from conclab.base.paths import FIGURES_DIR, quick_mode, results_root
 from conclab.cli import main as conclab_main
-from conclab.figures.experiment import read_data
+from conclab.figures.experiment import measure, read_data
 from conclab.figures.registry import REGISTRY
 from conclab.figures.registry import run as run_experiment
 
@@ -390,18 +390,9 @@ def key_numbers(name: str, data: dict) -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", list(REGISTRY))
-def test_quick_figure_teaches_what_the_committed_full_one_does(name, figures_dir):
-    """Each quick figure's key numbers agree with the committed full figure's, within a tolerance.
-
-    Quick points are a subset of the full sweep (fewer users, threads or workers,
-    shorter windows), so each can be compared with the full point of the same
-    series and load. Run in the same temporary folder as the quick figures above.
-    """
-    if why := REGISTRY[name].missing():
-        pytest.skip(why)
-    quick = key_numbers(name, {"points": _points(figures_dir, name)})
-    full = key_numbers(name, read_data(FIGURES_DIR / "data" / f"{name}.json"))
+def quick_vs_full_misses(name, points, full) -> list[str]:
+    """The key numbers of ``points`` (quick) that disagree with the committed ``full`` ones."""
+    quick = key_numbers(name, {"points": points})
     shared = sorted(set(quick) & set(full))
     assert shared, f"{name}: no quick point matches a full one (quick: {sorted(quick)[:3]} ...)"
     misses = []
@@ -415,9 +406,32 @@ def test_quick_figure_teaches_what_the_committed_full_one_does(name, figures_dir
             ok, said = q == pytest.approx(f, rel=tolerance), f" (tolerance {tolerance:.0%})"
         if not ok:
             misses.append(f"{what}: quick {q:.4g}, full {f:.4g}{said}")
-    assert not misses, f"{name}: the quick figure disagrees with the committed one:\n" + "\n".join(
-        misses
-    )
+    return misses
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_quick_figure_teaches_what_the_committed_full_one_does(name, figures_dir, tmp_path):
+    """Each quick figure's key numbers agree with the committed full figure's, within a tolerance.
+
+    Quick points are a subset of the full sweep (fewer users, threads or workers,
+    shorter windows), so each can be compared with the full point of the same
+    series and load. Run in the same temporary folder as the quick figures above.
+    A quick window is short, and one stall of the shared machine can move a point of
+    it: a figure that misses is measured once more, afresh, and fails if that misses too.
+    """
+    if why := REGISTRY[name].missing():
+        pytest.skip(why)
+    full = key_numbers(name, read_data(FIGURES_DIR / "data" / f"{name}.json"))
+    misses = quick_vs_full_misses(name, _points(figures_dir, name), full)
+    if misses:
+        again = measure(
+            REGISTRY[name], quick=True, results_dir=tmp_path, fresh=True, progress=False
+        )["points"]
+        retried = quick_vs_full_misses(name, again, full)
+        assert not retried, (
+            f"{name}: the quick figure disagrees with the committed one, twice:\n"
+            + "\n".join(["first run:", *misses, "measured again:", *retried])
+        )
 
 
 # --- spending only what accuracy needs ----------------------------------------------------------

@@ -27,6 +27,7 @@ Before its points, every server is made ready and calibrated:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -148,15 +149,19 @@ def closed_load(
     return LoadSpec(
         path=path,
         concurrency=n,
-        warmup=warmup if warmup is not None else (0.3 if quick else 0.5),
-        duration=duration or (1.0 if quick else 2.0),
+        # quick: a 0.6 s window still holds several cycles of every quick point
+        warmup=warmup if warmup is not None else (0.2 if quick else 0.5),
+        duration=duration or (0.6 if quick else 2.0),
         timeout=timeout,
         transport=transport,
     )
 
 
-CALIBRATION_MAX_MS = 100  # the overhead is measured on the same route, waiting at most this long
+# The overhead is measured on the same route, waiting at most this long (quick: less).
+CALIBRATION_MAX_MS = {False: 100, True: 20}
 CALIBRATION_WAVE = 32  # new connections opened at once to measure the cost of each extra one
+# One user's requests fill about this long (at least 5 of them); quick mode spends less.
+CALIBRATION_S = {False: 0.5, True: 0.2}
 
 
 def is_wave(load: LoadSpec) -> bool:
@@ -168,23 +173,45 @@ def is_wave(load: LoadSpec) -> bool:
     )
 
 
-def calibration_path(path: str) -> str | None:
+def calibration_path(path: str, quick: bool = False) -> str | None:
     """The route a point's overhead is measured on: the same, with ms capped (None: no theory)."""
     route, service = parse_route(path)
     if service is None or service <= 0:
         return None
-    return f"{route}?ms={min(round(service * 1000), CALIBRATION_MAX_MS)}"
+    return f"{route}?ms={min(round(service * 1000), CALIBRATION_MAX_MS[quick])}"
 
 
 def _quiet_run(url: str, load: LoadSpec):
     return run_load(url, load, progress=False, warn=False)
 
 
-def calibrate(server, spec: ServerSpec, path: str, wave: bool = False) -> Overhead:
+def calibration_spec(spec: ServerSpec) -> ServerSpec:
+    """The server whose overhead a point of ``spec`` shares: the same, with one worker.
+
+    A lone request meets one worker and one thread: how many other workers,
+    threads or pool threads wait beside it does not change what the server adds
+    to it (the worker class does: 2 threads stand for Gunicorn's gthread worker,
+    one for its sync worker). So Gunicorn with 1, 2 or 4 sync workers shares one
+    calibration; the interpreter, the cores and the runner still tell servers apart.
+    """
+    return dataclasses.replace(
+        spec, workers=1, threads=min(spec.threads, 2), threadpool=40, limit_concurrency=None
+    )
+
+
+def wave_size(spec: ServerSpec, path: str, wave: bool) -> int:
+    """How many new connections a wave calibration opens at once (1: no wave)."""
+    return int(min(CALIBRATION_WAVE, slots(spec, parse_route(path)[0])[0])) if wave else 1
+
+
+def calibrate(
+    server, spec: ServerSpec, path: str, wave: bool = False, quick: bool = False
+) -> Overhead:
     """What this server adds to a request of this route, measured once, before the points.
 
     One user sends a few requests back to back on the same route (waiting at
-    most 100 ms: the overhead does not grow with the wait): the per-request
+    most 100 ms, quick: 20 ms: the overhead does not grow with the wait) for about
+    ``CALIBRATION_S`` seconds: the per-request
     overhead is their median latency minus the nominal wait, the first request
     (which opens the connection) left out. For a wave, ``CALIBRATION_WAVE`` new
     connections (at most the server's slots) are opened at once, three times:
@@ -192,9 +219,9 @@ def calibrate(server, spec: ServerSpec, path: str, wave: bool = False) -> Overhe
     it up (the median of the three). Medians, so that one stall of a shared
     machine during the calibration does not shift every prediction after it.
     """
-    cal = calibration_path(path)
+    cal = calibration_path(path, quick)
     route, s_cal = parse_route(cal)
-    n = max(5, math.ceil(0.5 / s_cal))
+    n = max(5, math.ceil(CALIBRATION_S[quick] / s_cal))
     one = _quiet_run(server.url, LoadSpec(path=cal, concurrency=1, requests=n, timeout=30))
     c = one.columns()
     ok = c["error"] == ""
@@ -202,7 +229,7 @@ def calibrate(server, spec: ServerSpec, path: str, wave: bool = False) -> Overhe
     per_request = max(0.0, float(np.median(lat_s)) - s_cal) if lat_s.size else 0.0
     source = f"measured once: 1 user, {n} x {cal}"
     per_connection = 0.0
-    k = int(min(CALIBRATION_WAVE, slots(spec, route)[0])) if wave else 1
+    k = wave_size(spec, path, wave)
     if k >= 2:
         spans = [
             _quiet_run(
@@ -520,36 +547,39 @@ class Timing:
         }
 
 
-def _calibration_key(job: Job):
+def _calibration_key(job: Job, quick: bool = False):
     if hasattr(job, "measure") or calibration_path(job.load.path) is None:
         return None
-    return calibration_path(job.load.path), is_wave(job.load)
+    return calibration_path(job.load.path, quick), is_wave(job.load)
 
 
-# (spec, calibration path, wave) -> Overhead, for every experiment of this process
+# (calibration spec, calibration path, wave size, quick) -> Overhead, for every experiment
+# of this process
 _CALIBRATIONS: dict = {}
 
 
-def _calibrate_group(server, spec: ServerSpec, group) -> dict:
+def _calibrate_group(server, spec: ServerSpec, group, quick: bool = False) -> dict:
     """One calibration per route (and shape) the group's points need a theory for.
 
     A server's overhead is a property of its spec and the machine, not of one
     start: experiments that start the same spec again (wsgi_vs_asgi, timelines
-    and client_ceiling all start Uvicorn) share the first calibration of this
-    process. Its ``source`` still says how it was measured.
+    and client_ceiling all start Uvicorn), and servers that differ only in how
+    many workers or threads wait beside a lone request (``calibration_spec``),
+    share the first calibration of this process. Its ``source`` still says how
+    it was measured.
     """
     out = {}
     for job in group:
-        key = _calibration_key(job)
+        key = _calibration_key(job, quick)
         if key is None or key in out:
             continue
         try:
             predict(spec, job.load.path, concurrency=1)
         except ValueError:  # no theory for this route
             continue
-        shared = (spec, *key)
+        shared = (calibration_spec(spec), key[0], wave_size(spec, job.load.path, key[1]), quick)
         if shared not in _CALIBRATIONS:
-            _CALIBRATIONS[shared] = calibrate(server, spec, job.load.path, wave=key[1])
+            _CALIBRATIONS[shared] = calibrate(server, spec, job.load.path, key[1], quick)
         out[key] = _CALIBRATIONS[shared]
     return out
 
@@ -660,13 +690,13 @@ def measure(
                         wait_for_every_worker(server)
                 with clock.phase("calibration"):
                     overheads = (
-                        _calibrate_group(server, spec, group)
+                        _calibrate_group(server, spec, group, quick)
                         if isinstance(spec, ServerSpec)
                         else {}
                     )
                 for job in group:
                     bar.set_postfix_str(f"{job.series} x={job.x}", refresh=True)
-                    overhead = overheads.get(_calibration_key(job))
+                    overhead = overheads.get(_calibration_key(job, quick))
                     started = time.monotonic()
                     try:
                         doc = _run_job(job, server.url, server, overhead)

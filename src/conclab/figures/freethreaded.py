@@ -47,9 +47,11 @@ NOT_MEASURED = (
 )
 
 
-def pool_sizes() -> list[int]:
-    """THREADPOOL_SIZE 1, 2 and the usable cores (each once)."""
-    return sorted({1, 2, usable_cores()})
+def pool_sizes(quick: bool = False) -> list[int]:
+    """THREADPOOL_SIZE 1, 2 and the usable cores (each once); quick: 2 and the cores,
+    the pools that can compute on more than one core (the pool of 1 is the full figure's
+    control)."""
+    return sorted({2, usable_cores()} if quick else {1, 2, usable_cores()})
 
 
 def users(quick: bool) -> list[int]:
@@ -97,7 +99,7 @@ def jobs_freethreaded(quick):
     cores = usable_cores()
     out = []
     for build in (GIL, FREE):
-        for size in pool_sizes():
+        for size in pool_sizes(quick):
             spec = server(build, size)
             for n in users(quick):
                 out.append(

@@ -31,7 +31,7 @@ from ..measuring.driver import run_load
 from ..measuring.slowclients import OUTCOMES, SlowLoad, run_slow_clients
 from ..measuring.theory import slots
 from ..processes.nginx import Front, FrontSpec, nginx_missing
-from .experiment import Experiment, Job, point_doc
+from .experiment import Experiment, Job, closed_load, point_doc
 from .plotting import COLORS, by_series, plot_throughput
 
 PROBE_RATE = 10  # /hello probes per second, open loop: a stalled server cannot slow them down
@@ -259,12 +259,10 @@ SLOW_CLIENTS = Experiment(
 def jobs_scale_out(quick: bool) -> list[Job]:
     counts = [1, 2] if quick else [1, 2, 3, 4]
     users = 8
-    load_kw = {
-        "concurrency": users,
-        "warmup": 0.3 if quick else 0.5,
-        "duration": 1.0 if quick else 3.0,
-        "timeout": 30,
-    }
+
+    def load(path: str) -> LoadSpec:  # the usual closed-loop point, 3 s long in full
+        return closed_load(path, users, quick, duration=None if quick else 3.0)
+
     out = []
     for n in counts:
         # One sync worker per instance: each instance is exactly one slot.
@@ -273,7 +271,7 @@ def jobs_scale_out(quick: bool) -> list[Job]:
             Job(
                 f"I/O: /io?ms=100, {users} users",
                 spec,
-                LoadSpec(path="/io?ms=100", **load_kw),
+                load("/io?ms=100"),
                 x=n,
                 keep_records=True,
             )
@@ -282,7 +280,7 @@ def jobs_scale_out(quick: bool) -> list[Job]:
             Job(
                 f"CPU: /cpu?ms=20, {users} users",
                 spec,
-                LoadSpec(path="/cpu?ms=20", **load_kw),
+                load("/cpu?ms=20"),
                 x=n,
                 keep_records=True,
             )

@@ -8,8 +8,9 @@ Definitions used everywhere in the lab:
   edge (closed loop: the mean latency; open loop: the gap between arrivals) are
   weighed in linearly, which removes the steps of counting whole completions
   in a short window (``smoothed_throughput``);
-* spread - the same throughput in consecutive 0.5 s bins of the window (runs
-  bounded in time only: a wave of requests has no steady stretch to bin);
+* spread - the same throughput in consecutive 0.5 s bins of the window (a
+  window shorter than 1 s, as in quick mode, in its two halves; runs bounded in
+  time only: a wave of requests has no steady stretch to bin);
 * where the time went - ``handler_ms`` is the server's handler (X-Start-Ns to
   X-End-Ns, on the same clock) and ``outside_ms`` the rest of the latency:
   connecting, waiting to be accepted and read, queueing before the handler,
@@ -116,12 +117,21 @@ def smoothed_throughput(ends, w0, w1, ramp_ns) -> float:
     return float(np.sum(weight) / ((span - ramp) / 1e9))
 
 
+MIN_BIN_S = 0.25  # a shorter window (quick mode's 0.6 s) is cut in two bins, none shorter
+
+
 def throughput_spread(ends, w0, w1, ramp_ns=0, bin_s: float = BIN_S) -> Spread | None:
     """Throughput in consecutive bins of ``bin_s`` seconds: how much the run varied.
 
-    None when the window holds fewer than two whole bins.
+    A window shorter than two bins (quick mode's) is cut in two halves instead, if
+    each is at least ``MIN_BIN_S`` long. None when the window holds fewer than two bins.
     """
-    n = int((w1 - w0) / 1e9 // bin_s)
+    window_s = (w1 - w0) / 1e9
+    if window_s < 2 * bin_s:
+        bin_s = window_s / 2
+        if bin_s < MIN_BIN_S:
+            return None
+    n = int(window_s // bin_s)
     if n < 2:
         return None
     step = int(bin_s * 1e9)
