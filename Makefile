@@ -65,13 +65,21 @@ charts: $(STAMP) ## measure everything and write figures/*.png (ONLY=name for on
 	$(BIN)/conclab charts $(if $(ONLY),--only $(ONLY))
 
 # docs/timing.md's tables, re-measured (on a quiet machine: about the time of
-# `make test` plus two minutes): every quick figure from scratch into
+# `make test` plus six minutes): every quick figure from scratch into
 # build/timing/ and its seconds into figures/data/timing.json (the full half is
-# the last `make charts`'), the tables regenerated, then `make test` into
-# figures/data/test_durations.json (kept when a test fails) and the tables again.
+# the last `make charts`'), then each quick figure again by a run of its own
+# (build/timing-alone/: `make charts ONLY=name`'s seconds), the tables
+# regenerated, then `make test` into figures/data/test_durations.json (kept when
+# a test fails) and the tables again.
+FIGURE_NAMES = $(BIN)/python -c "from conclab.figures.registry import REGISTRY; print(*REGISTRY)"
 timing: $(STAMP) ## re-measure quick charts and make test, then regenerate docs/timing.md's tables
 	CONCLAB_QUICK=1 $(BIN)/conclab charts --fresh --out build/timing --results build/timing/results
-	$(BIN)/python -m conclab.figures.timing_doc --quick build/timing
+	rm -rf build/timing-alone
+	for name in $$($(FIGURE_NAMES)); do \
+	    CONCLAB_QUICK=1 $(BIN)/conclab charts --only $$name --fresh --out build/timing-alone \
+	        --results build/timing-alone/results || exit 1; \
+	done
+	$(BIN)/python -m conclab.figures.timing_doc --quick build/timing --alone build/timing-alone
 	-CONCLAB_TEST_DURATIONS=figures/data/test_durations.json $(MAKE) test
 	$(BIN)/python -m conclab.figures.timing_doc
 

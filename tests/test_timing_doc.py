@@ -177,11 +177,34 @@ def test_taking_a_quick_run_keeps_the_full_half_of_the_committed_timing(scratch,
     run = tmp_path_factory.mktemp("timing")
     (run / "data").mkdir()
     (run / "data" / "timing.json").write_text(json.dumps(TIMING))
-    timing_doc.take_quick(run, root=scratch)
+    timing_doc.take("quick", run, root=scratch)
     assert json.loads(data.read_text()) == {
         "full": {"gil": _timing("gil", 99.0)},
         "quick": TIMING["quick"],
     }
+
+
+def test_each_figure_measured_alone_decides_the_one_figure_target(scratch, tmp_path_factory):
+    (scratch / "figures" / "data" / "timing.json").write_text(json.dumps(TIMING))
+    run = tmp_path_factory.mktemp("alone")
+    (run / "data").mkdir()
+    alone = {"quick": {"gil": _timing("gil", 12.0), "slow_clients": _timing("slow_clients", 24.0)}}
+    (run / "data" / "timing.json").write_text(json.dumps(alone))
+    timing_doc.take("alone", run, root=scratch)
+    timing, tests = timing_doc.read(scratch)
+    assert timing["alone"] == alone["quick"] and timing["quick"] == TIMING["quick"]
+    row = next(
+        line
+        for line in timing_doc.targets_table(timing, tests).splitlines()
+        if "any one figure" in line
+    )
+    assert "24 s (`slow_clients`, the slowest, each figure measured alone)" in row
+    assert "| yes <!--" in row and "max(timing.json:alone.*.total_s)" in row
+
+
+def test_taking_a_run_that_is_not_there_says_which_command_makes_it(scratch, tmp_path):
+    with pytest.raises(UserError, match="conclab charts --fresh --out"):
+        timing_doc.take("full", tmp_path, root=scratch)
 
 
 def test_a_doc_without_a_region_says_which_and_how_to_add_it():

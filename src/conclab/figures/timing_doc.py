@@ -278,7 +278,7 @@ def targets_table(timing: dict, tests: dict) -> str:
             if loads
             else "not recorded"
         )
-        alone = "not known: measured in a run of all, not alone" if how.startswith("(`") else None
+        alone = "not known: measured in a run of all, not alone" if "a run of all" in how else None
         return str(row.text(alone or ("yes" if round(value) <= target_s else "no")))
 
     quick, full = timing.get("quick", {}), timing.get("full", {})
@@ -292,21 +292,24 @@ def targets_table(timing: dict, tests: dict) -> str:
             how="(sum of the figures)",
         )
     )
-    slowest = max(quick, key=lambda n: quick[n]["total_s"]) if quick else None
+    # Any one figure: each measured by a run of its own ("alone"), else in the run of all.
+    one, mode = (timing["alone"], "alone") if timing.get("alone") else (quick, "quick")
+    slowest = max(one, key=lambda n: one[n]["total_s"]) if one else None
     lines.append(
         charts_row(
             "`CONCLAB_QUICK=1 make charts ONLY=name` (any one figure)",
             30,
             "not measured",
-            quick,
-            "quick",
+            one,
+            mode,
             *(
                 (
-                    quick[slowest]["total_s"],
-                    f"max({TIMING_FILE}:quick.*.total_s)",
-                    f"(`{slowest}`, the slowest, in a run of all)",
+                    one[slowest]["total_s"],
+                    f"max({TIMING_FILE}:{mode}.*.total_s)",
+                    f"(`{slowest}`, the slowest, "
+                    + ("each figure measured alone)" if mode == "alone" else "in a run of all)"),
                 )
-                if quick
+                if one
                 else ()
             ),
         )
@@ -382,20 +385,27 @@ def render(doc: str, timing: dict, tests: dict) -> str:
     return out
 
 
-def take_quick(from_dir: Path, root: Path = ROOT) -> None:
-    """Put the quick half of ``from_dir``'s timing.json
-    into figures/data/timing.json (the full half stays)."""
+# The halves of timing.json a run in another folder can give, and what writes each.
+RUNS = {
+    "quick": "CONCLAB_QUICK=1 conclab charts --fresh --out {dir}",
+    "alone": "CONCLAB_QUICK=1 conclab charts --only NAME --fresh --out {dir}, for each figure",
+    "full": "conclab charts --fresh --out {dir}",
+}
+
+
+def take(mode: str, from_dir: Path, root: Path = ROOT) -> None:
+    """Put the run in ``from_dir`` into figures/data/timing.json as its ``mode`` half
+    (the other halves stay): "quick" and "alone" take that folder's quick run (for
+    "alone", each figure measured by a run of its own), "full" its full run."""
     source = Path(from_dir) / "data" / TIMING_FILE
     if not source.is_file():
-        raise UserError(
-            f"no {source}: run `CONCLAB_QUICK=1 conclab charts --fresh --out {from_dir}` first"
-        )
-    quick = results.read_json(source).get("quick")
-    if not quick:
-        raise UserError(f"{source} holds no quick run")
+        raise UserError(f"no {source}: run `{RUNS[mode].format(dir=from_dir)}` first")
+    half = results.read_json(source).get("full" if mode == "full" else "quick")
+    if not half:
+        raise UserError(f"{source} holds no {'full' if mode == 'full' else 'quick'} run")
     target = Path(root) / DATA / TIMING_FILE
     timing = results.read_json(target) if target.is_file() else {}
-    timing["quick"] = quick
+    timing[mode] = half
     results.write_json(target, timing)
 
 
@@ -408,15 +418,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only say whether the doc is what the data give (exit 1 if not)",
     )
-    parser.add_argument(
-        "--quick",
-        metavar="DIR",
-        help="first take DIR/data/timing.json's quick run into figures/data",
-    )
+    for mode in RUNS:
+        parser.add_argument(
+            f"--{mode}",
+            metavar="DIR",
+            help=f"first take the run of `{RUNS[mode].format(dir='DIR')}` into figures/data",
+        )
     args = parser.parse_args(argv)
     try:
-        if args.quick:
-            take_quick(Path(args.quick))
+        for mode in RUNS:
+            if getattr(args, mode):
+                take(mode, Path(getattr(args, mode)))
         path = ROOT / DOC
         old = path.read_text(encoding="utf-8")
         new = render(old, *read(ROOT))
