@@ -282,6 +282,9 @@ def test_a_gunicorn_app_that_raises_on_import_in_4_workers_is_quoted_with_its_er
         with serve(spec, start_timeout=15):
             pytest.fail("an app that raises on import must not start")
     assert 'crash.py", line 1' in info.value.output and "RuntimeError: boom" in info.value.output
+    # The master's own exit code (3: a worker failed to boot; 1: it died of its own halt),
+    # not the KILL its guard ends the group with.
+    assert re.search(r"exited while starting \(code [13]\)", info.value.reason), info.value.reason
     assert wait_gone(processes_mentioning(str(tmp_path)), timeout=5) == []
 
 

@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--log-dir", default="", help="the launcher's log folder, removed if the launcher died"
     )
+    parser.add_argument(
+        "--exit-file",
+        default="",
+        help="where to write the server's exit code (the guard's own is KILL: it ends its group)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -84,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_dir and os.getppid() != args.parent:
         # The launcher died without cleaning up after itself: do it for it.
         shutil.rmtree(args.log_dir, ignore_errors=True)
+    if args.exit_file and code is not None:
+        # Said before the KILL below, which ends the guard too: its own exit
+        # status is always KILL, so the launcher reads the server's from here.
+        try:
+            with open(args.exit_file, "w") as f:
+                f.write(str(code))
+        except OSError:
+            pass
     # Whatever is left of the group (workers of a dead master, stragglers): KILL.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:

@@ -80,6 +80,20 @@ class Server:
         """True while the server (its guard) has not exited."""
         return self.proc is not None and self.proc.poll() is None
 
+    def exit_code(self) -> int | None:
+        """The server's own exit code once it has exited (None while it runs).
+
+        Its guard ends by KILLing its process group, itself included, so the guard's
+        status is KILL whatever the server did: the guard writes the server's code
+        beside the log first. Without that file (the guard itself was killed), the
+        guard's status is all there is.
+        """
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            return int(self.log_path.with_suffix(".exit").read_text())
+        return self.proc.returncode
+
     @property
     def pgid(self) -> int:
         return self.guard_pid
@@ -283,6 +297,8 @@ def launch(
         f"{grace:g}",
         "--log-dir",
         str(log_path.parent),
+        "--exit-file",
+        str(log_path.with_suffix(".exit")),
         "--",
         *command,
     ]
@@ -403,7 +419,7 @@ def wait_for_health(
             if exited or time.monotonic() > deadline:
                 server.stop()  # close our end of its stdin pipe; KILL any straggler in the group
                 what = (
-                    f"exited while starting (code {server.proc.returncode})"
+                    f"exited while starting (code {server.exit_code()})"
                     if exited
                     else f"did not answer /health within {start_timeout:g} s"
                 )
