@@ -155,6 +155,17 @@ def test_rerun_reuses_cached_points_without_measuring(figures_dir):
     assert after == before, "cached points were measured again"
 
 
+def test_a_probe_with_no_answer_in_its_window_is_drawn_without_its_bar(tmp_path):
+    """A saved percentile of no samples is None (JSON has no NaN): the figure still draws."""
+    from conclab.figures.experiment import figure
+
+    data = json.loads((FIGURES_DIR / "data" / "blocking.json").read_text())
+    probed = next(p for p in data["points"] if p.get("probe"))
+    probed["probe"]["latency_ms"] = dict.fromkeys(probed["probe"]["latency_ms"])
+    (tmp_path / "blocking.json").write_text(json.dumps(data))
+    assert figure(REGISTRY["blocking"], read_data(tmp_path / "blocking.json")).axes
+
+
 def test_replot_redraws_from_saved_data_offline(figures_dir, tmp_path):
     name = "open_vs_closed"
     _points(figures_dir, name)

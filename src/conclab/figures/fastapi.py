@@ -31,7 +31,7 @@ from ..base.specs import LoadSpec, ServerSpec
 from ..measuring.driver import run_load
 from ..measuring.theory import parse_route, predict
 from .experiment import Experiment, Job, closed_load, point_doc
-from .plotting import COLORS, by_series, latencies, plot_throughput, predicted, xs
+from .plotting import COLORS, by_series, latencies, ms, plot_throughput, predicted, xs
 
 DEFAULT_TOKENS = 40  # AnyIO's default limiter (anyio.to_thread.current_default_thread_limiter())
 RAISED_TOKENS = 50  # total_tokens raised at startup: THREADPOOL_SIZE=50
@@ -246,9 +246,7 @@ def jobs_cliff(quick: bool) -> list[Job]:
 def probe_p(point: dict, path: str, key: str) -> float:
     """One latency percentile (``key``: "p50", "p99"
     ...) of the probe of ``path`` in ms, NaN if none."""
-    probe = (point.get("probes") or {}).get(path)
-    value = getattr(probe.latency_ms, key) if probe else None
-    return math.nan if value is None else value
+    return ms((point.get("probes") or {}).get(path), key)
 
 
 def draw_cliff(data: dict, fig) -> None:

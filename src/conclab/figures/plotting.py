@@ -109,11 +109,17 @@ def xs(points: list[dict]) -> list:
     return [p["x"] for p in points]
 
 
+def ms(summary, key: str) -> float:
+    """One latency percentile (``key``: "p50", "p99", "mean" ...) of a summary, in ms:
+    NaN without a summary or when it had no answer (None once saved)."""
+    value = getattr(summary.latency_ms, key) if summary is not None else None
+    return math.nan if value is None else value
+
+
 def latencies(points: list[dict], key: str) -> list[float]:
     """One percentile (``key``: "p50", "p99", "mean" ...)
     of each point's latency, in ms (NaN when none)."""
-    values = [getattr(p["summary"].latency_ms, key) for p in points]
-    return [math.nan if v is None else v for v in values]
+    return [ms(p["summary"], key) for p in points]
 
 
 def predicted(points: list[dict], key: str) -> list[float]:
