@@ -149,7 +149,7 @@ def closed_load(
     return LoadSpec(
         path=path,
         concurrency=n,
-        # quick: a 0.6 s window still holds several cycles of every quick point
+        # quick: 0.6 s, whose two halves still give the spread (measuring.stats.MIN_BIN_S)
         warmup=warmup if warmup is not None else (0.2 if quick else 0.5),
         duration=duration or (0.6 if quick else 2.0),
         timeout=timeout,
