@@ -193,10 +193,6 @@ def free_port(host: str = LOOPBACK) -> int:
         return s.getsockname()[1]
 
 
-def tail(text: str, lines: int = 25) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 TRACEBACK = "Traceback (most recent call last):"
 MAX_CAUSE_LINES = 60  # of the first traceback kept above the tail (its innermost frames)
 
