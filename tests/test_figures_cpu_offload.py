@@ -1,7 +1,7 @@
 """CPU work in a web server (figures/cpu_offload.py): a process pool computes on every
 core, a thread pool of pure Python on one, hashlib threads on several; the loop stays
 free with processes and is blocked by /cpu; the server's CPU time per request is
-repeatable and lower with uvloop+httptools than with asyncio+h11.
+lower with uvloop+httptools than with asyncio+h11 in every repeat.
 
 The machine is shared: another program taking a core for part of a 1 s quick-mode
 window costs a point 30%. So a check that misses measures its points again, 3 runs
@@ -107,20 +107,27 @@ def test_health_is_answered_at_once_beside_a_process_pool_and_waits_behind_cpu_o
     _until_no_misses([LOOP, PROCESSES], misses)
 
 
-def test_cost_per_request_repeats_within_20_percent_and_uvloop_httptools_costs_less_than_h11():
+def test_cost_per_request_whiskers_of_uvloop_httptools_lie_below_those_of_h11():
+    """The figure draws each stack's repeats as a bar (median) and whiskers (min..max);
+    its lesson holds when uvloop+httptools' highest repeat costs less than h11's lowest.
+
+    A request's CPU time is read in nanoseconds (schedstat), yet on this shared machine
+    the same server's runs differ by up to 50% (81 to 126 us in five runs of one
+    uvloop+httptools server): the same work takes longer while other programs share
+    the core's caches. So the two servers run side by side and take turns, three
+    repeats each, and the whiskers, not a fixed tolerance, decide.
+    """
     stacks = dict(STACKS)
-    # The figure's own full-mode load: 2,000 requests of about 0.1 ms of CPU each. The
-    # server's CPU time is read in clock ticks of 10 ms, and a quick-mode load (500
-    # requests) spends so few of them that one tick moves a repeat by 15%.
-    load = cost_load("/hello", RATES[-1], quick=False)
+    names = ("uvicorn asyncio+h11", "uvicorn uvloop+httptools")
+    load = cost_load("/hello", RATES[-1], quick=True)
     runs = []
     for _ in range(RUNS):
-        cost = {}
-        for name in ("uvicorn asyncio+h11", "uvicorn uvloop+httptools"):
-            with serve(stacks[name]) as server:
-                cost[name] = [measure_cost(server, load)[1]["us_per_request"] for _ in range(2)]
-        repeatable = all(max(v) / min(v) <= 1.2 for v in cost.values())
-        if repeatable and max(cost["uvicorn uvloop+httptools"]) < min(cost["uvicorn asyncio+h11"]):
+        cost = {name: [] for name in names}
+        with serve(stacks[names[0]]) as h11, serve(stacks[names[1]]) as uvloop:
+            for _ in range(3):
+                for name, server in zip(names, (h11, uvloop), strict=True):
+                    cost[name].append(measure_cost(server, load)[1]["us_per_request"])
+        if max(cost[names[1]]) < min(cost[names[0]]):
             return
-        runs.append(", ".join(f"{name}: {v[0]:.0f} and {v[1]:.0f} us" for name, v in cost.items()))
-    pytest.fail("every run missed:\n" + "\n".join(runs))
+        runs.append(", ".join(f"{n}: {sorted(round(v) for v in cost[n])} us" for n in names))
+    pytest.fail("the whiskers overlapped in every run:\n" + "\n".join(runs))
