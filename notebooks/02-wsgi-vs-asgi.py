@@ -274,27 +274,27 @@ figure(REGISTRY["cost_per_request"], data)
 # %% [markdown]
 # **Reading the chart** (the reference run in `figures/cost_per_request.png`):
 #
-# - **httptools and uvloop cut the cost.** On `/hello` at 1,000 req/s: asyncio+h11 340 us per
-#   request, asyncio+httptools 166, uvloop+httptools 124. Parsing HTTP in C saves the most;
-#   the C loop adds a little more. FastAPI on the same uvloop+httptools costs 254: the
+# - **httptools and uvloop cut the cost.** On `/hello` at 1,000 req/s: asyncio+h11 275 us per
+#   request, asyncio+httptools 139, uvloop+httptools 111. Parsing HTTP in C saves the most;
+#   the C loop adds a little more. FastAPI on the same uvloop+httptools costs 220: the
 #   framework's routing, middleware and response objects run in Python too. Gunicorn costs
-#   495 (sync, which ignores keep-alive, so each request also pays for a new connection;
+#   446 (sync, which ignores keep-alive, so each request also pays for a new connection;
 #   [Gunicorn: Design](https://docs.gunicorn.org/en/stable/design.html))
-#   and 566 (gthread). <!-- claim: 166 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=3].cost.us_per_request); 254 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=5].cost.us_per_request); 495 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=0].cost.us_per_request); 566 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=1].cost.us_per_request) -->
-# - **The cost falls as the load rises.** Every stack's cost at 200 req/s is 1.86 to 2.80
-#   times its cost at 1,000: from asyncio+h11 on `/hello` (631 us vs 340) to uvloop+httptools
-#   on `/hello` (348 us vs 124).
+#   and 461 (gthread). <!-- claim: 275 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=2].cost.us_per_request); 111 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=4].cost.us_per_request); 139 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=3].cost.us_per_request); 220 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=5].cost.us_per_request); 446 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=0].cost.us_per_request); 461 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=1].cost.us_per_request) -->
+# - **The cost falls as the load rises.** Every stack's cost at 200 req/s is 1.62 to 2.69
+#   times its cost at 1,000: from asyncio+h11 on `/state` (483 us vs 297) to asyncio+httptools
+#   on `/state` (339 us vs 126).
 #   <!-- claim: 200 = file:src/conclab/figures/cpu_offload.py; 1,000 = file:src/conclab/figures/cpu_offload.py;
-#   1.86 = ratio(median(cost_per_request.json:points[series=/hello at 200 req/s,x=2].cost.us_per_request), median(cost_per_request.json:points[series=/hello at 1000 req/s,x=2].cost.us_per_request));
-#   2.80 = ratio(median(cost_per_request.json:points[series=/hello at 200 req/s,x=4].cost.us_per_request), median(cost_per_request.json:points[series=/hello at 1000 req/s,x=4].cost.us_per_request));
-#   631 = median(cost_per_request.json:points[series=/hello at 200 req/s,x=2].cost.us_per_request); 340 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=2].cost.us_per_request);
-#   348 = median(cost_per_request.json:points[series=/hello at 200 req/s,x=4].cost.us_per_request); 124 = median(cost_per_request.json:points[series=/hello at 1000 req/s,x=4].cost.us_per_request) --> A request that arrives alone pays for
+#   1.62 = ratio(median(cost_per_request.json:points[series=/state at 200 req/s,x=2].cost.us_per_request), median(cost_per_request.json:points[series=/state at 1000 req/s,x=2].cost.us_per_request));
+#   2.69 = ratio(median(cost_per_request.json:points[series=/state at 200 req/s,x=3].cost.us_per_request), median(cost_per_request.json:points[series=/state at 1000 req/s,x=3].cost.us_per_request));
+#   483 = median(cost_per_request.json:points[series=/state at 200 req/s,x=2].cost.us_per_request); 297 = median(cost_per_request.json:points[series=/state at 1000 req/s,x=2].cost.us_per_request);
+#   339 = median(cost_per_request.json:points[series=/state at 200 req/s,x=3].cost.us_per_request); 126 = median(cost_per_request.json:points[series=/state at 1000 req/s,x=3].cost.us_per_request) --> A request that arrives alone pays for
 #   waking a sleeping server; under heavy load one turn of the loop handles many events.
-# - **So the cost at a low rate underestimates capacity.** 1e6 / 124 us implies about
-#   8,000 req/s on one core; `wrk` (a client in C, `apt-get install wrk`) drove the same
-#   server to 26,336 req/s, where it cost 38 us per request and kept one core 99% busy. When
+# - **So the cost at a low rate underestimates capacity.** 1e6 / 111 us implies about
+#   9,000 req/s on one core; `wrk` (a client in C, `apt-get install wrk`) drove the same
+#   server to 30,424 req/s, where it cost 33 us per request and kept one core 99% busy. When
 #   `wrk` is not installed the right panel shows only the implied capacities.
-#   <!-- claim: 8,000 = calc:1e6 / 124 ±2%; 26,336 = cost_per_request.json:extra.wrk.rps; 38 = cost_per_request.json:extra.wrk.us_per_request;
+#   <!-- claim: 9,000 = calc:1e6 / 111 ±2%; 30,424 = cost_per_request.json:extra.wrk.rps; 33 = cost_per_request.json:extra.wrk.us_per_request;
 #   99 = cost_per_request.json:extra.wrk.server_busy *100 -->
 #
 # `/state` (a small JSON answer) costs about the same as `/hello`: at this size, the

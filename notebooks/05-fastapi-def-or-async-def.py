@@ -35,7 +35,7 @@ from conclab.teaching import teach
 QUICK = quick_mode()                   # CONCLAB_QUICK=1: fewer points, shorter runs
 RESULTS_DIR = teach.results_dir("05")  # the experiments' per-point files (git-ignored)
 # slow requests in flight, one point each
-CLIFF_NS = [39, 40, 49, 50] if QUICK else [30, 38, 39, 40, 41, 45, 49, 50, 51, 55]
+CLIFF_NS = [39, 40, 49, 50] if QUICK else [30, 35, 39, 40, 41, 45, 49, 50, 51, 55]
 CALLS = 100                            # blocking calls started at once in section 4
 CALL_S = 0.2                           # each of them sleeps this long (seconds)
 HOLD_S = 0.5                           # section 5: how long the pool stays full (seconds)

@@ -17,6 +17,7 @@ import pytest
 from conclab.base.errors import LoadError
 from conclab.base.specs import FIELDS, LIMITS, LoadSpec, ServerSpec
 from conclab.measuring.driver import ClientSaturatedWarning, check_target, error_kind, run_load
+from conclab.measuring.stats import latency_ns
 from conclab.measuring.theory import predict
 from conclab.processes.launcher import free_port, serve
 
@@ -293,6 +294,20 @@ def test_open_loop_never_skips_an_arrival_even_when_every_request_fails(servers)
     assert r.summary.errors == {"timeout": 20}
     intended = np.sort(r.columns()["intended_ns"])
     assert np.diff(intended) == pytest.approx(50e6)  # on schedule, measured from the plan
+
+
+def test_no_open_loop_latency_is_shorter_than_the_servers_own_time(servers):
+    # uvloop's timers count whole milliseconds, so a request can be sent up to 1 ms
+    # before it is due; counted from when it was due, its latency would come out
+    # shorter than its round trip, even negative.
+    r = measure(servers(ASGI).url, "/hello", rate=200, duration=1.0, warn=False)
+    c = r.columns()
+    assert np.any(c["start_ns"] < c["intended_ns"])  # some were sent early, as measured here
+    latency = latency_ns(c["intended_ns"], c["start_ns"], c["end_ns"])
+    assert np.all(latency >= c["server_end_ns"] - c["server_start_ns"])
+    assert np.all(latency >= c["end_ns"] - c["start_ns"])
+    s = r.summary  # the summary counts the same way: never below the round trip
+    assert s.latency_ms.p50 >= s.service_ms.p50 and s.latency_ms.mean >= s.service_ms.mean
 
 
 def test_records_carry_the_servers_own_stamps(servers):

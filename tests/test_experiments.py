@@ -457,9 +457,15 @@ def test_a_steady_point_ends_its_warm_up_and_its_window_early():
 
     load = LoadSpec(path="/io?ms=20", concurrency=8, warmup=1.5, duration=6, timeout=10)
     with serve(UVICORN) as server:
-        started = time.monotonic()
-        doc = _run_job(Job("steady", UVICORN, load), server.url, server)
-        took = time.monotonic() - started
+        # Steady means three 0.1 s windows within 10% of each other: another program
+        # taking the core for a moment can keep a run from it. Such a run is measured
+        # once more; a warm-up that never ends early misses both times.
+        for _ in range(2):
+            started = time.monotonic()
+            doc = _run_job(Job("steady", UVICORN, load), server.url, server)
+            took = time.monotonic() - started
+            if doc["adaptive"]["warmup_s"] < 1.0:
+                break
     adaptive = doc["adaptive"]
     assert adaptive["warmup_s"] < 1.0  # steady well before the longest warm-up
     assert adaptive["stopped_by"] == "spread" and adaptive["window_s"] < 4
@@ -508,6 +514,40 @@ def test_experiments_of_one_run_share_a_server_and_stop_it_after_the_last(tmp_pa
             "start",
             "end",
         }  # how busy the machine was, for docs/timing.md
+
+
+def test_side_by_side_points_run_at_once_each_on_its_own_server_and_stop_them(tmp_path):
+    import dataclasses
+
+    from conclab.base.specs import LoadSpec, ServerSpec
+    from conclab.figures.experiment import UVICORN, Job, read_timing, run_experiment
+
+    load = LoadSpec(path="/io?ms=50", concurrency=2, duration=1.5, warmup=0.0)
+    specs = [UVICORN, ServerSpec("fastapi")]
+    exp = dataclasses.replace(
+        REGISTRY["wsgi_vs_asgi"],
+        name="side",
+        jobs=lambda quick: [
+            Job(f"s{i}", spec, load, x=i, keep_records=True) for i, spec in enumerate(specs)
+        ],
+        shares_servers=False,
+        side_by_side=True,
+    )
+    run_experiment(exp, out_dir=tmp_path, results_dir=tmp_path / "r", progress=False)
+    data = read_data(tmp_path / "data" / "side.json")
+    assert [p["status"] for p in data["points"]] == ["complete", "complete"]
+    windows = [(min(p["records"]["start_ns"]), max(p["records"]["end_ns"])) for p in data["points"]]
+    assert max(w[0] for w in windows) < min(w[1] for w in windows)  # they overlapped
+    # Each answered on its own server: two different server processes.
+    pids = [set(p["records"]["worker_pid"]) for p in data["points"]]
+    assert pids[0] and pids[1] and not pids[0] & pids[1]
+    assert not any(psutil.pid_exists(pid) for pid in pids[0] | pids[1])  # both stopped
+    timing = read_timing(tmp_path)["quick"]["side"]
+    per_point = sum(p["warmup_s"] + p["measuring_s"] for p in timing["points"])
+    assert timing["servers"] == 2
+    # The figure's measuring time is the wall time of both, not their sum.
+    assert timing["seconds"]["measuring"] < 0.75 * per_point
+    assert timing["total_s"] == pytest.approx(sum(timing["seconds"].values()), abs=0.05)
 
 
 def test_charts_timing_prints_the_saved_seconds_per_figure_and_phase(tmp_path, capsys):

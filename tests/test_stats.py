@@ -206,6 +206,15 @@ def test_open_loop_latency_includes_time_queued_in_the_client():
     assert s.send_lag_ms_p99 == pytest.approx(300.0)
 
 
+def test_open_loop_latency_of_a_request_sent_early_counts_from_its_send():
+    # Due at 101 ms, sent 1 ms early (a timer that woke early), answered 0.5 ms after
+    # sending: its latency is its round trip, not 0.5 - 1 = -0.5 ms.
+    load = LoadSpec(path="/hello", rate=10.0, duration=1.0)
+    r = result_of([rec(101 * MS, 100_500_000, start=100 * MS)], window=(0, 1 * S), load=load)
+    assert r.summary.latency_ms.p50 == pytest.approx(0.5)
+    assert r.summary.service_ms.p50 == pytest.approx(0.5)
+
+
 def test_errors_are_counted_by_kind_and_kept_out_of_throughput_and_latency():
     records = [
         rec(100 * MS, 200 * MS),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -49,8 +50,9 @@ from ..base.files import atomic_write
 from ..base.paths import FIGURES_DIR, quick_mode, results_root
 from ..base.specs import LoadSpec, ServerSpec
 from ..measuring import results
+from ..measuring.background import Background
 from ..measuring.driver import Interrupted, run_load, watching
-from ..measuring.stats import BIN_S, throughput_spread
+from ..measuring.stats import BIN_S, latency_ns, throughput_spread
 from ..measuring.summary import Summary
 from ..measuring.theory import Overhead, parse_route, predict, slots
 from ..processes import interpreters
@@ -124,6 +126,11 @@ class Experiment:
     # server's memory is the baseline, or its workers get killed), never taken
     # over from an earlier experiment of the same `conclab charts` run (ServerPool).
     shares_servers: bool = True
+    # True: every point runs at the same time, each against its own server. For points
+    # that mostly wait (slow clients held past a 30 s worker timeout) and that measure
+    # seconds-long stalls, not milliseconds: five such points take the time of one.
+    # Needs shares_servers=False and one server spec per point.
+    side_by_side: bool = False
 
     def missing(self) -> str | None:
         """Why this experiment cannot run on this machine, or None."""
@@ -225,7 +232,7 @@ def calibrate(
     one = _quiet_run(server.url, LoadSpec(path=cal, concurrency=1, requests=n, timeout=30))
     c = one.columns()
     ok = c["error"] == ""
-    lat_s = (c["end_ns"] - c["intended_ns"])[ok][1:] / 1e9
+    lat_s = latency_ns(c["intended_ns"], c["start_ns"], c["end_ns"])[ok][1:] / 1e9
     per_request = max(0.0, float(np.median(lat_s)) - s_cal) if lat_s.size else 0.0
     source = f"measured once: 1 user, {n} x {cal}"
     per_connection = 0.0
@@ -516,13 +523,16 @@ class Timing:
         finally:
             self.seconds[name] += time.monotonic() - started
 
-    def point(self, job: Job, doc: dict, seconds: float) -> None:
+    def point(self, job: Job, doc: dict, seconds: float, counted: bool = True) -> None:
+        """One point's seconds; ``counted=False`` for a point that ran beside others,
+        whose wall time the caller adds once for them all."""
         warm = (doc.get("adaptive") or {}).get(
             "warmup_s", 0.0 if hasattr(job, "measure") else job.load.warmup
         )
         warm = min(warm, seconds)
-        self.seconds["warmup"] += warm
-        self.seconds["measuring"] += seconds - warm
+        if counted:
+            self.seconds["warmup"] += warm
+            self.seconds["measuring"] += seconds - warm
         self.points.append(
             {
                 "series": job.series,
@@ -638,6 +648,52 @@ class ServerPool:
         self.close()
 
 
+def _side_by_side(jobs: list[Job], clock: Timing, bar) -> list[tuple[Job, dict]]:
+    """Start a server for each job, run every job at once, stop the servers: [(job, doc)].
+
+    The points' seconds are their own; the experiment's measuring time is the wall
+    time of them all. A Ctrl-C stops the servers, which ends the points in flight
+    (none is kept: each is a whole run of its own, to be measured again).
+    """
+    specs = [job.spec for job in jobs]
+    if len(set(specs)) != len(specs):
+        raise ValueError("side-by-side points need one server each")
+    with contextlib.ExitStack() as stack:
+        with clock.phase("startup"):
+            servers = [stack.enter_context(running(spec)) for spec in specs]
+            clock.servers += len(servers)
+            for spec, server in zip(specs, servers, strict=True):
+                if isinstance(spec, ServerSpec):
+                    wait_for_every_worker(server)
+        bar.set_postfix_str(f"{len(jobs)} points side by side", refresh=True)
+
+        done: dict = {}  # job index -> (doc, seconds)
+
+        def run(i, job, server):
+            started = time.monotonic()
+            doc = _run_job(job, server.url, server)
+            doc["summary"] = interpreters.record(doc["summary"], server)
+            done[i] = doc, time.monotonic() - started
+
+        started = time.monotonic()
+        # Daemon threads: after a Ctrl-C the stopped servers end their runs, and
+        # nothing waits for them to go.
+        threads = [
+            Background(functools.partial(run, i, job, server), name=f"conclab-point-{i}").start()
+            for i, (job, server) in enumerate(zip(jobs, servers, strict=True))
+        ]
+        for thread in threads:
+            thread.wait()
+            thread.result()
+        wall = time.monotonic() - started
+        for i, job in enumerate(jobs):
+            clock.point(job, *done[i], counted=False)
+        clock.seconds["measuring"] += wall
+        with clock.phase("startup"):
+            stack.close()
+    return [(job, done[i][0]) for i, job in enumerate(jobs)]
+
+
 def measure(
     exp: Experiment,
     quick: bool | None = None,
@@ -675,6 +731,12 @@ def measure(
     )
     clock = Timing(exp.name, quick, cached=len(jobs) - len(todo))
     try:
+        if exp.side_by_side and todo:
+            for job, doc in _side_by_side(todo, clock, bar):
+                results.write_json(cache / f"{job.key()}.json", doc)
+                points[job.key()] = doc
+                bar.update(1)
+            todo = []
         for spec, group in _group_by_server(todo).items():
             with contextlib.ExitStack() as stack:
                 with clock.phase("startup"):

@@ -7,6 +7,7 @@ from matplotlib.figure import Figure
 
 from ..base.specs import LoadSpec, ServerSpec
 from ..measuring import wrk
+from ..measuring.stats import latency_ns
 from ..processes.launcher import serve
 from .experiment import UVICORN, Experiment, Job, closed_load
 from .plotting import COLORS, by_series, mark_saturated, predicted, spread, xs
@@ -91,13 +92,13 @@ def draw_open_closed(data: dict, fig: Figure) -> None:
         color = COLORS[i % len(COLORS)]
         ax1.plot(
             (intended[ok] - t0) / 1e9,
-            (end[ok] - intended[ok]) / 1e6,
+            latency_ns(intended[ok], start[ok], end[ok]) / 1e6,
             ".",
             ms=3,
             color=color,
             label=p["series"],
         )
-        lat = np.sort((end[ok] - intended[ok]) / 1e6)
+        lat = np.sort(latency_ns(intended[ok], start[ok], end[ok]) / 1e6)
         if lat.size:
             ax2.plot(
                 lat,

@@ -158,6 +158,18 @@ def percentiles(values_ms) -> Percentiles:
     return Percentiles(p50=p50, p90=p90, p99=p99, max=float(arr.max()), mean=float(arr.mean()))
 
 
+def latency_ns(intended, start, end):
+    """Each request's latency, from when it was due (its intended start) to its answer.
+
+    A request sent late counts its wait: the queue a slow server causes (open loop),
+    which a latency from the actual send would hide. One sent early counts from when
+    it was sent: an event loop's timer can end a sleep up to a millisecond early
+    (uvloop counts whole milliseconds from a cached clock), and no request is
+    faster than its own round trip. Takes numbers or numpy arrays.
+    """
+    return end - np.minimum(intended, start)
+
+
 def summarize(result) -> Summary:
     """The summary of a :class:`conclab.measuring.driver.LoadResult`."""
     c = columns(result.records)
@@ -169,7 +181,7 @@ def summarize(result) -> Summary:
     # dropping those that started during warm-up would bias it low.
     done_in_window = (c["end_ns"] >= w0) & (c["end_ns"] <= w1)
     open_loop = result.load.rate is not None
-    latency_ms = (c["end_ns"] - c["intended_ns"]) / 1e6
+    latency_ms = latency_ns(c["intended_ns"], c["start_ns"], c["end_ns"]) / 1e6
     service_ms = (c["end_ns"] - c["start_ns"]) / 1e6
     send_lag_ms = (c["start_ns"] - c["intended_ns"]) / 1e6
     good = measured & ok
@@ -183,7 +195,7 @@ def summarize(result) -> Summary:
         if open_loop:
             cycle_ns = 1e9 / result.load.rate
         elif in_window.any():
-            cycle_ns = float(np.mean((c["end_ns"] - c["intended_ns"])[in_window]))
+            cycle_ns = float(np.mean(latency_ms[in_window]) * 1e6)
     throughput = smoothed_throughput(c["end_ns"][ok], w0, w1, cycle_ns)
     # A run bounded by its number of requests (a wave) has no steady stretch to bin.
     spread = (

@@ -30,9 +30,10 @@ from matplotlib.figure import Figure
 
 from ..base.specs import FIELDS
 from ..measuring import driver
+from ..measuring.stats import latency_ns
 
-INTENDED, END, STATUS, ERROR = (
-    FIELDS.index(n) for n in ("intended_ns", "end_ns", "status", "error")
+INTENDED, START, END, STATUS, ERROR = (
+    FIELDS.index(n) for n in ("intended_ns", "start_ns", "end_ns", "status", "error")
 )
 FRAME_INCHES = (9.0, 5.2)
 FRAME_DPI = 72  # a small PNG: cheap to draw (tens of ms), sharp enough on a projector
@@ -129,7 +130,9 @@ class LiveChart:
             if rec[ERROR] or not rec[STATUS]:
                 seg.errors[second] = seg.errors.get(second, 0) + 1
             else:
-                seg.latencies.setdefault(second, []).append((rec[END] - rec[INTENDED]) / 1e6)
+                seg.latencies.setdefault(second, []).append(
+                    latency_ns(rec[INTENDED], rec[START], rec[END]) / 1e6
+                )
         seg.seen = count
         now_s = (time.monotonic_ns() - run.started_ns) / 1e9
         seg.in_flight.append((now_s, run.in_flight))
