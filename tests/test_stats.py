@@ -405,12 +405,13 @@ def test_spread_gives_the_throughput_of_each_half_second():
 
 
 def test_a_window_shorter_than_two_bins_is_cut_in_halves_and_a_tiny_one_has_no_spread():
-    # Quick mode's 0.6 s window: two bins of 0.3 s, each at the one user's 10 req/s.
+    # Quick mode's 0.5 s window, ending a little early: two bins of about 0.25 s,
+    # each at the one user's 10 req/s.
     ends = columns(one_user(100 * MS, 1 * S))["end_ns"]
-    halves = throughput_spread(ends, 0, 600 * MS, 100 * MS)
-    assert halves.bin_s == pytest.approx(0.3)
+    halves = throughput_spread(ends, 0, 498 * MS, 100 * MS)
+    assert halves.bin_s == pytest.approx(0.249)
     assert halves.bins_rps == pytest.approx([10.0, 10.0], rel=0.1)
-    assert throughput_spread(ends, 0, 400 * MS, 100 * MS) is None  # halves under 0.25 s
+    assert throughput_spread(ends, 0, 400 * MS, 100 * MS) is None  # halves under 0.24 s
 
 
 def test_a_run_bounded_by_its_requests_has_no_spread():

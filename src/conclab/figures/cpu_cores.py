@@ -84,7 +84,7 @@ def jobs_memory(quick: bool) -> list[Job]:
     procs = [1, 4] if quick else [1, 4, 16]
     threads = [1, 64] if quick else [1, 4, 16, 64, 256]
     coros = [1, 64] if quick else [1, 4, 16, 64, 256, 1000]
-    hold = "/io?ms=1000" if quick else "/io?ms=3000"
+    hold = "/io?ms=600" if quick else "/io?ms=3000"
 
     def load(n: int) -> LoadSpec:
         return LoadSpec(path=hold, concurrency=n, requests=n, timeout=30)

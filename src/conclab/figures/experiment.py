@@ -126,10 +126,11 @@ class Experiment:
     # server's memory is the baseline, or its workers get killed), never taken
     # over from an earlier experiment of the same `conclab charts` run (ServerPool).
     shares_servers: bool = True
-    # True: every point runs at the same time, each against its own server. For points
-    # that mostly wait (slow clients held past a 30 s worker timeout) and that measure
-    # seconds-long stalls, not milliseconds: five such points take the time of one.
-    # Needs shares_servers=False and one server spec per point.
+    # True: every point runs at the same time, each against a server of its own. For
+    # points whose servers mostly wait (slow clients held past a 30 s worker timeout,
+    # a loop blocked in time.sleep) and whose lesson is in stalls of tens of
+    # milliseconds or more: five such points take the time of one. Needs
+    # shares_servers=False.
     side_by_side: bool = False
 
     def missing(self) -> str | None:
@@ -156,9 +157,9 @@ def closed_load(
     return LoadSpec(
         path=path,
         concurrency=n,
-        # quick: 0.6 s, whose two halves still give the spread (measuring.stats.MIN_BIN_S)
-        warmup=warmup if warmup is not None else (0.2 if quick else 0.5),
-        duration=duration or (0.6 if quick else 2.0),
+        # quick: 0.5 s, whose two halves still give the spread (measuring.stats.MIN_BIN_S)
+        warmup=warmup if warmup is not None else (0.15 if quick else 0.5),
+        duration=duration or (0.5 if quick else 2.0),
         timeout=timeout,
         transport=transport,
     )
@@ -594,6 +595,31 @@ def _calibrate_group(server, spec: ServerSpec, group, quick: bool = False) -> di
     return out
 
 
+class _Stops:
+    """Servers stopping in the background while the next one starts.
+
+    Stopping a server takes 0.2 to 0.5 s, mostly Gunicorn's master waiting for its
+    workers to exit, and starting the next takes about as long: the two overlap.
+    Nothing is measured beside a server still stopping: ``wait()`` comes before
+    every calibration, point and extra measurement.
+    """
+
+    def __init__(self):
+        self.pending: list[Background] = []
+
+    def later(self, stack: contextlib.ExitStack) -> None:
+        self.pending.append(Background(stack.close, name="conclab-stop").start())
+
+    def wait(self) -> None:
+        while self.pending:
+            stopping = self.pending.pop(0)
+            stopping.wait()
+            stopping.result()
+
+
+_STOPS = _Stops()
+
+
 def _group_by_server(jobs):
     groups: dict = {}
     for job in jobs:
@@ -635,11 +661,12 @@ class ServerPool:
         for spec in self.specs(exp):
             self.left[spec] = self.left.get(spec, 1) - 1
             if self.left[spec] <= 0 and spec in self.running:
-                self.running.pop(spec)[0].close()
+                _STOPS.later(self.running.pop(spec)[0])
 
     def close(self) -> None:
         while self.running:
             self.running.popitem()[1][0].close()
+        _STOPS.wait()
 
     def __enter__(self):
         return self
@@ -648,7 +675,9 @@ class ServerPool:
         self.close()
 
 
-def _side_by_side(jobs: list[Job], clock: Timing, bar) -> list[tuple[Job, dict]]:
+def _side_by_side(
+    jobs: list[Job], clock: Timing, bar, quick: bool = False
+) -> list[tuple[Job, dict]]:
     """Start a server for each job, run every job at once, stop the servers: [(job, doc)].
 
     The points' seconds are their own; the experiment's measuring time is the wall
@@ -656,8 +685,6 @@ def _side_by_side(jobs: list[Job], clock: Timing, bar) -> list[tuple[Job, dict]]
     (none is kept: each is a whole run of its own, to be measured again).
     """
     specs = [job.spec for job in jobs]
-    if len(set(specs)) != len(specs):
-        raise ValueError("side-by-side points need one server each")
     with contextlib.ExitStack() as stack:
         with clock.phase("startup"):
             servers = [stack.enter_context(running(spec)) for spec in specs]
@@ -665,13 +692,21 @@ def _side_by_side(jobs: list[Job], clock: Timing, bar) -> list[tuple[Job, dict]]
             for spec, server in zip(specs, servers, strict=True):
                 if isinstance(spec, ServerSpec):
                     wait_for_every_worker(server)
+            _STOPS.wait()
+        with clock.phase("calibration"):  # one server at a time, as for any point
+            overheads = [
+                _calibrate_group(server, spec, [job], quick).get(_calibration_key(job, quick))
+                if isinstance(spec, ServerSpec)
+                else None
+                for job, spec, server in zip(jobs, specs, servers, strict=True)
+            ]
         bar.set_postfix_str(f"{len(jobs)} points side by side", refresh=True)
 
         done: dict = {}  # job index -> (doc, seconds)
 
         def run(i, job, server):
             started = time.monotonic()
-            doc = _run_job(job, server.url, server)
+            doc = _run_job(job, server.url, server, overheads[i])
             doc["summary"] = interpreters.record(doc["summary"], server)
             done[i] = doc, time.monotonic() - started
 
@@ -689,8 +724,7 @@ def _side_by_side(jobs: list[Job], clock: Timing, bar) -> list[tuple[Job, dict]]
         for i, job in enumerate(jobs):
             clock.point(job, *done[i], counted=False)
         clock.seconds["measuring"] += wall
-        with clock.phase("startup"):
-            stack.close()
+        _STOPS.later(stack.pop_all())  # they stop while the next server starts
     return [(job, done[i][0]) for i, job in enumerate(jobs)]
 
 
@@ -732,7 +766,7 @@ def measure(
     clock = Timing(exp.name, quick, cached=len(jobs) - len(todo))
     try:
         if exp.side_by_side and todo:
-            for job, doc in _side_by_side(todo, clock, bar):
+            for job, doc in _side_by_side(todo, clock, bar, quick):
                 results.write_json(cache / f"{job.key()}.json", doc)
                 points[job.key()] = doc
                 bar.update(1)
@@ -740,7 +774,8 @@ def measure(
         for spec, group in _group_by_server(todo).items():
             with contextlib.ExitStack() as stack:
                 with clock.phase("startup"):
-                    if pool is not None and exp.shares_servers:
+                    pooled = pool is not None and exp.shares_servers
+                    if pooled:
                         server, started = pool.get(spec)
                     else:
                         server, started = stack.enter_context(running(spec)), True
@@ -750,6 +785,7 @@ def measure(
                             f"{spec.label}: booting every worker, calibrating", refresh=True
                         )
                         wait_for_every_worker(server)
+                    _STOPS.wait()
                 with clock.phase("calibration"):
                     overheads = (
                         _calibrate_group(server, spec, group, quick)
@@ -774,11 +810,13 @@ def measure(
                     results.write_json(cache / f"{job.key()}.json", doc)
                     points[job.key()] = doc
                     bar.update(1)
-                with clock.phase("startup"):  # stopping the server counts with starting it
-                    stack.close()
-        if pool is not None:
-            with clock.phase("startup"):
+                if not pooled:  # it stops while the next server starts (_Stops)
+                    _STOPS.later(stack.pop_all())
+        with clock.phase("startup"):
+            if pool is not None:
                 pool.finished(exp)
+            else:  # nothing else of this run to overlap with
+                _STOPS.wait()
     finally:
         bar.close()
     data = {
@@ -792,6 +830,8 @@ def measure(
         "points": [points[j.key()] for j in jobs if j.key() in points],
     }
     if exp.extra:
+        with clock.phase("startup"):
+            _STOPS.wait()
         with clock.phase("extra"):
             data["extra"] = exp.extra(quick)
     data["timing"] = clock.to_dict()

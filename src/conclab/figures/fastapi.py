@@ -220,8 +220,8 @@ def cliff_points(quick: bool) -> dict[int, list[int]]:
 def jobs_cliff(quick: bool) -> list[Job]:
     # The slow requests must outlast the probes: each probe that finds no token
     # waits for the next slow one to end, up to slow_ms.
-    slow_ms = 500 if quick else 1000
-    probe_s = 1.0 if quick else 2.0
+    slow_ms = 300 if quick else 1000
+    probe_s = 0.6 if quick else 2.0  # quick: 6 probes a point, each side of the cliff
     out = []
     for tokens, ns in cliff_points(quick).items():
         for n in ns:

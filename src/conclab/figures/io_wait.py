@@ -67,7 +67,7 @@ def jobs_blocking(quick: bool) -> list[Job]:
             n,
             quick,
             warmup=BLOCKED_WARMUP if blocked else None,
-            # quick: 1 s, not the usual 0.6 s - a kept-alive probe waits one turn of the
+            # quick: 1 s, not the usual 0.5 s - a kept-alive probe waits one turn of the
             # blocked loop (~0.5 s) per request, and its window must hold one of them
             duration=1.0 if quick else 3.0,
         )
@@ -185,6 +185,10 @@ BLOCKING = Experiment(
     "await or a threadpool keep the loop free.",
     jobs_blocking,
     draw=draw_blocking,
+    # Its servers wait (in time.sleep, or on the loop's timers), and its lesson is in
+    # turns of 50 ms and more: the four points run at once, each on a Uvicorn of its own.
+    shares_servers=False,
+    side_by_side=True,
 )
 THREADPOOL = Experiment(
     "threadpool",

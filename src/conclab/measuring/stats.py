@@ -117,7 +117,9 @@ def smoothed_throughput(ends, w0, w1, ramp_ns) -> float:
     return float(np.sum(weight) / ((span - ramp) / 1e9))
 
 
-MIN_BIN_S = 0.25  # a shorter window (quick mode's 0.6 s) is cut in two bins, none shorter
+# A shorter window (quick mode's 0.5 s) is cut in two bins, none shorter than this: a
+# window ends within a few milliseconds of its duration, either side.
+MIN_BIN_S = 0.24
 
 
 def throughput_spread(ends, w0, w1, ramp_ns=0, bin_s: float = BIN_S) -> Spread | None:
