@@ -88,14 +88,13 @@ def test_footers_name_each_servers_python_and_gil_state():
     from conclab.base.paths import FIGURES_DIR
     from conclab.figures.experiment import read_data
 
-    saved = read_data(FIGURES_DIR / "data" / "blocking.json")["points"][0][
-        "summary"
-    ]  # no server_python
+    saved = read_data(FIGURES_DIR / "data" / "blocking.json")["points"][0]["summary"]
     points = [
         {"summary": saved.replace(server_python="3.13.5", server_gil_enabled=False)},
         {"summary": saved.replace(server_python="3.11.2", server_gil_enabled=True)},
         {"summary": saved.replace(server_python="3.13.5", server_gil_enabled=False)},
-        {"summary": saved},
+        # measured before servers reported their Python
+        {"summary": saved.replace(server_python=None, server_gil_enabled=None)},
     ]
     words = interpreters.footer_words(points, "3.11.2")
     assert words == (

@@ -50,9 +50,10 @@ def test_every_committed_summary_loads_and_saves_back_unchanged(path):
 
 
 def a_summary(**changes):
+    """A committed summary, without the optional fields (unset, as in older data)."""
     path = committed_data()[0]
     return Summary.from_dict(json.loads(path.read_text())["points"][0]["summary"]).replace(
-        **changes
+        **{**dict.fromkeys(OPTIONAL), **changes}
     )
 
 

@@ -102,23 +102,26 @@ def test_memory_is_pss_on_linux_and_rss_labelled_rss_elsewhere(monkeypatch):
 
 
 def test_server_cpu_time_is_counted_with_or_without_schedstat(monkeypatch):
+    # The child spins for 0.3 s of CPU, says so, and waits. (Waiting instead until
+    # psutil counts 0.3 s could wait forever: its clock-tick count can stop short.)
     busy = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import time\nt=time.process_time()\nwhile time.process_time()-t<0.3: pass\ninput()",
+            "import time\nt=time.process_time()\nwhile time.process_time()-t<0.3: pass\n"
+            "print('spun', flush=True)\ninput()",
         ],
         stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        deadline = psutil.Process(busy.pid)
-        while sum(deadline.cpu_times()[:2]) < 0.3:
-            pass
+        assert busy.stdout.readline().strip() == "spun"
         linux = system.process_cpu_ns(busy.pid)
         monkeypatch.setenv(system.FAKE_PLATFORM_VAR, "darwin")
         other = system.process_cpu_ns(busy.pid)
     finally:
-        busy.communicate(b"\n", timeout=10)
+        busy.communicate("\n", timeout=10)
     assert linux >= 0.25e9 and other >= 0.25e9
     assert abs(linux - other) < 0.1e9
 

@@ -366,13 +366,15 @@ class SteadyStop:
 
     @staticmethod
     def applies(job: Job) -> bool:
-        """Plain closed-loop points for a duration; not
-        points with probes, memory samples or own timing."""
+        """Plain closed-loop points for a duration; not points with probes, memory
+        samples or own timing, nor points whose every request is drawn over time
+        (``keep_records``: the figure shows the whole run)."""
         load = job.load
         return (
             not hasattr(job, "measure")
             and not job.probe
             and not job.sample_rss
+            and not job.keep_records
             and load.concurrency is not None
             and load.duration is not None
             and load.requests is None

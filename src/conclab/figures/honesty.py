@@ -174,6 +174,10 @@ OPEN_VS_CLOSED = Experiment(
     "latency growing without bound (coordinated omission).",
     jobs_open_closed,
     draw=draw_open_closed,
+    # One sync worker that waits 50 ms per request, three times: the loads run at once,
+    # each against a server of its own, and a queue grows in seconds, not milliseconds.
+    shares_servers=False,
+    side_by_side=True,
 )
 CLIENT_CEILING = Experiment(
     "client_ceiling",
