@@ -360,14 +360,22 @@ CHILD = textwrap.dedent(
 )
 
 
-def pool_processes(workers):
+def pool_processes(workers, want: int = 1, timeout: float = 10.0):
     """The processes of the app's process pools: children of the workers that
-    multiprocessing started (the resource tracker aside)."""
-    found = []
-    for p in snapshot(workers):
-        with contextlib.suppress(psutil.Error):
-            found += [c for c in p.children() if "multiprocessing.spawn" in " ".join(c.cmdline())]
-    return found
+    multiprocessing started (the resource tracker aside), once ``want`` of them are
+    there or ``timeout`` has passed. A pool process just forked shows its worker's
+    command line until it has exec'd, so it is counted once it has."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for p in snapshot(workers):
+            with contextlib.suppress(psutil.Error):
+                found += [
+                    c for c in p.children() if "multiprocessing.spawn" in " ".join(c.cmdline())
+                ]
+        if len(found) >= want or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 @pytest.mark.faults
@@ -398,7 +406,7 @@ def test_sigkilled_parent_leaves_no_server_behind(tmp_path, kind, workers, manag
         assert len(procs) == len(pids) >= 2  # the guard and the server, all running
         if kind != "wsgi":  # one pool process per usable core, in every worker
             cores = server_cores(ServerSpec(kind))
-            pool = pool_processes(worker_pids)
+            pool = pool_processes(worker_pids, workers * cores)
             assert (
                 len(worker_pids) == workers
                 and len(pool) == workers * cores
@@ -470,9 +478,8 @@ def test_sigkilled_cli_serving_fastapi_leaves_no_process(manager):
         assert len(workers) == 2
         procs = snapshot([guard]) + descendants(guard)
         assert {p.pid for p in procs} >= {guard, int(found[2]), *workers}
-        assert len(pool_processes(workers)) == 2 * server_cores(
-            ServerSpec("fastapi")
-        )  # each worker's pool
+        want = 2 * server_cores(ServerSpec("fastapi"))  # each worker's pool
+        assert len(pool_processes(workers, want)) == want
         r = httpx.get(f"http://127.0.0.1:{port}/process-cpu?ms=1", timeout=10, trust_env=False)
         assert r.status_code == 200 and int(r.headers["x-worker-pid"]) in workers
 
