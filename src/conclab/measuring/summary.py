@@ -114,9 +114,8 @@ class Summary:
     """What one load run measured. Built by :func:`conclab.measuring.stats.summarize`."""
 
     throughput_rps: float  # requests/s: successes in the measured window (edges weighed in)
-    # ms, from the intended start (open loop: the schedule; the send, if that came first)
-    # to the answer: stats.latency_ns
-    latency_ms: Percentiles
+    # open loop: the intended start is the schedule's (stats.latency_ns)
+    latency_ms: Percentiles  # ms, from the intended start (or the send, if earlier) to the answer
     service_ms: Percentiles  # ms, from the actual send to the answer (open loop, uncorrected)
     handler_ms: Percentiles  # ms, the server's handler (X-Start-Ns to X-End-Ns, the server's clock)
     outside_ms: Percentiles  # ms, latency - handler: connect, accept, queue, transfer, client delay
